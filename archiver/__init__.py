@@ -1,0 +1,3 @@
+"""Evidence archiver for law-enforcement body-camera recorders."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""Opening the catalog: engine, sessions, schema upgrades through Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from archiver.errors import DataDirError
+
+CATALOG_FILE = "catalog.db"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # evidence: a committed row survives power loss
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Catalog:
+    """A catalog database: the engine plus a session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> Catalog:
+        return cls(f"sqlite:///{data_dir / CATALOG_FILE}")
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema to the newest migration. Returns (before, after)."""
+        before = self.revision()
+        cfg = _alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return before, head_revision()
+
+    def require_current(self) -> None:
+        """Refuse to work on a catalog that is missing or older than this program."""
+        try:
+            current = self.revision()
+        except SQLAlchemyError as exc:
+            raise DataDirError(f"cannot open the catalog {self.url}: {exc.orig or exc}") from exc
+        if current is None:
+            raise DataDirError(f"no catalog at {self.url}: run 'archiver init' first")
+        if current != head_revision():
+            raise DataDirError(f"the catalog {self.url} is at schema {current}, this program needs "
+                               f"{head_revision()}: run 'archiver init' to upgrade it")
+
+    def close(self) -> None:
+        self.engine.dispose()

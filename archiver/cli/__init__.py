@@ -1,0 +1,98 @@
+"""The command line: a thin click layer over the library. Commands parse, call, format."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from archiver import __version__
+from archiver.config import Config, load_config
+from archiver.errors import ArchiverError
+from archiver.workspace import Workspace, open_workspace
+
+
+@dataclass
+class App:
+    """What every command receives: the global options, and the config loaded on first use."""
+
+    config_file: Path | None
+    data_dir: Path | None
+    verbose: bool
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file, self.data_dir)
+        return self._config
+
+    def workspace(self, *, upgrade: bool = False) -> Workspace:
+        ws = open_workspace(self.config, upgrade=upgrade)
+        click.get_current_context().call_on_close(ws.close)
+        return ws
+
+
+class _Group(click.Group):
+    """Turns an ArchiverError into one line `Error: ...` and the error's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ArchiverError as exc:
+            app = ctx.obj
+            if isinstance(app, App) and app.verbose:
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), envvar="ARCHIVER_CONFIG",
+              help="Config file (TOML), read over /etc/archiver/archiver.toml. Env: ARCHIVER_CONFIG.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), envvar="ARCHIVER_DATA_DIR",
+              help="Folder for the archive and catalog; overrides data_dir. Env: ARCHIVER_DATA_DIR.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress lines and show tracebacks on errors.")
+@click.version_option(__version__, prog_name="archiver")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, verbose: bool) -> None:
+    """Evidence archiver for body-camera recorders: verified ingest, catalog and lookup.
+
+    Exit codes: 0 success; 1 the command ran but found problems (files that failed);
+    2 bad usage or input (missing folder, bad config, unknown reference);
+    3 the archive could not be written (disk full, I/O error).
+    """
+    ctx.obj = App(config_file, data_dir, verbose)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            level=logging.INFO if verbose else logging.CRITICAL)
+
+
+@main.command()
+@click.pass_obj
+def init(app: App) -> None:
+    """Create the data dir and catalog, or upgrade the catalog's schema."""
+    ws = app.workspace(upgrade=True)
+    before, after = ws.schema_before, ws.catalog.revision()
+    if before is None:
+        state = f"catalog created at schema {after}"
+    elif before == after:
+        state = f"catalog up to date (schema {after})"
+    else:
+        state = f"catalog upgraded from schema {before} to {after}"
+    click.echo(f"Data dir {app.config.data_dir}: {state}; archive in {ws.archive.root}.")
+
+
+def _register() -> None:
+    from archiver.cli import daemon, ingest, recordings
+
+    main.add_command(ingest.ingest)
+    main.add_command(recordings.recordings)
+    main.add_command(daemon.daemon)
+
+
+_register()

@@ -1,0 +1,52 @@
+"""`archiver ingest PATH`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archiver.cli import App
+from archiver.cli.output import TerminalProgress, echo_json, human_bytes
+from archiver.ingest import IngestReport
+from archiver.ingest import ingest as run_ingest
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--device", metavar="SERIAL", help="Device serial for files whose names do not carry one.")
+@click.option("--officer", metavar="NO", help="Officer number for files whose names do not carry one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_obj
+def ingest(app: App, path: Path, device: str | None, officer: str | None, as_json: bool) -> None:
+    """Copy every recording under PATH into the archive, verified, and catalog it.
+
+    PATH is a mounted recorder or a folder of dropped files; nothing under it is ever written,
+    renamed or deleted. Files already archived are not copied again. Exit 0 when every
+    recording is archived, 1 when some failed (each is named with the reason).
+    """
+    ws = app.workspace(upgrade=True)
+    progress = TerminalProgress() if TerminalProgress.wanted() else None
+    report = run_ingest(app.config, ws.archive, ws.catalog, path, device, officer, progress)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        _print_summary(report)
+    if report.stopped is not None:
+        raise report.stopped
+    click.get_current_context().exit(report.exit_code)
+
+
+def _print_summary(report: IngestReport) -> None:
+    rate = report.bytes_copied / report.seconds if report.seconds > 0 else 0
+    click.echo(
+        f"{report.source}: {report.ingested} archived, {report.already_archived} already archived, "
+        f"{report.flagged} flagged, {len(report.failed)} failed; "
+        f"{human_bytes(report.bytes_copied)} in {report.seconds:.1f} s ({human_bytes(rate)}/s)"
+    )
+    if report.not_recordings:
+        click.echo(f"Not recordings (listed, not archived): {len(report.not_recordings)}")
+        for item in report.not_recordings:
+            click.echo(f"  {item.rel!r}: {item.reason}")
+    for failure in report.failed:
+        click.echo(f"FAILED {failure['path']!r}: {failure['error']}", err=True)

@@ -1,0 +1,70 @@
+"""Formatting for people (tables, progress) and for scripts (one JSON document on stdout)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+class TerminalProgress:
+    """Files, bytes and throughput on stderr while an ingest runs, when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+            TransferSpeedColumn(), TextColumn("files"), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self._bytes = self._files = None
+
+    @staticmethod
+    def wanted() -> bool:
+        return sys.stderr.isatty()
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self._progress.start()
+        self._bytes = self._progress.add_task("ingest", total=total_bytes)
+        self._files = self._progress.add_task("", total=files, visible=False)
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._bytes, nbytes)
+
+    def file_done(self, rel: str, outcome: str) -> None:
+        self._progress.advance(self._files, 1)
+        done = int(self._progress.tasks[self._files].completed)
+        total = int(self._progress.tasks[self._files].total or 0)
+        self._progress.update(self._bytes, description=f"ingest {done}/{total} files")
+        if outcome == "failed":
+            self._progress.console.print(f"[red]failed[/red] {rel!r}")
+
+    def end(self) -> None:
+        self._progress.stop()

@@ -1,0 +1,76 @@
+"""`archiver recordings list|show`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from archiver.cli import App
+from archiver.cli.output import console, echo_json, human_bytes
+from archiver.lookup import (
+    RecordingFilter,
+    find_recording,
+    list_recordings,
+    parse_time,
+    recording_detail_json,
+    recording_json,
+)
+
+
+@click.group()
+def recordings() -> None:
+    """Look up archived recordings."""
+
+
+@recordings.command("list")
+@click.option("--device", metavar="SERIAL", help="Only this device.")
+@click.option("--officer", metavar="NO", help="Only this officer number.")
+@click.option("--since", metavar="TIME", help="Only recordings running at or after TIME (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Only recordings starting at or before TIME (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def list_(app: App, device, officer, since, until, as_json: bool) -> None:
+    """List recordings, oldest first. Times without an offset are in the configured timezone."""
+    tz = app.config.timezone
+    flt = RecordingFilter(device, officer, parse_time(since, tz) if since else None,
+                          parse_time(until, tz) if until else None)
+    rows = list_recordings(app.workspace().catalog, flt)
+    if as_json:
+        echo_json([recording_json(r, tz) for r in rows])
+        return
+    table = Table("ID", "Start", "Device", "Officer", "Type", "Duration", "Size", "SHA-256", "Flags", "Original path")
+    for r in rows:
+        table.add_row(
+            str(r.id), r.start.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if r.start else "-",
+            r.device_serial or "-", r.officer_no or "-", r.media_type,
+            f"{r.duration_s:.0f} s" if r.duration_s is not None else "-", human_bytes(r.size),
+            r.sha256[:12], ",".join(r.flags or []), repr(r.original_path)[1:-1],
+        )
+    console().print(table)
+    click.echo(f"{len(rows)} recording(s)")
+
+
+@recordings.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def show(app: App, ref: str, as_json: bool) -> None:
+    """Show one recording. REF is its id or a sha256 prefix of 8 or more hex digits."""
+    data = recording_detail_json(find_recording(app.workspace().catalog, ref), app.config.timezone)
+    if as_json:
+        echo_json(data)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key in ("media", "sightings"):
+            continue
+        table.add_row(key, "-" if value in (None, []) else repr(value)[1:-1] if isinstance(value, str)
+                      else ", ".join(value) if isinstance(value, list) else str(value))
+    out = console()
+    out.print(table)
+    media = data["media"] or {}
+    if media:
+        out.print(f"media: {media.get('format')}, "
+                  + "; ".join(f"{s.get('codec_type')} {s.get('codec_name')}" for s in media.get("streams", [])))
+    for s in data["sightings"]:
+        out.print(f"seen: {s['seen_at']} {s['source']} / {s['original_path']!r} (run {s['ingest_run']})")

@@ -1,0 +1,221 @@
+"""Configuration: built-in defaults < /etc/archiver/archiver.toml < --config / ARCHIVER_CONFIG.
+
+`--data-dir` / ARCHIVER_DATA_DIR override `data_dir`. Every key is validated once here into a
+frozen Config that is passed explicitly; nothing reads the configuration anywhere else.
+Relative paths in a config file are read relative to the folder holding that file.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from archiver.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
+SUPPORTED_HASHES = ("sha256", "sm3")
+CLEAR_AFTER = ("never", "verified", "backed_up")
+
+DEFAULT_NAME_PATTERN = r"^(?P<serial>[A-Za-z0-9]+)_(?P<officer>[A-Za-z0-9]+)_(?P<start>\d{14})(?:[_-].*)?$"
+
+# Built-in defaults. Their types are the schema: a key absent here is unknown.
+DEFAULTS: dict[str, Any] = {
+    "data_dir": "/var/lib/archiver",
+    "timezone": "Asia/Shanghai",
+    "hashes": ["sha256"],
+    "naming": {
+        "patterns": [DEFAULT_NAME_PATTERN],
+        "time_format": "%Y%m%d%H%M%S",
+    },
+    "scan": {
+        "system_files": [
+            "*.log", "*.ini", "*.cfg", "*.conf", "*.bin", "*.sys", "*.dat", "*.db", "*.tmp",
+            "Thumbs.db", ".DS_Store", "._*", "System Volume Information", "$RECYCLE.BIN",
+            ".Trashes", ".Spotlight-V100", ".fseventsd", "LOG", "LOGS", "SYSTEM",
+        ],
+    },
+    "dock": {
+        "mount_roots": ["/media", "/run/media"],
+        "inboxes": [],
+        "settle_seconds": 5,
+        "max_parallel": 2,
+        "clear_after": "never",
+    },
+    "linking": {
+        "clock_tolerance_s": 30,
+        "max_gap_s": 3,
+    },
+    "backup": {
+        "targets": [],
+        "recipients": [],
+    },
+}
+
+# Keys holding paths (resolved relative to the file that sets them).
+_PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets"}
+
+
+@dataclass(frozen=True)
+class NamingConfig:
+    patterns: tuple[re.Pattern[str], ...]
+    time_format: str
+
+
+@dataclass(frozen=True)
+class DockConfig:
+    mount_roots: tuple[Path, ...]
+    inboxes: tuple[Path, ...]
+    settle_seconds: float
+    max_parallel: int
+    clear_after: str
+
+
+@dataclass(frozen=True)
+class LinkingConfig:
+    clock_tolerance_s: float
+    max_gap_s: float
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    targets: tuple[Path, ...]
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    timezone: ZoneInfo
+    hashes: tuple[str, ...]
+    naming: NamingConfig
+    system_files: tuple[str, ...]
+    dock: DockConfig
+    linking: LinkingConfig
+    backup: BackupConfig
+    files: tuple[Path, ...]  # the config files that were read, lowest precedence first
+
+
+def load_config(
+    config_file: Path | None = None,
+    data_dir: Path | None = None,
+    system_file: Path = SYSTEM_CONFIG,
+) -> Config:
+    """Read the layered configuration and validate every key."""
+    merged = copy.deepcopy(DEFAULTS)
+    files: list[Path] = []
+    if system_file.is_file():
+        _overlay(merged, _read_toml(system_file), system_file, "")
+        files.append(system_file)
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} not found: check --config / ARCHIVER_CONFIG")
+        _overlay(merged, _read_toml(config_file), config_file, "")
+        files.append(config_file)
+    if data_dir is not None:
+        merged["data_dir"] = str(Path(data_dir).absolute())
+    return _build(merged, tuple(files))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix: str) -> None:
+    for key, value in layer.items():
+        name = f"{prefix}{key}"
+        if key not in target:
+            raise ConfigError(f"unknown key '{name}' in {source}: see config/archiver.toml for the keys")
+        default = target[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{name}' in {source} must be a table ([{name}])")
+            _overlay(default, value, source, f"{name}.")
+            continue
+        _check_type(name, default, value, source)
+        if name in _PATH_KEYS:
+            value = _resolve(value, source.parent)
+        target[key] = value
+
+
+def _check_type(name: str, default: Any, value: Any, source: Path) -> None:
+    if isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        want = "a list of strings"
+    elif isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+    else:
+        ok, want = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"'{name}' in {source} must be {want}, not {value!r}")
+
+
+def _resolve(value: str | list[str], base: Path) -> str | list[str]:
+    if isinstance(value, list):
+        return [str((base / v).absolute()) if v else v for v in value]
+    return str((base / value).absolute()) if value else value
+
+
+def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
+    where = files[-1] if files else "the built-in defaults"
+    try:
+        tz = ZoneInfo(raw["timezone"])
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown timezone '{raw['timezone']}' in {where}: use an IANA name such as "
+                          "Asia/Shanghai") from exc
+    hashes = tuple(dict.fromkeys(raw["hashes"]))
+    bad = [h for h in hashes if h not in SUPPORTED_HASHES]
+    if bad or "sha256" not in hashes:
+        raise ConfigError(f"'hashes' in {where} must include sha256 and may add sm3, not {list(raw['hashes'])}")
+    naming = raw["naming"]
+    patterns = []
+    for text in naming["patterns"]:
+        try:
+            pattern = re.compile(text)
+        except re.error as exc:
+            raise ConfigError(f"'naming.patterns' entry {text!r} in {where} is not a valid regex: {exc}") from exc
+        if "start" not in pattern.groupindex and "serial" not in pattern.groupindex:
+            raise ConfigError(f"'naming.patterns' entry {text!r} in {where} needs a (?P<serial>...) or "
+                              "(?P<start>...) group")
+        patterns.append(pattern)
+    dock = raw["dock"]
+    if dock["clear_after"] not in CLEAR_AFTER:
+        raise ConfigError(f"'dock.clear_after' in {where} must be one of {', '.join(CLEAR_AFTER)}")
+    if int(dock["max_parallel"]) < 1 or dock["settle_seconds"] < 0:
+        raise ConfigError(f"'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative "
+                          f"in {where}")
+    if not raw["data_dir"]:
+        raise ConfigError(f"'data_dir' in {where} is empty: give the folder for the archive and catalog")
+    return Config(
+        data_dir=Path(raw["data_dir"]),
+        timezone=tz,
+        hashes=hashes,
+        naming=NamingConfig(tuple(patterns), naming["time_format"]),
+        system_files=tuple(raw["scan"]["system_files"]),
+        dock=DockConfig(
+            mount_roots=tuple(Path(p) for p in dock["mount_roots"]),
+            inboxes=tuple(Path(p) for p in dock["inboxes"]),
+            settle_seconds=float(dock["settle_seconds"]),
+            max_parallel=int(dock["max_parallel"]),
+            clear_after=dock["clear_after"],
+        ),
+        linking=LinkingConfig(float(raw["linking"]["clock_tolerance_s"]), float(raw["linking"]["max_gap_s"])),
+        backup=BackupConfig(
+            targets=tuple(Path(p) for p in raw["backup"]["targets"]),
+            recipients=tuple(raw["backup"]["recipients"]),
+        ),
+        files=files,
+    )

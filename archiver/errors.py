@@ -1,0 +1,67 @@
+"""One error hierarchy. Each class carries its exit code; the CLI prints `Error: <message>`.
+
+Errors that stop a command derive from ArchiverError. Problems with a single file during
+an ingest derive from FileProblem: they are reported per file and do not stop the run.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class ArchiverError(Exception):
+    """A command cannot go on. The message says what happened and what to do, in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(ArchiverError):
+    """The configuration is invalid (unknown key, bad value, unreadable file)."""
+
+
+class DataDirError(ArchiverError):
+    """The data directory is missing, unwritable or not initialised."""
+
+
+class SourceError(ArchiverError):
+    """The folder to ingest is missing or unreadable."""
+
+
+class NotFoundError(ArchiverError):
+    """A reference (recording id, hash prefix) matches nothing, or more than one thing."""
+
+
+class ArchiveStorageError(ArchiverError):
+    """Writing to the archive failed (disk full, I/O error): the run stops, the catalog stays consistent."""
+
+    exit_code = 3
+
+
+class ArchiveFullError(ArchiveStorageError):
+    """The archive disk is full."""
+
+
+class FileProblem(Exception):
+    """One file could not be archived; the ingest goes on with the others."""
+
+
+class SourceChangedError(FileProblem):
+    """The source file changed (size or mtime) while it was being copied."""
+
+
+class SourceReadError(FileProblem):
+    """Reading the source file failed (recorder removed, I/O error, permission)."""
+
+
+class VerifyError(FileProblem):
+    """The archived copy read back differs from what was read off the recorder."""
+
+
+def storage_error(exc: OSError, where: str) -> ArchiveStorageError:
+    """Turn an OSError raised while writing the archive into the matching ArchiverError."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ArchiveFullError(
+            f"archive disk full at {where}: free space there (or point data_dir elsewhere), "
+            "then run the ingest again; files already archived stay archived"
+        )
+    return ArchiveStorageError(f"cannot write to the archive at {where}: {exc.strerror or exc}")

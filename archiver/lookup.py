@@ -1,0 +1,111 @@
+"""Finding recordings in the catalog, and the design's JSON shape for one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import selectinload
+
+from archiver.catalog import Catalog, Recording
+from archiver.errors import ArchiverError, NotFoundError
+
+_HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
+
+
+def parse_time(text: str, tz: tzinfo) -> datetime:
+    """ISO 8601 with or without an offset (then in `tz`); a bare date means its midnight."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ArchiverError(f"cannot read time {text!r}: use ISO 8601, e.g. 2022-11-03T09:36:21+08:00 "
+                            "or 2022-11-03") from None
+    if len(text.strip()) == 10:
+        value = datetime.combine(value.date(), time())
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+@dataclass(frozen=True)
+class RecordingFilter:
+    device: str | None = None
+    officer: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.device:
+            query = query.where(Recording.device_serial == self.device)
+        if self.officer:
+            query = query.where(Recording.officer_no == self.officer)
+        if self.since:
+            # a recording still running at `since` counts
+            query = query.where(or_(Recording.end >= self.since,
+                                    (Recording.end.is_(None)) & (Recording.start >= self.since)))
+        if self.until:
+            query = query.where(Recording.start <= self.until)
+        return query
+
+
+def list_recordings(catalog: Catalog, flt: RecordingFilter) -> list[Recording]:
+    query = flt.apply(select(Recording)).order_by(Recording.start.is_(None), Recording.start, Recording.id)
+    with catalog.session() as session:
+        return list(session.scalars(query))
+
+
+def find_recording(catalog: Catalog, ref: str) -> Recording:
+    """A recording by id, or by sha256 (a prefix of 8 or more hex digits)."""
+    ref = ref.strip()
+    if not (ref.isdigit() or _HEX.match(ref)):
+        raise NotFoundError(f"{ref!r} is neither a recording id nor a sha256 prefix of 8+ hex digits")
+    query = select(Recording).options(selectinload(Recording.sightings))
+    with catalog.session() as session:
+        matches = []
+        if _HEX.match(ref):
+            matches = list(session.scalars(query.where(Recording.sha256.startswith(ref.lower())).limit(2)))
+        if not matches and ref.isdigit():
+            matches = list(session.scalars(query.where(Recording.id == int(ref))))
+    if not matches:
+        raise NotFoundError(f"no recording with id or sha256 prefix {ref}: see 'archiver recordings list'")
+    if len(matches) > 1:
+        raise NotFoundError(f"sha256 prefix {ref} matches several recordings: give more digits")
+    return matches[0]
+
+
+def _iso(value: datetime | None, tz: tzinfo) -> str | None:
+    return value.astimezone(tz).isoformat() if value else None
+
+
+def recording_json(rec: Recording, tz: tzinfo, cases: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "sha256": rec.sha256,
+        "sm3": rec.sm3,
+        "size": rec.size,
+        "media_type": rec.media_type,
+        "original_path": rec.original_path,
+        "device_serial": rec.device_serial,
+        "officer_no": rec.officer_no,
+        "start": _iso(rec.start, tz),
+        "end": _iso(rec.end, tz),
+        "duration_s": rec.duration_s,
+        "archive_path": rec.archive_path,
+        "ingested_at": _iso(rec.ingested_at, tz),
+        "verified_at": _iso(rec.verified_at, tz),
+        "flags": list(rec.flags or []),
+        "cases": cases or [],
+    }
+
+
+def recording_detail_json(rec: Recording, tz: tzinfo) -> dict[str, Any]:
+    """`recordings show`: the recording plus its probe facts and every place it was seen."""
+    data = recording_json(rec, tz)
+    data["media"] = rec.media
+    data["sightings"] = [
+        {"source": s.source, "original_path": s.original_path, "device": s.device_key or None,
+         "size": s.size, "seen_at": _iso(s.seen_at, tz), "ingest_run": s.ingest_run_id}
+        for s in rec.sightings
+    ]
+    return data

@@ -1,0 +1,104 @@
+"""Walk a recorder (or inbox) and list what is on it, touching nothing.
+
+Symlinks are never followed, the walk never leaves the filesystem it started on, and a folder
+reached twice (a bind-mount loop) is entered once. The device's own system and log files are
+listed but not offered as recordings.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from archiver.errors import SourceError
+
+
+@dataclass(frozen=True)
+class Found:
+    path: Path  # absolute path on the recorder
+    rel: str  # path relative to the scanned folder, '/'-separated, exactly as on the device
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    rel: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    files: list[Found] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # listed, not recordings
+    unreadable: list[Skipped] = field(default_factory=list)  # could hold recordings: a failure
+
+
+def is_system_name(name: str, patterns: tuple[str, ...]) -> bool:
+    lowered = name.lower()
+    return any(fnmatchcase(lowered, p.lower()) for p in patterns)
+
+
+def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
+    """List every regular file under `source` (a folder, or one file)."""
+    try:
+        top = os.stat(source)  # the path given may itself be a symlink to the mount point
+    except FileNotFoundError:
+        raise SourceError(f"{source} does not exist: give the folder where the recorder is mounted") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
+    root = Path(os.path.abspath(source))
+    result = ScanResult(root)
+    if stat.S_ISREG(top.st_mode):
+        result.root = root.parent
+        result.files.append(Found(root, root.name, top.st_size, top.st_mtime_ns))
+        return result
+    if not stat.S_ISDIR(top.st_mode):
+        raise SourceError(f"{source} is neither a folder nor a regular file")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise SourceError(f"cannot read {source}: permission denied")
+
+    seen: set[tuple[int, int]] = {(top.st_dev, top.st_ino)}
+    pending: list[tuple[Path, str, bool]] = [(root, "", False)]
+    while pending:
+        folder, prefix, in_system = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if folder == root:
+                raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
+            result.unreadable.append(Skipped(prefix.rstrip("/"), f"folder not readable: {exc.strerror}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                result.unreadable.append(Skipped(rel, f"cannot stat: {exc.strerror}"))
+                continue
+            system = in_system or is_system_name(entry.name, system_files)
+            if stat.S_ISLNK(st.st_mode):
+                result.skipped.append(Skipped(rel, "symlink, not followed"))
+            elif stat.S_ISDIR(st.st_mode):
+                if st.st_dev != top.st_dev:
+                    result.skipped.append(Skipped(rel, "another filesystem mounted here, not crossed"))
+                elif (st.st_dev, st.st_ino) in seen:
+                    result.skipped.append(Skipped(rel, "folder already visited (directory loop), not entered"))
+                else:
+                    seen.add((st.st_dev, st.st_ino))
+                    subfolders.append((Path(entry.path), rel + "/", system))
+            elif not stat.S_ISREG(st.st_mode):
+                result.skipped.append(Skipped(rel, "not a regular file"))
+            elif system:
+                result.skipped.append(Skipped(rel, "device system or log file"))
+            else:
+                result.files.append(Found(Path(entry.path), rel, st.st_size, st.st_mtime_ns))
+        pending.extend(reversed(subfolders))
+    result.files.sort(key=lambda f: f.rel)
+    return result

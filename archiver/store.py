@@ -1,0 +1,417 @@
+"""The archive on disk: files written once (temp + fsync + rename + folder fsync), read back
+past the page cache, made read-only; per-day manifests that `sha256sum -c` accepts.
+
+Layout under the data dir: `archive/YYYY/MM/DD/<serial>/<name>`, with `manifest-sha256.txt`
+(and `manifest-sm3.txt` when SM3 is configured) in each day folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import mmap
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+from archiver.errors import (
+    DataDirError,
+    FileProblem,
+    SourceChangedError,
+    SourceReadError,
+    storage_error,
+)
+
+CHUNK = 1 << 20
+TEMP_PREFIX = ".tmp-"
+ARCHIVE_DIR = "archive"
+_NAME_MAX = 255
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _CryptographySM3:
+    """SM3 through the cryptography package, for an OpenSSL whose hashlib lacks it."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives import hashes
+
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self._hash.update(bytes(data))
+
+    def hexdigest(self) -> str:
+        return self._hash.finalize().hex()
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    if algorithm == "sm3" and "sm3" not in hashlib.algorithms_available:
+        return _CryptographySM3()
+    return hashlib.new(algorithm)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def safe_name(name: str) -> str:
+    """The name a file gets in the archive: control characters and '/' replaced, never hidden.
+
+    The original name is kept exactly in the catalog; the archive name only has to be safe
+    for shells, manifests and the temp-file convention (a leading dot is reserved).
+    """
+    cleaned = "".join("_" if ord(c) < 32 or c in "/\x7f" else c for c in name)
+    if not cleaned or cleaned in (".", "..") or cleaned.startswith("."):
+        cleaned = "_" + cleaned
+    return _fit(cleaned)
+
+
+def _fit(name: str, budget: int = _NAME_MAX) -> str:
+    """Shorten a name's stem so the whole name fits `budget` bytes, keeping the extension."""
+    if len(name.encode()) <= budget:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    room = budget - len(suffix.encode())
+    return stem.encode()[:room].decode("utf-8", "ignore") + suffix
+
+
+def alternate_name(name: str, sha256: str) -> str:
+    """The name for a different file that arrives under a name already taken that day."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        return _fit(f"{name}.{sha256[:12]}")
+    tail = f".{sha256[:12]}.{ext}"
+    return _fit(stem, _NAME_MAX - len(tail.encode())) + tail
+
+
+@dataclass(frozen=True)
+class SourceStat:
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Copied:
+    temp: Path
+    size: int
+    digests: dict[str, str]
+
+
+class Archive:
+    """The archive folder of one data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.root = data_dir / ARCHIVE_DIR
+
+    # -- layout -------------------------------------------------------------------------
+    def day_folder(self, day: date) -> Path:
+        return self.root / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.data_dir).as_posix()
+
+    def ensure_folder(self, folder: Path) -> list[Path]:
+        """Create `folder` and any missing parents, making each new entry durable. Returns those created."""
+        missing = []
+        probe = folder
+        while not probe.is_dir():
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(exist_ok=True)
+                fsync_dir(path.parent)
+            except OSError as exc:
+                raise storage_error(exc, str(path)) from exc
+        return list(reversed(missing))
+
+    @staticmethod
+    def drop_empty(created: list[Path]) -> None:
+        """Remove folders `ensure_folder` made if nothing was put in them (innermost first)."""
+        for path in reversed(created):
+            try:
+                path.rmdir()
+            except OSError:
+                return
+
+    # -- writing ------------------------------------------------------------------------
+    def copy_in(self, source: Path, folder: Path, name: str, algorithms: Iterable[str],
+                expected: SourceStat, on_bytes=None) -> Copied:
+        """Copy `source` to a temp file in `folder`, hashing in the same read pass.
+
+        The temp file is fsynced before this returns. Raises SourceChangedError if the source's
+        size or mtime moved during the copy, SourceReadError if reading it failed, and an
+        ArchiveStorageError if writing failed; in every case the temp file is gone.
+        """
+        hashers = {a: new_hasher(a) for a in algorithms}
+        src_fd = _open_source(source)
+        temp = folder / _fit(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}")
+        try:
+            before = os.fstat(src_fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise SourceReadError("no longer a regular file")
+            if (before.st_size, before.st_mtime_ns) != (expected.size, expected.mtime_ns):
+                raise SourceChangedError("changed since the scan; ingest again once the recorder is idle")
+            _advise(src_fd, os.POSIX_FADV_SEQUENTIAL)
+            try:
+                out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise storage_error(exc, str(folder)) from exc
+            try:
+                total = _pump(src_fd, out_fd, hashers.values(), folder, on_bytes)
+                try:
+                    os.fsync(out_fd)
+                except OSError as exc:
+                    raise storage_error(exc, str(folder)) from exc
+                _advise(out_fd, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(out_fd)
+            after = os.fstat(src_fd)
+            if total != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                raise SourceChangedError(
+                    f"changed while being read (size {before.st_size} -> {after.st_size}, read {total}); "
+                    "ingest again once the recorder has finished writing"
+                )
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(src_fd)
+        return Copied(temp, total, {a: h.hexdigest() for a, h in hashers.items()})
+
+    def place(self, copied: Copied, folder: Path, name: str) -> tuple[Path, bool]:
+        """Give the temp file its final name without ever replacing a file.
+
+        Returns (final path, adopted). `adopted` is True when an identical file was already at
+        the final name (left by a run that stopped before cataloguing it); the temp is dropped.
+        """
+        sha256 = copied.digests["sha256"]
+        for candidate in (name, alternate_name(name, sha256)):
+            final = folder / candidate
+            if _link_no_replace(copied.temp, final):
+                copied.temp.unlink(missing_ok=True)
+                self._sync(folder)
+                return final, False
+            if self.read_back(final, ["sha256"])["sha256"] == sha256:
+                copied.temp.unlink()
+                self._sync(folder)
+                return final, True
+        copied.temp.unlink(missing_ok=True)
+        raise FileProblem(f"the archive already holds different files at {folder / name} and its alternate name")
+
+    def _sync(self, folder: Path) -> None:
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            raise storage_error(exc, str(folder)) from exc
+
+    @staticmethod
+    def seal(path: Path) -> None:
+        path.chmod(0o444)
+
+    def write_manifest(self, day: Path, algorithm: str, entries: Iterable[tuple[str, str]]) -> Path:
+        """Atomically rewrite `manifest-<algorithm>.txt` in a day folder from (relative path, digest).
+
+        Left alone when it already says exactly that.
+        """
+        data = "".join(_manifest_line(digest, rel) for rel, digest in sorted(entries)).encode()
+        target = day / f"manifest-{algorithm}.txt"
+        try:
+            if target.read_bytes() == data:
+                return target
+        except FileNotFoundError:
+            pass
+        write_atomic(target, data)
+        return target
+
+    # -- reading ------------------------------------------------------------------------
+    @staticmethod
+    def read_back(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
+        """Hash a file as it is on the disk, bypassing the page cache where the filesystem allows."""
+        hashers = {a: new_hasher(a) for a in algorithms}
+        buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
+        try:
+            try:
+                _hash_fd(path, os.O_DIRECT, buf, hashers.values())
+            except _NoDirectIO:
+                hashers = {a: new_hasher(a) for a in algorithms}
+                _hash_fd(path, 0, buf, hashers.values())
+        finally:
+            buf.close()
+        return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+class _NoDirectIO(Exception):
+    pass
+
+
+def _hash_fd(path: Path, extra_flags: int, buf: mmap.mmap, hashers: Iterable[Hasher]) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | extra_flags)
+    except OSError as exc:
+        if extra_flags and exc.errno == errno.EINVAL:
+            raise _NoDirectIO from exc
+        raise
+    try:
+        if not extra_flags:
+            _advise(fd, os.POSIX_FADV_DONTNEED)
+        view = memoryview(buf)
+        hashers = list(hashers)
+        while True:
+            try:
+                n = os.readv(fd, [buf])
+            except OSError as exc:
+                if extra_flags and exc.errno == errno.EINVAL:
+                    raise _NoDirectIO from exc
+                raise
+            if n == 0:
+                break
+            for h in hashers:
+                h.update(view[:n])
+        view.release()
+    finally:
+        os.close(fd)
+
+
+def _open_source(source: Path) -> int:
+    # O_NOFOLLOW: a file swapped for a symlink after the scan is refused; O_NONBLOCK: a FIFO
+    # swapped in does not hang us; O_NOATIME: the recorder's access times stay as they were.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for extra in (getattr(os, "O_NOATIME", 0), 0):
+        try:
+            return os.open(source, flags | extra)
+        except PermissionError:
+            if not extra:
+                raise SourceReadError("permission denied") from None
+        except OSError as exc:
+            raise SourceReadError(_describe_read_error(exc)) from exc
+    raise SourceReadError("cannot open")  # pragma: no cover - loop always returns or raises
+
+
+def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes) -> int:
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    hashers = list(hashers)
+    total = 0
+    try:
+        while True:
+            try:
+                n = os.readv(src_fd, [buf])
+            except OSError as exc:
+                raise SourceReadError(_describe_read_error(exc)) from exc
+            if n == 0:
+                return total
+            chunk = view[:n]
+            for h in hashers:
+                h.update(chunk)
+            written = 0
+            while written < n:
+                try:
+                    written += os.write(out_fd, chunk[written:])
+                except OSError as exc:
+                    raise storage_error(exc, str(folder)) from exc
+            total += n
+            if on_bytes is not None:
+                on_bytes(n)
+    finally:
+        view.release()
+
+
+def _describe_read_error(exc: OSError) -> str:
+    if exc.errno in (errno.EIO, errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN):
+        return f"reading the recorder failed ({exc.strerror}): was it removed? dock it again to finish"
+    if exc.errno == errno.ELOOP:
+        return "became a symlink after the scan; not followed"
+    return f"cannot read: {exc.strerror}"
+
+
+def _advise(fd: int, advice: int) -> None:
+    try:
+        os.posix_fadvise(fd, 0, 0, advice)
+    except OSError:
+        pass  # advice only; some filesystems do not take it
+
+
+def _link_no_replace(temp: Path, final: Path) -> bool:
+    """Make `final` name the temp file's inode; False if `final` exists. Never replaces."""
+    try:
+        os.link(temp, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise storage_error(exc, str(final.parent)) from exc
+    # A filesystem without hard links: the existence check and rename are not one step, but
+    # only this process writes under the archive's folder for this name.
+    if final.exists():
+        return False
+    os.rename(temp, final)
+    return True
+
+
+def _manifest_line(digest: str, rel: str) -> str:
+    # GNU coreutils: a name holding a backslash or newline is escaped and the line starts with '\'.
+    if "\\" in rel or "\n" in rel or "\r" in rel:
+        rel = rel.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return f"\\{digest}  {rel}\n"
+    return f"{digest}  {rel}\n"
+
+
+def write_atomic(target: Path, data: bytes, mode: int = 0o444) -> None:
+    """Replace `target` with `data` atomically and durably."""
+    temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{target.name}")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise storage_error(exc, str(target.parent)) from exc
+
+
+def prepare_data_dir(data_dir: Path) -> Archive:
+    """Create the data dir if needed and prove it is writable; one-line errors otherwise."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DataDirError(f"data dir {data_dir} exists but is not a folder: set data_dir to a folder") from None
+    except OSError as exc:
+        raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror}; set --data-dir to a writable "
+                           "folder") from exc
+    probe = data_dir / f"{TEMP_PREFIX}{secrets.token_hex(4)}-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DataDirError(f"data dir {data_dir} is not writable ({exc.strerror}): fix its permissions or set "
+                           "--data-dir") from exc
+    archive = Archive(data_dir)
+    archive.ensure_folder(archive.root)
+    return archive
+

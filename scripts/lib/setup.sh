@@ -1,0 +1,46 @@
+# Sourced by scripts/run, scripts/test and scripts/bench: install what is missing, and only that.
+# Safe to run again and again; needs root only when a Debian package is missing.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+venv="$repo/.venv"
+
+say() { printf '%s\n' "$*" >&2; }
+
+ensure_debs() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "Error: Debian packages missing: ${missing[*]}: run as root, or: sudo apt-get install ${missing[*]}"
+        exit 2
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_venv() {
+    local extras=${1:-}
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        ensure_debs python3 python3-venv python3-pip
+    fi
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        ensure_debs python3-venv
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating the virtualenv in $venv"
+        python3 -m venv "$venv"
+    fi
+    # Reinstall only when the project's dependencies change.
+    local stamp="$venv/.installed-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)${extras:+-$extras}"
+    if [ ! -e "$stamp" ]; then
+        say "installing the project into $venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
+        "$venv/bin/python" -m pip install -q -e "$repo${extras:+[$extras]}" 2>&1 | grep -v "is ignored" >&2 || true
+        "$venv/bin/python" -c 'import archiver.cli' || { say "Error: installing the project failed (see above)"; exit 2; }
+        rm -f "$venv"/.installed-*
+        touch "$stamp"
+    fi
+}

@@ -1,0 +1,136 @@
+"""Shared fixtures: real media made once by ffmpeg, real folders, real mounts, a real SQLite catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from archiver.cli import main
+from archiver.simulate import RecorderSpec, make_recorder
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated recorder card (3 video segments, 1 audio, 2 photos, device files), made once."""
+    root = tmp_path_factory.mktemp("card")
+    make_recorder(root, RecorderSpec())
+    return root
+
+
+@pytest.fixture
+def recorder(card: Path, tmp_path: Path) -> Path:
+    """A private copy of the card (bytes and mtimes kept) that a test may change."""
+    dest = tmp_path / "recorder"
+    shutil.copytree(card, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def cli(data_dir: Path, tmp_path: Path):
+    """Run the real `archiver` command in-process against `data_dir`, with no system config."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+
+    def run(*args: str, config: Path | None = None) -> Result:
+        env = {"ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_CONFIG": str(config or empty)}
+        return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return run
+
+
+def tree_state(root: Path) -> dict[str, tuple]:
+    """Every entry under root (not following symlinks): type, bytes' sha256, size, mtime_ns, mode."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = str(path.relative_to(root))
+            if stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                state[rel] = ("file", digest, st.st_size, st.st_mtime_ns, st.st_mode)
+            elif stat.S_ISLNK(st.st_mode):
+                state[rel] = ("link", os.readlink(path), st.st_mtime_ns)
+            else:
+                state[rel] = ("dir", st.st_mtime_ns, st.st_mode)
+    return state
+
+
+def files_state(root: Path) -> dict[str, tuple]:
+    """tree_state without folders (whose mtimes move when temp files come and go)."""
+    return {k: v for k, v in tree_state(root).items() if v[0] != "dir"}
+
+
+def archive_problems(data_dir: Path) -> list[str]:
+    """Everything that would make archive and catalog disagree; empty when consistent."""
+    import sqlite3
+
+    problems = []
+    db = sqlite3.connect(data_dir / "catalog.db")
+    rows = db.execute("select archive_path, sha256, size from recordings").fetchall()
+    db.close()
+    catalogued = set()
+    for rel, sha256, size in rows:
+        path = data_dir / rel
+        catalogued.add(rel)
+        if not path.is_file():
+            problems.append(f"missing {rel}")
+            continue
+        if hashlib.sha256(path.read_bytes()).hexdigest() != sha256 or path.stat().st_size != size:
+            problems.append(f"mismatch {rel}")
+        if path.stat().st_mode & 0o222:
+            problems.append(f"writable {rel}")
+    for path in (data_dir / "archive").rglob("*"):
+        rel = str(path.relative_to(data_dir))
+        if path.name.startswith(".tmp-"):
+            problems.append(f"temp left {rel}")
+        elif path.is_file() and not path.name.startswith("manifest-") and rel not in catalogued:
+            problems.append(f"not catalogued {rel}")
+    for manifest in (data_dir / "archive").rglob("manifest-sha256.txt"):
+        check = subprocess.run(["sha256sum", "--quiet", "-c", manifest.name], cwd=manifest.parent,
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            problems.append(f"manifest {manifest}: {check.stdout}{check.stderr}")
+    return problems
+
+
+def mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def umount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator:
+    """Mount tmpfs filesystems of a given size; all are unmounted at the end of the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    mounted: list[Path] = []
+
+    def make(name: str, size: str) -> Path:
+        target = tmp_path / name
+        target.mkdir(parents=True, exist_ok=True)
+        mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target))
+        mounted.append(target)
+        return target
+
+    yield make
+    for target in reversed(mounted):
+        umount(target)

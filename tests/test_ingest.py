@@ -1,0 +1,157 @@
+"""The ingest pipeline on a simulated recorder: archive, catalog, manifests, idempotence."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from conftest import archive_problems, files_state, tree_state
+
+from archiver.config import load_config
+from archiver.ingest import ingest
+from archiver.workspace import open_workspace
+
+DAY = Path("archive/2022/11/03")
+
+
+def test_ingest_archives_every_recording_verified_and_catalogued(cli, recorder: Path, data_dir: Path):
+    before = tree_state(recorder)
+    result = cli("ingest", recorder, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ingested"] == 6
+    assert report["already_archived"] == 0
+    assert report["failed"] == []
+    assert report["files_seen"] == 8
+    assert report["device_serial"] == "TA00716"
+    assert {n["path"] for n in report["not_recordings"]} == {"LOG/DEVICE.LOG", "SYSTEM/CONFIG.INI"}
+    assert report["bytes_copied"] == sum(
+        p.stat().st_size for p in recorder.rglob("*") if p.suffix in (".MP4", ".WAV", ".JPG"))
+
+    # The recorder is untouched: same entries, bytes, sizes, mtimes and modes.
+    assert tree_state(recorder) == before
+    # Archived bytes equal the recorder's, files are read-only, manifests check with sha256sum.
+    for src in recorder.rglob("*.MP4"):
+        copy = data_dir / DAY / "TA00716" / src.name
+        assert copy.read_bytes() == src.read_bytes()
+        assert copy.stat().st_mode & 0o777 == 0o444
+    assert archive_problems(data_dir) == []
+    check = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=data_dir / DAY,
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 6
+
+    rows = {r["original_path"]: r for r in json.loads(cli("recordings", "list", "--json").stdout)}
+    video = rows["RECORD/TA00716_JX0227_20221103093621.MP4"]
+    assert video["media_type"] == "video"
+    assert video["start"] == "2022-11-03T09:36:21+08:00"
+    assert video["end"] == "2022-11-03T09:36:25+08:00"
+    assert abs(video["duration_s"] - 4.0) < 0.1
+    assert video["officer_no"] == "JX0227" and video["flags"] == []
+    assert video["archive_path"] == "archive/2022/11/03/TA00716/TA00716_JX0227_20221103093621.MP4"
+    assert rows["AUDIO/TA00716_JX0227_20221103093628.WAV"]["media_type"] == "audio"
+    photo = rows["PHOTO/TA00716_JX0227_20221103093626.JPG"]
+    assert photo["media_type"] == "photo" and photo["start"] == photo["end"] and photo["duration_s"] is None
+
+
+def test_second_ingest_copies_nothing_and_same_content_elsewhere_is_the_same_evidence(
+        cli, recorder: Path, data_dir: Path, tmp_path: Path):
+    assert cli("ingest", recorder).exit_code == 0
+    archived = files_state(data_dir / "archive")
+
+    again = json.loads(cli("ingest", recorder, "--json").stdout)
+    assert (again["ingested"], again["already_archived"], again["bytes_copied"]) == (0, 6, 0)
+    assert files_state(data_dir / "archive") == archived
+
+    # The same bytes under another name, on another "device" folder: recognised, not archived twice.
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy2(recorder / "RECORD/TA00716_JX0227_20221103093621.MP4", other / "renamed by hand.mp4")
+    third = json.loads(cli("ingest", other, "--json").stdout)
+    assert (third["ingested"], third["already_archived"]) == (0, 1)
+    assert files_state(data_dir / "archive") == archived
+    shown = json.loads(cli("recordings", "show", "1", "--json").stdout)
+    db = sqlite3.connect(data_dir / "catalog.db")
+    (rec_id,) = db.execute("select recording_id from sightings where original_path='renamed by hand.mp4'").fetchone()
+    shown = json.loads(cli("recordings", "show", str(rec_id), "--json").stdout)
+    assert {s["original_path"] for s in shown["sightings"]} == {
+        "RECORD/TA00716_JX0227_20221103093621.MP4", "renamed by hand.mp4"}
+    assert db.execute("select count(*) from recordings").fetchone() == (6,)
+    assert db.execute("select status, ingested, already_archived from ingest_runs order by id").fetchall() == [
+        ("ok", 6, 0), ("ok", 0, 6), ("ok", 0, 1)]
+
+
+def test_names_that_do_not_parse_are_archived_flagged_and_filled_from_options(cli, card: Path, tmp_path: Path,
+                                                                              data_dir: Path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy2(card / "RECORD/TA00716_JX0227_20221103093625.MP4", inbox / "VID_0001.MP4")
+    shutil.copy2(card / "AUDIO/TA00716_JX0227_20221103093628.WAV", inbox / "99999_99999_20221103100000.WAV")
+    result = cli("ingest", inbox, "--device", "TB00001", "--officer", "JX9999", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["ingested"], report["flagged"]) == (2, 1)
+    rows = {r["original_path"]: r for r in json.loads(cli("recordings", "list", "--json").stdout)}
+    unparsed = rows["VID_0001.MP4"]
+    assert unparsed["flags"] == ["name_unparsed"]
+    assert (unparsed["device_serial"], unparsed["officer_no"]) == ("TB00001", "JX9999")
+    # no time in the name: the start comes from the media's own creation time
+    assert unparsed["start"] == "2022-11-03T09:36:25+08:00"
+    placeholder = rows["99999_99999_20221103100000.WAV"]
+    assert placeholder["flags"] == []
+    assert (placeholder["device_serial"], placeholder["officer_no"]) == ("TB00001", "JX9999")
+    assert placeholder["start"] == "2022-11-03T10:00:00+08:00"
+    assert placeholder["archive_path"] == "archive/2022/11/03/TB00001/99999_99999_20221103100000.WAV"
+
+
+def test_same_name_different_content_keeps_both(cli, card: Path, tmp_path: Path, data_dir: Path):
+    name = "TA00716_JX0227_20221103093621.MP4"
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, src in ((first, "RECORD/TA00716_JX0227_20221103093621.MP4"),
+                        (second, "RECORD/TA00716_JX0227_20221103093625.MP4")):
+        folder.mkdir()
+        shutil.copy2(card / src, folder / name)
+    assert cli("ingest", first).exit_code == 0
+    assert cli("ingest", second).exit_code == 0
+    files = sorted(p.name for p in (data_dir / DAY / "TA00716").iterdir())
+    assert len(files) == 2 and name in files
+    assert archive_problems(data_dir) == []
+
+
+def test_unknown_device_reingest_recognises_content(cli, card: Path, tmp_path: Path, data_dir: Path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy2(card / "PHOTO/TA00716_JX0227_20221103093626.JPG", inbox / "IMG0001.JPG")
+    assert json.loads(cli("ingest", inbox, "--json").stdout)["ingested"] == 1
+    again = json.loads(cli("ingest", inbox, "--json").stdout)
+    assert (again["ingested"], again["already_archived"]) == (0, 1)
+    assert archive_problems(data_dir) == []
+    assert list((data_dir / "archive").rglob("unknown/IMG0001.JPG"))
+
+
+def test_sm3_is_kept_beside_sha256_when_configured(cli, recorder: Path, data_dir: Path, tmp_path: Path):
+    config = tmp_path / "sm3.toml"
+    config.write_text('hashes = ["sha256", "sm3"]\n')
+    assert cli("ingest", recorder, config=config).exit_code == 0
+    rec = json.loads(cli("recordings", "show", "1", "--json").stdout)
+    from cryptography.hazmat.primitives import hashes
+
+    h = hashes.Hash(hashes.SM3())
+    h.update((data_dir / rec["archive_path"]).read_bytes())
+    assert rec["sm3"] == h.finalize().hex()
+    assert (data_dir / DAY / "manifest-sm3.txt").read_text().count("\n") == 6
+
+
+def test_library_call_matches_cli(recorder: Path, data_dir: Path):
+    """The daemon calls the library directly: the same pipeline, the same result."""
+    cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
+    ws = open_workspace(cfg, upgrade=True)
+    try:
+        report = ingest(cfg, ws.archive, ws.catalog, recorder)
+    finally:
+        ws.close()
+    assert (report.ingested, report.exit_code) == (6, 0)
+    assert not [p for p in os.listdir(data_dir) if p.startswith(".tmp-")]
