@@ -8,6 +8,7 @@ Relative paths in a config file are read relative to the folder holding that fil
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def load_config(
         _overlay(merged, _read_toml(config_file), config_file, "")
         files.append(config_file)
     if data_dir is not None:
-        merged["data_dir"] = str(Path(data_dir).absolute())
+        merged["data_dir"] = os.path.abspath(data_dir)
     return _build(merged, tuple(files))
 
 
@@ -165,8 +166,8 @@ def _check_type(name: str, default: Any, value: Any, source: Path) -> None:
 
 def _resolve(value: str | list[str], base: Path) -> str | list[str]:
     if isinstance(value, list):
-        return [str((base / v).absolute()) if v else v for v in value]
-    return str((base / value).absolute()) if value else value
+        return [os.path.abspath(base / v) if v else v for v in value]
+    return os.path.abspath(base / value) if value else value
 
 
 def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:

@@ -7,6 +7,7 @@ an ingest derive from FileProblem: they are reported per file and do not stop th
 from __future__ import annotations
 
 import errno
+import os
 
 
 class ArchiverError(Exception):
@@ -57,11 +58,18 @@ class VerifyError(FileProblem):
     """The archived copy read back differs from what was read off the recorder."""
 
 
+def _mount_point(path: str) -> str:
+    current = os.path.abspath(path)
+    while not os.path.ismount(current):
+        current = os.path.dirname(current)
+    return current
+
+
 def storage_error(exc: OSError, where: str) -> ArchiveStorageError:
     """Turn an OSError raised while writing the archive into the matching ArchiverError."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ArchiveFullError(
-            f"archive disk full at {where}: free space there (or point data_dir elsewhere), "
-            "then run the ingest again; files already archived stay archived"
+            f"archive disk full: the filesystem at {_mount_point(where)} has no space left (writing {where}); "
+            "free space or move data_dir, then run the ingest again: files already archived stay archived"
         )
     return ArchiveStorageError(f"cannot write to the archive at {where}: {exc.strerror or exc}")

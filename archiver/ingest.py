@@ -180,8 +180,10 @@ def ingest(
                 log.warning("file not archived path=%r error=%s", planned.found.rel, exc)
             except ArchiveStorageError as exc:
                 report.stopped = exc
+                report.failed.append({"path": planned.found.rel, "error": str(exc)})
                 report.failed.extend(
-                    {"path": p.found.rel, "error": f"not archived: {exc}"} for p in plans[index:]
+                    {"path": p.found.rel, "error": "not attempted: the run stopped (see the error)"}
+                    for p in plans[index + 1:]
                 )
                 log.error("ingest stopped source=%s error=%s", report.source, exc)
                 break

@@ -46,8 +46,8 @@ def cli(data_dir: Path, tmp_path: Path):
     empty = tmp_path / "empty.toml"
     empty.write_text("")
 
-    def run(*args: str, config: Path | None = None) -> Result:
-        env = {"ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_CONFIG": str(config or empty)}
+    def run(*args: str, config: Path | None = None, data: Path | None = None) -> Result:
+        env = {"ARCHIVER_DATA_DIR": str(data or data_dir), "ARCHIVER_CONFIG": str(config or empty)}
         return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
 
     return run

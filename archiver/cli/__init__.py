@@ -54,7 +54,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), envvar="ARCHIVER_CONFIG",
               help="Config file (TOML), read over /etc/archiver/archiver.toml. Env: ARCHIVER_CONFIG.")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), envvar="ARCHIVER_DATA_DIR",
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ARCHIVER_DATA_DIR",
               help="Folder for the archive and catalog; overrides data_dir. Env: ARCHIVER_DATA_DIR.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress lines and show tracebacks on errors.")
 @click.version_option(__version__, prog_name="archiver")

@@ -32,7 +32,11 @@ def human_bytes(n: float) -> str:
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """Tables on stdout; piped into a file or another program, they are not cut to 80 columns."""
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=400)
+    return out
 
 
 class TerminalProgress:

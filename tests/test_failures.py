@@ -1,0 +1,97 @@
+"""Failures of the environment: a full archive disk, missing or unusable folders, bad configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import archive_problems, mount, tree_state
+
+
+def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder: Path, tmpfs):
+    big = recorder / "ZZ"
+    big.mkdir()
+    for i in range(3):
+        (big / f"TA00716_JX0227_2022110312000{i}.MOV").write_bytes(os.urandom(700 << 10))
+    before = tree_state(recorder)
+    disk = tmpfs("small", "1600k")
+    data_dir = disk / "data"
+
+    first = cli("ingest", recorder, "--json", data=data_dir)
+    assert first.exit_code == 3, first.output
+    assert first.stderr.count("\n") == 1
+    assert first.stderr.startswith(f"Error: archive disk full: the filesystem at {disk} has no space left")
+    report = json.loads(first.stdout)
+    assert report["ingested"] >= 1 and report["failed"]
+    assert report["failed"][0]["error"] == first.stderr[len("Error: "):].strip()
+    assert all(f["error"].startswith("not attempted") for f in report["failed"][1:])
+    assert archive_problems(data_dir) == []  # no partial file, every catalogued file intact
+    done = {r[0] for r in sqlite3.connect(data_dir / "catalog.db").execute("select sha256 from recordings")}
+    assert len(done) == report["ingested"]
+
+    mount("-o", "remount,size=64m", str(disk))
+    second = cli("ingest", recorder, "--json", data=data_dir)
+    assert second.exit_code == 0, second.output
+    again = json.loads(second.stdout)
+    assert again["ingested"] + again["already_archived"] == 9
+    assert again["already_archived"] == len(done)
+    assert archive_problems(data_dir) == []
+    assert tree_state(recorder) == before
+
+
+def test_missing_source_is_one_line_exit_2(cli, tmp_path: Path):
+    result = cli("ingest", tmp_path / "not-there")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {tmp_path / 'not-there'} does not exist: give the folder where the recorder " \
+                            "is mounted\n"
+
+
+def test_data_dir_on_a_read_only_disk_is_one_line_exit_2(cli, recorder: Path, tmpfs):
+    disk = tmpfs("ro", "1m")
+    mount("-o", "remount,ro", str(disk))
+    # the flag wins over ARCHIVER_DATA_DIR (which the cli fixture sets)
+    result = cli("--data-dir", disk / "data", "ingest", recorder)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: cannot create data dir {disk / 'data'}: Read-only file system")
+    assert result.stderr.count("\n") == 1
+
+
+def test_data_dir_that_is_a_file_and_lookups_before_init(cli, tmp_path: Path, data_dir: Path):
+    listing = cli("recordings", "list")
+    assert listing.exit_code == 2
+    assert listing.stderr == f"Error: data dir {data_dir} does not exist: run 'archiver init' or set --data-dir\n"
+    data_dir.write_text("oops")
+    result = cli("init")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: data dir {data_dir} exists but is not a folder: set data_dir to a folder\n"
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("colour = 'red'\n", "unknown key 'colour' in {f}"),
+    ("[dock]\nsettle = 5\n", "unknown key 'dock.settle' in {f}"),
+    ("timezone = 'Mars/Olympus'\n", "unknown timezone 'Mars/Olympus' in {f}"),
+    ("hashes = ['md5']\n", "'hashes' in {f} must include sha256"),
+    ("[dock]\nmax_parallel = 'two'\n", "'dock.max_parallel' in {f} must be a number"),
+    ("data_dir = \n", "config file {f} is not valid TOML"),
+])
+def test_bad_config_is_one_line_naming_the_key(cli, tmp_path: Path, toml: str, message: str):
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    result = cli("recordings", "list", config=config)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: " + message.format(f=config))
+    assert result.stderr.count("\n") == 1
+
+
+def test_unknown_reference_and_bad_time_are_exit_2(cli, recorder: Path):
+    assert cli("ingest", recorder).exit_code == 0
+    for ref, text in (("999", "no recording with id or sha256 prefix 999"),
+                      ("zzzz", "'zzzz' is neither a recording id nor a sha256 prefix"),
+                      ("00000000", "no recording with id or sha256 prefix 00000000")):
+        result = cli("recordings", "show", ref)
+        assert result.exit_code == 2 and result.stderr.startswith(f"Error: {text}"), result.stderr
+    bad_time = cli("recordings", "list", "--since", "yesterday")
+    assert bad_time.exit_code == 2 and bad_time.stderr.startswith("Error: cannot read time 'yesterday'")

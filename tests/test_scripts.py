@@ -1,0 +1,54 @@
+"""The project's own scripts, run as a user would: make-recorder, run, and --help everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import REPO
+
+from archiver.cli import main
+
+
+def _script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / "scripts" / name), *args], capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def test_make_recorder_then_run_ingests_the_inbox(tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    made = _script("make-recorder", str(inbox / "card"), "--serial", "TC00003", "--officer", "JX0444",
+                   "--segments", "2", "--segment-seconds", "2", "--audio", "0", "--photos", "1",
+                   "--layout", "dcim", "--start", "2023-01-02T03:04:05")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("made 3 recordings")
+    names = sorted(p.name for p in (inbox / "card/DCIM/100MEDIA").iterdir())
+    assert names == ["TC00003_JX0444_20230102030405.MP4", "TC00003_JX0444_20230102030407.MP4",
+                     "TC00003_JX0444_20230102030410.JPG"]
+
+    config = tmp_path / "run.toml"
+    config.write_text(f'[dock]\ninboxes = ["{inbox}"]\nmount_roots = ["{tmp_path / "no-mounts"}"]\n')
+    data = tmp_path / "data"
+    ran = _script("run", env={"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)})
+    assert ran.returncode == 0, ran.stderr
+    assert f"drop recordings into: {inbox}" in ran.stderr
+    assert f"{inbox}: 3 archived" in ran.stderr
+    listed = subprocess.run([str(REPO / ".venv/bin/archiver"), "--data-dir", str(data), "recordings", "list",
+                             "--json"], capture_output=True, text=True, env={**os.environ,
+                                                                            "ARCHIVER_CONFIG": str(config)})
+    assert {r["device_serial"] for r in json.loads(listed.stdout)} == {"TC00003"}
+
+
+def test_every_command_has_help():
+    def walk(group, path):
+        for name, command in getattr(group, "commands", {}).items():
+            yield path + [name], command
+            yield from walk(command, path + [name])
+
+    for path, command in walk(main, []):
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
