@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -238,13 +239,13 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
                 report.already_archived += 1
                 return "already archived"
 
-            try:
-                probed: media.MediaInfo | None = media.probe(copied.temp)
-            except media.ProbeError:
-                probed = None
             final, adopted = archive.place(copied, folder, planned.name)
-            if not adopted:
-                _verify(archive, final, copied, cfg.hashes)
+            # ffprobe (a separate process) reads the archived copy while we read it back.
+            with ThreadPoolExecutor(1) as pool:
+                probing = pool.submit(_probe, final)
+                if not adopted:
+                    _verify(archive, final, copied, cfg.hashes)
+                probed = probing.result()
             archive.seal(final)
             fields = describe_media(planned, probed, cfg.timezone)
             recording = Recording(
@@ -273,6 +274,13 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
         report.flagged += 1
     _refresh_manifests(cfg, archive, catalog, {planned.day})
     return "ingested"
+
+
+def _probe(path: Path) -> media.MediaInfo | None:
+    try:
+        return media.probe(path)
+    except media.ProbeError:
+        return None
 
 
 def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...]) -> None:

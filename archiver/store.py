@@ -11,9 +11,11 @@ import errno
 import hashlib
 import mmap
 import os
+import queue
 import secrets
 import stat
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -245,24 +247,67 @@ class Archive:
     @staticmethod
     def read_back(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
         """Hash a file as it is on the disk, bypassing the page cache where the filesystem allows."""
-        hashers = {a: new_hasher(a) for a in algorithms}
-        buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
         try:
-            try:
-                _hash_fd(path, os.O_DIRECT, buf, hashers.values())
-            except _NoDirectIO:
-                hashers = {a: new_hasher(a) for a in algorithms}
-                _hash_fd(path, 0, buf, hashers.values())
-        finally:
-            buf.close()
-        return {a: h.hexdigest() for a, h in hashers.items()}
+            return _hash_file(path, os.O_DIRECT, algorithms)
+        except _NoDirectIO:
+            return _hash_file(path, 0, algorithms)
 
 
 class _NoDirectIO(Exception):
     pass
 
 
-def _hash_fd(path: Path, extra_flags: int, buf: mmap.mmap, hashers: Iterable[Hasher]) -> None:
+class _ReadAhead:
+    """Chunks of a file descriptor, read by a helper thread one step ahead of the consumer.
+
+    Reading overlaps hashing and writing (each releases the GIL), and memory stays at `depth`
+    page-aligned buffers (as O_DIRECT requires) whatever the file size. An error from reading
+    is raised in the consumer, as the original OSError.
+    """
+
+    def __init__(self, fd: int, depth: int = 3) -> None:
+        self._fd = fd
+        self._free: queue.Queue[mmap.mmap | None] = queue.Queue()
+        self._full: queue.Queue[tuple[mmap.mmap | None, int, BaseException | None]] = queue.Queue()
+        for _ in range(depth):
+            self._free.put(mmap.mmap(-1, CHUNK))
+        self._thread = threading.Thread(target=self._read, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while (buf := self._free.get()) is not None:
+                n = os.readv(self._fd, [buf])
+                self._full.put((buf, n, None))
+                if n == 0:
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._full.put((None, 0, exc))
+
+    def __iter__(self) -> Iterator[memoryview]:
+        while True:
+            buf, n, exc = self._full.get()
+            if exc is not None:
+                raise exc
+            if buf is None or n == 0:
+                return
+            with memoryview(buf) as view:
+                yield view[:n]
+            self._free.put(buf)
+
+    def close(self) -> None:
+        self._free.put(None)
+        self._thread.join()
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _hash_file(path: Path, extra_flags: int, algorithms: Iterable[str]) -> dict[str, str]:
+    hashers = {a: new_hasher(a) for a in algorithms}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | extra_flags)
     except OSError as exc:
@@ -272,22 +317,18 @@ def _hash_fd(path: Path, extra_flags: int, buf: mmap.mmap, hashers: Iterable[Has
     try:
         if not extra_flags:
             _advise(fd, os.POSIX_FADV_DONTNEED)
-        view = memoryview(buf)
-        hashers = list(hashers)
-        while True:
+        with _ReadAhead(fd) as chunks:
             try:
-                n = os.readv(fd, [buf])
+                for chunk in chunks:
+                    for h in hashers.values():
+                        h.update(chunk)
             except OSError as exc:
                 if extra_flags and exc.errno == errno.EINVAL:
                     raise _NoDirectIO from exc
                 raise
-            if n == 0:
-                break
-            for h in hashers:
-                h.update(view[:n])
-        view.release()
     finally:
         os.close(fd)
+    return {a: h.hexdigest() for a, h in hashers.items()}
 
 
 def _open_source(source: Path) -> int:
@@ -306,32 +347,25 @@ def _open_source(source: Path) -> int:
 
 
 def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes) -> int:
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     hashers = list(hashers)
     total = 0
-    try:
-        while True:
-            try:
-                n = os.readv(src_fd, [buf])
-            except OSError as exc:
-                raise SourceReadError(_describe_read_error(exc)) from exc
-            if n == 0:
-                return total
-            chunk = view[:n]
-            for h in hashers:
-                h.update(chunk)
-            written = 0
-            while written < n:
+    with _ReadAhead(src_fd) as chunks:
+        try:
+            for chunk in chunks:
+                for h in hashers:
+                    h.update(chunk)
                 try:
-                    written += os.write(out_fd, chunk[written:])
+                    written = 0
+                    while written < len(chunk):
+                        written += os.write(out_fd, chunk[written:])
                 except OSError as exc:
                     raise storage_error(exc, str(folder)) from exc
-            total += n
-            if on_bytes is not None:
-                on_bytes(n)
-    finally:
-        view.release()
+                total += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+        except OSError as exc:
+            raise SourceReadError(_describe_read_error(exc)) from exc
+    return total
 
 
 def _describe_read_error(exc: OSError) -> str:

@@ -36,10 +36,13 @@ ensure_venv() {
     # Reinstall only when the project's dependencies change.
     local stamp="$venv/.installed-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)${extras:+-$extras}"
     if [ ! -e "$stamp" ]; then
-        say "installing the project into $venv"
-        "$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
-        "$venv/bin/python" -m pip install -q -e "$repo${extras:+[$extras]}" 2>&1 | grep -v "is ignored" >&2 || true
-        "$venv/bin/python" -c 'import archiver.cli' || { say "Error: installing the project failed (see above)"; exit 2; }
+        say "installing the project into $venv (log: $venv/install.log)"
+        if ! "$venv/bin/python" -m pip install -e "$repo${extras:+[$extras]}" >"$venv/install.log" 2>&1 \
+            || ! "$venv/bin/python" -c 'import archiver.cli'; then
+            tail -n 20 "$venv/install.log" >&2
+            say "Error: installing the project into $venv failed (full log: $venv/install.log)"
+            exit 2
+        fi
         rm -f "$venv"/.installed-*
         touch "$stamp"
     fi
