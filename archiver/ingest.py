@@ -256,7 +256,8 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
                 device_serial=planned.serial,
                 officer_no=planned.officer,
                 archive_path=archive.relative(final),
-                verified_at=utcnow(),
+                verified_at=(now := utcnow()),
+                ingested_at=now,
                 ingest_run_id=run_id,
                 **fields,
             )

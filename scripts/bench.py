@@ -37,14 +37,15 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 def recorder(base: Path, size_mib: int) -> Path:
     card = base / f"card-{size_mib}MiB"
-    if (card / ".complete").exists():
+    done = base / f"card-{size_mib}MiB.complete"
+    if done.exists():
         return card
     shutil.rmtree(card, ignore_errors=True)
     segments = max(1, round(size_mib / (BITRATE_MBIT / 8 * SEGMENT_SECONDS * 0.94)))
     print(f"making a {size_mib} MiB recorder ({segments} segments) in {card} ...", file=sys.stderr)
     make_recorder(card, RecorderSpec(segments=segments, segment_seconds=SEGMENT_SECONDS, size="1280x720",
                                      bitrate=f"{BITRATE_MBIT}M", audio=1, photos=2))
-    (card / ".complete").write_text("")
+    done.write_text("")
     return card
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     base = Path(os.environ.get("BENCH_DIR", "/var/tmp/archiver-bench"))
     base.mkdir(parents=True, exist_ok=True)
     card = recorder(base, args.size_mib)
-    files = sorted(str(p) for p in card.rglob("*") if p.is_file() and p.name != ".complete")
+    files = sorted(str(p) for p in card.rglob("*") if p.is_file())
     total = sum(os.path.getsize(f) for f in files)
     archiver = str(Path(sys.executable).parent / "archiver")
     config = base / "bench.toml"

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -45,7 +44,7 @@ class TerminalProgress:
     def __init__(self) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TextColumn("files"), MofNCompleteColumn(), TimeRemainingColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
         self._bytes = self._files = None
