@@ -233,7 +233,7 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
             if existing is not None:
                 # The same evidence under another name or path: keep one copy, note where it was seen.
                 copied.temp.unlink()
-                session.add(_sighting(existing.id, run_id, device_key, report.source, found))
+                session.add(_sighting(existing, run_id, device_key, report.source, found))
                 _touch_device(session, planned)
                 _commit(session)
                 report.already_archived += 1
@@ -261,9 +261,7 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
                 ingest_run_id=run_id,
                 **fields,
             )
-            session.add(recording)
-            session.flush()
-            session.add(_sighting(recording.id, run_id, device_key, report.source, found))
+            session.add(_sighting(recording, run_id, device_key, report.source, found))
             _touch_device(session, planned)
             _commit(session)
     finally:
@@ -310,8 +308,8 @@ def _known_sighting(session: Session, planned: Planned) -> bool:
     ) is not None
 
 
-def _sighting(recording_id: int, run_id: int, device_key: str, source: Path, found: Found) -> Sighting:
-    return Sighting(recording_id=recording_id, ingest_run_id=run_id, device_key=device_key, source=str(source),
+def _sighting(recording: Recording, run_id: int, device_key: str, source: Path, found: Found) -> Sighting:
+    return Sighting(recording=recording, ingest_run_id=run_id, device_key=device_key, source=str(source),
                     original_path=found.rel, size=found.size, mtime_ns=found.mtime_ns)
 
 

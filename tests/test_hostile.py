@@ -147,3 +147,16 @@ def test_a_fifo_on_the_recorder_does_not_hang_the_ingest(cli, recorder: Path, da
     assert {"path": "RECORD/pipe.MP4", "reason": "not a regular file"} in report["not_recordings"]
 
 
+
+
+def test_content_decides_the_type_and_a_wrong_extension_is_flagged(cli, card: Path, tmp_path: Path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    shutil.copy2(card / "PHOTO/TA00716_JX0227_20221103093626.JPG", rec / "TA00716_JX0227_20221103093626.MP4")
+    shutil.copy2(card / "AUDIO/TA00716_JX0227_20221103093628.WAV", rec / "TA00716_JX0227_20221103093628.DAT2")
+    assert cli("ingest", rec).exit_code == 0
+    rows = {r["original_path"]: r for r in json.loads(cli("recordings", "list", "--json").stdout)}
+    photo = rows["TA00716_JX0227_20221103093626.MP4"]
+    assert (photo["media_type"], photo["flags"]) == ("photo", ["extension_mismatch"])
+    audio = rows["TA00716_JX0227_20221103093628.DAT2"]  # an unknown extension: content decides, no flag
+    assert (audio["media_type"], audio["flags"]) == ("audio", [])

@@ -155,3 +155,19 @@ def test_library_call_matches_cli(recorder: Path, data_dir: Path):
         ws.close()
     assert (report.ingested, report.exit_code) == (6, 0)
     assert not [p for p in os.listdir(data_dir) if p.startswith(".tmp-")]
+
+
+def test_files_archived_but_not_catalogued_are_adopted_not_duplicated(cli, recorder: Path, data_dir: Path):
+    """A run that died after placing files but before cataloguing them: the next run finishes the job."""
+    assert cli("ingest", recorder).exit_code == 0
+    def contents():
+        return {rel: state[:3] for rel, state in files_state(data_dir / "archive").items()}
+
+    archived = contents()
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+    result = json.loads(cli("ingest", recorder, "--json").stdout)
+    assert (result["ingested"], result["failed"]) == (6, [])
+    assert result["bytes_copied"] > 0  # read again to prove the bytes, not trusted by name
+    assert contents() == archived  # no second copy, no alternate names
+    assert archive_problems(data_dir) == []

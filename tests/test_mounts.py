@@ -41,7 +41,7 @@ def test_fat_card_through_fusefat(cli, card: Path, tmp_path: Path, data_dir: Pat
         assert tree_state(target) == before
         assert json.loads(cli("ingest", target, "--json").stdout)["already_archived"] == 6
     finally:
-        subprocess.run(["fusermount", "-u", str(target)], check=False)
+        umount(target)
     assert archive_problems(data_dir) == []
 
 
