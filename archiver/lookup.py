@@ -78,7 +78,7 @@ def _iso(value: datetime | None, tz: tzinfo) -> str | None:
     return value.astimezone(tz).isoformat() if value else None
 
 
-def recording_json(rec: Recording, tz: tzinfo, cases: list[str] | None = None) -> dict[str, Any]:
+def recording_json(rec: Recording, tz: tzinfo) -> dict[str, Any]:
     return {
         "id": rec.id,
         "sha256": rec.sha256,
@@ -95,7 +95,7 @@ def recording_json(rec: Recording, tz: tzinfo, cases: list[str] | None = None) -
         "ingested_at": _iso(rec.ingested_at, tz),
         "verified_at": _iso(rec.verified_at, tz),
         "flags": list(rec.flags or []),
-        "cases": cases or [],
+        "cases": [],  # filled once cases exist
     }
 
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import ffmpeg
 
-MEDIA_TYPES = ("video", "audio", "photo", "other")
-
 _BY_EXTENSION = {
     **dict.fromkeys(("mp4", "mov", "avi", "mkv", "ts", "mts", "m4v", "3gp", "wmv", "flv", "h264", "h265"), "video"),
     **dict.fromkeys(("wav", "aac", "mp3", "amr", "m4a", "ogg", "opus", "flac", "wma"), "audio"),

@@ -52,3 +52,16 @@ def test_every_command_has_help():
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path
         assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
+
+
+def test_progress_shows_on_a_terminal_and_not_in_pipes(card: Path, tmp_path: Path):
+    env = {**os.environ, "ARCHIVER_DATA_DIR": str(tmp_path / "data"), "ARCHIVER_CONFIG": str(tmp_path / "c.toml"),
+           "COLUMNS": "120"}
+    (tmp_path / "c.toml").write_text("")
+    command = f"{REPO / '.venv/bin/archiver'} ingest {card}"
+    on_tty = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL, timeout=120)
+    assert on_tty.returncode == 0, on_tty.stdout
+    assert "ingest 6/6 files" in on_tty.stdout and "KiB" in on_tty.stdout
+    piped = subprocess.run(command.split(), capture_output=True, text=True, env=env, timeout=120)
+    assert piped.returncode == 0 and "files" not in piped.stderr and "\x1b[" not in piped.stdout

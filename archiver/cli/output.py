@@ -44,28 +44,26 @@ class TerminalProgress:
     def __init__(self) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False,
+            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
         )
-        self._bytes = self._files = None
+        self._task = self._progress.add_task("ingest", total=None)
+        self._files = self._done = 0
 
     @staticmethod
     def wanted() -> bool:
         return sys.stderr.isatty()
 
     def begin(self, files: int, total_bytes: int) -> None:
+        self._files = files
+        self._progress.update(self._task, total=total_bytes, description=f"ingest 0/{files} files")
         self._progress.start()
-        self._bytes = self._progress.add_task("ingest", total=total_bytes)
-        self._files = self._progress.add_task("", total=files, visible=False)
 
     def advance(self, nbytes: int) -> None:
-        self._progress.advance(self._bytes, nbytes)
+        self._progress.advance(self._task, nbytes)
 
     def file_done(self, rel: str, outcome: str) -> None:
-        self._progress.advance(self._files, 1)
-        done = int(self._progress.tasks[self._files].completed)
-        total = int(self._progress.tasks[self._files].total or 0)
-        self._progress.update(self._bytes, description=f"ingest {done}/{total} files")
+        self._done += 1
+        self._progress.update(self._task, description=f"ingest {self._done}/{self._files} files")
         if outcome == "failed":
             self._progress.console.print(f"[red]failed[/red] {rel!r}")
 
