@@ -73,7 +73,6 @@ def test_second_ingest_copies_nothing_and_same_content_elsewhere_is_the_same_evi
     third = json.loads(cli("ingest", other, "--json").stdout)
     assert (third["ingested"], third["already_archived"]) == (0, 1)
     assert files_state(data_dir / "archive") == archived
-    shown = json.loads(cli("recordings", "show", "1", "--json").stdout)
     db = sqlite3.connect(data_dir / "catalog.db")
     (rec_id,) = db.execute("select recording_id from sightings where original_path='renamed by hand.mp4'").fetchone()
     shown = json.loads(cli("recordings", "show", str(rec_id), "--json").stdout)
