@@ -1,17 +1,31 @@
-"""The service: for now, one pass over every configured inbox and every mounted recorder.
+"""The service: watch the mount table and the inboxes, ingest what arrives, several at once.
 
-Continuous watching (mount-table events, inbox events, parallel recorders, sd_notify) comes
-with the dock daemon issue; each pass already runs the same ingest pipeline it will use.
+- A recorder is a filesystem mounted at or below a mount root; each mount is ingested when it
+  appears (and those already mounted at start). A new mount event for a recorder still being
+  ingested runs it again afterwards, never twice at once.
+- Inbox files are ingested once complete, and left where they are.
+- At start, temp files left by a killed process are removed; the catalog never saw them.
+- SIGTERM/SIGINT: every ingest stops at its next chunk, discarding the file in hand; exit 0.
+- Idle, the main thread sleeps in poll(): no timers, except systemd's watchdog when enabled.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import select
+import signal
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from archiver.dock import current_recorder_mounts
+from archiver import devices
+from archiver.dock import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
-from archiver.ingest import IngestReport, ingest
+from archiver.ingest import IngestOptions, IngestReport, KeyedLocks, ingest
+from archiver.notify import Notifier
+from archiver.store import sweep_temp_files
 from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -28,11 +42,13 @@ def sources(ws: Workspace) -> list[Path]:
 
 
 def run_once(ws: Workspace) -> list[IngestReport]:
-    """Ingest every source once. A source that cannot be read is logged and skipped."""
+    """Ingest every source once (`archiver daemon --once`). A source that cannot be read is logged."""
+    sweep(ws)
     reports = []
+    mounts = {m.mount_point: m for m in current_recorder_mounts(ws.cfg.dock.mount_roots)}
     for source in sources(ws):
         try:
-            report = ingest(ws.cfg, ws.archive, ws.catalog, source)
+            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mounts.get(source)))
         except ArchiverError as exc:
             log.error("source skipped source=%s error=%s", source, exc)
             continue
@@ -40,3 +56,160 @@ def run_once(ws: Workspace) -> list[IngestReport]:
         if report.stopped is not None:
             raise report.stopped
     return reports
+
+
+def sweep(ws: Workspace) -> None:
+    for path in sweep_temp_files(ws.archive.root):
+        log.warning("removed temp file left by an interrupted run path=%s", path)
+
+
+def _options(ws: Workspace, mount: Mount | None, **extra: Any) -> IngestOptions:
+    """Device identity and card clearing for a docked recorder (None: an inbox)."""
+    if mount is None:
+        return IngestOptions(**extra)
+    ids = devices.volume_ids(mount)
+    device = devices.identify(ws.catalog, ids)
+    clear = ws.cfg.dock.clear_after == "verified" and not _read_only(mount)
+    log.info("recorder docked mount=%s fstype=%s source=%s label=%s uuid=%s registered=%s read_only=%s clear=%s",
+             mount.mount_point, mount.fstype, mount.source, ids.label, ids.uuid,
+             device.serial if device else None, _read_only(mount), clear)
+    return IngestOptions(device=device.serial if device else None,
+                         officer=device.officer_no if device else None, clear=clear, **extra)
+
+
+def _read_only(mount: Mount) -> bool:
+    try:
+        return mount.read_only or bool(os.statvfs(mount.mount_point).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
+
+
+class Daemon:
+    def __init__(self, ws: Workspace, notifier: Notifier | None = None) -> None:
+        self.ws = ws
+        self.cfg = ws.cfg
+        self.notifier = notifier or Notifier()
+        self.stop = threading.Event()
+        self.locks = KeyedLocks()
+        self.pool = ThreadPoolExecutor(self.cfg.dock.max_parallel, thread_name_prefix="ingest")
+        self.running: dict[str, Future[Any]] = {}  # job key -> its ingest
+        self.again: dict[str, Any] = {}  # job key -> what to run when the current one ends
+        self.mounts: dict[Path, Mount] = {}
+        self.inbox_queue: dict[Path, set[Path]] = {}
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # already awake
+
+    def request_stop(self, *_args: object) -> None:
+        self.stop.set()
+        self.wake()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        sweep(self.ws)
+        table = MountTable()
+        inboxes = InboxWatcher(self.cfg.dock.inboxes, self.cfg.dock.settle_seconds, self.wake)
+        inboxes.start()
+        poller = select.poll()
+        poller.register(table, select.POLLPRI | select.POLLERR)
+        poller.register(self._wake_r, select.POLLIN)
+        self._mounts_changed(table.read())
+        self.notifier.ready(self._status())
+        log.info("daemon ready data_dir=%s mount_roots=%s inboxes=%s max_parallel=%d", self.cfg.data_dir,
+                 ",".join(map(str, self.cfg.dock.mount_roots)), ",".join(map(str, self.cfg.dock.inboxes)),
+                 self.cfg.dock.max_parallel)
+        try:
+            while not self.stop.is_set():
+                waits = [w for w in (inboxes.next_check(), self.notifier.watchdog_interval) if w is not None]
+                events = poller.poll(int(min(waits) * 1000) if waits else None)
+                for fd, _mask in events:
+                    if fd == self._wake_r:
+                        while True:
+                            try:
+                                if not os.read(self._wake_r, 4096):
+                                    break
+                            except BlockingIOError:
+                                break
+                    else:
+                        self._mounts_changed(table.read())
+                self._reap()
+                for inbox, files in inboxes.complete().items():
+                    self.inbox_queue.setdefault(inbox, set()).update(files)
+                self._start_inboxes()
+                self.notifier.watchdog()
+                self.notifier.status(self._status())
+        finally:
+            self.notifier.stopping()
+            log.info("daemon stopping: discarding the files in hand running=%d", len(self.running))
+            inboxes.stop()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            table.close()
+        log.info("daemon stopped")
+        return 0
+
+    # -- recorders -------------------------------------------------------------------------
+    def _mounts_changed(self, table: list[Mount]) -> None:
+        current = {m.mount_point: m for m in recorder_mounts(table, self.cfg.dock.mount_roots)}
+        for point in self.mounts.keys() - current.keys():
+            log.info("recorder removed mount=%s", point)
+        for point, mount in current.items():
+            if point not in self.mounts:
+                self._start(f"mount:{point}", self._ingest_mount, mount)
+        self.mounts = current
+
+    def _ingest_mount(self, mount: Mount) -> IngestReport:
+        options = _options(self.ws, mount, cancel=self.stop, locks=self.locks)
+        with self.locks.hold(f"device:{options.device or mount.mount_point}"):
+            return ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
+
+    # -- inboxes ---------------------------------------------------------------------------
+    def _start_inboxes(self) -> None:
+        for inbox, files in list(self.inbox_queue.items()):
+            if files and f"inbox:{inbox}" not in self.running:
+                del self.inbox_queue[inbox]
+                self._start(f"inbox:{inbox}", self._ingest_inbox, inbox, frozenset(files))
+
+    def _ingest_inbox(self, inbox: Path, files: frozenset[Path]) -> IngestReport:
+        options = IngestOptions(only=files, cancel=self.stop, locks=self.locks)
+        return ingest(self.cfg, self.ws.archive, self.ws.catalog, inbox, options)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def _start(self, key: str, fn: Any, *args: Any) -> None:
+        if self.stop.is_set():
+            return
+        if key in self.running:
+            self.again[key] = (fn, args)  # the same recorder is never ingested twice at once
+            return
+        future = self.pool.submit(fn, *args)
+        future.add_done_callback(lambda _f: self.wake())
+        self.running[key] = future
+
+    def _reap(self) -> None:
+        for key, future in list(self.running.items()):
+            if not future.done():
+                continue
+            del self.running[key]
+            try:
+                report = future.result()
+            except ArchiverError as exc:
+                log.error("ingest failed job=%s error=%s", key, exc)
+            except Exception:
+                log.exception("ingest crashed job=%s", key)
+            else:
+                if report.pending:
+                    log.warning("files pending job=%s reason=%s count=%d files=%s", key, report.ended,
+                                len(report.pending), ",".join(repr(p) for p in report.pending[:20]))
+            if key in self.again:
+                fn, args = self.again.pop(key)
+                if not key.startswith("mount:") or Path(key[6:]) in self.mounts:
+                    self._start(key, fn, *args)
+
+    def _status(self) -> str:
+        if not self.running:
+            return f"idle; {len(self.mounts)} recorder(s) mounted"
+        return "ingesting " + ", ".join(key.split(":", 1)[1] for key in self.running)

@@ -1,132 +1,74 @@
 """The ingest pipeline: scan -> plan -> copy+hash -> place -> read back -> seal -> catalog.
 
-`ingest()` is what both `archiver ingest` and the daemon call. It never writes to the source.
-Per-file problems are collected in the report and the run goes on; a problem with the archive
-itself (disk full, I/O error) stops the run, leaving what was done done and nothing half-done.
+`ingest()` is what both `archiver ingest` and the daemon call. It writes nothing to the source
+unless asked to clear it (`IngestOptions.clear`), and then deletes a file only after its archived
+copy is verified. Per-file problems are collected in the report and the run goes on; a problem
+with the archive itself (disk full, I/O error), a pulled recorder or a stop request ends the run,
+leaving what was done done, nothing half-done, and the rest listed as pending.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from archiver import media
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
+from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.config import Config
-from archiver.errors import ArchiverError, ArchiveStorageError, FileProblem, VerifyError, storage_error
-from archiver.naming import parse_name
+from archiver.errors import (
+    ArchiverError,
+    ArchiveStorageError,
+    FileProblem,
+    SourceReadError,
+    VerifyError,
+    storage_error,
+)
+from archiver.plan import Planned, describe_media, plan_file
 from archiver.scan import Found, Skipped, scan
-from archiver.store import Archive, Copied, SourceStat, safe_name
+from archiver.store import Archive, Cancelled, Copied, SourceStat
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_DEVICE = "unknown"
 
+class KeyedLocks:
+    """One lock per key (a hash, a folder), shared by the ingests running in one process."""
 
-# -- planning (pure) -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Planned:
-    found: Found
-    serial: str | None
-    officer: str | None
-    start: datetime | None  # from the file name, in the configured timezone
-    flags: tuple[str, ...]
-    day: date  # the archive day folder
-    name: str  # the file's name in the archive
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
 
-    @property
-    def device_folder(self) -> str:
-        return safe_name(self.serial) if self.serial else UNKNOWN_DEVICE
-
-
-def plan_file(found: Found, cfg: Config, device: str | None, officer: str | None) -> Planned:
-    """Decide where a file goes and what its name says. Pure: uses only the scan facts."""
-    info = parse_name(found.rel, cfg.naming.patterns, cfg.naming.time_format, cfg.timezone)
-    when = info.start or datetime.fromtimestamp(found.mtime_ns / 1e9, cfg.timezone)
-    return Planned(
-        found=found,
-        serial=info.serial or device,
-        officer=info.officer or officer,
-        start=info.start,
-        flags=() if info.parsed else ("name_unparsed",),
-        day=when.date(),
-        name=safe_name(Path(found.rel).name),
-    )
-
-
-def describe_media(planned: Planned, probed: media.MediaInfo | None, tz: Any) -> dict[str, Any]:
-    """The catalog fields that come from the name and the probe. Pure."""
-    by_ext = media.type_by_extension(planned.found.rel)
-    flags = list(planned.flags)
-    media_type = by_ext
-    if probed is None:
-        if by_ext != "other":
-            flags.append("unreadable_media")
-    else:
-        media_type = probed.media_type
-        if by_ext != "other" and media_type != by_ext:
-            flags.append("extension_mismatch")
-    start = planned.start
-    if start is None and probed is not None and probed.creation_time is not None:
-        start = probed.creation_time.astimezone(tz)
-    duration = probed.duration_s if probed is not None and media_type in ("video", "audio") else None
-    end = start + timedelta(seconds=duration) if start is not None and duration is not None else None
-    if media_type == "photo":
-        end = start
-    return {"media_type": media_type, "flags": flags, "start": start, "end": end, "duration_s": duration,
-            "media": probed.summary() if probed is not None else None}
-
-
-# -- the report --------------------------------------------------------------------------------
-@dataclass
-class IngestReport:
-    source: Path
-    device_serial: str | None = None
-    files_seen: int = 0
-    ingested: int = 0
-    already_archived: int = 0
-    flagged: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
-    bytes_copied: int = 0
-    not_recordings: list[Skipped] = field(default_factory=list)
-    recording_ids: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    run_id: int | None = None
-    stopped: ArchiverError | None = None  # set when the archive failed and the run stopped
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stopped.exit_code
-        return 1 if self.failed else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": str(self.source),
-            "device_serial": self.device_serial,
-            "files_seen": self.files_seen,
-            "ingested": self.ingested,
-            "already_archived": self.already_archived,
-            "flagged": self.flagged,
-            "failed": self.failed,
-            "bytes_copied": self.bytes_copied,
-            "not_recordings": [{"path": s.rel, "reason": s.reason} for s in self.not_recordings],
-            "recordings": self.recording_ids,
-            "seconds": round(self.seconds, 3),
-            "run_id": self.run_id,
-            "error": str(self.stopped) if self.stopped else None,
-        }
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
 
 class Progress(Protocol):
@@ -143,111 +85,207 @@ class _NoProgress:
     def end(self) -> None: ...
 
 
-# -- the pipeline ----------------------------------------------------------------------------
-def ingest(
-    cfg: Config,
-    archive: Archive,
-    catalog: Catalog,
-    source: Path,
-    device: str | None = None,
-    officer: str | None = None,
-    progress: Progress | None = None,
-) -> IngestReport:
+@dataclass
+class IngestOptions:
+    """What the caller decides beyond the configuration."""
+
+    device: str | None = None  # serial for files whose names carry none
+    officer: str | None = None  # officer number for files whose names carry none
+    only: frozenset[Path] | None = None  # just these files under the source (settled inbox drops)
+    clear: bool = False  # delete each file from the source once its archived copy is verified
+    cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
+    locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
+    progress: Progress | None = None
+
+
+@dataclass
+class IngestReport:
+    source: Path
+    device_serial: str | None = None
+    files_seen: int = 0
+    ingested: int = 0
+    already_archived: int = 0
+    flagged: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not attempted: the run ended early
+    bytes_copied: int = 0
+    cleared: int = 0
+    not_recordings: list[Skipped] = field(default_factory=list)
+    recording_ids: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    run_id: int | None = None
+    stopped: ArchiverError | None = None  # the archive failed and the run stopped
+    ended: str | None = None  # why the run ended early: "archive", "source removed", "cancelled"
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped is not None:
+            return self.stopped.exit_code
+        return 1 if self.failed or self.pending else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "device_serial": self.device_serial,
+            "files_seen": self.files_seen,
+            "ingested": self.ingested,
+            "already_archived": self.already_archived,
+            "flagged": self.flagged,
+            "failed": self.failed,
+            "pending": self.pending,
+            "bytes_copied": self.bytes_copied,
+            "cleared": self.cleared,
+            "not_recordings": [{"path": s.rel, "reason": s.reason} for s in self.not_recordings],
+            "recordings": self.recording_ids,
+            "seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+            "ended": self.ended,
+            "error": str(self.stopped) if self.stopped else None,
+        }
+
+
+class _SourceGone(Exception):
+    """The recorder disappeared (pulled, unmounted) during the run."""
+
+
+def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
+           options: IngestOptions | None = None) -> IngestReport:
     """Archive every recording under `source`. Raises SourceError if it cannot be read at all."""
-    progress = progress or _NoProgress()
+    opts = options or IngestOptions()
+    progress = opts.progress or _NoProgress()
     started = time.monotonic()
     scanned = scan(source, cfg.system_files)
-    plans = [plan_file(f, cfg, device, officer) for f in scanned.files]
+    files = [f for f in scanned.files if opts.only is None or f.path in opts.only]
+    plans = [plan_file(f, cfg, opts.device, opts.officer) for f in files]
     serials = Counter(p.serial for p in plans if p.serial)
     report = IngestReport(
         source=scanned.root,
-        device_serial=device or (serials.most_common(1)[0][0] if serials else None),
-        files_seen=len(scanned.files) + len(scanned.skipped) + len(scanned.unreadable),
+        device_serial=opts.device or (serials.most_common(1)[0][0] if serials else None),
+        files_seen=len(files) + len(scanned.skipped) + len(scanned.unreadable),
         not_recordings=scanned.skipped,
         failed=[{"path": s.rel, "error": s.reason} for s in scanned.unreadable],
     )
-    run_id = _start_run(catalog, report)
-    report.run_id = run_id
+    run = _Run(cfg, archive, catalog, opts, report, progress, scanned.device)
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
     progress.begin(len(plans), sum(p.found.size for p in plans))
     days: set[date] = set()
     try:
         for index, planned in enumerate(plans):
             try:
-                outcome = _ingest_one(cfg, archive, catalog, planned, run_id, report, progress)
+                if opts.cancel is not None and opts.cancel.is_set():
+                    raise Cancelled("stopped before this file")
+                outcome = run.one(planned)
             except FileProblem as exc:
                 outcome = "failed"
                 report.failed.append({"path": planned.found.rel, "error": str(exc)})
-                log.warning("file not archived path=%r error=%s", planned.found.rel, exc)
-            except ArchiveStorageError as exc:
-                report.stopped = exc
-                report.failed.append({"path": planned.found.rel, "error": str(exc)})
-                report.failed.extend(
-                    {"path": p.found.rel, "error": "not attempted: the run stopped (see the error)"}
-                    for p in plans[index + 1:]
-                )
-                log.error("ingest stopped source=%s error=%s", report.source, exc)
+                log.warning("file not archived source=%s path=%r error=%s", report.source, planned.found.rel, exc)
+            except (ArchiveStorageError, _SourceGone, Cancelled) as exc:
+                report.pending = [p.found.rel for p in plans[index:]]
+                if isinstance(exc, ArchiveStorageError):
+                    report.stopped, report.ended = exc, "archive"
+                else:
+                    report.ended = "cancelled" if isinstance(exc, Cancelled) else "source removed"
+                log.error("ingest ended early source=%s reason=%s pending=%d error=%s",
+                          report.source, report.ended, len(report.pending), exc)
                 break
             if outcome != "failed":
                 days.add(planned.day)
             progress.file_done(planned.found.rel, outcome)
-        _refresh_manifests(cfg, archive, catalog, days)
+        run.refresh_manifests(days)
     except ArchiveStorageError as exc:
         report.stopped = report.stopped or exc
     finally:
         progress.end()
         report.seconds = time.monotonic() - started
-        _finish_run(catalog, run_id, report)
+        run.finish()
     log.info(
-        "ingest finished source=%s device=%s ingested=%d already=%d failed=%d bytes=%d seconds=%.1f",
-        report.source, report.device_serial, report.ingested, report.already_archived, len(report.failed),
-        report.bytes_copied, report.seconds,
+        "ingest finished source=%s device=%s ingested=%d already=%d failed=%d pending=%d bytes=%d cleared=%d "
+        "seconds=%.1f", report.source, report.device_serial, report.ingested, report.already_archived,
+        len(report.failed), len(report.pending), report.bytes_copied, report.cleared, report.seconds,
     )
     return report
 
 
-def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planned, run_id: int,
-                report: IngestReport, progress: Progress) -> str:
-    found = planned.found
-    device_key = planned.serial or ""
-    with catalog.session() as session:
-        if planned.serial and _known_sighting(session, planned):
-            report.already_archived += 1
-            _touch_device(session, planned)
-            _commit(session)
-            progress.advance(found.size)
-            return "already archived"
+class _Run:
+    """One ingest run: the per-file steps and the run's catalog record."""
 
-    folder = archive.day_folder(planned.day) / planned.device_folder
-    created = archive.ensure_folder(folder)
-    try:
-        copied = archive.copy_in(found.path, folder, planned.name, cfg.hashes,
-                                 SourceStat(found.size, found.mtime_ns), progress.advance)
-    except BaseException:
-        archive.drop_empty(created)
-        raise
-    report.bytes_copied += copied.size
-    try:
+    def __init__(self, cfg: Config, archive: Archive, catalog: Catalog, opts: IngestOptions,
+                 report: IngestReport, progress: Progress, source_device: int) -> None:
+        self.cfg, self.archive, self.catalog, self.opts = cfg, archive, catalog, opts
+        self.report, self.progress, self.source_device = report, progress, source_device
         with catalog.session() as session:
+            row = IngestRun(source=str(report.source), device_serial=report.device_serial,
+                            files_seen=report.files_seen, failures=[])
+            session.add(row)
+            commit(session)
+            self.run_id = report.run_id = row.id
+
+    # -- one file --------------------------------------------------------------------------
+    def one(self, planned: Planned) -> str:
+        found = planned.found
+        if planned.serial:
+            with self.catalog.session() as session:
+                known = _known_recording(session, planned)
+                if known is not None:
+                    _touch_device(session, planned)
+                    commit(session)
+                    self.progress.advance(found.size)
+                    self.report.already_archived += 1
+                    self._clear(found, known)
+                    return "already archived"
+
+        folder = self.archive.day_folder(planned.day) / planned.device_folder
+        created = self.archive.ensure_folder(folder)
+        try:
+            copied = self.archive.copy_in(found.path, folder, planned.name, self.cfg.hashes,
+                                          SourceStat(found.size, found.mtime_ns), self.progress.advance,
+                                          self.opts.cancel)
+        except SourceReadError:
+            self.archive.drop_empty(created)
+            if self._source_gone():
+                raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
+            raise
+        except BaseException:
+            self.archive.drop_empty(created)
+            raise
+        self.report.bytes_copied += copied.size
+        try:
+            with self.opts.locks.hold("sha256:" + copied.digests["sha256"]), \
+                    self.opts.locks.hold(f"folder:{folder}"):
+                recording, outcome = self._archive_copy(planned, folder, copied)
+        finally:
+            copied.temp.unlink(missing_ok=True)
+            self.archive.drop_empty(created)  # only folders left empty go
+        if outcome == "ingested":
+            self.report.ingested += 1
+            self.report.recording_ids.append(recording.id)
+            if recording.flags:
+                self.report.flagged += 1
+            self.refresh_manifests({planned.day})
+        else:
+            self.report.already_archived += 1
+        self._clear(found, recording)
+        return outcome
+
+    def _archive_copy(self, planned: Planned, folder: Path, copied: Copied) -> tuple[Recording, str]:
+        found = planned.found
+        with self.catalog.session() as session:
             existing = session.scalar(select(Recording).where(Recording.sha256 == copied.digests["sha256"]))
             if existing is not None:
                 # The same evidence under another name or path: keep one copy, note where it was seen.
                 copied.temp.unlink()
-                session.add(_sighting(existing, run_id, device_key, report.source, found))
-                _touch_device(session, planned)
-                _commit(session)
-                report.already_archived += 1
-                return "already archived"
+                self._seen(session, existing, planned)
+                return existing, "already archived"
 
-            final, adopted = archive.place(copied, folder, planned.name)
+            final, adopted = self.archive.place(copied, folder, planned.name)
             # ffprobe (a separate process) reads the archived copy while we read it back.
             with ThreadPoolExecutor(1) as pool:
                 probing = pool.submit(_probe, final)
                 if not adopted:
-                    _verify(archive, final, copied, cfg.hashes)
+                    _verify(self.archive, final, copied, self.cfg.hashes, self.opts.cancel)
                 probed = probing.result()
-            archive.seal(final)
-            fields = describe_media(planned, probed, cfg.timezone)
+            self.archive.seal(final)
+            now = utcnow()
             recording = Recording(
                 sha256=copied.digests["sha256"],
                 sm3=copied.digests.get("sm3"),
@@ -255,24 +293,100 @@ def _ingest_one(cfg: Config, archive: Archive, catalog: Catalog, planned: Planne
                 original_path=found.rel,
                 device_serial=planned.serial,
                 officer_no=planned.officer,
-                archive_path=archive.relative(final),
-                verified_at=(now := utcnow()),
+                archive_path=self.archive.relative(final),
+                verified_at=now,
                 ingested_at=now,
-                ingest_run_id=run_id,
-                **fields,
+                ingest_run_id=self.run_id,
+                **describe_media(planned, probed, self.cfg.timezone),
             )
-            session.add(_sighting(recording, run_id, device_key, report.source, found))
-            _touch_device(session, planned)
-            _commit(session)
-    finally:
-        copied.temp.unlink(missing_ok=True)
-        archive.drop_empty(created)  # only folders left empty go
-    report.ingested += 1
-    report.recording_ids.append(recording.id)
-    if recording.flags:
-        report.flagged += 1
-    _refresh_manifests(cfg, archive, catalog, {planned.day})
-    return "ingested"
+            try:
+                self._seen(session, recording, planned)
+            except IntegrityError:
+                # Another process catalogued the same bytes meanwhile: theirs stands, ours goes.
+                session.rollback()
+                existing = session.scalar(select(Recording).where(Recording.sha256 == copied.digests["sha256"]))
+                if existing is None:
+                    raise
+                if existing.archive_path != recording.archive_path:
+                    final.unlink(missing_ok=True)
+                self._seen(session, existing, planned)
+                return existing, "already archived"
+            return recording, "ingested"
+
+    def _seen(self, session: Session, recording: Recording, planned: Planned) -> None:
+        session.add(Sighting(recording=recording, ingest_run_id=self.run_id, device_key=planned.serial or "",
+                             source=str(self.report.source), original_path=planned.found.rel,
+                             size=planned.found.size, mtime_ns=planned.found.mtime_ns))
+        _touch_device(session, planned)
+        commit(session)
+
+    def _source_gone(self) -> bool:
+        try:
+            return os.stat(self.report.source).st_dev != self.source_device
+        except OSError:
+            return True
+
+    def _clear(self, found: Found, recording: Recording) -> None:
+        """Delete a file from the recorder: only when asked, and only once its copy is safe."""
+        if not self.opts.clear:
+            return
+        archived = self.archive.data_dir / recording.archive_path
+        try:
+            st = os.lstat(found.path)
+            if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (found.size, found.mtime_ns):
+                log.warning("not cleared: changed since copied source=%s path=%r", self.report.source, found.rel)
+                return
+            if recording.verified_at is None or archived.stat().st_size != found.size:
+                log.warning("not cleared: archived copy missing or wrong size path=%r", found.rel)
+                return
+            os.unlink(found.path)
+        except OSError as exc:
+            log.warning("not cleared source=%s path=%r error=%s", self.report.source, found.rel, exc.strerror)
+            return
+        self.report.cleared += 1
+        log.info("cleared from recorder source=%s path=%r sha256=%s archive=%s", self.report.source, found.rel,
+                 recording.sha256, recording.archive_path)
+
+    # -- the run ---------------------------------------------------------------------------
+    def refresh_manifests(self, days: set[date]) -> None:
+        """Rewrite each day's manifests from the catalog, where they differ from what is on disk."""
+        for day in sorted(days):
+            folder = self.archive.day_folder(day)
+            prefix = self.archive.relative(folder) + "/"
+            with self.opts.locks.hold(f"manifest:{folder}"):
+                with self.catalog.session() as session:
+                    rows = session.execute(
+                        select(Recording.archive_path, Recording.sha256, Recording.sm3)
+                        .where(Recording.archive_path.startswith(prefix, autoescape=True))
+                    ).all()
+                for algorithm in self.cfg.hashes:
+                    digests = {path[len(prefix):]: (sha256 if algorithm == "sha256" else sm3)
+                               for path, sha256, sm3 in rows}
+                    self.archive.write_manifest(folder, algorithm, [(rel, d) for rel, d in digests.items() if d])
+
+    def finish(self) -> None:
+        report = self.report
+        try:
+            with self.catalog.session() as session:
+                row = session.get(IngestRun, self.run_id)
+                if row is None:
+                    return
+                row.finished_at = utcnow()
+                row.status = ("failed" if report.stopped else
+                              "partial" if report.failed or report.pending else "ok")
+                row.ingested = report.ingested
+                row.already_archived = report.already_archived
+                row.flagged = report.flagged
+                row.failed = len(report.failed)
+                row.bytes_copied = report.bytes_copied
+                row.failures = report.failed + [{"path": p, "error": f"pending ({report.ended})"}
+                                                for p in report.pending]
+                row.error = str(report.stopped) if report.stopped else report.ended
+                commit(session)
+        except ArchiveStorageError as exc:
+            # The run's own record could not be closed (the catalog disk is full); the files' rows are safe.
+            log.error("could not record the end of ingest run %s: %s", self.run_id, exc)
+            report.stopped = report.stopped or exc
 
 
 def _probe(path: Path) -> media.MediaInfo | None:
@@ -282,9 +396,14 @@ def _probe(path: Path) -> media.MediaInfo | None:
         return None
 
 
-def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...]) -> None:
+def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...],
+            cancel: threading.Event | None) -> None:
+    """Read the placed copy back; anything but a match removes it (it is not catalogued yet)."""
     try:
-        back = archive.read_back(final, algorithms)
+        back = archive.read_back(final, algorithms, cancel)
+    except Cancelled:
+        final.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         final.unlink(missing_ok=True)
         raise storage_error(exc, str(final.parent)) from exc
@@ -296,21 +415,17 @@ def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str
         )
 
 
-def _known_sighting(session: Session, planned: Planned) -> bool:
+def _known_recording(session: Session, planned: Planned) -> Recording | None:
+    """The recording this device's file was already archived as, if this exact file was seen before."""
     found = planned.found
     return session.scalar(
-        select(Sighting.id).where(
+        select(Recording).join(Sighting).where(
             Sighting.device_key == planned.serial,
             Sighting.original_path == found.rel,
             Sighting.size == found.size,
             Sighting.mtime_ns == found.mtime_ns,
         ).limit(1)
-    ) is not None
-
-
-def _sighting(recording: Recording, run_id: int, device_key: str, source: Path, found: Found) -> Sighting:
-    return Sighting(recording=recording, ingest_run_id=run_id, device_key=device_key, source=str(source),
-                    original_path=found.rel, size=found.size, mtime_ns=found.mtime_ns)
+    )
 
 
 def _touch_device(session: Session, planned: Planned) -> None:
@@ -321,63 +436,5 @@ def _touch_device(session: Session, planned: Planned) -> None:
         device = Device(serial=planned.serial)
         session.add(device)
     device.last_docked = utcnow()
-    if planned.officer:
+    if planned.officer and not device.officer_no:
         device.officer_no = planned.officer
-
-
-def _commit(session: Session) -> None:
-    try:
-        session.commit()
-    except SQLAlchemyError as exc:
-        session.rollback()
-        text = str(getattr(exc, "orig", exc))
-        if "full" in text.lower():
-            raise ArchiveStorageError(f"catalog disk full ({text}): free space, then ingest again") from exc
-        raise ArchiveStorageError(f"cannot write the catalog: {text}") from exc
-
-
-def _start_run(catalog: Catalog, report: IngestReport) -> int:
-    with catalog.session() as session:
-        run = IngestRun(source=str(report.source), device_serial=report.device_serial,
-                        files_seen=report.files_seen, failures=[])
-        session.add(run)
-        _commit(session)
-        return run.id
-
-
-def _finish_run(catalog: Catalog, run_id: int, report: IngestReport) -> None:
-    try:
-        with catalog.session() as session:
-            run = session.get(IngestRun, run_id)
-            if run is None:
-                return
-            run.finished_at = utcnow()
-            run.status = "failed" if report.stopped else ("partial" if report.failed else "ok")
-            run.ingested = report.ingested
-            run.already_archived = report.already_archived
-            run.flagged = report.flagged
-            run.failed = len(report.failed)
-            run.bytes_copied = report.bytes_copied
-            run.failures = report.failed
-            run.error = str(report.stopped) if report.stopped else None
-            _commit(session)
-    except ArchiveStorageError as exc:
-        # The run's own record could not be closed (the catalog disk is full); the files' rows are safe.
-        log.error("could not record the end of ingest run %s: %s", run_id, exc)
-        report.stopped = report.stopped or exc
-
-
-def _refresh_manifests(cfg: Config, archive: Archive, catalog: Catalog, days: set[date]) -> None:
-    """Rewrite each day's manifests from the catalog, where they differ from what is on disk."""
-    for day in sorted(days):
-        folder = archive.day_folder(day)
-        prefix = archive.relative(folder) + "/"
-        with catalog.session() as session:
-            rows = session.execute(
-                select(Recording.archive_path, Recording.sha256, Recording.sm3)
-                .where(Recording.archive_path.startswith(prefix, autoescape=True))
-            ).all()
-        for algorithm in cfg.hashes:
-            digests = {path[len(prefix):]: (sha256 if algorithm == "sha256" else sm3)
-                       for path, sha256, sm3 in rows}
-            archive.write_manifest(folder, algorithm, [(rel, d) for rel, d in digests.items() if d])

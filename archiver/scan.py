@@ -33,6 +33,7 @@ class Skipped:
 @dataclass
 class ScanResult:
     root: Path
+    device: int = 0  # st_dev of the root: a different one later means the recorder was pulled
     files: list[Found] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # listed, not recordings
     unreadable: list[Skipped] = field(default_factory=list)  # could hold recordings: a failure
@@ -52,7 +53,7 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
     except OSError as exc:
         raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
     root = Path(os.path.abspath(source))
-    result = ScanResult(root)
+    result = ScanResult(root, top.st_dev)
     if stat.S_ISREG(top.st_mode):
         result.root = root.parent
         result.files.append(Found(root, root.name, top.st_size, top.st_mtime_ns))

@@ -30,7 +30,7 @@ from archiver.errors import (
 )
 
 CHUNK = 1 << 20
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
 ARCHIVE_DIR = "archive"
 _NAME_MAX = 255
 
@@ -67,6 +67,33 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def temp_name(name: str) -> str:
+    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}"
+
+
+def sweep_temp_files(root: Path) -> list[Path]:
+    """Remove temp files left under `root` by processes that no longer run (killed, power lost).
+
+    Temp files of live processes (another ingest at work) are left alone. Returns what was removed.
+    """
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists():
+                continue
+            path = Path(dirpath) / name
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+class Cancelled(Exception):
+    """The copy was stopped on request (the daemon is shutting down); its temp file is gone."""
 
 
 def safe_name(name: str) -> str:
@@ -155,7 +182,7 @@ class Archive:
 
     # -- writing ------------------------------------------------------------------------
     def copy_in(self, source: Path, folder: Path, name: str, algorithms: Iterable[str],
-                expected: SourceStat, on_bytes=None) -> Copied:
+                expected: SourceStat, on_bytes=None, cancel: threading.Event | None = None) -> Copied:
         """Copy `source` to a temp file in `folder`, hashing in the same read pass.
 
         The temp file is fsynced before this returns. Raises SourceChangedError if the source's
@@ -164,7 +191,7 @@ class Archive:
         """
         hashers = {a: new_hasher(a) for a in algorithms}
         src_fd = _open_source(source)
-        temp = folder / _fit(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}")
+        temp = folder / _fit(temp_name(name))
         try:
             before = os.fstat(src_fd)
             if not stat.S_ISREG(before.st_mode):
@@ -177,7 +204,7 @@ class Archive:
             except OSError as exc:
                 raise storage_error(exc, str(folder)) from exc
             try:
-                total = _pump(src_fd, out_fd, hashers.values(), folder, on_bytes)
+                total = _pump(src_fd, out_fd, hashers.values(), folder, on_bytes, cancel)
                 try:
                     os.fsync(out_fd)
                 except OSError as exc:
@@ -245,12 +272,12 @@ class Archive:
 
     # -- reading ------------------------------------------------------------------------
     @staticmethod
-    def read_back(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
+    def read_back(path: Path, algorithms: Iterable[str], cancel: threading.Event | None = None) -> dict[str, str]:
         """Hash a file as it is on the disk, bypassing the page cache where the filesystem allows."""
         try:
-            return _hash_file(path, os.O_DIRECT, algorithms)
+            return _hash_file(path, os.O_DIRECT, algorithms, cancel)
         except _NoDirectIO:
-            return _hash_file(path, 0, algorithms)
+            return _hash_file(path, 0, algorithms, cancel)
 
 
 class _NoDirectIO(Exception):
@@ -306,7 +333,8 @@ class _ReadAhead:
         self.close()
 
 
-def _hash_file(path: Path, extra_flags: int, algorithms: Iterable[str]) -> dict[str, str]:
+def _hash_file(path: Path, extra_flags: int, algorithms: Iterable[str],
+               cancel: threading.Event | None = None) -> dict[str, str]:
     hashers = {a: new_hasher(a) for a in algorithms}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | extra_flags)
@@ -320,6 +348,8 @@ def _hash_file(path: Path, extra_flags: int, algorithms: Iterable[str]) -> dict[
         with _ReadAhead(fd) as chunks:
             try:
                 for chunk in chunks:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("stopped while reading back the archived copy")
                     for h in hashers.values():
                         h.update(chunk)
             except OSError as exc:
@@ -346,12 +376,15 @@ def _open_source(source: Path) -> int:
     raise SourceReadError("cannot open")  # pragma: no cover - loop always returns or raises
 
 
-def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes) -> int:
+def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
+          cancel: threading.Event | None) -> int:
     hashers = list(hashers)
     total = 0
     with _ReadAhead(src_fd) as chunks:
         try:
             for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("stopped before this file was copied completely")
                 for h in hashers:
                     h.update(chunk)
                 try:
@@ -411,7 +444,7 @@ def _manifest_line(digest: str, rel: str) -> str:
 
 def write_atomic(target: Path, data: bytes, mode: int = 0o444) -> None:
     """Replace `target` with `data` atomically and durably."""
-    temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{target.name}")
+    temp = target.with_name(temp_name(target.name))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -438,7 +471,7 @@ def prepare_data_dir(data_dir: Path) -> Archive:
     except OSError as exc:
         raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror}; set --data-dir to a writable "
                            "folder") from exc
-    probe = data_dir / f"{TEMP_PREFIX}{secrets.token_hex(4)}-write-test"
+    probe = data_dir / temp_name("write-test")
     try:
         probe.write_bytes(b"")
         probe.unlink()

@@ -37,7 +37,7 @@ def test_daemon_pass_ingests_inbox_and_mounted_recorder(cli, card: Path, tmp_pat
     (inbox / "dropped.WAV").write_bytes((card / "AUDIO/TA00716_JX0227_20221103093628.WAV").read_bytes() + b"!")
     config = tmp_path / "daemon.toml"
     config.write_text(f'[dock]\nmount_roots = ["{roots}"]\ninboxes = ["{inbox}"]\n')
-    result = cli("daemon", config=config)
+    result = cli("daemon", "--once", config=config)
     assert result.exit_code == 0, result.output
     assert f"drop recordings into: {inbox}" in result.stderr
     assert f"{mounted}: 6 archived" in result.stderr and f"{inbox}: 1 archived" in result.stderr

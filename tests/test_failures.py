@@ -25,9 +25,8 @@ def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder:
     assert first.stderr.count("\n") == 1
     assert first.stderr.startswith(f"Error: archive disk full: the filesystem at {disk} has no space left")
     report = json.loads(first.stdout)
-    assert report["ingested"] >= 1 and report["failed"]
-    assert report["failed"][0]["error"] == first.stderr[len("Error: "):].strip()
-    assert all(f["error"].startswith("not attempted") for f in report["failed"][1:])
+    assert report["ingested"] >= 1 and report["pending"] and report["failed"] == []
+    assert (report["ended"], report["error"]) == ("archive", first.stderr[len("Error: "):].strip())
     assert archive_problems(data_dir) == []  # no partial file, every catalogued file intact
     done = {r[0] for r in sqlite3.connect(data_dir / "catalog.db").execute("select sha256 from recordings")}
     assert len(done) == report["ingested"]

@@ -32,7 +32,7 @@ def test_make_recorder_then_run_ingests_the_inbox(tmp_path: Path):
     config = tmp_path / "run.toml"
     config.write_text(f'[dock]\ninboxes = ["{inbox}"]\nmount_roots = ["{tmp_path / "no-mounts"}"]\n')
     data = tmp_path / "data"
-    ran = _script("run", env={"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)})
+    ran = _script("run", "--once", env={"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)})
     assert ran.returncode == 0, ran.stderr
     assert f"drop recordings into: {inbox}" in ran.stderr
     assert f"{inbox}: 3 archived" in ran.stderr

@@ -9,10 +9,10 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archiver.errors import DataDirError
+from archiver.errors import ArchiveStorageError, DataDirError
 
 CATALOG_FILE = "catalog.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,12 +29,20 @@ def head_revision() -> str:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Transactions are begun by us (see _sqlite_begin), not by the driver.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # evidence: a committed row survives power loss
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # Take the write lock when a transaction starts: two ingests writing at once then queue on
+    # busy_timeout instead of failing with "database is locked" when a read turns into a write.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Catalog:
@@ -45,6 +53,7 @@ class Catalog:
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -81,3 +90,18 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def commit(session: Session) -> None:
+    """Commit; a constraint violation is re-raised as is, any other failure becomes a storage error."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise
+    except SQLAlchemyError as exc:
+        session.rollback()
+        text = str(getattr(exc, "orig", exc))
+        if "full" in text.lower():
+            raise ArchiveStorageError(f"catalog disk full ({text}): free space, then run again") from exc
+        raise ArchiveStorageError(f"cannot write the catalog: {text}") from exc

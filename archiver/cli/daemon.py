@@ -8,29 +8,33 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import human_bytes
-from archiver.daemon import run_once, sources
+from archiver.daemon import Daemon, run_once, sources
 
 
 @click.command()
+@click.option("--once", is_flag=True, help="Ingest what is there now (inboxes, mounted recorders) and exit.")
 @click.pass_obj
-def daemon(app: App) -> None:
-    """Ingest every configured inbox (dock.inboxes) and every recorder mounted below dock.mount_roots.
+def daemon(app: App, once: bool) -> None:
+    """Ingest recorders as they are mounted below dock.mount_roots, and files dropped into dock.inboxes.
 
-    This version makes one pass and exits; continuous watching of mounts and inboxes is planned.
-    Exit 1 if any file failed.
+    Runs until SIGTERM or Ctrl-C, which stop it within seconds (the file in hand is discarded,
+    to be copied again next time); exit 0. Logs one line per docked recorder, finished ingest and
+    failure on stderr. Under systemd (Type=notify) it reports READY, STATUS and WATCHDOG.
+    With --once, exit 1 if any file failed.
     """
     logging.getLogger().setLevel(logging.INFO)
     ws = app.workspace(upgrade=True)
     cfg = app.config
-    click.echo(f"archiver daemon: data dir {cfg.data_dir}; one pass over the sources below, then exit "
-               "(continuous watching is not built yet).", err=True)
+    click.echo(f"archiver daemon: data dir {cfg.data_dir}", err=True)
     for inbox in cfg.dock.inboxes:
         click.echo(f"  drop recordings into: {inbox}", err=True)
     for root in cfg.dock.mount_roots:
         click.echo(f"  or mount a recorder below: {root}", err=True)
+    if not once:
+        click.get_current_context().exit(Daemon(ws).run())
     failed = 0
     for report in run_once(ws):
-        failed += len(report.failed)
+        failed += len(report.failed) + len(report.pending)
         click.echo(f"{report.source}: {report.ingested} archived, {report.already_archived} already archived, "
                    f"{len(report.failed)} failed, {human_bytes(report.bytes_copied)} copied", err=True)
     if not sources(ws):

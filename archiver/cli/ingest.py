@@ -8,7 +8,7 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
-from archiver.ingest import IngestReport
+from archiver.ingest import IngestOptions, IngestReport
 from archiver.ingest import ingest as run_ingest
 
 
@@ -27,7 +27,8 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     """
     ws = app.workspace(upgrade=True)
     progress = TerminalProgress() if TerminalProgress.wanted() else None
-    report = run_ingest(app.config, ws.archive, ws.catalog, path, device, officer, progress)
+    options = IngestOptions(device=device, officer=officer, progress=progress)
+    report = run_ingest(app.config, ws.archive, ws.catalog, path, options)
     if as_json:
         echo_json(report.to_json())
     else:
@@ -50,3 +51,6 @@ def _print_summary(report: IngestReport) -> None:
             click.echo(f"  {item.rel!r}: {item.reason}")
     for failure in report.failed:
         click.echo(f"FAILED {failure['path']!r}: {failure['error']}", err=True)
+    if report.pending:
+        click.echo(f"PENDING ({report.ended}): {len(report.pending)} file(s) not attempted; run the ingest again",
+                   err=True)

@@ -34,7 +34,9 @@ ensure_venv() {
         python3 -m venv "$venv"
     fi
     # Reinstall only when the project's dependencies change.
-    local stamp="$venv/.installed-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)${extras:+-$extras}"
+    local hash stamp
+    hash=$(sha256sum "$repo/pyproject.toml" | cut -c1-16)
+    stamp="$venv/.installed-$hash${extras:+-$extras}"
     if [ ! -e "$stamp" ]; then
         say "installing the project into $venv (log: $venv/install.log)"
         if ! "$venv/bin/python" -m pip install -e "$repo${extras:+[$extras]}" >"$venv/install.log" 2>&1 \
@@ -43,7 +45,7 @@ ensure_venv() {
             say "Error: installing the project into $venv failed (full log: $venv/install.log)"
             exit 2
         fi
-        rm -f "$venv"/.installed-*
+        find "$venv" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash*" -delete
         touch "$stamp"
     fi
 }
