@@ -112,6 +112,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         sweep(self.ws)
+        if self.cfg.dock.clear_after == "backed_up":
+            log.warning("dock.clear_after = backed_up needs backups, which are not built yet: nothing is cleared")
         table = MountTable()
         inboxes = InboxWatcher(self.cfg.dock.inboxes, self.cfg.dock.settle_seconds, self.wake)
         inboxes.start()

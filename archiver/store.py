@@ -222,7 +222,10 @@ class Archive:
             temp.unlink(missing_ok=True)
             raise
         finally:
-            os.close(src_fd)
+            try:
+                os.close(src_fd)
+            except OSError:
+                pass  # a read-only descriptor on a pulled recorder (ENOTCONN, EIO): nothing to lose
         return Copied(temp, total, {a: h.hexdigest() for a, h in hashers.items()})
 
     def place(self, copied: Copied, folder: Path, name: str) -> tuple[Path, bool]:
