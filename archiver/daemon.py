@@ -160,7 +160,8 @@ class Daemon:
         for point in self.mounts.keys() - current.keys():
             log.info("recorder removed mount=%s", point)
         for point, mount in current.items():
-            if point not in self.mounts:
+            known = self.mounts.get(point)
+            if known is None or known.mount_id != mount.mount_id:
                 self._start(f"mount:{point}", self._ingest_mount, mount)
         self.mounts = current
 
@@ -203,9 +204,10 @@ class Daemon:
             except Exception:
                 log.exception("ingest crashed job=%s", key)
             else:
-                if report.pending:
-                    log.warning("files pending job=%s reason=%s count=%d files=%s", key, report.ended,
-                                len(report.pending), ",".join(repr(p) for p in report.pending[:20]))
+                waiting = [f["path"] for f in report.failed] + report.pending
+                if waiting:
+                    log.warning("files pending job=%s reason=%s count=%d files=%s", key,
+                                report.ended or "failed", len(waiting), ",".join(repr(p) for p in waiting[:20]))
             if key in self.again:
                 fn, args = self.again.pop(key)
                 if not key.startswith("mount:") or Path(key[6:]) in self.mounts:

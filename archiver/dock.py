@@ -28,6 +28,7 @@ class Mount:
     fstype: str
     source: str
     options: tuple[str, ...]
+    mount_id: int = 0  # new for every mount: a card re-docked at the same point is a new mount
 
     @property
     def read_only(self) -> bool:
@@ -49,7 +50,8 @@ def parse_mountinfo(text: str) -> list[Mount]:
         fields, rest = head.split(), tail.split()
         if len(fields) < 6 or len(rest) < 2:
             continue
-        mounts.append(Mount(Path(_unescape(fields[4])), rest[0], _unescape(rest[1]), tuple(fields[5].split(","))))
+        mounts.append(Mount(Path(_unescape(fields[4])), rest[0], _unescape(rest[1]), tuple(fields[5].split(",")),
+                            int(fields[0]) if fields[0].isdigit() else 0))
     return mounts
 
 

@@ -321,7 +321,9 @@ class _Run:
         commit(session)
 
     def _source_gone(self) -> bool:
+        # Listing the root does real I/O: a dead FUSE mount may still answer stat() from its cache.
         try:
+            os.listdir(self.report.source)
             return os.stat(self.report.source).st_dev != self.source_device
         except OSError:
             return True

@@ -23,6 +23,7 @@ MOUNTINFO = (
 def test_parse_mountinfo_and_pick_recorders():
     mounts = parse_mountinfo(MOUNTINFO)
     assert mounts[1].mount_point == Path("/media/TA 00716") and mounts[1].read_only and mounts[1].fstype == "vfat"
+    assert (mounts[1].mount_id, mounts[1].source) == (40, "/dev/sdb1")
     picked = recorder_mounts(mounts, (Path("/media"), Path("/run/media")))
     assert [str(m.mount_point) for m in picked] == ["/media", "/media/TA 00716", "/run/media/clerk/CARD"]
 
