@@ -85,23 +85,27 @@ class MountTable:
         self._file.close()
 
 
-def open_for_writing(path: Path) -> bool:
-    """Whether any process we can see holds `path` open for writing (from /proc/*/fd)."""
-    target = str(path)
+def open_for_writing(paths: set[Path]) -> set[Path]:
+    """Those of `paths` that some process we can see holds open for writing (one pass over /proc)."""
+    wanted = {str(p): p for p in paths}
+    busy: set[Path] = set()
+    if not wanted:
+        return busy
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) != target:
+                target = os.readlink(fd)
+                if target not in wanted:
                     continue
                 flags = next(line for line in (proc / "fdinfo" / fd.name).read_text().splitlines()
                              if line.startswith("flags:"))
                 if int(flags.split()[1], 8) & (os.O_WRONLY | os.O_RDWR):
-                    return True
+                    busy.add(wanted[target])
         except (OSError, StopIteration):
             continue
-    return False
+    return busy
 
 
 class InboxWatcher:
@@ -155,6 +159,7 @@ class InboxWatcher:
         """Take the files that are complete now, by inbox."""
         ready: dict[Path, set[Path]] = {}
         now = time.monotonic()
+        settled = set()
         with self._lock:
             for path, (size, since) in list(self._pending.items()):
                 try:
@@ -166,10 +171,15 @@ class InboxWatcher:
                     del self._pending[path]
                 elif st.st_size != size:
                     self._pending[path] = (st.st_size, now)
-                elif now - since >= self._settle and not open_for_writing(path):
-                    del self._pending[path]
-                    inbox = next(i for i in self._inboxes if i == path.parent or i in path.parents)
-                    ready.setdefault(inbox, set()).add(path)
+                elif now - since >= self._settle:
+                    settled.add(path)
+            busy = open_for_writing(settled)
+            for path in busy:  # still being written: wait another settle period
+                self._pending[path] = (self._pending[path][0], now)
+            for path in settled - busy:
+                del self._pending[path]
+                inbox = next(i for i in self._inboxes if i in path.parents)
+                ready.setdefault(inbox, set()).add(path)
         return ready
 
 
