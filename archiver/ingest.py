@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from archiver import media
+from archiver.cases import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
@@ -300,6 +301,9 @@ class _Run:
                 **describe_media(planned, probed, self.cfg.timezone),
             )
             try:
+                session.add(recording)
+                session.flush()
+                link_recordings(session, [recording.id])  # to the cases' actions it falls in
                 self._seen(session, recording, planned)
             except IntegrityError:
                 # Another process catalogued the same bytes meanwhile: theirs stands, ours goes.

@@ -34,8 +34,11 @@ class RecordingFilter:
     officer: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    ids: tuple[int, ...] | None = None  # only these (e.g. a case's recordings)
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.ids is not None:
+            query = query.where(Recording.id.in_(self.ids))
         if self.device:
             query = query.where(Recording.device_serial == self.device)
         if self.officer:
@@ -78,7 +81,7 @@ def _iso(value: datetime | None, tz: tzinfo) -> str | None:
     return value.astimezone(tz).isoformat() if value else None
 
 
-def recording_json(rec: Recording, tz: tzinfo) -> dict[str, Any]:
+def recording_json(rec: Recording, tz: tzinfo, cases: list[str] | None = None) -> dict[str, Any]:
     return {
         "id": rec.id,
         "sha256": rec.sha256,
@@ -95,13 +98,13 @@ def recording_json(rec: Recording, tz: tzinfo) -> dict[str, Any]:
         "ingested_at": _iso(rec.ingested_at, tz),
         "verified_at": _iso(rec.verified_at, tz),
         "flags": list(rec.flags or []),
-        "cases": [],  # filled once cases exist
+        "cases": cases or [],
     }
 
 
-def recording_detail_json(rec: Recording, tz: tzinfo) -> dict[str, Any]:
+def recording_detail_json(rec: Recording, tz: tzinfo, cases: list[str]) -> dict[str, Any]:
     """`recordings show`: the recording plus its probe facts and every place it was seen."""
-    data = recording_json(rec, tz)
+    data = recording_json(rec, tz, cases)
     data["media"] = rec.media
     data["sightings"] = [
         {"source": s.source, "original_path": s.original_path, "device": s.device_key or None,

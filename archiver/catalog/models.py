@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -73,6 +73,10 @@ class IngestRun(Base):
 
 class Recording(Base):
     __tablename__ = "recordings"
+    __table_args__ = (
+        Index("ix_recordings_officer_start", "officer_no", "start"),
+        Index("ix_recordings_device_start", "device_serial", "start"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -116,3 +120,69 @@ class Sighting(Base):
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     recording: Mapped[Recording] = relationship(back_populates="sightings")
+
+
+class Case(Base):
+    """An enforcement case (administrative penalty, inspection); its number is kept exactly."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_no: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    actions: Mapped[list[Action]] = relationship(back_populates="case", order_by="Action.start",
+                                                 cascade="all, delete-orphan")
+
+
+class Action(Base):
+    """One step of a case (立案, 调查取证, 送达, ...) in a time window, by some officers."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_link_window", "link_from", "link_to"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(100))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    recording_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The window widened by linking.clock_tolerance_s: what recordings are matched against.
+    link_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    link_to: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    case: Mapped[Case] = relationship(back_populates="actions")
+    officers: Mapped[list[ActionOfficer]] = relationship(cascade="all, delete-orphan",
+                                                         order_by="ActionOfficer.officer_no")
+
+
+class ActionOfficer(Base):
+    __tablename__ = "action_officers"
+
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), primary_key=True)
+    officer_no: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class ActionLink(Base):
+    """A recording matched to an action automatically (officer + time). Derived: re-computed at will."""
+
+    __tablename__ = "action_links"
+
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), primary_key=True, index=True)
+
+
+class CaseLink(Base):
+    """A person's decision: this recording belongs to the case ('linked') or does not ('unlinked').
+
+    Kept apart from the automatic links and never changed by re-linking.
+    """
+
+    __tablename__ = "case_links"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), primary_key=True, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

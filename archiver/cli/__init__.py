@@ -88,9 +88,10 @@ def init(app: App) -> None:
 
 
 def _register() -> None:
-    from archiver.cli import daemon, devices, ingest, recordings
+    from archiver.cli import cases, daemon, devices, ingest, recordings
 
     main.add_command(ingest.ingest)
+    main.add_command(cases.cases)
     main.add_command(devices.devices)
     main.add_command(recordings.recordings)
     main.add_command(daemon.daemon)

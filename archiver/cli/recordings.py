@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from archiver.cases import cases_for_recordings, recording_ids_for_case
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
 from archiver.lookup import (
@@ -27,16 +28,20 @@ def recordings() -> None:
 @click.option("--officer", metavar="NO", help="Only this officer number.")
 @click.option("--since", metavar="TIME", help="Only recordings running at or after TIME (ISO 8601).")
 @click.option("--until", metavar="TIME", help="Only recordings starting at or before TIME (ISO 8601).")
+@click.option("--case", "case_no", metavar="CASE_NO", help="Only recordings linked to this case.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def list_(app: App, device, officer, since, until, as_json: bool) -> None:
+def list_(app: App, device, officer, since, until, case_no, as_json: bool) -> None:
     """List recordings, oldest first. Times without an offset are in the configured timezone."""
     tz = app.config.timezone
+    catalog = app.workspace().catalog
+    ids = tuple(recording_ids_for_case(catalog, case_no, app.config.linking)) if case_no else None
     flt = RecordingFilter(device, officer, parse_time(since, tz) if since else None,
-                          parse_time(until, tz) if until else None)
-    rows = list_recordings(app.workspace().catalog, flt)
+                          parse_time(until, tz) if until else None, ids)
+    rows = list_recordings(catalog, flt)
     if as_json:
-        echo_json([recording_json(r, tz) for r in rows])
+        linked = cases_for_recordings(catalog, (r.id for r in rows))
+        echo_json([recording_json(r, tz, linked.get(r.id)) for r in rows])
         return
     table = Table("ID", "Start", "Device", "Officer", "Type", "Duration", "Size", "SHA-256", "Flags", "Original path")
     for r in rows:
@@ -56,7 +61,9 @@ def list_(app: App, device, officer, since, until, as_json: bool) -> None:
 @click.pass_obj
 def show(app: App, ref: str, as_json: bool) -> None:
     """Show one recording. REF is its id or a sha256 prefix of 8 or more hex digits."""
-    data = recording_detail_json(find_recording(app.workspace().catalog, ref), app.config.timezone)
+    catalog = app.workspace().catalog
+    rec = find_recording(catalog, ref)
+    data = recording_detail_json(rec, app.config.timezone, cases_for_recordings(catalog, [rec.id]).get(rec.id, []))
     if as_json:
         echo_json(data)
         return

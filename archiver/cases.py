@@ -1,0 +1,302 @@
+"""Cases in the catalog: import, linking recordings to actions, coverage checks, lookups.
+
+Automatic links (`action_links`) are derived from officer + time and re-derived whenever cases or
+recordings arrive. A person's decisions (`case_links`: linked / unlinked) are kept apart and
+always win: a manually linked recording counts for every action whose window it overlaps, an
+unlinked one for none.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, union
+from sqlalchemy.orm import Session, selectinload
+
+from archiver.casefile import CaseRecord
+from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Recording
+from archiver.catalog.db import commit
+from archiver.config import LinkingConfig
+from archiver.coverage import Coverage, Span, coverage, overlaps
+from archiver.errors import NotFoundError
+
+_CHUNK = 500  # ids per IN (...) list
+COVERING = ("video", "audio")  # photos are instants: evidence, not coverage
+
+
+# -- import --------------------------------------------------------------------------------
+@dataclass
+class ImportResult:
+    cases_created: int = 0
+    cases_updated: int = 0
+    actions_added: int = 0
+    actions_updated: int = 0
+    actions_removed: int = 0
+    links: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingConfig) -> ImportResult:
+    """Create or update the cases in one transaction, then re-derive their automatic links.
+
+    An action is identified within its case by (stage, start); actions of an imported case that the
+    file no longer lists are removed. Manual links belong to the case and are untouched.
+    """
+    result = ImportResult()
+    slack = timedelta(seconds=linking.clock_tolerance_s)
+    with catalog.session() as session:
+        existing = {c.case_no: c for c in _in_chunks(
+            session, select(Case).options(selectinload(Case.actions).selectinload(Action.officers)),
+            Case.case_no, [r.case_no for r in records])}
+        for record in records:
+            case = existing.get(record.case_no)
+            if case is None:
+                case = existing[record.case_no] = Case(case_no=record.case_no, title=record.title)
+                session.add(case)
+                result.cases_created += 1
+            else:
+                case.title = record.title or case.title
+                result.cases_updated += 1
+            old = {(a.stage, a.start): a for a in case.actions}
+            for item in record.actions:
+                action = old.pop((item.stage, item.start), None)
+                if action is None:
+                    action = Action(stage=item.stage, start=item.start)
+                    case.actions.append(action)
+                    result.actions_added += 1
+                else:
+                    result.actions_updated += 1
+                action.end = item.end
+                action.recording_required = item.recording_required
+                action.link_from, action.link_to = item.start - slack, item.end + slack
+                action.officers = [ActionOfficer(officer_no=o) for o in item.officers]
+            for action in old.values():
+                case.actions.remove(action)
+                result.actions_removed += 1
+        session.flush()
+        result.links = relink_actions(session, [a.id for c in existing.values() for a in c.actions])
+        commit(session)
+    return result
+
+
+def _case(session: Session, case_no: str) -> Case:
+    return session.scalar(select(Case).where(Case.case_no == case_no))
+
+
+def _in_chunks(session: Session, query, column, values: list[Any]) -> Iterator[Any]:
+    for i in range(0, len(values), _CHUNK):
+        yield from session.scalars(query.where(column.in_(values[i:i + _CHUNK])))
+
+
+# -- automatic links -------------------------------------------------------------------------
+def _candidates(action_filter, recording_filter):
+    """(action id, recording id) pairs matching by officer or by the officer a device is issued to."""
+    recording_end = func.coalesce(Recording.end, Recording.start)
+    in_window = (Recording.start <= Action.link_to) & (recording_end >= Action.link_from)
+    by_officer = (select(Action.id, Recording.id)
+                  .join(ActionOfficer, ActionOfficer.action_id == Action.id)
+                  .join(Recording, Recording.officer_no == ActionOfficer.officer_no)
+                  .where(in_window, action_filter, recording_filter))
+    by_device = (select(Action.id, Recording.id)
+                 .join(ActionOfficer, ActionOfficer.action_id == Action.id)
+                 .join(Device, Device.officer_no == ActionOfficer.officer_no)
+                 .join(Recording, Recording.device_serial == Device.serial)
+                 .where(in_window, action_filter, recording_filter))
+    return union(by_officer, by_device)
+
+
+def relink_actions(session: Session, action_ids: list[int]) -> int:
+    """Re-derive the automatic links of these actions. Returns how many links they now have."""
+    count = 0
+    for i in range(0, len(action_ids), _CHUNK):
+        chunk = action_ids[i:i + _CHUNK]
+        session.execute(delete(ActionLink).where(ActionLink.action_id.in_(chunk)))
+        session.execute(insert(ActionLink).from_select(
+            ["action_id", "recording_id"], _candidates(Action.id.in_(chunk), Recording.start.is_not(None))))
+        count += session.scalar(select(func.count()).select_from(ActionLink)
+                                .where(ActionLink.action_id.in_(chunk))) or 0
+    return count
+
+
+def link_recordings(session: Session, recording_ids: list[int]) -> None:
+    """Derive the automatic links of newly arrived recordings (called in the ingest's transaction)."""
+    for i in range(0, len(recording_ids), _CHUNK):
+        chunk = recording_ids[i:i + _CHUNK]
+        session.execute(delete(ActionLink).where(ActionLink.recording_id.in_(chunk)))
+        session.execute(insert(ActionLink).from_select(
+            ["action_id", "recording_id"], _candidates(True, Recording.id.in_(chunk))))
+
+
+# -- manual links ----------------------------------------------------------------------------
+def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str) -> None:
+    """Record that these recordings do ('linked') or do not ('unlinked') belong to the case."""
+    assert kind in ("linked", "unlinked")
+    with catalog.session() as session:
+        case = _require_case(session, case_no)
+        for rid in recording_ids:
+            link = session.get(CaseLink, (case.id, rid))
+            if link is None:
+                link = CaseLink(case_id=case.id, recording_id=rid)
+                session.add(link)
+            link.kind, link.by = kind, getpass.getuser()
+        commit(session)
+
+
+def _require_case(session: Session, case_no: str) -> Case:
+    case = _case(session, case_no)
+    if case is None:
+        raise NotFoundError(f"no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'")
+    return case
+
+
+# -- checking --------------------------------------------------------------------------------
+@dataclass
+class ActionCheck:
+    action: Action
+    officers: list[str]
+    coverage: Coverage
+    recordings: list[Recording]  # every recording counted for this action, photos included
+    manual: set[int]  # ids of those that count because a person linked them
+
+    @property
+    def compliant(self) -> bool:
+        return not self.action.recording_required or not self.coverage.gaps
+
+
+@dataclass
+class CaseCheck:
+    case: Case
+    actions: list[ActionCheck] = field(default_factory=list)
+    linked_only: list[Recording] = field(default_factory=list)  # manually linked, in no action window
+    unlinked: list[Recording] = field(default_factory=list)  # manually excluded
+
+    @property
+    def compliant(self) -> bool:
+        return all(a.compliant for a in self.actions)
+
+
+def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingConfig) -> Iterator[CaseCheck]:
+    """Coverage of every action of the given cases (None: all cases), case by case, in batches."""
+    with catalog.session() as session:
+        if case_nos is None:
+            ids = list(session.scalars(select(Case.id).order_by(Case.case_no)))
+        else:
+            ids = [_require_case(session, c).id for c in case_nos]
+        for i in range(0, len(ids), _CHUNK):
+            yield from _check_batch(session, ids[i:i + _CHUNK], linking)
+
+
+def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig) -> Iterator[CaseCheck]:
+    cases = {c.id: c for c in session.scalars(
+        select(Case).where(Case.id.in_(case_ids))
+        .options(selectinload(Case.actions).selectinload(Action.officers)))}
+    action_ids = [a.id for c in cases.values() for a in c.actions]
+    auto: dict[int, set[int]] = defaultdict(set)
+    for i in range(0, len(action_ids), _CHUNK):
+        for action_id, recording_id in session.execute(
+                select(ActionLink.action_id, ActionLink.recording_id)
+                .where(ActionLink.action_id.in_(action_ids[i:i + _CHUNK]))):
+            auto[action_id].add(recording_id)
+    manual: dict[int, dict[int, str]] = defaultdict(dict)
+    for case_id, recording_id, kind in session.execute(
+            select(CaseLink.case_id, CaseLink.recording_id, CaseLink.kind).where(CaseLink.case_id.in_(case_ids))):
+        manual[case_id][recording_id] = kind
+    wanted = set().union(*auto.values(), *(m.keys() for m in manual.values())) if (auto or manual) else set()
+    recordings = {r.id: r for r in _in_chunks(session, select(Recording), Recording.id, sorted(wanted))}
+    for case_id in case_ids:
+        case = cases[case_id]
+        decisions = manual.get(case_id, {})
+        linked = [recordings[r] for r, k in decisions.items() if k == "linked" and r in recordings]
+        result = CaseCheck(case, unlinked=[recordings[r] for r, k in decisions.items()
+                                           if k == "unlinked" and r in recordings])
+        used: set[int] = set()
+        for action in case.actions:
+            window = Span(action.start, action.end)
+            chosen = {r: recordings[r] for r in auto.get(action.id, ()) if decisions.get(r) != "unlinked"}
+            hand = {r.id for r in linked if r.start and overlaps(_span(r), window, linking.clock_tolerance_s)}
+            chosen.update({r: recordings[r] for r in hand})
+            ordered = sorted(chosen.values(), key=lambda r: (r.start, r.id))
+            spans = [_span(r) for r in ordered if r.media_type in COVERING and r.start and r.end]
+            result.actions.append(ActionCheck(action, [o.officer_no for o in action.officers],
+                                              coverage(window, spans, linking.max_gap_s), ordered, hand))
+            used |= chosen.keys()
+        result.linked_only = [r for r in linked if r.id not in used]
+        yield result
+
+
+def _span(rec: Recording) -> Span:
+    return Span(rec.start, rec.end or rec.start)
+
+
+# -- lookups ---------------------------------------------------------------------------------
+def list_cases(catalog: Catalog, text: str | None = None) -> list[dict[str, Any]]:
+    """All cases, or those whose number or title contains `text` or with an officer matching it."""
+    with catalog.session() as session:
+        query = (select(Case.case_no, Case.title, func.count(Action.id), func.min(Action.start), func.max(Action.end))
+                 .outerjoin(Action, Action.case_id == Case.id).group_by(Case.id).order_by(Case.case_no))
+        if text:
+            by_officer = (select(Action.case_id).join(ActionOfficer, ActionOfficer.action_id == Action.id)
+                          .where(ActionOfficer.officer_no.contains(text, autoescape=True)))
+            query = query.where(or_(Case.case_no.contains(text, autoescape=True),
+                                    Case.title.contains(text, autoescape=True), Case.id.in_(by_officer)))
+        return [{"case_no": n, "title": t, "actions": c, "start": s, "end": e}
+                for n, t, c, s, e in session.execute(query)]
+
+
+def recording_ids_for_case(catalog: Catalog, case_no: str, linking: LinkingConfig) -> list[int]:
+    (check,) = list(check_cases(catalog, [case_no], linking))
+    ids = {r.id for a in check.actions for r in a.recordings} | {r.id for r in check.linked_only}
+    return sorted(ids)
+
+
+def cases_for_recordings(catalog: Catalog, recording_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Case numbers each recording belongs to (automatic links not undone, plus manual links)."""
+    ids = list(recording_ids)
+    found: dict[int, set[str]] = defaultdict(set)
+    with catalog.session() as session:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            unlinked = set(session.execute(select(CaseLink.recording_id, CaseLink.case_id)
+                                           .where(CaseLink.recording_id.in_(chunk), CaseLink.kind == "unlinked")))
+            for rid, case_id, case_no in session.execute(
+                    select(ActionLink.recording_id, Case.id, Case.case_no)
+                    .join(Action, Action.id == ActionLink.action_id).join(Case, Case.id == Action.case_id)
+                    .where(ActionLink.recording_id.in_(chunk))):
+                if (rid, case_id) not in unlinked:
+                    found[rid].add(case_no)
+            for rid, case_no in session.execute(
+                    select(CaseLink.recording_id, Case.case_no).join(Case, Case.id == CaseLink.case_id)
+                    .where(CaseLink.recording_id.in_(chunk), CaseLink.kind == "linked")):
+                found[rid].add(case_no)
+    return {rid: sorted(nos) for rid, nos in found.items()}
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def _iso(value: datetime | None, tz: tzinfo) -> str | None:
+    return value.astimezone(tz).isoformat() if value else None
+
+
+def check_json(check: CaseCheck, tz: tzinfo) -> dict[str, Any]:
+    """The design's `cases check --json` entry for one case."""
+    return {
+        "case_no": check.case.case_no,
+        "compliant": check.compliant,
+        "actions": [{
+            "stage": a.action.stage,
+            "start": _iso(a.action.start, tz),
+            "end": _iso(a.action.end, tz),
+            "officers": a.officers,
+            "required": a.action.recording_required,
+            "covered_s": round(a.coverage.covered_s, 3),
+            "coverage": round(a.coverage.ratio, 4),
+            "gaps": [{"start": _iso(g.start, tz), "end": _iso(g.end, tz)} for g in a.coverage.gaps],
+            "recordings": [r.id for r in a.recordings],
+        } for a in check.actions],
+    }

@@ -1,0 +1,187 @@
+"""`archiver cases ...`: import, list, show, search, link, unlink, check, report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from archiver import cases as lib
+from archiver.casefile import parse_case_file
+from archiver.cli import App
+from archiver.cli.output import console, echo_json
+from archiver.errors import ArchiverError
+from archiver.lookup import find_recording, recording_json
+from archiver.report import render_case
+from archiver.store import write_atomic
+
+
+@click.group()
+def cases() -> None:
+    """Enforcement cases, the recordings linked to them, and the full-process recording check."""
+
+
+@cases.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def import_(app: App, file: Path, as_json: bool) -> None:
+    """Import cases from FILE (.csv or .json, UTF-8 with or without BOM), one row per action.
+
+    CSV columns: case_no,title,stage,officers,start,end,recording_required (officers separated
+    by ';'). Importing again updates, never duplicates. Any bad row: exit 2, nothing imported.
+    """
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ArchiverError(f"cannot read {file}: {exc.strerror}") from exc
+    records = parse_case_file(file.name, data, app.config.timezone)
+    result = lib.import_cases(app.workspace(upgrade=True).catalog, records, app.config.linking)
+    if as_json:
+        echo_json(result.to_json())
+        return
+    click.echo(f"{file}: {result.cases_created} case(s) created, {result.cases_updated} updated; actions "
+               f"{result.actions_added} added, {result.actions_updated} updated, {result.actions_removed} removed; "
+               f"{result.links} automatic link(s)")
+
+
+def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:
+    tz = app.config.timezone
+    if as_json:
+        echo_json([{**r, "start": r["start"].astimezone(tz).isoformat() if r["start"] else None,
+                    "end": r["end"].astimezone(tz).isoformat() if r["end"] else None} for r in rows])
+        return
+    table = Table("Case", "Title", "Actions", "From", "To")
+    for r in rows:
+        table.add_row(r["case_no"], r["title"], str(r["actions"]),
+                      r["start"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["start"] else "-",
+                      r["end"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["end"] else "-")
+    console().print(table)
+    click.echo(f"{len(rows)} case(s)")
+
+
+@cases.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def list_(app: App, as_json: bool) -> None:
+    """List every case with its number of actions and time range."""
+    _case_rows(lib.list_cases(app.workspace().catalog), app, as_json)
+
+
+@cases.command()
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def search(app: App, text: str, as_json: bool) -> None:
+    """Cases whose number or title contains TEXT, or with an officer number containing it."""
+    _case_rows(lib.list_cases(app.workspace().catalog, text), app, as_json)
+
+
+@cases.command()
+@click.argument("case_no")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def show(app: App, case_no: str, as_json: bool) -> None:
+    """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
+    tz = app.config.timezone
+    (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking)
+    data = lib.check_json(check, tz)
+    data["title"] = check.case.title
+    for entry, item in zip(data["actions"], check.actions, strict=True):
+        entry["recordings"] = [{**recording_json(r, tz), "link": "manual" if r.id in item.manual else "automatic"}
+                               for r in item.recordings]
+    data["linked_by_hand"] = [recording_json(r, tz) for r in check.linked_only]
+    data["unlinked_by_hand"] = [recording_json(r, tz) for r in check.unlinked]
+    if as_json:
+        echo_json(data)
+        return
+    out = console()
+    out.print(f"[bold]{check.case.case_no}[/bold]  {check.case.title}")
+    out.print("compliant" if check.compliant else "[red]NOT compliant[/red]")
+    for entry in data["actions"]:
+        out.print(f"\n[bold]{entry['stage']}[/bold] {entry['start']} – {entry['end']}  officers "
+                  f"{', '.join(entry['officers']) or '-'}  required={entry['required']}  covered "
+                  f"{entry['covered_s']:.0f} s ({entry['coverage']:.1%})")
+        for gap in entry["gaps"]:
+            out.print(f"  [red]gap[/red] {gap['start']} – {gap['end']}")
+        table = Table("ID", "Type", "Officer", "Start", "End", "Link", "SHA-256", "Archive path")
+        for r in entry["recordings"]:
+            table.add_row(str(r["id"]), r["media_type"], r["officer_no"] or "-", r["start"] or "-", r["end"] or "-",
+                          r["link"], r["sha256"], r["archive_path"])
+        out.print(table)
+    for title, key in (("Linked by hand, outside every action window", "linked_by_hand"),
+                       ("Unlinked by hand", "unlinked_by_hand")):
+        if data[key]:
+            out.print(f"\n{title}: " + ", ".join(f"#{r['id']} {r['archive_path']}" for r in data[key]))
+
+
+@cases.command()
+@click.argument("case_no")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_obj
+def link(app: App, case_no: str, refs: tuple[str, ...]) -> None:
+    """Link recordings (ids or sha256 prefixes) to a case by hand; re-linking never undoes it."""
+    _manual(app, case_no, refs, "linked")
+
+
+@cases.command()
+@click.argument("case_no")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_obj
+def unlink(app: App, case_no: str, refs: tuple[str, ...]) -> None:
+    """Exclude recordings from a case by hand, even where officer and time would link them."""
+    _manual(app, case_no, refs, "unlinked")
+
+
+def _manual(app: App, case_no: str, refs: tuple[str, ...], kind: str) -> None:
+    catalog = app.workspace().catalog
+    ids = [find_recording(catalog, ref).id for ref in refs]
+    lib.set_manual_link(catalog, case_no, ids, kind)
+    click.echo(f"{case_no}: {kind} {', '.join(f'#{i}' for i in ids)}")
+
+
+@cases.command()
+@click.argument("case_nos", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Check every case.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one entry per case.")
+@click.pass_obj
+def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> None:
+    """Full-process recording check: for each action the covered seconds, the coverage and every gap
+    longer than linking.max_gap_s. Exit 1 when any checked case is not compliant."""
+    if bool(case_nos) == all_:
+        raise ArchiverError("give case numbers or --all (not both)")
+    tz = app.config.timezone
+    failing = 0
+    results = []
+    for item in lib.check_cases(app.workspace().catalog, None if all_ else list(case_nos), app.config.linking):
+        failing += not item.compliant
+        if as_json:
+            results.append(lib.check_json(item, tz))
+        else:
+            gaps = sum(len(a.coverage.gaps) for a in item.actions if a.action.recording_required)
+            click.echo(f"{'ok  ' if item.compliant else 'FAIL'} {item.case.case_no}: {len(item.actions)} action(s)"
+                       + ("" if item.compliant else f", {gaps} gap(s)"))
+    if as_json:
+        echo_json(results)
+    elif all_:
+        click.echo(f"{failing} case(s) not compliant")
+    click.get_current_context().exit(1 if failing else 0)
+
+
+@cases.command()
+@click.argument("case_no")
+@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where to write the report.")
+@click.pass_obj
+def report(app: App, case_no: str, html_file: Path) -> None:
+    """Write one self-contained HTML page for an auditor: per action a timeline with a bar per
+    recording and the gaps in red, and the recordings with their hashes."""
+    (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking)
+    page = render_case(item, app.config.timezone, datetime.now(UTC))
+    try:
+        write_atomic(html_file.absolute(), page.encode(), mode=0o644)
+    except ArchiverError as exc:
+        raise ArchiverError(f"cannot write the report to {html_file}: {exc}") from exc
+    click.echo(f"{case_no}: report written to {html_file} ({'compliant' if item.compliant else 'NOT compliant'})")
