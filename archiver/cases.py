@@ -26,6 +26,9 @@ from archiver.coverage import Coverage, Span, coverage, overlaps
 from archiver.errors import NotFoundError
 
 _CHUNK = 500  # ids per IN (...) list
+# Recordings longer than this are not linked automatically (segments are minutes long; FAT32 caps a
+# file at 4 GiB). The bound keeps the officer/time index scan short.
+LONGEST_RECORDING = timedelta(hours=48)
 COVERING = ("video", "audio")  # photos are instants: evidence, not coverage
 
 
@@ -76,6 +79,7 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
                 action.end = item.end
                 action.recording_required = item.recording_required
                 action.link_from, action.link_to = item.start - slack, item.end + slack
+                action.scan_from = action.link_from - LONGEST_RECORDING
                 action.officers = [ActionOfficer(officer_no=o) for o in item.officers]
             for action in old.values():
                 case.actions.remove(action)
@@ -90,16 +94,19 @@ def _case(session: Session, case_no: str) -> Case:
     return session.scalar(select(Case).where(Case.case_no == case_no))
 
 
-def _in_chunks(session: Session, query, column, values: list[Any]) -> Iterator[Any]:
+def _in_chunks(session: Session, query, column, values: list[Any], rows: bool = False) -> Iterator[Any]:
+    """Run `query` for `values` of `column` in chunks; ORM objects, or plain rows with `rows`."""
+    run = session.execute if rows else session.scalars
     for i in range(0, len(values), _CHUNK):
-        yield from session.scalars(query.where(column.in_(values[i:i + _CHUNK])))
+        yield from run(query.where(column.in_(values[i:i + _CHUNK])))
 
 
 # -- automatic links -------------------------------------------------------------------------
 def _candidates(action_filter, recording_filter):
     """(action id, recording id) pairs matching by officer or by the officer a device is issued to."""
     recording_end = func.coalesce(Recording.end, Recording.start)
-    in_window = (Recording.start <= Action.link_to) & (recording_end >= Action.link_from)
+    in_window = ((Recording.start <= Action.link_to) & (Recording.start >= Action.scan_from)
+                 & (recording_end >= Action.link_from))
     by_officer = (select(Action.id, Recording.id)
                   .join(ActionOfficer, ActionOfficer.action_id == Action.id)
                   .join(Recording, Recording.officer_no == ActionOfficer.officer_no)
@@ -159,10 +166,10 @@ def _require_case(session: Session, case_no: str) -> Case:
 # -- checking --------------------------------------------------------------------------------
 @dataclass
 class ActionCheck:
-    action: Action
+    action: Any  # a row: id, case_id, stage, start, end, recording_required
     officers: list[str]
     coverage: Coverage
-    recordings: list[Recording]  # every recording counted for this action, photos included
+    recordings: list[Any]  # rows of every recording counted for this action, photos included
     manual: set[int]  # ids of those that count because a person linked them
 
     @property
@@ -172,66 +179,81 @@ class ActionCheck:
 
 @dataclass
 class CaseCheck:
-    case: Case
+    case: Any  # a row: id, case_no, title
     actions: list[ActionCheck] = field(default_factory=list)
-    linked_only: list[Recording] = field(default_factory=list)  # manually linked, in no action window
-    unlinked: list[Recording] = field(default_factory=list)  # manually excluded
+    linked_only: list[Any] = field(default_factory=list)  # manually linked, in no action window
+    unlinked: list[Any] = field(default_factory=list)  # manually excluded
 
     @property
     def compliant(self) -> bool:
         return all(a.compliant for a in self.actions)
 
 
-def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingConfig) -> Iterator[CaseCheck]:
-    """Coverage of every action of the given cases (None: all cases), case by case, in batches."""
+# What the check itself needs of a recording; `full` loads every column (show, report).
+_CHECK_COLUMNS = (Recording.id, Recording.start, Recording.end, Recording.media_type)
+
+
+def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingConfig,
+                full: bool = False) -> Iterator[CaseCheck]:
+    """Coverage of every action of the given cases (None: all cases), case by case, in batches.
+
+    Plain rows, not ORM objects: `check --all` over 100,000 cases stays a matter of seconds.
+    """
+    columns = tuple(Recording.__table__.columns) if full else _CHECK_COLUMNS
     with catalog.session() as session:
         if case_nos is None:
             ids = list(session.scalars(select(Case.id).order_by(Case.case_no)))
         else:
             ids = [_require_case(session, c).id for c in case_nos]
         for i in range(0, len(ids), _CHUNK):
-            yield from _check_batch(session, ids[i:i + _CHUNK], linking)
+            yield from _check_batch(session, ids[i:i + _CHUNK], linking, columns)
 
 
-def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig) -> Iterator[CaseCheck]:
-    cases = {c.id: c for c in session.scalars(
-        select(Case).where(Case.id.in_(case_ids))
-        .options(selectinload(Case.actions).selectinload(Action.officers)))}
-    action_ids = [a.id for c in cases.values() for a in c.actions]
+def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig, columns) -> Iterator[CaseCheck]:
+    cases = {c.id: c for c in session.execute(select(Case.id, Case.case_no, Case.title)
+                                              .where(Case.id.in_(case_ids)))}
+    actions: dict[int, list[Any]] = defaultdict(list)
+    for a in session.execute(select(Action.id, Action.case_id, Action.stage, Action.start, Action.end,
+                                    Action.recording_required)
+                             .where(Action.case_id.in_(case_ids)).order_by(Action.start, Action.id)):
+        actions[a.case_id].append(a)
+    action_ids = [a.id for group in actions.values() for a in group]
+    officers: dict[int, list[str]] = defaultdict(list)
+    for action_id, officer in _in_chunks(session, select(ActionOfficer.action_id, ActionOfficer.officer_no)
+                                         .order_by(ActionOfficer.officer_no), ActionOfficer.action_id, action_ids,
+                                         rows=True):
+        officers[action_id].append(officer)
     auto: dict[int, set[int]] = defaultdict(set)
-    for i in range(0, len(action_ids), _CHUNK):
-        for action_id, recording_id in session.execute(
-                select(ActionLink.action_id, ActionLink.recording_id)
-                .where(ActionLink.action_id.in_(action_ids[i:i + _CHUNK]))):
-            auto[action_id].add(recording_id)
+    for action_id, recording_id in _in_chunks(session, select(ActionLink.action_id, ActionLink.recording_id),
+                                              ActionLink.action_id, action_ids, rows=True):
+        auto[action_id].add(recording_id)
     manual: dict[int, dict[int, str]] = defaultdict(dict)
     for case_id, recording_id, kind in session.execute(
             select(CaseLink.case_id, CaseLink.recording_id, CaseLink.kind).where(CaseLink.case_id.in_(case_ids))):
         manual[case_id][recording_id] = kind
-    wanted = set().union(*auto.values(), *(m.keys() for m in manual.values())) if (auto or manual) else set()
-    recordings = {r.id: r for r in _in_chunks(session, select(Recording), Recording.id, sorted(wanted))}
+    wanted = set().union(*auto.values(), *(m.keys() for m in manual.values()))
+    recordings = {r.id: r for r in _in_chunks(session, select(*columns), Recording.id, sorted(wanted), rows=True)}
     for case_id in case_ids:
-        case = cases[case_id]
         decisions = manual.get(case_id, {})
         linked = [recordings[r] for r, k in decisions.items() if k == "linked" and r in recordings]
-        result = CaseCheck(case, unlinked=[recordings[r] for r, k in decisions.items()
-                                           if k == "unlinked" and r in recordings])
+        result = CaseCheck(cases[case_id], unlinked=[recordings[r] for r, k in decisions.items()
+                                                     if k == "unlinked" and r in recordings])
         used: set[int] = set()
-        for action in case.actions:
+        for action in actions.get(case_id, []):
             window = Span(action.start, action.end)
             chosen = {r: recordings[r] for r in auto.get(action.id, ()) if decisions.get(r) != "unlinked"}
             hand = {r.id for r in linked if r.start and overlaps(_span(r), window, linking.clock_tolerance_s)}
             chosen.update({r: recordings[r] for r in hand})
             ordered = sorted(chosen.values(), key=lambda r: (r.start, r.id))
             spans = [_span(r) for r in ordered if r.media_type in COVERING and r.start and r.end]
-            result.actions.append(ActionCheck(action, [o.officer_no for o in action.officers],
+            result.actions.append(ActionCheck(action, officers.get(action.id, []),
                                               coverage(window, spans, linking.max_gap_s), ordered, hand))
             used |= chosen.keys()
         result.linked_only = [r for r in linked if r.id not in used]
         yield result
 
 
-def _span(rec: Recording) -> Span:
+def _span(rec: Any) -> Span:
     return Span(rec.start, rec.end or rec.start)
 
 
@@ -251,7 +273,7 @@ def list_cases(catalog: Catalog, text: str | None = None) -> list[dict[str, Any]
 
 
 def recording_ids_for_case(catalog: Catalog, case_no: str, linking: LinkingConfig) -> list[int]:
-    (check,) = list(check_cases(catalog, [case_no], linking))
+    (check,) = list(check_cases(catalog, [case_no], linking))  # ids only: the light rows suffice
     ids = {r.id for a in check.actions for r in a.recordings} | {r.id for r in check.linked_only}
     return sorted(ids)
 

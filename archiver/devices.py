@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from archiver.cases import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording
 from archiver.catalog.db import commit
 from archiver.dock import Mount
@@ -63,6 +64,9 @@ def register(catalog: Catalog, serial: str, label: str | None, uuid: str | None,
         device.label = label or device.label
         device.uuid = uuid or device.uuid
         device.officer_no = officer or device.officer_no
+        session.flush()
+        # whom the device is issued to decides links for recordings without an officer match
+        link_recordings(session, list(session.scalars(select(Recording.id).where(Recording.device_serial == serial))))
         commit(session)
         return device
 

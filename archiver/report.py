@@ -10,7 +10,6 @@ from datetime import datetime, tzinfo
 from html import escape
 
 from archiver.cases import CaseCheck
-from archiver.catalog import Recording
 
 GAP_COLOUR = "#d62728"
 _COLOURS = {"video": "#1f77b4", "audio": "#2ca02c", "photo": "#9467bd", "other": "#7f7f7f"}
@@ -63,7 +62,7 @@ def render_case(check: CaseCheck, tz: tzinfo, generated: datetime) -> str:
     return "\n".join(parts)
 
 
-def _timeline(recordings: list[Recording], start: datetime, end: datetime, gaps, tz: tzinfo, index: int) -> str:
+def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo, index: int) -> str:
     """The window (shaded) on an axis wide enough for every linked recording; gaps in red."""
     times = [start, end] + [t for r in recordings for t in (r.start, r.end) if t is not None]
     lo, hi = min(times), max(times)
@@ -108,7 +107,7 @@ def _timeline(recordings: list[Recording], start: datetime, end: datetime, gaps,
     return "".join(body)
 
 
-def _table(recordings: list[Recording], tz: tzinfo, manual: set[int]) -> str:
+def _table(recordings: list, tz: tzinfo, manual: set[int]) -> str:
     if not recordings:
         return '<p class="bad">No recordings.</p>'
     rows = ["<table><tr><th>#</th><th>type</th><th>officer</th><th>device</th><th>start</th><th>end</th>"

@@ -132,11 +132,12 @@ def test_json_form_search_and_device_registered_to_an_officer(cli, card: Path, t
     path = tmp_path / "cases.json"
     path.write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     assert cli("cases", "import", path).exit_code == 0
-    # the card's names say officer JX0227, but the device is issued to JX0555
-    assert cli("devices", "add", "TA00716", "--label", "ZFY-01", "--officer", "JX0555").exit_code == 0
     inbox = tmp_path / "in"
     shutil.copytree(card, inbox)
     assert cli("ingest", inbox).exit_code == 0
+    assert check(cli, CASE)[1][0]["actions"][0]["recordings"] == []
+    # the card's names say officer JX0227, but the device is issued to JX0555: registering it links
+    assert cli("devices", "add", "TA00716", "--label", "ZFY-01", "--officer", "JX0555").exit_code == 0
     code, report = check(cli, CASE)
     assert len(report[0]["actions"][0]["recordings"]) == 6
     for text in ("后叶罚", "占道", "JX0555"):

@@ -151,6 +151,9 @@ class Action(Base):
     # The window widened by linking.clock_tolerance_s: what recordings are matched against.
     link_from: Mapped[datetime] = mapped_column(UTCDateTime)
     link_to: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The earliest start of a recording that can reach into the window (link_from - the longest
+    # recording considered): bounds the index range scanned when linking.
+    scan_from: Mapped[datetime] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(back_populates="actions")
     officers: Mapped[list[ActionOfficer]] = relationship(cascade="all, delete-orphan",

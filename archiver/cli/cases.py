@@ -86,7 +86,7 @@ def search(app: App, text: str, as_json: bool) -> None:
 def show(app: App, case_no: str, as_json: bool) -> None:
     """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
     tz = app.config.timezone
-    (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking)
+    (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     data = lib.check_json(check, tz)
     data["title"] = check.case.title
     for entry, item in zip(data["actions"], check.actions, strict=True):
@@ -178,7 +178,7 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
 def report(app: App, case_no: str, html_file: Path) -> None:
     """Write one self-contained HTML page for an auditor: per action a timeline with a bar per
     recording and the gaps in red, and the recordings with their hashes."""
-    (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking)
+    (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     page = render_case(item, app.config.timezone, datetime.now(UTC))
     try:
         write_atomic(html_file.absolute(), page.encode(), mode=0o644)

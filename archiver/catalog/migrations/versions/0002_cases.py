@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('recording_required', sa.Boolean(), nullable=False),
     sa.Column('link_from', sa.DateTime(), nullable=False),
     sa.Column('link_to', sa.DateTime(), nullable=False),
+    sa.Column('scan_from', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
