@@ -48,7 +48,8 @@ def run_once(ws: Workspace) -> list[IngestReport]:
     mounts = {m.mount_point: m for m in current_recorder_mounts(ws.cfg.dock.mount_roots)}
     for source in sources(ws):
         try:
-            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mounts.get(source)))
+            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mounts.get(source),
+                                                                             custody=ws.custody))
         except ArchiverError as exc:
             log.error("source skipped source=%s error=%s", source, exc)
             continue
@@ -166,7 +167,7 @@ class Daemon:
         self.mounts = current
 
     def _ingest_mount(self, mount: Mount) -> IngestReport:
-        options = _options(self.ws, mount, cancel=self.stop, locks=self.locks)
+        options = _options(self.ws, mount, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
         with self.locks.hold(f"device:{options.device or mount.mount_point}"):
             return ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
 
@@ -178,7 +179,7 @@ class Daemon:
                 self._start(f"inbox:{inbox}", self._ingest_inbox, inbox, frozenset(files))
 
     def _ingest_inbox(self, inbox: Path, files: frozenset[Path]) -> IngestReport:
-        options = IngestOptions(only=files, cancel=self.stop, locks=self.locks)
+        options = IngestOptions(only=files, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
         return ingest(self.cfg, self.ws.archive, self.ws.catalog, inbox, options)
 
     # -- jobs ------------------------------------------------------------------------------

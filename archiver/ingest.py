@@ -33,6 +33,7 @@ from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.config import Config
+from archiver.custody import CustodyLog
 from archiver.errors import (
     ArchiverError,
     ArchiveStorageError,
@@ -97,6 +98,7 @@ class IngestOptions:
     cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
     progress: Progress | None = None
+    custody: CustodyLog | None = None  # where each archived recording and each clearing is recorded
 
 
 @dataclass
@@ -258,6 +260,10 @@ class _Run:
             copied.temp.unlink(missing_ok=True)
             self.archive.drop_empty(created)  # only folders left empty go
         if outcome == "ingested":
+            self._event("ingest", recording, {
+                "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
+                "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
+                "flags": recording.flags})
             self.report.ingested += 1
             self.report.recording_ids.append(recording.id)
             if recording.flags:
@@ -350,8 +356,14 @@ class _Run:
             log.warning("not cleared source=%s path=%r error=%s", self.report.source, found.rel, exc.strerror)
             return
         self.report.cleared += 1
+        self._event("clear_from_device", recording, {"source": str(self.report.source), "original_path": found.rel})
         log.info("cleared from recorder source=%s path=%r sha256=%s archive=%s", self.report.source, found.rel,
                  recording.sha256, recording.archive_path)
+
+    def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
+        if self.opts.custody is not None:
+            self.opts.custody.append(action, {"sha256": recording.sha256, "device": recording.device_serial},
+                                     details)
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:

@@ -1,4 +1,4 @@
-"""Opening a data dir: the archive folder and the catalog, created or checked."""
+"""Opening a data dir: the archive folder, the catalog, the station key and the custody log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from archiver.catalog import Catalog
 from archiver.config import Config
+from archiver.custody import CustodyLog
 from archiver.errors import DataDirError
+from archiver.keys import ensure_station_key, load_station_key
 from archiver.store import Archive, prepare_data_dir
 
 
@@ -15,22 +17,28 @@ class Workspace:
     cfg: Config
     archive: Archive
     catalog: Catalog
+    custody: CustodyLog
     schema_before: str | None = None  # the catalog's schema before this open upgraded it
+    key_created: bool = False
 
     def close(self) -> None:
         self.catalog.close()
 
 
 def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
-    """Open the data dir. With `upgrade`, create it and bring the catalog schema up to date
+    """Open the data dir. With `upgrade`, create it, its key and catalog and bring the schema up to date
     (what `init`, `ingest` and the daemon do); without, refuse a missing or outdated catalog."""
     if upgrade:
         archive = prepare_data_dir(cfg.data_dir)
         catalog = Catalog.for_data_dir(cfg.data_dir)
         before, _ = catalog.upgrade()
-        return Workspace(cfg, archive, catalog, before)
-    if not cfg.data_dir.is_dir():
-        raise DataDirError(f"data dir {cfg.data_dir} does not exist: run 'archiver init' or set --data-dir")
-    catalog = Catalog.for_data_dir(cfg.data_dir)
-    catalog.require_current()
-    return Workspace(cfg, Archive(cfg.data_dir), catalog, catalog.revision())
+        created = ensure_station_key(cfg.data_dir)
+    else:
+        if not cfg.data_dir.is_dir():
+            raise DataDirError(f"data dir {cfg.data_dir} does not exist: run 'archiver init' or set --data-dir")
+        archive = Archive(cfg.data_dir)
+        catalog = Catalog.for_data_dir(cfg.data_dir)
+        catalog.require_current()
+        before, created = catalog.revision(), False
+    custody = CustodyLog(cfg.data_dir, load_station_key(cfg.data_dir), catalog)
+    return Workspace(cfg, archive, catalog, custody, before, created)

@@ -2,16 +2,18 @@
 
 from archiver.catalog.db import Catalog
 from archiver.catalog.models import (
-           Action,
-           ActionLink,
-           ActionOfficer,
-           Case,
-           CaseLink,
-           Device,
-           IngestRun,
-           Recording,
-           Sighting,
+    Action,
+    ActionLink,
+    ActionOfficer,
+    Case,
+    CaseLink,
+    CustodyHead,
+    Device,
+    IngestRun,
+    Recording,
+    Sighting,
+    VerifyRun,
 )
 
-__all__ = ["Action", "ActionLink", "ActionOfficer", "Case", "CaseLink", "Catalog", "Device", "IngestRun", "Recording",
-           "Sighting"]
+__all__ = ["Action", "ActionLink", "ActionOfficer", "Case", "CaseLink", "Catalog", "CustodyHead", "Device",
+           "IngestRun", "Recording", "Sighting", "VerifyRun"]

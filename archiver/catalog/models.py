@@ -189,3 +189,30 @@ class CaseLink(Base):
     kind: Mapped[str] = mapped_column(String(8))
     by: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustodyHead(Base):
+    """The custody log's last sequence number and line hash, as the catalog last saw them.
+
+    A log shorter than this, or with another line at this sequence number, has been cut or rewritten.
+    """
+
+    __tablename__ = "custody_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VerifyRun(Base):
+    __tablename__ = "verify_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(Text)  # "all", "case ...", "since ...", with the budget
+    checked: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    remaining: Mapped[int] = mapped_column(Integer, default=0)  # files left for a later budgeted run
+    problems: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)

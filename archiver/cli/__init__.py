@@ -24,6 +24,7 @@ class App:
     data_dir: Path | None
     verbose: bool
     _config: Config | None = field(default=None, repr=False)
+    _ws: Workspace | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
@@ -32,9 +33,14 @@ class App:
         return self._config
 
     def workspace(self, *, upgrade: bool = False) -> Workspace:
-        ws = open_workspace(self.config, upgrade=upgrade)
-        click.get_current_context().call_on_close(ws.close)
-        return ws
+        if self._ws is None:
+            self._ws = open_workspace(self.config, upgrade=upgrade)
+            click.get_current_context().call_on_close(self._ws.close)
+        return self._ws
+
+    def record(self, action: str, subject: dict, details: dict | None = None) -> None:
+        """A custody event for what this command did or looked at (retrieval is logged too)."""
+        self.workspace().custody.append(action, subject, details)
 
 
 class _Group(click.Group):
@@ -78,6 +84,8 @@ def init(app: App) -> None:
     """Create the data dir and catalog, or upgrade the catalog's schema."""
     ws = app.workspace(upgrade=True)
     before, after = ws.schema_before, ws.catalog.revision()
+    if ws.key_created:
+        ws.custody.append("init", {"station": ws.custody.path.parent.name}, {"schema": after})
     if before is None:
         state = f"catalog created at schema {after}"
     elif before == after:
@@ -88,9 +96,11 @@ def init(app: App) -> None:
 
 
 def _register() -> None:
-    from archiver.cli import cases, daemon, devices, ingest, recordings
+    from archiver.cli import audit, cases, daemon, devices, ingest, recordings
 
     main.add_command(ingest.ingest)
+    for command in (audit.keys, audit.verify, audit.status, audit.export, audit.verify_export_cmd):
+        main.add_command(command)
     main.add_command(cases.cases)
     main.add_command(devices.devices)
     main.add_command(recordings.recordings)

@@ -39,6 +39,8 @@ def import_(app: App, file: Path, as_json: bool) -> None:
         raise ArchiverError(f"cannot read {file}: {exc.strerror}") from exc
     records = parse_case_file(file.name, data, app.config.timezone)
     result = lib.import_cases(app.workspace(upgrade=True).catalog, records, app.config.linking)
+    app.record("case_import", {"file": str(file.absolute())},
+               {**result.to_json(), "case_nos": [r.case_no for r in records[:1000]], "cases": len(records)})
     if as_json:
         echo_json(result.to_json())
         return
@@ -67,7 +69,9 @@ def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """List every case with its number of actions and time range."""
-    _case_rows(lib.list_cases(app.workspace().catalog), app, as_json)
+    rows = lib.list_cases(app.workspace().catalog)
+    app.record("lookup", {"cases": "list"}, {"results": len(rows)})
+    _case_rows(rows, app, as_json)
 
 
 @cases.command()
@@ -76,7 +80,9 @@ def list_(app: App, as_json: bool) -> None:
 @click.pass_obj
 def search(app: App, text: str, as_json: bool) -> None:
     """Cases whose number or title contains TEXT, or with an officer number containing it."""
-    _case_rows(lib.list_cases(app.workspace().catalog, text), app, as_json)
+    rows = lib.list_cases(app.workspace().catalog, text)
+    app.record("lookup", {"cases": "search"}, {"text": text, "results": [r["case_no"] for r in rows[:100]]})
+    _case_rows(rows, app, as_json)
 
 
 @cases.command()
@@ -87,6 +93,7 @@ def show(app: App, case_no: str, as_json: bool) -> None:
     """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
     tz = app.config.timezone
     (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
+    app.record("lookup", {"case_no": case_no}, {"command": "cases show"})
     data = lib.check_json(check, tz)
     data["title"] = check.case.title
     for entry, item in zip(data["actions"], check.actions, strict=True):
@@ -137,8 +144,10 @@ def unlink(app: App, case_no: str, refs: tuple[str, ...]) -> None:
 
 def _manual(app: App, case_no: str, refs: tuple[str, ...], kind: str) -> None:
     catalog = app.workspace().catalog
-    ids = [find_recording(catalog, ref).id for ref in refs]
+    recs = [find_recording(catalog, ref) for ref in refs]
+    ids = [r.id for r in recs]
     lib.set_manual_link(catalog, case_no, ids, kind)
+    app.record(kind.removesuffix("ed"), {"case_no": case_no}, {"recordings": ids, "sha256": [r.sha256 for r in recs]})
     click.echo(f"{case_no}: {kind} {', '.join(f'#{i}' for i in ids)}")
 
 
@@ -163,6 +172,8 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
             gaps = sum(len(a.coverage.gaps) for a in item.actions if a.action.recording_required)
             click.echo(f"{'ok  ' if item.compliant else 'FAIL'} {item.case.case_no}: {len(item.actions)} action(s)"
                        + ("" if item.compliant else f", {gaps} gap(s)"))
+    app.record("lookup", {"case_no": None if all_ else list(case_nos)},
+               {"command": "cases check", "all": all_, "not_compliant": failing})
     if as_json:
         echo_json(results)
     elif all_:
@@ -180,6 +191,7 @@ def report(app: App, case_no: str, html_file: Path) -> None:
     recording and the gaps in red, and the recordings with their hashes."""
     (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     page = render_case(item, app.config.timezone, datetime.now(UTC))
+    app.record("lookup", {"case_no": case_no}, {"command": "cases report", "file": str(html_file.absolute())})
     try:
         write_atomic(html_file.absolute(), page.encode(), mode=0o644)
     except ArchiverError as exc:

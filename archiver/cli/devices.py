@@ -25,6 +25,7 @@ def add(app: App, serial: str, label: str | None, uuid: str | None, officer: str
     """Register a recorder so a docked card whose file names carry no serial is recognised
     by its volume label or UUID (see `blkid`)."""
     device = lib.register(app.workspace(upgrade=True).catalog, serial, label, uuid, officer)
+    app.record("device_register", {"device": serial}, {"label": label, "uuid": uuid, "officer": officer})
     click.echo(f"registered {device.serial}: label={device.label or '-'} uuid={device.uuid or '-'} "
                f"officer={device.officer_no or '-'}")
 

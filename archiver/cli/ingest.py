@@ -27,7 +27,7 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     """
     ws = app.workspace(upgrade=True)
     progress = TerminalProgress() if TerminalProgress.wanted() else None
-    options = IngestOptions(device=device, officer=officer, progress=progress)
+    options = IngestOptions(device=device, officer=officer, progress=progress, custody=ws.custody)
     report = run_ingest(app.config, ws.archive, ws.catalog, path, options)
     if as_json:
         echo_json(report.to_json())

@@ -39,6 +39,8 @@ def list_(app: App, device, officer, since, until, case_no, as_json: bool) -> No
     flt = RecordingFilter(device, officer, parse_time(since, tz) if since else None,
                           parse_time(until, tz) if until else None, ids)
     rows = list_recordings(catalog, flt)
+    app.record("lookup", {"recordings": "list"}, {"device": device, "officer": officer, "since": since,
+                                                  "until": until, "case_no": case_no, "results": len(rows)})
     if as_json:
         linked = cases_for_recordings(catalog, (r.id for r in rows))
         echo_json([recording_json(r, tz, linked.get(r.id)) for r in rows])
@@ -63,6 +65,7 @@ def show(app: App, ref: str, as_json: bool) -> None:
     """Show one recording. REF is its id or a sha256 prefix of 8 or more hex digits."""
     catalog = app.workspace().catalog
     rec = find_recording(catalog, ref)
+    app.record("lookup", {"sha256": rec.sha256, "device": rec.device_serial}, {"command": "recordings show"})
     data = recording_detail_json(rec, app.config.timezone, cases_for_recordings(catalog, [rec.id]).get(rec.id, []))
     if as_json:
         echo_json(data)

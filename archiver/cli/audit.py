@@ -1,0 +1,141 @@
+"""Auditing: `keys show`, `verify`, `status`, `export`, `verify-export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
+from archiver.cli import App
+from archiver.cli.output import TerminalProgress, echo_json, human_bytes
+from archiver.custody import catalog_head, check_log
+from archiver.errors import ArchiverError
+from archiver.export import export_case, verify_export
+from archiver.keys import PublicKey, key_paths, load_public_key
+from archiver.lookup import parse_time
+from archiver.verify import verify as run_verify
+
+
+@click.group()
+def keys() -> None:
+    """The station's signing key."""
+
+
+@keys.command("show")
+@click.pass_obj
+def keys_show(app: App) -> None:
+    """Print the station's public key (what auditors check custody logs and exports against)."""
+    key = load_public_key(app.config.data_dir)
+    click.echo(key.text)
+    click.echo(f"fingerprint {key.fingerprint}; file {key_paths(app.config.data_dir)[1]}", err=True)
+
+
+@click.command()
+@click.option("--case", "case_no", metavar="CASE_NO", help="Only the recordings of this case.")
+@click.option("--since", metavar="TIME", help="Only recordings ingested at or after TIME (ISO 8601).")
+@click.option("--max-minutes", type=click.FloatRange(min=0), metavar="N",
+              help="Stop hashing after N minutes; the least recently verified files go first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_obj
+def verify(app: App, case_no: str | None, since: str | None, max_minutes: float | None, as_json: bool) -> None:
+    """Re-hash archived files (two workers) and compare them with the catalog and the manifests; find
+    missing and unexpected files; check the custody log's chain, signatures and head, and that every
+    recording has its ingest event. Every problem is listed. Exit 1 on any."""
+    if case_no and since:
+        raise ArchiverError("give --case or --since, not both")
+    ws = app.workspace()
+    progress = TerminalProgress() if TerminalProgress.wanted() else None
+    report = run_verify(ws, case_no, parse_time(since, app.config.timezone) if since else None, max_minutes,
+                        progress)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        rate = report.bytes / report.seconds if report.seconds else 0
+        click.echo(f"checked {report.checked} file(s), {report.ok} intact, {human_bytes(report.bytes)} in "
+                   f"{report.seconds:.1f} s ({human_bytes(rate)}/s); {report.remaining} left for a later run; "
+                   f"custody log: {report.custody_events} event(s); {len(report.problems)} problem(s)")
+        for p in report.problems:
+            click.echo(f"PROBLEM {p['kind']} {p['path']}: {p['detail']}")
+    click.get_current_context().exit(1 if report.problems else 0)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Data dir, counts and bytes, last ingest, last verify and its result, custody log head."""
+    ws = app.workspace()
+    tz = app.config.timezone
+    with ws.catalog.session() as session:
+        count, size = session.execute(select(func.count(), func.coalesce(func.sum(Recording.size), 0))
+                                      .select_from(Recording)).one()
+        cases = session.scalar(select(func.count()).select_from(Case))
+        devices = session.scalar(select(func.count()).select_from(Device))
+        ingest = session.scalar(select(IngestRun).order_by(IngestRun.id.desc()).limit(1))
+        checked = session.scalar(select(VerifyRun).order_by(VerifyRun.id.desc()).limit(1))
+    log_check = check_log(ws.custody.path, load_public_key(app.config.data_dir), None)
+    head = log_check.head
+    recorded = catalog_head(ws.catalog)
+    data = {
+        "data_dir": str(app.config.data_dir),
+        "recordings": count, "bytes": int(size), "cases": cases, "devices": devices,
+        "last_ingest": None if ingest is None else {
+            "run_id": ingest.id, "source": ingest.source, "status": ingest.status,
+            "finished_at": ingest.finished_at.astimezone(tz).isoformat() if ingest.finished_at else None,
+            "ingested": ingest.ingested, "failed": ingest.failed},
+        "last_verify": None if checked is None else {
+            "run_id": checked.id, "scope": checked.scope,
+            "finished_at": checked.finished_at.astimezone(tz).isoformat() if checked.finished_at else None,
+            "checked": checked.checked, "ok": checked.ok, "remaining": checked.remaining,
+            "problems": len(checked.problems), "result": "ok" if not checked.problems else "problems"},
+        "custody_head": None if head is None else {"seq": head.seq, "hash": head.hash},
+        "custody_head_in_catalog": None if recorded is None else {"seq": recorded.seq, "hash": recorded.hash},
+    }
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"data dir      {data['data_dir']}")
+    click.echo(f"recordings    {count} ({human_bytes(int(size))}); cases {cases}; devices {devices}")
+    last = data["last_ingest"]
+    click.echo("last ingest   " + ("-" if last is None else
+                                   f"{last['finished_at']} {last['status']} ({last['ingested']} new, "
+                                   f"{last['failed']} failed) from {last['source']}"))
+    last = data["last_verify"]
+    click.echo("last verify   " + ("-" if last is None else
+                                   f"{last['finished_at']} {last['result']}: {last['checked']} checked, "
+                                   f"{last['problems']} problem(s), {last['remaining']} left ({last['scope']})"))
+    click.echo("custody head  " + ("-" if head is None else f"seq {head.seq} sha256 {head.hash}"))
+
+
+@click.command()
+@click.argument("case_no")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def export(app: App, case_no: str, dest: Path) -> None:
+    """Export a case's recordings as a BagIt bag in DEST (new or empty), with the custody events of
+    those recordings and a detached Ed25519 signature over the tag manifest."""
+    ws = app.workspace()
+    result = export_case(ws, case_no, dest.absolute())
+    ws.custody.append("export", {"case_no": case_no}, {"dest": str(result.dest), "files": result.files,
+                                                       "bytes": result.bytes})
+    click.echo(f"{case_no}: {result.files} recording(s), {human_bytes(result.bytes)}, {result.events} custody "
+               f"event(s) exported to {result.dest}")
+
+
+@click.command("verify-export")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--key", "key_text", metavar="ed25519:BASE64",
+              help="The station's public key (default: this data dir's, as `archiver keys show` prints it).")
+@click.pass_obj
+def verify_export_cmd(app: App, dest: Path, key_text: str | None) -> None:
+    """Check an export: every payload and tag file against its manifest (BagIt), and the signature.
+    Exit 1 on any problem."""
+    key = PublicKey.parse(key_text) if key_text else load_public_key(app.config.data_dir)
+    result = verify_export(dest, key)
+    for problem in result.problems:
+        click.echo(f"PROBLEM {problem}")
+    verdict = f"valid, signed by {key.fingerprint}" if not result.problems else f"{len(result.problems)} problem(s)"
+    click.echo(f"{dest}: case {result.case_no}, {result.files} file(s): {verdict}")
+    click.get_current_context().exit(1 if result.problems else 0)

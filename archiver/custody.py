@@ -1,0 +1,182 @@
+"""The custody log: `<data_dir>/custody.jsonl`, append-only, hash-chained, every line signed.
+
+One JSON object per line, keys sorted, no spaces:
+    {"action", "actor", "details", "prev", "seq", "sig", "subject", "time"}
+`prev` is the SHA-256 (hex) of the previous line's bytes (64 zeros for the first line); `sig` is the
+station key's Ed25519 signature (base64) over the same object without `sig`, serialised the same
+way. Anyone with the public key can check the log with a few lines of code and no database.
+The catalog keeps the last sequence number and line hash, so a cut-off tail is noticed too.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from archiver.catalog import Catalog, CustodyHead
+from archiver.catalog.db import commit
+from archiver.errors import ArchiveStorageError, storage_error
+from archiver.keys import PublicKey, StationKey
+
+LOG_NAME = "custody.jsonl"
+GENESIS = "0" * 64
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+
+
+class CustodyLog:
+    """Appends signed events; safe across threads (a lock) and processes (flock on the file)."""
+
+    def __init__(self, data_dir: Path, key: StationKey, catalog: Catalog) -> None:
+        self.path = data_dir / LOG_NAME
+        self._key = key
+        self._catalog = catalog
+        self._lock = threading.Lock()
+
+    def append(self, action: str, subject: dict[str, Any], details: dict[str, Any] | None = None) -> Head:
+        with self._lock:
+            try:
+                with self.path.open("a+b") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                    seq, prev = _last(fh)
+                    event = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="microseconds"),
+                             "actor": _actor(), "action": action, "subject": subject, "details": details or {},
+                             "prev": prev}
+                    event["sig"] = base64.b64encode(self._key.sign(canonical(event))).decode()
+                    line = canonical(event)
+                    fh.write(line + b"\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise storage_error(exc, str(self.path.parent)) from exc
+            head = Head(seq + 1, hashlib.sha256(line).hexdigest())
+            self._record(head)
+            return head
+
+    def _record(self, head: Head) -> None:
+        with self._catalog.session() as session:
+            row = session.get(CustodyHead, 1)
+            if row is None:
+                session.add(CustodyHead(id=1, seq=head.seq, hash=head.hash))
+            elif row.seq < head.seq:
+                row.seq, row.hash = head.seq, head.hash
+            commit(session)
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def _last(fh) -> tuple[int, str]:
+    """(sequence number, hash) of the last complete line, reading backwards from the end."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    if end == 0:
+        return 0, GENESIS
+    size = 4096
+    while True:
+        start = max(0, end - size)
+        fh.seek(start)
+        tail = fh.read(end - start)
+        body = tail[:-1] if tail.endswith(b"\n") else tail
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            line = body[cut + 1:]
+            break
+        size *= 4
+    try:
+        seq = int(json.loads(line)["seq"])
+    except (ValueError, KeyError, TypeError):
+        raise ArchiveStorageError(f"the last line of the custody log {fh.name} is not an event: run "
+                                  "'archiver verify' and restore the log from a backup") from None
+    return seq, hashlib.sha256(line).hexdigest()
+
+
+def catalog_head(catalog: Catalog) -> Head | None:
+    with catalog.session() as session:
+        row = session.scalar(select(CustodyHead).where(CustodyHead.id == 1))
+        return None if row is None else Head(row.seq, row.hash)
+
+
+# -- checking ------------------------------------------------------------------------------
+@dataclass
+class LogCheck:
+    problems: list[dict[str, str]] = field(default_factory=list)
+    events: int = 0
+    head: Head | None = None  # the log's own last line
+    ingested: set[str] = field(default_factory=set)  # sha256 of every recording with an ingest event
+
+
+def events(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line bytes without the newline) of every line in the log."""
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            yield number, raw.rstrip(b"\n")
+
+
+def check_log(path: Path, key: PublicKey, recorded: Head | None) -> LogCheck:
+    """Check every line: sequence, chain, signature; and the tail against the catalog's head."""
+    result = LogCheck()
+    prev_hash, expected = GENESIS, 1
+    hashes: dict[int, str] = {}
+
+    def problem(kind: str, seq: int | str, detail: str) -> None:
+        result.problems.append({"kind": kind, "path": LOG_NAME, "detail": f"seq {seq}: {detail}"})
+
+    for number, line in events(path):
+        digest = hashlib.sha256(line).hexdigest()
+        try:
+            event = json.loads(line)
+            seq = int(event["seq"])
+            signature = base64.b64decode(event.pop("sig"), validate=True)
+        except (ValueError, KeyError, TypeError):
+            problem("custody_chain", f"? (line {number})", "not a well-formed custody event")
+            prev_hash, expected = digest, expected + 1
+            continue
+        if seq != expected:
+            problem("custody_chain", seq, f"expected sequence number {expected} (line {number}): "
+                                          "a line was removed, inserted or moved")
+        if event.get("prev") != prev_hash:
+            problem("custody_chain", seq, "does not chain to the line before it (that line was changed, removed "
+                                          "or moved)")
+        if not key.verify(signature, canonical(event)):
+            problem("custody_signature", seq, "signature does not verify with the station key")
+        if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
+            result.ingested.add(str(event["subject"].get("sha256")))
+        hashes[seq] = digest
+        prev_hash, expected = digest, max(expected, seq) + 1
+        result.events += 1
+        result.head = Head(seq, digest)
+    if recorded is not None:
+        last = result.head.seq if result.head else 0
+        if last < recorded.seq:
+            problem("custody_truncated", recorded.seq, f"the catalog's head is sequence {recorded.seq} but the log "
+                                                       f"ends at {last}: lines were cut off")
+        elif hashes.get(recorded.seq) != recorded.hash:
+            problem("custody_chain", recorded.seq, "differs from the line the catalog recorded as the head")
+    return result

@@ -1,0 +1,147 @@
+"""Court-ready exports: a BagIt bag (RFC 8493) of a case's recordings that outsiders can check.
+
+    DEST/bagit.txt, bag-info.txt              (case number, station, export time, custody-log head, station key)
+    DEST/data/<archive path>                  the recordings, bytes as archived
+    DEST/manifest-sha256.txt                  (+ manifest-sm3.txt when SM3 is configured and bagit supports it)
+    DEST/custody-events.jsonl                 the custody events of those recordings, as signed lines
+    DEST/tagmanifest-sha256.txt               over every tag file above
+    DEST/tagmanifest-sha256.txt.sig           detached Ed25519 signature (base64) of the tag manifest
+
+`bagit.py --validate DEST` checks the bag; `archiver verify-export DEST` also checks the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bagit
+from sqlalchemy import select
+
+from archiver.cases import recording_ids_for_case
+from archiver.catalog import Recording
+from archiver.custody import catalog_head, events
+from archiver.errors import ArchiverError
+from archiver.keys import PublicKey, load_station_key
+from archiver.store import Archive
+from archiver.workspace import Workspace
+
+SIGNATURE = "tagmanifest-sha256.txt.sig"
+EVENTS = "custody-events.jsonl"
+
+
+class ExportError(ArchiverError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    dest: Path
+    files: int
+    bytes: int
+    events: int
+
+
+def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
+    if dest.exists() and any(dest.iterdir()):
+        raise ExportError(f"{dest} is not empty: give a new or empty folder for the export")
+    ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
+    with ws.catalog.session() as session:
+        recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)))
+    head = catalog_head(ws.catalog)
+    staging = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        total = _copy_payload(ws.archive, recordings, staging)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        key = load_station_key(ws.cfg.data_dir)
+        info = {
+            "Source-Organization": socket.gethostname(),
+            "External-Identifier": case_no,
+            "External-Description": f"Recordings of case {case_no}, exported by archiver",
+            "Case-Number": case_no,
+            "Bagging-Date": now[:10],
+            "Export-Time": now,
+            "Custody-Log-Head": f"{head.seq}:{head.hash}" if head else "empty",
+            "Station-Key": key.public.text,
+            "Payload-Recordings": str(len(recordings)),
+        }
+        bag = bagit.make_bag(str(staging), info, checksums=_algorithms(ws))
+        wanted = {r.sha256 for r in recordings}
+        lines = [line for _n, line in events(ws.custody.path) if json.loads(line).get("subject", {}).get("sha256")
+                 in wanted]
+        (staging / EVENTS).write_bytes(b"".join(line + b"\n" for line in lines))
+        bag.save(manifests=False)  # tag manifest over the tag files, the events included
+        _check_payload(staging, recordings)
+        signature = key.sign((staging / "tagmanifest-sha256.txt").read_bytes())
+        (staging / SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
+        if dest.exists():
+            dest.rmdir()
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(dest, len(recordings), total, len(lines))
+
+
+def _algorithms(ws: Workspace) -> list[str]:
+    return [a for a in ws.cfg.hashes if a in bagit.CHECKSUM_ALGOS] or ["sha256"]
+
+
+def _copy_payload(archive: Archive, recordings: list[Recording], staging: Path) -> int:
+    total = 0
+    for rec in recordings:
+        target = staging / Path(rec.archive_path).relative_to("archive")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(archive.data_dir / rec.archive_path, target)
+        total += rec.size
+    return total
+
+
+def _check_payload(staging: Path, recordings: list[Recording]) -> None:
+    """The bag's own manifest must list each recording with the hash it was ingested with."""
+    listed = {}
+    for line in (staging / "manifest-sha256.txt").read_text(encoding="utf-8").splitlines():
+        digest, _, path = line.partition("  ")
+        listed[path] = digest
+    for rec in recordings:
+        path = "data/" + Path(rec.archive_path).relative_to("archive").as_posix()
+        if listed.get(path) != rec.sha256:
+            raise ExportError(f"the archived copy of recording #{rec.id} no longer has its ingest hash: run "
+                              "'archiver verify'; nothing was exported")
+
+
+@dataclass
+class ExportCheck:
+    problems: list[str]
+    case_no: str | None
+    files: int
+
+
+def verify_export(dest: Path, key: PublicKey) -> ExportCheck:
+    """Validate the bag (every payload hash, every tag file) and the station's signature."""
+    problems: list[str] = []
+    try:
+        bag = bagit.Bag(str(dest))
+    except bagit.BagError as exc:
+        raise ExportError(f"{dest} is not a BagIt bag: {exc}") from exc
+    try:
+        bag.validate(processes=2)
+    except bagit.BagValidationError as exc:
+        details = getattr(exc, "details", None) or [exc.message]
+        problems.extend(str(d) for d in details)
+    try:
+        signature = base64.b64decode((dest / SIGNATURE).read_text().strip(), validate=True)
+        signed = (dest / "tagmanifest-sha256.txt").read_bytes()
+    except (OSError, ValueError) as exc:
+        problems.append(f"signature missing or unreadable: {exc}")
+    else:
+        if not key.verify(signature, signed):
+            problems.append("the tag manifest's signature does not verify with the station key")
+    case_no = bag.info.get("Case-Number")
+    return ExportCheck(problems, case_no if isinstance(case_no, str) else None, len(bag.payload_entries()))

@@ -1,0 +1,221 @@
+"""`archiver verify`: re-hash the archive, compare with catalog and manifests, check the custody log.
+
+Every problem is reported, not the first one. Files are read from the disk (O_DIRECT where the
+filesystem allows) by two workers; with a time budget the least recently verified files go first
+and each file's verification time is remembered, so nightly runs cover a large archive in turns.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from archiver.cases import recording_ids_for_case
+from archiver.catalog import Recording, VerifyRun
+from archiver.catalog.db import commit
+from archiver.catalog.models import utcnow
+from archiver.custody import LOG_NAME, catalog_head, check_log
+from archiver.keys import load_public_key
+from archiver.store import TEMP_PREFIX, Archive
+from archiver.workspace import Workspace
+
+WORKERS = 2
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    ok: int = 0
+    remaining: int = 0  # selected files left for a later (budgeted) run
+    bytes: int = 0
+    seconds: float = 0.0
+    problems: list[dict[str, str]] = field(default_factory=list)
+    custody_events: int = 0
+    run_id: int | None = None
+
+    def problem(self, kind: str, path: str, detail: str) -> None:
+        self.problems.append({"kind": kind, "path": path, "detail": detail})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checked": self.checked, "ok": self.ok, "problems": self.problems, "remaining": self.remaining,
+                "bytes": self.bytes, "seconds": round(self.seconds, 3), "custody_events": self.custody_events,
+                "run_id": self.run_id}
+
+
+def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = None,
+           max_minutes: float | None = None, progress=None) -> VerifyReport:
+    started = time.monotonic()
+    deadline = None if max_minutes is None else started + max_minutes * 60
+    report = VerifyReport()
+    query = select(Recording).order_by(Recording.verified_at, Recording.id)
+    if case_no is not None:
+        query = query.where(Recording.id.in_(recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)))
+    if since is not None:
+        query = query.where(Recording.ingested_at >= since)
+    with ws.catalog.session() as session:
+        selected = list(session.scalars(query))
+    everything = case_no is None and since is None
+    if progress is not None:
+        progress.begin(len(selected), sum(r.size for r in selected))
+    checked, verified = _hash_all(ws.archive, selected, deadline, report, progress)
+    _remember(ws, verified)
+    report.remaining = len(selected) - len(checked)
+    if progress is not None:
+        progress.end()
+
+    days = {Path(r.archive_path).parts[:4] for r in (selected if everything else checked)}
+    _check_manifests(ws, days, report)
+    if everything:
+        _find_unexpected(ws, report)
+    _check_custody(ws, selected, report)
+    report.seconds = time.monotonic() - started
+    scope = "all" if everything else f"case {case_no}" if case_no else f"since {since.isoformat()}"
+    if max_minutes is not None:
+        scope += f", budget {max_minutes:g} min"
+    with ws.catalog.session() as session:
+        run = VerifyRun(scope=scope, finished_at=utcnow(), checked=report.checked, ok=report.ok,
+                        remaining=report.remaining, problems=report.problems)
+        session.add(run)
+        commit(session)
+        report.run_id = run.id
+    ws.custody.append("verify", {"scope": scope}, {"run": report.run_id, "checked": report.checked,
+                                                    "ok": report.ok, "problems": len(report.problems),
+                                                    "remaining": report.remaining})
+    return report
+
+
+def _hash_all(archive: Archive, selected: list[Recording], deadline: float | None, report: VerifyReport,
+              progress) -> tuple[list[Recording], list[int]]:
+    """Hash the selected files with two workers; stop taking new ones once the budget is spent.
+
+    Returns the recordings checked and the ids of those that matched.
+    """
+    done: list[Recording] = []
+    verified: list[int] = []
+    pending: dict[Future, Recording] = {}
+    queue = iter(selected)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="verify") as pool:
+        while True:
+            # at least one file per run, however small the budget
+            while len(pending) < WORKERS * 2 and (deadline is None or time.monotonic() < deadline
+                                                  or not (done or pending)):
+                rec = next(queue, None)
+                if rec is None:
+                    break
+                algorithms = ["sha256"] + (["sm3"] if rec.sm3 else [])
+                pending[pool.submit(archive.read_back, archive.data_dir / rec.archive_path, algorithms)] = rec
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                rec = pending.pop(future)
+                done.append(rec)
+                if _judge(rec, future, report):
+                    verified.append(rec.id)
+                if progress is not None:
+                    progress.advance(rec.size)
+                    progress.file_done(rec.archive_path, "ok")
+    report.checked, report.ok = len(done), len(verified)
+    return done, verified
+
+
+def _remember(ws: Workspace, verified: list[int]) -> None:
+    """Note when each file was last found intact: budgeted runs take the oldest first."""
+    now = utcnow()
+    with ws.catalog.session() as session:
+        for i in range(0, len(verified), 500):
+            session.execute(update(Recording).where(Recording.id.in_(verified[i:i + 500])).values(verified_at=now))
+        commit(session)
+
+
+def _judge(rec: Recording, future: Future, report: VerifyReport) -> bool:
+    try:
+        digests = future.result()
+    except FileNotFoundError:
+        report.problem("missing", rec.archive_path, f"recording #{rec.id} (sha256 {rec.sha256}) is not in the archive")
+        return False
+    except OSError as exc:
+        report.problem("unreadable", rec.archive_path, f"recording #{rec.id}: {exc.strerror or exc}")
+        return False
+    report.bytes += rec.size
+    if digests["sha256"] != rec.sha256:
+        report.problem("mismatch", rec.archive_path,
+                       f"recording #{rec.id}: sha256 is {digests['sha256']}, the catalog says {rec.sha256}")
+        return False
+    if rec.sm3 and digests.get("sm3") != rec.sm3:
+        report.problem("mismatch", rec.archive_path, f"recording #{rec.id}: sm3 is {digests.get('sm3')}, "
+                                                     f"the catalog says {rec.sm3}")
+        return False
+    return True
+
+
+def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyReport) -> None:
+    """Each day's manifests against the catalog: every file listed with its hash, nothing more."""
+    for day in sorted(days):
+        folder = ws.archive.data_dir.joinpath(*day)
+        prefix = "/".join(day) + "/"
+        with ws.catalog.session() as session:
+            rows = session.execute(select(Recording.archive_path, Recording.sha256, Recording.sm3)
+                                   .where(Recording.archive_path.startswith(prefix, autoescape=True))).all()
+        for algorithm in ws.cfg.hashes:
+            expected = {path[len(prefix):]: (sha if algorithm == "sha256" else sm3) for path, sha, sm3 in rows}
+            expected = {k: v for k, v in expected.items() if v}
+            manifest = folder / f"manifest-{algorithm}.txt"
+            shown = ws.archive.relative(manifest)
+            try:
+                listed = _read_manifest(manifest.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                if expected:
+                    report.problem("manifest", shown, f"missing; it should list {len(expected)} file(s)")
+                continue
+            for rel, digest in sorted(expected.items()):
+                if rel not in listed:
+                    report.problem("manifest", shown, f"does not list {rel}")
+                elif listed[rel] != digest:
+                    report.problem("manifest", shown, f"lists {rel} with {listed[rel]}, the catalog has {digest}")
+            for rel in sorted(set(listed) - set(expected)):
+                report.problem("manifest", shown, f"lists {rel}, which the catalog does not have")
+
+
+def _read_manifest(text: str) -> dict[str, str]:
+    listed = {}
+    for line in text.splitlines():
+        escaped = line.startswith("\\")
+        digest, _, rel = line.lstrip("\\").partition("  ")
+        if escaped:
+            rel = rel.replace("\\\\", "\0").replace("\\n", "\n").replace("\\r", "\r").replace("\0", "\\")
+        listed[rel] = digest
+    return listed
+
+
+def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:
+    """Files in the archive that the catalog does not know (planted, or left by a crash)."""
+    with ws.catalog.session() as session:
+        known = set(session.scalars(select(Recording.archive_path)))
+    root = ws.archive.root
+    if not root.exists():
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_dir() or (path.name.startswith("manifest-") and path.parent.parent.parent.parent == root):
+            continue
+        rel = ws.archive.relative(path)
+        if rel not in known:
+            what = "a temp file left by an interrupted write" if path.name.startswith(TEMP_PREFIX) else \
+                "not in the catalog"
+            report.problem("unexpected", rel, what)
+
+
+def _check_custody(ws: Workspace, selected: list[Recording], report: VerifyReport) -> None:
+    result = check_log(ws.custody.path, load_public_key(ws.cfg.data_dir), catalog_head(ws.catalog))
+    report.problems.extend(result.problems)
+    report.custody_events = result.events
+    for rec in selected:
+        if rec.sha256 not in result.ingested:
+            report.problem("custody_missing_event", LOG_NAME,
+                           f"recording #{rec.id} ({rec.archive_path}) has no ingest event")
