@@ -53,6 +53,10 @@ class CustodyLog:
         self._catalog = catalog
         self._lock = threading.Lock()
 
+    @property
+    def public_key(self) -> PublicKey:
+        return self._key.public
+
     def append(self, action: str, subject: dict[str, Any], details: dict[str, Any] | None = None) -> Head:
         with self._lock:
             try:

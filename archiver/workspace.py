@@ -19,7 +19,6 @@ class Workspace:
     catalog: Catalog
     custody: CustodyLog
     schema_before: str | None = None  # the catalog's schema before this open upgraded it
-    key_created: bool = False
 
     def close(self) -> None:
         self.catalog.close()
@@ -41,4 +40,7 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
         catalog.require_current()
         before, created = catalog.revision(), False
     custody = CustodyLog(cfg.data_dir, load_station_key(cfg.data_dir), catalog)
-    return Workspace(cfg, archive, catalog, custody, before, created)
+    if created:  # the custody log starts with the station key it is signed with
+        custody.append("init", {"data_dir": str(cfg.data_dir)},
+                       {"station_key": custody.public_key.text, "schema": catalog.revision()})
+    return Workspace(cfg, archive, catalog, custody, before)

@@ -84,8 +84,6 @@ def init(app: App) -> None:
     """Create the data dir and catalog, or upgrade the catalog's schema."""
     ws = app.workspace(upgrade=True)
     before, after = ws.schema_before, ws.catalog.revision()
-    if ws.key_created:
-        ws.custody.append("init", {"station": ws.custody.path.parent.name}, {"schema": after})
     if before is None:
         state = f"catalog created at schema {after}"
     elif before == after:
