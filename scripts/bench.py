@@ -1,4 +1,5 @@
-"""Ingest throughput against `cp -r` and `sha256sum` on the same simulated recorder, same run.
+"""Ingest throughput against `cp -r` and `sha256sum` on the same simulated recorder, and verify
+throughput against `sha256sum` of the same archived files, all in the same run.
 
 Each measurement starts with cold caches (when run as root) and a fresh destination; the
 figures are medians over --repeat runs. Ingest does more than cp: it hashes, fsyncs, reads the
@@ -63,7 +64,8 @@ def main() -> None:
     config = base / "bench.toml"
     config.write_text("")  # built-in defaults only
 
-    results: dict[str, list[float]] = {"cp -r": [], "cp -r; sync": [], "sha256sum": [], "archiver ingest": []}
+    results: dict[str, list[float]] = {"cp -r": [], "cp -r; sync": [], "sha256sum": [], "archiver ingest": [],
+                                       "sha256sum of the archive": [], "archiver verify": []}
     for i in range(args.repeat):
         dest = base / f"cp-{i}"
         shutil.rmtree(dest, ignore_errors=True)
@@ -79,6 +81,11 @@ def main() -> None:
             shutil.rmtree(data)
         results["archiver ingest"].append(timed([archiver, "--data-dir", str(data), "ingest", str(card)],
                                                 env={"ARCHIVER_CONFIG": str(config)}))
+        archived = sorted(str(p) for p in (data / "archive").rglob("*") if p.is_file()
+                          and not p.name.startswith("manifest-"))
+        results["sha256sum of the archive"].append(timed(["sha256sum", *archived]))
+        results["archiver verify"].append(timed([archiver, "--data-dir", str(data), "verify"],
+                                                env={"ARCHIVER_CONFIG": str(config)}))
         subprocess.run(["chmod", "-R", "u+w", str(data)], check=True)
         shutil.rmtree(data)
 
@@ -88,7 +95,7 @@ def main() -> None:
     cp = statistics.median(results["cp -r"])
     for name, runs in results.items():
         t = statistics.median(runs)
-        print(f"  {name:16s} {t:7.2f} s  {total / 2**20 / t:8.1f} MiB/s  {t / cp:5.2f}x the time of cp -r")
+        print(f"  {name:26s} {t:7.2f} s  {total / 2**20 / t:8.1f} MiB/s  {t / cp:5.2f}x the time of cp -r")
 
 
 if __name__ == "__main__":
