@@ -119,6 +119,16 @@ def _last(fh) -> tuple[int, str]:
     return seq, hashlib.sha256(line).hexdigest()
 
 
+def log_head(path: Path) -> Head | None:
+    """The log's last line as it is on disk (read from the end: cheap on any size)."""
+    try:
+        with path.open("rb") as fh:
+            seq, digest = _last(fh)
+    except FileNotFoundError:
+        return None
+    return Head(seq, digest) if seq else None
+
+
 def catalog_head(catalog: Catalog) -> Head | None:
     with catalog.session() as session:
         row = session.scalar(select(CustodyHead).where(CustodyHead.id == 1))

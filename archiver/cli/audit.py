@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
-from archiver.custody import catalog_head, check_log
+from archiver.custody import catalog_head, log_head
 from archiver.errors import ArchiverError
 from archiver.export import export_case, verify_export
 from archiver.keys import PublicKey, key_paths, load_public_key
@@ -75,8 +75,7 @@ def status(app: App, as_json: bool) -> None:
         devices = session.scalar(select(func.count()).select_from(Device))
         ingest = session.scalar(select(IngestRun).order_by(IngestRun.id.desc()).limit(1))
         checked = session.scalar(select(VerifyRun).order_by(VerifyRun.id.desc()).limit(1))
-    log_check = check_log(ws.custody.path, load_public_key(app.config.data_dir), None)
-    head = log_check.head
+    head = log_head(ws.custody.path)
     recorded = catalog_head(ws.catalog)
     data = {
         "data_dir": str(app.config.data_dir),
