@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "backup": {
         "targets": [],
         "recipients": [],
+        "after_ingest": False,
     },
 }
 
@@ -86,6 +87,7 @@ class LinkingConfig:
 class BackupConfig:
     targets: tuple[Path, ...]
     recipients: tuple[str, ...]
+    after_ingest: bool
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         backup=BackupConfig(
             targets=tuple(Path(p) for p in raw["backup"]["targets"]),
             recipients=tuple(raw["backup"]["recipients"]),
+            after_ingest=raw["backup"]["after_ingest"],
         ),
         files=files,
     )

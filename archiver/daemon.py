@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver import devices
+from archiver.backup.targets import backup_run, on_every_target
 from archiver.dock import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
 from archiver.ingest import IngestOptions, IngestReport, KeyedLocks, ingest
@@ -70,7 +71,9 @@ def _options(ws: Workspace, mount: Mount | None, **extra: Any) -> IngestOptions:
         return IngestOptions(**extra)
     ids = devices.volume_ids(mount)
     device = devices.identify(ws.catalog, ids)
-    clear = ws.cfg.dock.clear_after == "verified" and not _read_only(mount)
+    clear = ws.cfg.dock.clear_after in ("verified", "backed_up") and not _read_only(mount)
+    if ws.cfg.dock.clear_after == "backed_up":
+        extra["clear_when"] = lambda rec: on_every_target(ws, rec.id)
     log.info("recorder docked mount=%s fstype=%s source=%s label=%s uuid=%s registered=%s read_only=%s clear=%s",
              mount.mount_point, mount.fstype, mount.source, ids.label, ids.uuid,
              device.serial if device else None, _read_only(mount), clear)
@@ -113,8 +116,6 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         sweep(self.ws)
-        if self.cfg.dock.clear_after == "backed_up":
-            log.warning("dock.clear_after = backed_up needs backups, which are not built yet: nothing is cleared")
         table = MountTable()
         inboxes = InboxWatcher(self.cfg.dock.inboxes, self.cfg.dock.settle_seconds, self.wake)
         inboxes.start()
@@ -169,7 +170,24 @@ class Daemon:
     def _ingest_mount(self, mount: Mount) -> IngestReport:
         options = _options(self.ws, mount, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
         with self.locks.hold(f"device:{options.device or mount.mount_point}"):
-            return ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
+            report = ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
+            if self._backup() and options.clear and options.clear_when is not None and not report.pending:
+                # now that the new files are on every target, a second pass (nothing to copy) frees the card
+                report = ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
+            return report
+
+    def _backup(self) -> bool:
+        """The optional backup after each ingest (backup.after_ingest). True when it ran through."""
+        if not self.cfg.backup.after_ingest or self.stop.is_set():
+            return False
+        with self.locks.hold("backup"):
+            try:
+                report = backup_run(self.ws, self.stop)
+            except ArchiverError as exc:
+                log.error("backup after ingest failed error=%s", exc)
+                return False
+        log.info("backup after ingest done %s", report.to_json()["targets"])
+        return not self.stop.is_set()
 
     # -- inboxes ---------------------------------------------------------------------------
     def _start_inboxes(self) -> None:
@@ -180,7 +198,9 @@ class Daemon:
 
     def _ingest_inbox(self, inbox: Path, files: frozenset[Path]) -> IngestReport:
         options = IngestOptions(only=files, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
-        return ingest(self.cfg, self.ws.archive, self.ws.catalog, inbox, options)
+        report = ingest(self.cfg, self.ws.archive, self.ws.catalog, inbox, options)
+        self._backup()
+        return report
 
     # -- jobs ------------------------------------------------------------------------------
     def _start(self, key: str, fn: Any, *args: Any) -> None:

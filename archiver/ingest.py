@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
+from archiver.manifests import write_day_manifests
 from archiver.plan import Planned, describe_media, plan_file
 from archiver.scan import Found, Skipped, scan
 from archiver.store import Archive, Cancelled, Copied, SourceStat
@@ -95,6 +96,7 @@ class IngestOptions:
     officer: str | None = None  # officer number for files whose names carry none
     only: frozenset[Path] | None = None  # just these files under the source (settled inbox drops)
     clear: bool = False  # delete each file from the source once its archived copy is verified
+    clear_when: Callable[[Recording], bool] | None = None  # and only if this agrees (e.g. backed up everywhere)
     cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
     progress: Progress | None = None
@@ -342,6 +344,9 @@ class _Run:
         """Delete a file from the recorder: only when asked, and only once its copy is safe."""
         if not self.opts.clear:
             return
+        if self.opts.clear_when is not None and not self.opts.clear_when(recording):
+            log.info("not cleared yet: not on every backup target path=%r", found.rel)
+            return
         archived = self.archive.data_dir / recording.archive_path
         try:
             st = os.lstat(found.path)
@@ -367,20 +372,8 @@ class _Run:
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:
-        """Rewrite each day's manifests from the catalog, where they differ from what is on disk."""
-        for day in sorted(days):
-            folder = self.archive.day_folder(day)
-            prefix = self.archive.relative(folder) + "/"
-            with self.opts.locks.hold(f"manifest:{folder}"):
-                with self.catalog.session() as session:
-                    rows = session.execute(
-                        select(Recording.archive_path, Recording.sha256, Recording.sm3)
-                        .where(Recording.archive_path.startswith(prefix, autoescape=True))
-                    ).all()
-                for algorithm in self.cfg.hashes:
-                    digests = {path[len(prefix):]: (sha256 if algorithm == "sha256" else sm3)
-                               for path, sha256, sm3 in rows}
-                    self.archive.write_manifest(folder, algorithm, [(rel, d) for rel, d in digests.items() if d])
+        write_day_manifests(self.archive, self.catalog, (self.archive.day_folder(d) for d in days), self.cfg.hashes,
+                            self.opts.locks)
 
     def finish(self) -> None:
         report = self.report

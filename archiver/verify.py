@@ -22,6 +22,7 @@ from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.custody import LOG_NAME, catalog_head, check_log
 from archiver.keys import load_public_key
+from archiver.manifests import day_entries
 from archiver.store import TEMP_PREFIX, Archive
 from archiver.workspace import Workspace
 
@@ -159,13 +160,7 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
     """Each day's manifests against the catalog: every file listed with its hash, nothing more."""
     for day in sorted(days):
         folder = ws.archive.data_dir.joinpath(*day)
-        prefix = "/".join(day) + "/"
-        with ws.catalog.session() as session:
-            rows = session.execute(select(Recording.archive_path, Recording.sha256, Recording.sm3)
-                                   .where(Recording.archive_path.startswith(prefix, autoescape=True))).all()
-        for algorithm in ws.cfg.hashes:
-            expected = {path[len(prefix):]: (sha if algorithm == "sha256" else sm3) for path, sha, sm3 in rows}
-            expected = {k: v for k, v in expected.items() if v}
+        for algorithm, expected in day_entries(ws.archive, ws.catalog, folder, ws.cfg.hashes).items():
             manifest = folder / f"manifest-{algorithm}.txt"
             shown = ws.archive.relative(manifest)
             try:

@@ -5,6 +5,7 @@ from archiver.catalog.models import (
     Action,
     ActionLink,
     ActionOfficer,
+    BackupObject,
     Case,
     CaseLink,
     CustodyHead,
@@ -15,5 +16,5 @@ from archiver.catalog.models import (
     VerifyRun,
 )
 
-__all__ = ["Action", "ActionLink", "ActionOfficer", "Case", "CaseLink", "Catalog", "CustodyHead", "Device",
-           "IngestRun", "Recording", "Sighting", "VerifyRun"]
+__all__ = ["Action", "ActionLink", "ActionOfficer", "BackupObject", "Case", "CaseLink", "Catalog", "CustodyHead",
+           "Device", "IngestRun", "Recording", "Sighting", "VerifyRun"]

@@ -216,3 +216,20 @@ class VerifyRun(Base):
     ok: Mapped[int] = mapped_column(Integer, default=0)
     remaining: Mapped[int] = mapped_column(Integer, default=0)  # files left for a later budgeted run
     problems: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+
+
+class BackupObject(Base):
+    """One encrypted object on one backup target: a recording, or a piece of a station snapshot."""
+
+    __tablename__ = "backup_objects"
+    __table_args__ = (Index("ix_backup_objects_target_recording", "target", "recording_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)  # path inside the target
+    kind: Mapped[str] = mapped_column(String(16))  # recording, catalog, custody, station.key, station.pub
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id"))
+    plain_sha256: Mapped[str] = mapped_column(String(64))
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)  # ciphertext bytes
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -94,9 +94,10 @@ def init(app: App) -> None:
 
 
 def _register() -> None:
-    from archiver.cli import audit, cases, daemon, devices, ingest, recordings
+    from archiver.cli import audit, backup, cases, daemon, devices, ingest, recordings
 
     main.add_command(ingest.ingest)
+    main.add_command(backup.backup)
     for command in (audit.keys, audit.verify, audit.status, audit.export, audit.verify_export_cmd):
         main.add_command(command)
     main.add_command(cases.cases)

@@ -1,0 +1,109 @@
+"""`archiver backup run|status|verify|restore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from archiver.backup.restore import restore_recordings, restore_station
+from archiver.backup.targets import BackupError, backup_run, backup_status, backup_verify, load_identities
+from archiver.cases import recording_ids_for_case
+from archiver.cli import App
+from archiver.cli.output import console, echo_json, human_bytes
+from archiver.lookup import find_recording
+
+
+@click.group()
+def backup() -> None:
+    """Write-only encrypted backups (age format) to backup.targets, checks and restores."""
+
+
+@backup.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def run(app: App, as_json: bool) -> None:
+    """Encrypt every recording not yet on a target to backup.recipients, one .age object each, then a
+    snapshot of the catalog, custody log and station keys. Resumes where a killed run stopped."""
+    report = backup_run(app.workspace())
+    app.record("backup_run", {"targets": list(report.targets)}, report.to_json())
+    if as_json:
+        echo_json(report.to_json())
+        return
+    for target, counts in report.targets.items():
+        click.echo(f"{target}: {counts['objects']} new object(s), {human_bytes(counts['bytes'])}; "
+                   f"snapshot of {counts['snapshot_parts']} part(s)")
+
+
+@backup.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one entry per target.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Per target: objects, bytes, last run, and the lag (recordings not yet there, the oldest of them)."""
+    rows = backup_status(app.workspace())
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("Target", "Present", "Objects", "Bytes", "Last run", "Not backed up", "Oldest not backed up")
+    for r in rows:
+        table.add_row(r["target"], "yes" if r["present"] else "NO", str(r["objects"]), human_bytes(r["bytes"]),
+                      (r["last_run"] or "-")[:19], f"{r['not_backed_up']} of {r['recordings']}",
+                      (r["oldest_not_backed_up"] or "-")[:19])
+    console().print(table)
+
+
+@backup.command()
+@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="An age identity file: also decrypt every object and compare (a restore drill).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def verify(app: App, identity: Path | None, as_json: bool) -> None:
+    """Check every object on every target against its manifest (presence, size, ciphertext SHA-256),
+    needing no key; with --identity also decrypt and compare the plaintext. Exit 1 on any problem."""
+    ws = app.workspace()
+    checked, problems = backup_verify(ws, load_identities(identity) if identity else None)
+    app.record("backup_verify", {"targets": [str(t) for t in app.config.backup.targets]},
+               {"checked": checked, "problems": len(problems), "decrypted": identity is not None})
+    if as_json:
+        echo_json({"checked": checked, "problems": problems})
+    else:
+        click.echo(f"checked {checked} object(s){' (decrypted)' if identity else ''}; {len(problems)} problem(s)")
+        for p in problems:
+            click.echo(f"PROBLEM {p['kind']} {p['path']}: {p['detail']}")
+    click.get_current_context().exit(1 if problems else 0)
+
+
+@backup.command()
+@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="An age identity file of one of the recipients.")
+@click.option("--case", "case_no", metavar="CASE_NO", help="Restore the recordings of this case.")
+@click.option("--all", "all_", is_flag=True, help="Restore a whole data dir: catalog, custody log, keys, archive.")
+@click.option("--target", type=click.Path(path_type=Path, file_okay=False),
+              help="The backup target to read (default: the first of backup.targets).")
+@click.argument("args", nargs=-1, required=True, metavar="[REF ...] DEST")
+@click.pass_obj
+def restore(app: App, identity: Path, case_no: str | None, all_: bool, target: Path | None,
+            args: tuple[str, ...]) -> None:
+    """Restore recordings (REF: ids or sha256 prefixes, or --case) into DEST at their archive paths,
+    or with --all a complete data dir on which `archiver verify` passes."""
+    *refs, dest_text = args
+    dest = Path(dest_text).absolute()
+    if sum(map(bool, (refs, case_no, all_))) != 1:
+        raise BackupError("give recording references, --case or --all (one of them) and DEST")
+    source = target or (app.config.backup.targets[0] if app.config.backup.targets else None)
+    if source is None or not source.is_dir():
+        raise BackupError(f"backup target {source} is missing: give --target or mount it")
+    identities = load_identities(identity)
+    if all_:
+        count = restore_station(source, dest, identities, app.config.hashes)
+        click.echo(f"restored a complete data dir with {count} recording(s) into {dest}; check it with "
+                   f"'archiver --data-dir {dest} verify'")
+        return
+    ws = app.workspace()
+    ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
+    recordings = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
+        [find_recording(ws.catalog, ref) for ref in refs]
+    count = restore_recordings(source, recordings, dest, identities)
+    app.record("restore", {"sha256": [r.sha256 for r in recordings]}, {"target": str(source), "dest": str(dest)})
+    click.echo(f"restored {count} recording(s) into {dest}")
