@@ -1,5 +1,6 @@
-"""Ingest throughput against `cp -r` and `sha256sum` on the same simulated recorder, and verify
-throughput against `sha256sum` of the same archived files, all in the same run.
+"""Ingest throughput against `cp -r` and `sha256sum` on the same simulated recorder, verify against
+`sha256sum` of the same archived files, and backup against the `age` CLI and `restic backup` of
+those files, all in the same run.
 
 Each measurement starts with cold caches (when run as root) and a fresh destination; the
 figures are medians over --repeat runs. Ingest does more than cp: it hashes, fsyncs, reads the
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from archiver.backup.age import Identity
 from archiver.simulate import RecorderSpec, make_recorder
 
 BITRATE_MBIT = 80
@@ -50,6 +52,27 @@ def recorder(base: Path, size_mib: int) -> Path:
     return card
 
 
+def _backups(base: Path, i: int, data: Path, archived: list[str], archiver: str, recipients: list[str],
+             results: dict[str, list[float]]) -> None:
+    """Encrypting the same archived files: the age CLI per file, restic, and archiver backup run."""
+    for name in (f"age-{i}", f"restic-{i}", f"target-{i}"):
+        shutil.rmtree(base / name, ignore_errors=True)
+        (base / name).mkdir()
+    loop = 'for f; do age -r "$R1" -r "$R2" -o "$OUT/$(basename "$f").age" "$f" || exit 1; done'
+    results["age -r -r, each file"].append(timed(["sh", "-c", loop, "sh", *archived],
+                                                 env={"R1": recipients[0], "R2": recipients[1],
+                                                      "OUT": str(base / f"age-{i}")}))
+    restic = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(base / f"restic-{i}")}
+    subprocess.run(["restic", "init", "-q"], check=True, env={**os.environ, **restic}, stdout=subprocess.DEVNULL)
+    results["restic backup"].append(timed(["restic", "backup", "-q", str(data / "archive")], env=restic))
+    config = base / f"backup-{i}.toml"
+    config.write_text(f"[backup]\ntargets = [{str(base / f'target-{i}')!r}]\nrecipients = {recipients!r}\n")
+    results["archiver backup run"].append(timed([archiver, "--data-dir", str(data), "backup", "run"],
+                                                env={"ARCHIVER_CONFIG": str(config)}))
+    for name in (f"age-{i}", f"restic-{i}", f"target-{i}"):
+        shutil.rmtree(base / name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("size_mib", nargs="?", type=int, default=1024)
@@ -65,7 +88,9 @@ def main() -> None:
     config.write_text("")  # built-in defaults only
 
     results: dict[str, list[float]] = {"cp -r": [], "cp -r; sync": [], "sha256sum": [], "archiver ingest": [],
-                                       "sha256sum of the archive": [], "archiver verify": []}
+                                       "sha256sum of the archive": [], "archiver verify": [],
+                                       "age -r -r, each file": [], "restic backup": [], "archiver backup run": []}
+    recipients = [str(Identity.generate().recipient) for _ in range(2)]
     for i in range(args.repeat):
         dest = base / f"cp-{i}"
         shutil.rmtree(dest, ignore_errors=True)
@@ -86,6 +111,7 @@ def main() -> None:
         results["sha256sum of the archive"].append(timed(["sha256sum", *archived]))
         results["archiver verify"].append(timed([archiver, "--data-dir", str(data), "verify"],
                                                 env={"ARCHIVER_CONFIG": str(config)}))
+        _backups(base, i, data, archived, archiver, recipients, results)
         subprocess.run(["chmod", "-R", "u+w", str(data)], check=True)
         shutil.rmtree(data)
 
