@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
@@ -57,11 +58,15 @@ class CustodyLog:
     def public_key(self) -> PublicKey:
         return self._key.public
 
-    def append(self, action: str, subject: dict[str, Any], details: dict[str, Any] | None = None) -> Head:
+    def append(self, action: str, subject: dict[str, Any], details: dict[str, Any] | None = None,
+               session: Session | None = None) -> Head:
+        """Append one signed event. With `session`, the catalog's head is updated in that transaction
+        (committed with the change the event records); otherwise in a transaction of its own."""
         with self._lock:
             try:
                 with self.path.open("a+b") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX)
+                    _drop_torn_tail(fh, self.path)
                     seq, prev = _last(fh)
                     event = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="microseconds"),
                              "actor": _actor(), "action": action, "subject": subject, "details": details or {},
@@ -74,17 +79,49 @@ class CustodyLog:
             except OSError as exc:
                 raise storage_error(exc, str(self.path.parent)) from exc
             head = Head(seq + 1, hashlib.sha256(line).hexdigest())
-            self._record(head)
+            if session is not None:
+                _record(session, head)
+            else:
+                with self._catalog.session() as own:
+                    _record(own, head)
+                    commit(own)
             return head
 
-    def _record(self, head: Head) -> None:
-        with self._catalog.session() as session:
-            row = session.get(CustodyHead, 1)
-            if row is None:
-                session.add(CustodyHead(id=1, seq=head.seq, hash=head.hash))
-            elif row.seq < head.seq:
-                row.seq, row.hash = head.seq, head.hash
-            commit(session)
+
+def _record(session: Session, head: Head) -> None:
+    row = session.get(CustodyHead, 1)
+    if row is None:
+        session.add(CustodyHead(id=1, seq=head.seq, hash=head.hash))
+    elif row.seq < head.seq:
+        row.seq, row.hash = head.seq, head.hash
+
+
+def _drop_torn_tail(fh, path: Path) -> None:
+    """A process killed mid-append can leave a last line without its newline: an event that was never
+    completed (nor acknowledged). It is moved aside, kept for the record, so the chain goes on."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    if end == 0:
+        return
+    fh.seek(end - 1)
+    if fh.read(1) == b"\n":
+        return
+    size = 1 << 16
+    while True:
+        start = max(0, end - size)
+        fh.seek(start)
+        cut = fh.read(end - start).rfind(b"\n")
+        if cut >= 0 or start == 0:
+            keep = start + cut + 1 if cut >= 0 else 0
+            break
+        size *= 4
+    fh.seek(keep)
+    torn = fh.read()
+    side = path.with_name(f"{path.name}.torn-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}")
+    side.write_bytes(torn)
+    fh.truncate(keep)
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def _actor() -> str:

@@ -262,10 +262,6 @@ class _Run:
             copied.temp.unlink(missing_ok=True)
             self.archive.drop_empty(created)  # only folders left empty go
         if outcome == "ingested":
-            self._event("ingest", recording, {
-                "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
-                "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
-                "flags": recording.flags})
             self.report.ingested += 1
             self.report.recording_ids.append(recording.id)
             if recording.flags:
@@ -312,6 +308,12 @@ class _Run:
                 session.add(recording)
                 session.flush()
                 link_recordings(session, [recording.id])  # to the cases' actions it falls in
+                # logged before the commit, with the head in the same transaction: a crash in between leaves
+                # an event whose recording the next run archives again, never a recording without its event
+                self._event("ingest", recording, {
+                    "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
+                    "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
+                    "flags": recording.flags}, session)
                 self._seen(session, recording, planned)
             except IntegrityError:
                 # Another process catalogued the same bytes meanwhile: theirs stands, ours goes.
@@ -365,10 +367,11 @@ class _Run:
         log.info("cleared from recorder source=%s path=%r sha256=%s archive=%s", self.report.source, found.rel,
                  recording.sha256, recording.archive_path)
 
-    def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
+    def _event(self, action: str, recording: Recording, details: dict[str, Any],
+               session: Session | None = None) -> None:
         if self.opts.custody is not None:
             self.opts.custody.append(action, {"sha256": recording.sha256, "device": recording.device_serial},
-                                     details)
+                                     details, session)
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:

@@ -33,3 +33,15 @@ def write_day_manifests(archive: Archive, catalog: Catalog, folders: Iterable[Pa
         with locks.hold(f"manifest:{folder}") if locks is not None else nullcontext():
             for algorithm, digests in day_entries(archive, catalog, folder, algorithms).items():
                 archive.write_manifest(folder, algorithm, digests.items())
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """{relative path: digest} from a manifest in `sha256sum` format (escaped names included)."""
+    listed = {}
+    for line in text.splitlines():
+        escaped = line.startswith("\\")
+        digest, _, rel = line.lstrip("\\").partition("  ")
+        if escaped:
+            rel = rel.replace("\\\\", "\0").replace("\\n", "\n").replace("\\r", "\r").replace("\0", "\\")
+        listed[rel] = digest
+    return listed

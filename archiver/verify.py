@@ -22,7 +22,7 @@ from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.custody import LOG_NAME, catalog_head, check_log
 from archiver.keys import load_public_key
-from archiver.manifests import day_entries
+from archiver.manifests import day_entries, parse_manifest
 from archiver.store import TEMP_PREFIX, Archive
 from archiver.workspace import Workspace
 
@@ -164,7 +164,7 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
             manifest = folder / f"manifest-{algorithm}.txt"
             shown = ws.archive.relative(manifest)
             try:
-                listed = _read_manifest(manifest.read_text(encoding="utf-8"))
+                listed = parse_manifest(manifest.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 if expected:
                     report.problem("manifest", shown, f"missing; it should list {len(expected)} file(s)")
@@ -176,17 +176,6 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                     report.problem("manifest", shown, f"lists {rel} with {listed[rel]}, the catalog has {digest}")
             for rel in sorted(set(listed) - set(expected)):
                 report.problem("manifest", shown, f"lists {rel}, which the catalog does not have")
-
-
-def _read_manifest(text: str) -> dict[str, str]:
-    listed = {}
-    for line in text.splitlines():
-        escaped = line.startswith("\\")
-        digest, _, rel = line.lstrip("\\").partition("  ")
-        if escaped:
-            rel = rel.replace("\\\\", "\0").replace("\\n", "\n").replace("\\r", "\r").replace("\0", "\\")
-        listed[rel] = digest
-    return listed
 
 
 def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:

@@ -98,7 +98,8 @@ def _register() -> None:
 
     main.add_command(ingest.ingest)
     main.add_command(backup.backup)
-    for command in (audit.keys, audit.verify, audit.status, audit.export, audit.verify_export_cmd):
+    for command in (audit.keys, audit.verify, audit.status, audit.export, audit.verify_export_cmd,
+                    audit.rebuild_catalog_cmd):
         main.add_command(command)
     main.add_command(cases.cases)
     main.add_command(devices.devices)

@@ -15,6 +15,7 @@ from archiver.errors import ArchiverError
 from archiver.export import export_case, verify_export
 from archiver.keys import PublicKey, key_paths, load_public_key
 from archiver.lookup import parse_time
+from archiver.rebuild import rebuild_catalog
 from archiver.verify import verify as run_verify
 
 
@@ -138,3 +139,23 @@ def verify_export_cmd(app: App, dest: Path, key_text: str | None) -> None:
     verdict = f"valid, signed by {key.fingerprint}" if not result.problems else f"{len(result.problems)} problem(s)"
     click.echo(f"{dest}: case {result.case_no}, {result.files} file(s): {verdict}")
     click.get_current_context().exit(1 if result.problems else 0)
+
+
+@click.command("rebuild-catalog")
+@click.pass_obj
+def rebuild_catalog_cmd(app: App) -> None:
+    """Rebuild a lost catalog from the archive, the day manifests and the custody log (its ingest
+    events); every file is hashed again first. Cases must be imported again afterwards. Exit 1 if
+    some recordings could not be restored (each named)."""
+    report = rebuild_catalog(app.config)
+    if report.problems and not report.recordings:
+        for problem in report.problems:
+            click.echo(f"PROBLEM {problem}")
+        raise ArchiverError("the custody log or the archive does not check out: nothing rebuilt (see above)")
+    app.record("rebuild_catalog", {"data_dir": str(app.config.data_dir)},
+               {"recordings": report.recordings, "problems": report.problems})
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}")
+    click.echo(f"catalog rebuilt with {report.recordings} recording(s); import the case files again, then run "
+               "'archiver verify'")
+    click.get_current_context().exit(1 if report.problems else 0)

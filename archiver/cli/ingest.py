@@ -8,6 +8,7 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
+from archiver.daemon import sweep
 from archiver.ingest import IngestOptions, IngestReport
 from archiver.ingest import ingest as run_ingest
 
@@ -26,6 +27,7 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     recording is archived, 1 when some failed (each is named with the reason).
     """
     ws = app.workspace(upgrade=True)
+    sweep(ws)  # temp files of ingests that were killed
     progress = TerminalProgress() if TerminalProgress.wanted() else None
     options = IngestOptions(device=device, officer=officer, progress=progress, custody=ws.custody)
     report = run_ingest(app.config, ws.archive, ws.catalog, path, options)

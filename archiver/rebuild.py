@@ -1,0 +1,103 @@
+"""`archiver rebuild-catalog`: a lost catalog rebuilt from the archive, its manifests and the custody log.
+
+Each `ingest` event of the (checked) custody log names a recording: its hash, archive path, original
+path, size and device. The archived file is hashed again and must match both the event and the day
+manifest; the rest (officer, start, duration, media type) is derived again from the original name
+and the file, as at ingest. Cases are not in the archive: import the case files again afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from archiver import media
+from archiver.catalog import Catalog, Device, Recording, Sighting
+from archiver.catalog.db import CATALOG_FILE, commit
+from archiver.config import Config
+from archiver.custody import LOG_NAME, check_log, events
+from archiver.errors import DataDirError
+from archiver.keys import load_public_key
+from archiver.manifests import parse_manifest
+from archiver.plan import describe_media, plan_file
+from archiver.scan import Found
+from archiver.store import Archive
+
+
+@dataclass
+class RebuildReport:
+    recordings: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def rebuild_catalog(cfg: Config) -> RebuildReport:
+    data_dir = cfg.data_dir
+    if (data_dir / CATALOG_FILE).exists():
+        raise DataDirError(f"{data_dir / CATALOG_FILE} exists: move it aside first; rebuild-catalog never "
+                           "overwrites a catalog")
+    checked = check_log(data_dir / LOG_NAME, load_public_key(data_dir), None)
+    report = RebuildReport(problems=[f"{p['kind']}: {p['detail']}" for p in checked.problems])
+    if checked.problems:
+        return report  # a log that does not check out is no basis for a catalog
+    archive = Archive(data_dir)
+    ingested: dict[str, dict] = {}
+    for _number, line in events(data_dir / LOG_NAME):
+        event = json.loads(line)
+        if event["action"] == "ingest":
+            ingested.setdefault(event["subject"]["sha256"], event)
+    catalog = Catalog.for_data_dir(data_dir)
+    try:
+        catalog.upgrade()
+        manifests: dict[Path, dict[str, str]] = {}
+        devices: set[str] = set()
+        with catalog.session() as session:
+            for sha256, event in ingested.items():
+                rec = _recording(cfg, archive, sha256, event, manifests, report)
+                if rec is None:
+                    continue
+                session.add(rec)
+                serial = event["subject"].get("device")
+                session.add(Sighting(recording=rec, device_key=serial or "", source=event["details"].get("source", ""),
+                                     original_path=rec.original_path, size=rec.size, mtime_ns=0,
+                                     seen_at=rec.ingested_at))
+                if serial and serial not in devices:
+                    devices.add(serial)
+                    session.add(Device(serial=serial, officer_no=rec.officer_no, last_docked=rec.ingested_at))
+                report.recordings += 1
+            commit(session)
+    finally:
+        catalog.close()
+    return report
+
+
+def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifests: dict,
+               report: RebuildReport) -> Recording | None:
+    details = event["details"]
+    path = archive.data_dir / details["archive_path"]
+    if not path.is_file():
+        report.problems.append(f"missing: {details['archive_path']} (ingest event seq {event['seq']})")
+        return None
+    digests = archive.read_back(path, ["sha256"] + (["sm3"] if details.get("sm3") else []))
+    folder = path.parent.parent
+    if folder not in manifests:
+        listed = folder / "manifest-sha256.txt"
+        manifests[folder] = parse_manifest(listed.read_text(encoding="utf-8")) if listed.exists() else {}
+    rel = path.relative_to(folder).as_posix()
+    if digests["sha256"] != sha256 or manifests[folder].get(rel, sha256) != sha256:
+        report.problems.append(f"mismatch: {details['archive_path']} no longer has its ingest hash")
+        return None
+    stat = path.stat()
+    found = Found(path, details["original_path"], stat.st_size, stat.st_mtime_ns)
+    planned = plan_file(found, cfg, event["subject"].get("device"), None)
+    try:
+        probed = media.probe(path)
+    except media.ProbeError:
+        probed = None
+    fields = describe_media(planned, probed, cfg.timezone)
+    fields["flags"] = list(details.get("flags") or fields["flags"])
+    when = datetime.fromisoformat(event["time"])
+    return Recording(sha256=sha256, sm3=digests.get("sm3"), size=stat.st_size, original_path=details["original_path"],
+                     device_serial=planned.serial, officer_no=planned.officer, archive_path=details["archive_path"],
+                     ingested_at=when, verified_at=when, **fields)
