@@ -49,6 +49,8 @@ from archiver.store import Archive, Cancelled, Copied, SourceStat
 
 log = logging.getLogger(__name__)
 
+MANIFEST_EVERY_S = 2.0
+
 
 class KeyedLocks:
     """One lock per key (a hash, a folder), shared by the ingests running in one process."""
@@ -218,6 +220,10 @@ class _Run:
                  report: IngestReport, progress: Progress, source_device: int) -> None:
         self.cfg, self.archive, self.catalog, self.opts = cfg, archive, catalog, opts
         self.report, self.progress, self.source_device = report, progress, source_device
+        # Day manifests are rewritten at most every MANIFEST_EVERY_S while a run goes on, and at its end:
+        # rewriting a day's manifest per file would cost O(files^2) on a card of thousands of files.
+        self._pending_days: set[date] = set()
+        self._manifests_at = time.monotonic()
         with catalog.session() as session:
             row = IngestRun(source=str(report.source), device_serial=report.device_serial,
                             files_seen=report.files_seen, failures=[])
@@ -266,7 +272,9 @@ class _Run:
             self.report.recording_ids.append(recording.id)
             if recording.flags:
                 self.report.flagged += 1
-            self.refresh_manifests({planned.day})
+            self._pending_days.add(planned.day)
+            if time.monotonic() - self._manifests_at >= MANIFEST_EVERY_S:
+                self.refresh_manifests(self._pending_days)
         else:
             self.report.already_archived += 1
         self._clear(found, recording)
@@ -377,6 +385,8 @@ class _Run:
     def refresh_manifests(self, days: set[date]) -> None:
         write_day_manifests(self.archive, self.catalog, (self.archive.day_folder(d) for d in days), self.cfg.hashes,
                             self.opts.locks)
+        self._pending_days = set()
+        self._manifests_at = time.monotonic()
 
     def finish(self) -> None:
         report = self.report
@@ -404,6 +414,10 @@ class _Run:
 
 
 def _probe(path: Path) -> media.MediaInfo | None:
+    """ffprobe, for files that can be media by extension or by their first bytes (ffprobe is a
+    process: spawning one per log file or tiny attachment would dominate a card of small files)."""
+    if media.type_by_extension(path.name) == "other" and not media.looks_like_media(path):
+        return None
     try:
         return media.probe(path)
     except media.ProbeError:

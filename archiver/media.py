@@ -61,6 +61,27 @@ class ProbeError(Exception):
     """ffprobe could not read the file as media."""
 
 
+# Leading bytes of the containers recorders and phones write (MP4/MOV at offset 4).
+_MAGIC = (b"RIFF", b"ID3", b"\xff\xd8\xff", b"OggS", b"#!AMR", b"\x1a\x45\xdf\xa3", b"fLaC", b"\x89PNG", b"GIF8",
+          b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV", b"\x30\x26\xb2\x75", b"BM")
+
+
+def looks_like_media(path: Path) -> bool:
+    """A cheap look at the first bytes: could ffprobe make something of this file?"""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return True
+    if head[:1] == b"\x47" and len(head) >= 1:  # MPEG-TS sync byte
+        return True
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MP3 / ADTS AAC frame sync
+        return True
+    return head.startswith(_MAGIC)
+
+
 def type_by_extension(name: str) -> str:
     suffix = Path(name).suffix.lower().lstrip(".")
     return _BY_EXTENSION.get(suffix, "other")

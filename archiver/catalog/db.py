@@ -101,7 +101,15 @@ def commit(session: Session) -> None:
         raise
     except SQLAlchemyError as exc:
         session.rollback()
-        text = str(getattr(exc, "orig", exc))
-        if "full" in text.lower():
-            raise ArchiveStorageError(f"catalog disk full ({text}): free space, then run again") from exc
-        raise ArchiveStorageError(f"cannot write the catalog: {text}") from exc
+        raise catalog_error(exc) from exc
+
+
+def catalog_error(exc: SQLAlchemyError) -> ArchiveStorageError:
+    """What a failed catalog operation means, in one line."""
+    text = str(getattr(exc, "orig", exc))
+    if "full" in text.lower():
+        return ArchiveStorageError(f"catalog disk full ({text}): free space, then run again")
+    if "locked" in text.lower() or "busy" in text.lower():
+        return ArchiveStorageError(f"the catalog is held by another process ({text}) for longer than 30 s: "
+                                   "wait for it to finish (or stop it), then run again")
+    return ArchiveStorageError(f"cannot write the catalog: {text}")

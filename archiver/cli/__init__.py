@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from archiver import __version__
+from archiver.catalog.db import catalog_error
 from archiver.config import Config, load_config
 from archiver.errors import ArchiverError
 from archiver.workspace import Workspace, open_workspace
@@ -48,7 +50,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OperationalError as exc:  # the catalog locked or full outside a commit
+                raise catalog_error(exc) from exc
         except ArchiverError as exc:
             app = ctx.obj
             if isinstance(app, App) and app.verbose:

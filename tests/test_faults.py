@@ -1,0 +1,188 @@
+"""Fault injection: kills at random moments, a locked catalog, hostile recorder content.
+
+Every scenario ends the same way: one more ordinary run, then every recording is archived exactly
+once and byte-exact, nothing partial is left anywhere, and `archiver verify` is clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, archive_problems, mount, tree_state, umount
+
+ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
+SEED = int(os.environ.get("FAULT_SEED", "20261126"))
+
+
+def _env(data_dir: Path, config: Path) -> dict[str, str]:
+    return {**os.environ, "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_CONFIG": str(config)}
+
+
+def _kill_at_random(cmd: list[str], env: dict[str, str], times: int, longest: float, rng: random.Random) -> int:
+    """Start `cmd` `times` times and SIGKILL it after a random delay; returns how many runs were cut short."""
+    killed = 0
+    for _ in range(times):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, longest))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    return killed
+
+
+@pytest.fixture
+def big_recorder(card: Path, tmp_path: Path) -> Path:
+    rec = tmp_path / "big"
+    shutil.copytree(card, rec)
+    rng = random.Random(SEED)
+    for i in range(4):
+        (rec / "RECORD" / f"TA00716_JX0227_2022110312{i:02d}00.MP4").write_bytes(rng.randbytes(40 << 20))
+    return rec
+
+
+def test_ingest_killed_at_20_random_moments_then_one_full_run(big_recorder: Path, tmp_path: Path, data_dir: Path):
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    env = _env(data_dir, config)
+    before = tree_state(big_recorder)
+    rng = random.Random(SEED)
+    killed = _kill_at_random([ARCHIVER, "ingest", str(big_recorder)], env, 20, 2.0, rng)
+    assert killed >= 10, f"only {killed} of 20 runs were cut short (seed {SEED})"
+    final = subprocess.run([ARCHIVER, "ingest", str(big_recorder), "--json"], env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert archive_problems(data_dir) == []
+    rows = sqlite3.connect(data_dir / "catalog.db").execute("select original_path from recordings").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(str(p.relative_to(big_recorder)) for p in big_recorder.rglob("*")
+                                                if p.suffix in (".MP4", ".WAV", ".JPG"))
+    archived = [p for p in (data_dir / "archive").rglob("*") if p.is_file() and not p.name.startswith("manifest-")]
+    assert len(archived) == len(rows)  # exactly once
+    check = subprocess.run([ARCHIVER, "verify", "--json"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert tree_state(big_recorder) == before
+
+
+def test_backup_killed_at_random_moments_then_one_full_run(big_recorder: Path, tmp_path: Path, data_dir: Path):
+    keys = tmp_path / "id.txt"
+    subprocess.run(["age-keygen", "-o", str(keys)], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", str(keys)], check=True, capture_output=True, text=True).stdout
+    target = tmp_path / "target"
+    target.mkdir()
+    config = tmp_path / "c.toml"
+    config.write_text(f"[backup]\ntargets = [{str(target)!r}]\nrecipients = [{recipient.strip()!r}]\n")
+    env = _env(data_dir, config)
+    assert subprocess.run([ARCHIVER, "ingest", str(big_recorder)], env=env, capture_output=True).returncode == 0
+    rng = random.Random(SEED + 1)
+    killed = _kill_at_random([ARCHIVER, "backup", "run"], env, 10, 1.5, rng)
+    assert killed >= 5
+    assert subprocess.run([ARCHIVER, "backup", "run"], env=env, capture_output=True).returncode == 0
+    manifest = [json.loads(line) for line in (target / "backup-manifest.jsonl").read_text().splitlines()]
+    objects = [e["plain_sha256"] for e in manifest if e["kind"] == "recording"]
+    assert len(objects) == len(set(objects)) == 10
+    assert not list(target.rglob(".tmp-*"))
+    drill = subprocess.run([ARCHIVER, "backup", "verify", "--identity", str(keys)], env=env, capture_output=True,
+                           text=True)
+    assert drill.returncode == 0, drill.stdout
+    assert subprocess.run([ARCHIVER, "verify"], env=env, capture_output=True).returncode == 0
+
+
+def test_a_catalog_held_by_another_process_is_waited_for(cli, recorder: Path, data_dir: Path):
+    assert cli("init").exit_code == 0
+    holder = sqlite3.connect(data_dir / "catalog.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(3.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    try:
+        result = cli("ingest", recorder, "--json")
+    finally:
+        release.join()
+        holder.close()
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 2.5  # it waited, then finished: nothing lost
+    assert json.loads(result.stdout)["ingested"] == 6
+    assert archive_problems(data_dir) == []
+
+
+def test_hostile_card_many_tiny_files_deep_nesting_odd_names(card: Path, tmp_path: Path, tmpfs):
+    rec = tmp_path / "hostile"
+    rec.mkdir()
+    tiny = rec / "DCIM" / "TINY"
+    tiny.mkdir(parents=True)
+    for i in range(10_000):
+        (tiny / f"N{i:05d}.bin0").write_bytes(i.to_bytes(4, "big"))
+    deep = rec
+    for level in range(50):
+        deep = deep / f"d{level}"
+    deep.mkdir(parents=True)
+    shutil.copy2(card / "RECORD/TA00716_JX0227_20221103093621.MP4", deep / "TA00716_JX0227_20221103093621.MP4")
+    (rec / "ctl\x01\x1b[31m\x7fname.MP4").write_bytes(b"\x00" * 10)
+    (rec / "TA00716_JX0227_20221103100000.MP4").write_bytes(b"")  # a 0-byte "video"
+    os.symlink(rec, rec / "DCIM" / "loop")
+    os.symlink("/", rec / "root")
+    data_dir = tmpfs("data", "512m")  # fsync is free here: the test measures the pipeline, not the disk
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    env = _env(data_dir, config)
+    before = tree_state(rec)
+    started = time.monotonic()
+    result = subprocess.run([ARCHIVER, "ingest", str(rec), "--json"], env=env, capture_output=True, text=True,
+                            timeout=900)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["ingested"] == 10_003
+    print(f"\n10,003 files (10,000 tiny) ingested in {took:.1f} s")
+    rows = dict(sqlite3.connect(data_dir / "catalog.db").execute("select original_path, archive_path from recordings"))
+    assert "/".join(f"d{i}" for i in range(50)) + "/TA00716_JX0227_20221103093621.MP4" in rows
+    assert rows["ctl\x01\x1b[31m\x7fname.MP4"].endswith("/ctl__[31m_name.MP4")
+    assert {s["path"] for s in report["not_recordings"]} == {"DCIM/loop", "root"}
+    assert archive_problems(data_dir) == []
+    assert tree_state(rec) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_a_file_over_4_gib_is_archived_with_flat_memory(tmp_path: Path):
+    image = tmp_path / "card.img"
+    subprocess.run(["truncate", "-s", "6G", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    target = tmp_path / "card"
+    target.mkdir()
+    mount("-o", "loop", str(image), str(target))
+    try:
+        huge = target / "TA00716_JX0227_20221103140000.MP4"
+        with huge.open("wb") as fh:  # sparse: 4.5 GiB of which only the ends are written
+            fh.write(b"\x00\x00\x00\x18ftypmp42")
+            fh.seek((4 << 30) + (512 << 20))
+            fh.write(b"end of a long recording")
+        data_dir = tmp_path / "data"
+        config = tmp_path / "c.toml"
+        config.write_text("")
+        started = time.monotonic()
+        result = subprocess.run([ARCHIVER, "ingest", str(target), "--json"], env=_env(data_dir, config),
+                                capture_output=True, text=True, timeout=900)
+        took = time.monotonic() - started
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        assert result.returncode == 0, result.stderr[-2000:]
+        (row,) = sqlite3.connect(data_dir / "catalog.db").execute("select size, flags from recordings").fetchall()
+        assert row[0] == huge.stat().st_size > 4 << 30
+        archived = next((data_dir / "archive").rglob("*.MP4"))
+        with archived.open("rb") as fh:
+            fh.seek(-23, os.SEEK_END)
+            assert fh.read() == b"end of a long recording"
+        print(f"\n4.5 GiB file ingested in {took:.1f} s; peak RSS of the children so far {peak_mib:.0f} MiB")
+        assert peak_mib < 150
+        archived.unlink()  # 4.5 GiB of /tmp back
+    finally:
+        umount(target)
