@@ -9,8 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from archiver.catalog import Catalog
-from archiver.catalog.db import head_revision
+from archiver.catalog.db import SCHEMA_HEAD, head_revision
 from archiver.catalog.models import Base
+
+
+def test_the_schema_head_constant_is_alembics_head():
+    assert SCHEMA_HEAD == head_revision()
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path):

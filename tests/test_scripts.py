@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 from conftest import REPO
 
@@ -43,12 +44,19 @@ def test_make_recorder_then_run_ingests_the_inbox(tmp_path: Path):
 
 
 def test_every_command_has_help():
+    ctx = click.Context(main)
+
     def walk(group, path):
-        for name, command in getattr(group, "commands", {}).items():
+        if not isinstance(group, click.Group):
+            return
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
             yield path + [name], command
             yield from walk(command, path + [name])
 
-    for path, command in walk(main, []):
+    commands = list(walk(main, []))
+    assert len(commands) >= 30  # every lazily loaded group and command is reached
+    for path, command in commands:
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path
         assert (command.help or "").strip(), f"{' '.join(path)} has no help text"

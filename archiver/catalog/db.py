@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,13 +14,22 @@ CATALOG_FILE = "catalog.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _alembic_config() -> AlembicConfig:
+# The newest migration; tests/test_catalog.py checks it against Alembic's own head. Kept as a
+# constant so that commands that only read the catalog need not import Alembic (start-up time).
+SCHEMA_HEAD = "0004"
+
+
+def _alembic_config():
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
 
 
@@ -65,16 +70,20 @@ class Catalog:
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not self.engine.dialect.has_table(conn, "alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def upgrade(self) -> tuple[str | None, str]:
         """Create or upgrade the schema to the newest migration. Returns (before, after)."""
+        from alembic import command
+
         before = self.revision()
         cfg = _alembic_config()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-        return before, head_revision()
+        return before, SCHEMA_HEAD
 
     def require_current(self) -> None:
         """Refuse to work on a catalog that is missing or older than this program."""
@@ -84,9 +93,9 @@ class Catalog:
             raise DataDirError(f"cannot open the catalog {self.url}: {exc.orig or exc}") from exc
         if current is None:
             raise DataDirError(f"no catalog at {self.url}: run 'archiver init' first")
-        if current != head_revision():
+        if current != SCHEMA_HEAD:
             raise DataDirError(f"the catalog {self.url} is at schema {current}, this program needs "
-                               f"{head_revision()}: run 'archiver init' to upgrade it")
+                               f"{SCHEMA_HEAD}: run 'archiver init' to upgrade it")
 
     def close(self) -> None:
         self.engine.dispose()

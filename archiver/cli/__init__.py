@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -46,7 +47,16 @@ class App:
 
 
 class _Group(click.Group):
-    """Turns an ArchiverError into one line `Error: ...` and the error's exit code."""
+    """Loads subcommands lazily; turns an ArchiverError into one line `Error: ...` and its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _COMMANDS and name not in self.commands:
+            module, attr = _COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -98,18 +108,19 @@ def init(app: App) -> None:
     click.echo(f"Data dir {app.config.data_dir}: {state}; archive in {ws.archive.root}.")
 
 
-def _register() -> None:
-    from archiver.cli import audit, backup, cases, daemon, devices, ingest, recordings
-
-    main.add_command(ingest.ingest)
-    main.add_command(backup.backup)
-    for command in (audit.keys, audit.verify, audit.status, audit.export, audit.verify_export_cmd,
-                    audit.rebuild_catalog_cmd):
-        main.add_command(command)
-    main.add_command(cases.cases)
-    main.add_command(devices.devices)
-    main.add_command(recordings.recordings)
-    main.add_command(daemon.daemon)
-
-
-_register()
+# Subcommands are imported when used, so `archiver cases show` does not pay for ffmpeg, rich
+# progress, bagit, watchdog and age (start-up time is measured by scripts/bench).
+_COMMANDS = {
+    "backup": "archiver.cli.backup:backup",
+    "cases": "archiver.cli.cases:cases",
+    "daemon": "archiver.cli.daemon:daemon",
+    "devices": "archiver.cli.devices:devices",
+    "export": "archiver.cli.audit:export",
+    "ingest": "archiver.cli.ingest:ingest",
+    "keys": "archiver.cli.audit:keys",
+    "rebuild-catalog": "archiver.cli.audit:rebuild_catalog_cmd",
+    "recordings": "archiver.cli.recordings:recordings",
+    "status": "archiver.cli.audit:status",
+    "verify": "archiver.cli.audit:verify",
+    "verify-export": "archiver.cli.audit:verify_export_cmd",
+}
