@@ -40,6 +40,7 @@ class RecorderSpec:
     layout: str = "record"
     timezone: str = "Asia/Shanghai"
     device_files: bool = True
+    noise: bool = False  # film grain seeded per segment: no two segments share payload bytes (benchmarks)
 
 
 def _name(spec: RecorderSpec, when: datetime, ext: str) -> str:
@@ -63,7 +64,10 @@ def _stamp(path: Path, spec: RecorderSpec, end: datetime) -> None:
 
 
 def make_video(path: Path, spec: RecorderSpec, when: datetime, seconds: float, index: int) -> None:
+    """One segment: test pattern video (with `spec.noise`, grain seeded by `index`) and a sine tone."""
     video = ffmpeg.input(f"testsrc2=size={spec.size}:rate=25", f="lavfi", t=seconds)
+    if spec.noise:
+        video = video.filter("noise", alls=30, allf="t+u", all_seed=7919 * (index + 1))
     audio = ffmpeg.input(f"sine=frequency={300 + 40 * index}:sample_rate=16000", f="lavfi", t=seconds)
     opts = {"c:v": "libx264", "preset": "ultrafast", "pix_fmt": "yuv420p", "c:a": "aac",
             "metadata": _creation_time(spec, when), "f": "mp4"}

@@ -1,28 +1,41 @@
-"""Ingest throughput against `cp -r` and `sha256sum` on the same simulated recorder, verify against
-`sha256sum` of the same archived files, and backup against the `age` CLI and `restic backup` of
-those files, all in the same run.
+"""archiver against the tools people use instead, on the same simulated recorder, in the same run.
 
-Each measurement starts with cold caches (when run as root) and a fresh destination; the
-figures are medians over --repeat runs. Ingest does more than cp: it hashes, fsyncs, reads the
-copy back past the page cache and probes each file, so the ratio shows what that costs.
+    scripts/bench [--size GIB] [--runs N] [--json FILE]
+
+The recorder is real MP4 (x264 + AAC) whose payload never repeats (grain seeded per segment), one
+segment at least a third of the total, the rest smaller. Each run drops the page cache (as root),
+then times whole commands, start-up included, alternating which side goes first. Medians of the
+runs are printed with ratios; the peak RSS of each archiver command is read from wait4().
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from archiver.backup.age import Identity
-from archiver.simulate import RecorderSpec, make_recorder
+from archiver.simulate import RecorderSpec, make_audio, make_photo, make_video
 
-BITRATE_MBIT = 80
-SEGMENT_SECONDS = 6.4  # about 60 MiB a segment at that bitrate
+MBIT = 80
+SPEC = RecorderSpec(size="1280x720", bitrate=f"{MBIT}M", noise=True)
+MIB_PER_S = 9.8  # what the encoder writes per second of video at that bitrate (measured)
+
+# name -> (baseline it is compared with, target ratio or None)
+COMPARE = {
+    "archiver ingest": ("cp -r; sync", 1.10),
+    "archiver verify": ("sha256sum of the archive", 0.5),
+    "archiver backup run": ("age -r -r, each file", 1.0),
+}
 
 
 def drop_caches() -> None:
@@ -31,97 +44,146 @@ def drop_caches() -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of one whole command, from a cold cache."""
     drop_caches()
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd[:3])} failed with exit {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024
 
 
-def recorder(base: Path, size_mib: int) -> Path:
-    card = base / f"card-{size_mib}MiB"
-    done = base / f"card-{size_mib}MiB.complete"
+def make_card(base: Path, size_gib: float) -> Path:
+    card = base / f"card-{size_gib:g}GiB"
+    done = base / f"card-{size_gib:g}GiB.complete"
     if done.exists():
         return card
     shutil.rmtree(card, ignore_errors=True)
-    segments = max(1, round(size_mib / (BITRATE_MBIT / 8 * SEGMENT_SECONDS * 0.94)))
-    print(f"making a {size_mib} MiB recorder ({segments} segments) in {card} ...", file=sys.stderr)
-    make_recorder(card, RecorderSpec(segments=segments, segment_seconds=SEGMENT_SECONDS, size="1280x720",
-                                     bitrate=f"{BITRATE_MBIT}M", audio=1, photos=2))
-    done.write_text("")
+    total = size_gib * 1024
+    rng = random.Random(3)
+    sizes = [total / 3]
+    while sum(sizes) < total - 1:
+        sizes.append(min(rng.uniform(60, 300), total - sum(sizes)))
+    print(f"making a {size_gib:g} GiB recorder in {card} ({len(sizes)} segments) ...", file=sys.stderr)
+    folder = card / "RECORD"
+    folder.mkdir(parents=True)
+    when = SPEC.start
+    for i, mib in enumerate(sizes):
+        seconds = max(1.0, mib / MIB_PER_S)
+        make_video(folder / f"{SPEC.serial}_{SPEC.officer}_{when:%Y%m%d%H%M%S}.MP4", SPEC, when, seconds, i)
+        when += timedelta(seconds=seconds)
+    for i in range(3):
+        shot = SPEC.start + timedelta(seconds=5 + 13 * i)
+        (card / "PHOTO").mkdir(exist_ok=True)
+        make_photo(card / "PHOTO" / f"{SPEC.serial}_{SPEC.officer}_{shot:%Y%m%d%H%M%S}.JPG", SPEC, shot, i)
+    make_audio(card / "RECORD" / f"{SPEC.serial}_{SPEC.officer}_{SPEC.start:%Y%m%d%H%M%S}.WAV", SPEC,
+               SPEC.start, 30, 0)
+    done.write_text(datetime.now().isoformat())
     return card
 
 
-def _backups(base: Path, i: int, data: Path, archived: list[str], archiver: str, recipients: list[str],
-             results: dict[str, list[float]]) -> None:
-    """Encrypting the same archived files: the age CLI per file, restic, and archiver backup run."""
-    for name in (f"age-{i}", f"restic-{i}", f"target-{i}"):
-        shutil.rmtree(base / name, ignore_errors=True)
-        (base / name).mkdir()
+def one_run(base: Path, card: Path, i: int, archiver: str, recipients: list[str]) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    data = base / f"data-{i}"
+    for path in (data, base / f"cp-{i}", base / f"age-{i}", base / f"restic-{i}", base / f"target-{i}"):
+        if path.exists():
+            subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
+            shutil.rmtree(path)
+    config = base / f"bench-{i}.toml"
+    config.write_text(f"[backup]\ntargets = [{str(base / f'target-{i}')!r}]\nrecipients = {recipients!r}\n")
+    (base / f"target-{i}").mkdir()
+    env = {"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
+    copy = base / f"cp-{i}"
+
+    def baselines_ingest() -> None:
+        out["cp -r; sync"] = measure(["sh", "-c", 'cp -r "$0" "$1" && sync', str(card), str(copy)])
+        shutil.rmtree(copy)
+        out["cp -r; sha256sum"] = measure(["sh", "-c", 'cp -r "$0" "$1" && sync && cd "$1" && find . -type f '
+                                           '-exec sha256sum {} + >/dev/null', str(card), str(copy)])
+        shutil.rmtree(copy)
+
+    ordered = [baselines_ingest, lambda: out.__setitem__("archiver ingest", measure(
+        [archiver, "ingest", str(card)], env))]
+    for step in ordered if i % 2 == 0 else reversed(ordered):
+        step()
+
+    archived = sorted(str(p) for p in (data / "archive").rglob("*") if p.is_file()
+                      and not p.name.startswith("manifest-"))
+    known = base / f"known-{i}.txt"
+    with known.open("w") as fh:
+        subprocess.run(["hashdeep", "-c", "sha256", *archived], stdout=fh, check=True)
+    verify_steps = [
+        lambda: out.__setitem__("sha256sum of the archive", measure(["sha256sum", *archived])),
+        lambda: out.__setitem__("hashdeep -a", measure(["hashdeep", "-a", "-c", "sha256", "-k", str(known),
+                                                        *archived])),
+        lambda: out.__setitem__("archiver verify", measure([archiver, "verify"], env)),
+    ]
+    for step in verify_steps if i % 2 == 0 else reversed(verify_steps):
+        step()
+
+    (base / f"age-{i}").mkdir()
     loop = 'for f; do age -r "$R1" -r "$R2" -o "$OUT/$(basename "$f").age" "$f" || exit 1; done'
-    results["age -r -r, each file"].append(timed(["sh", "-c", loop, "sh", *archived],
-                                                 env={"R1": recipients[0], "R2": recipients[1],
-                                                      "OUT": str(base / f"age-{i}")}))
     restic = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(base / f"restic-{i}")}
     subprocess.run(["restic", "init", "-q"], check=True, env={**os.environ, **restic}, stdout=subprocess.DEVNULL)
-    results["restic backup"].append(timed(["restic", "backup", "-q", str(data / "archive")], env=restic))
-    config = base / f"backup-{i}.toml"
-    config.write_text(f"[backup]\ntargets = [{str(base / f'target-{i}')!r}]\nrecipients = {recipients!r}\n")
-    results["archiver backup run"].append(timed([archiver, "--data-dir", str(data), "backup", "run"],
-                                                env={"ARCHIVER_CONFIG": str(config)}))
-    for name in (f"age-{i}", f"restic-{i}", f"target-{i}"):
-        shutil.rmtree(base / name)
+    backup_steps = [
+        lambda: out.__setitem__("age -r -r, each file", measure(
+            ["sh", "-c", loop, "sh", *archived], {"R1": recipients[0], "R2": recipients[1],
+                                                   "OUT": str(base / f"age-{i}")})),
+        lambda: out.__setitem__("restic backup", measure(["restic", "backup", "-q", str(data / "archive")],
+                                                         restic)),
+        lambda: out.__setitem__("archiver backup run", measure([archiver, "backup", "run"], env)),
+    ]
+    for step in backup_steps if i % 2 == 0 else reversed(backup_steps):
+        step()
+    for path in (data, base / f"age-{i}", base / f"restic-{i}", base / f"target-{i}"):
+        subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
+        shutil.rmtree(path)
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("size_mib", nargs="?", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=float, default=3.0, help="recorder size in GiB (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     base = Path(os.environ.get("BENCH_DIR", "/var/tmp/archiver-bench"))
     base.mkdir(parents=True, exist_ok=True)
-    card = recorder(base, args.size_mib)
-    files = sorted(str(p) for p in card.rglob("*") if p.is_file())
-    total = sum(os.path.getsize(f) for f in files)
+    card = make_card(base, args.size)
+    total = sum(p.stat().st_size for p in card.rglob("*") if p.is_file())
     archiver = str(Path(sys.executable).parent / "archiver")
-    config = base / "bench.toml"
-    config.write_text("")  # built-in defaults only
-
-    results: dict[str, list[float]] = {"cp -r": [], "cp -r; sync": [], "sha256sum": [], "archiver ingest": [],
-                                       "sha256sum of the archive": [], "archiver verify": [],
-                                       "age -r -r, each file": [], "restic backup": [], "archiver backup run": []}
     recipients = [str(Identity.generate().recipient) for _ in range(2)]
-    for i in range(args.repeat):
-        dest = base / f"cp-{i}"
-        shutil.rmtree(dest, ignore_errors=True)
-        results["cp -r"].append(timed(["cp", "-r", str(card), str(dest)]))
-        shutil.rmtree(dest)
-        # cp leaves its writes in the page cache; ingest fsyncs every file, so compare with that too
-        results["cp -r; sync"].append(timed(["sh", "-c", 'cp -r "$0" "$1" && sync', str(card), str(dest)]))
-        shutil.rmtree(dest)
-        results["sha256sum"].append(timed(["sha256sum", *files]))
-        data = base / f"data-{i}"
-        if data.exists():
-            subprocess.run(["chmod", "-R", "u+w", str(data)], check=True)
-            shutil.rmtree(data)
-        results["archiver ingest"].append(timed([archiver, "--data-dir", str(data), "ingest", str(card)],
-                                                env={"ARCHIVER_CONFIG": str(config)}))
-        archived = sorted(str(p) for p in (data / "archive").rglob("*") if p.is_file()
-                          and not p.name.startswith("manifest-"))
-        results["sha256sum of the archive"].append(timed(["sha256sum", *archived]))
-        results["archiver verify"].append(timed([archiver, "--data-dir", str(data), "verify"],
-                                                env={"ARCHIVER_CONFIG": str(config)}))
-        _backups(base, i, data, archived, archiver, recipients, results)
-        subprocess.run(["chmod", "-R", "u+w", str(data)], check=True)
-        shutil.rmtree(data)
-
-    fs = subprocess.run(["df", "--output=source,fstype", str(base)], capture_output=True, text=True).stdout
-    print(f"recorder: {len(files)} files, {total / 2**20:.0f} MiB; disk: {' '.join(fs.split()[2:])}; "
-          f"cold caches: {os.geteuid() == 0}; median of {args.repeat}")
-    cp = statistics.median(results["cp -r"])
-    for name, runs in results.items():
-        t = statistics.median(runs)
-        print(f"  {name:26s} {t:7.2f} s  {total / 2**20 / t:8.1f} MiB/s  {t / cp:5.2f}x the time of cp -r")
+    runs = [one_run(base, card, i, archiver, recipients) for i in range(args.runs)]
+    names = list(runs[0])
+    medians = {n: (statistics.median(r[n][0] for r in runs), max(r[n][1] for r in runs)) for n in names}
+    disk = subprocess.run(["df", "--output=source,fstype", str(base)], capture_output=True, text=True).stdout
+    machine = (f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+               f"{' '.join(disk.split()[-2:])}")
+    print(f"{total / 2**30:.2f} GiB recorder ({sum(1 for p in card.rglob('*') if p.is_file())} files), "
+          f"median of {args.runs} runs, cold caches: {os.geteuid() == 0}; {machine}")
+    print(f"  {'command':28s} {'seconds':>8s} {'MiB/s':>8s} {'peak RSS':>9s}  ratio (target)")
+    figures = {}
+    for name in names:
+        seconds, rss = medians[name]
+        line = f"  {name:28s} {seconds:8.2f} {total / 2**20 / seconds:8.0f} {rss:7.0f} MB"
+        if name in COMPARE:
+            base_name, target = COMPARE[name]
+            ratio = seconds / medians[base_name][0]
+            met = "met" if ratio <= target else "NOT met"
+            line += f"  {ratio:.2f}x {base_name} (target {target:.2f}x: {met})"
+            figures[name] = {"ratio": ratio, "baseline": base_name, "target": target}
+        figures.setdefault(name, {}).update({"seconds": seconds, "peak_rss_mb": rss})
+        print(line)
+    restic_ratio = medians["archiver backup run"][0] / medians["restic backup"][0]
+    print(f"  archiver backup run is {restic_ratio:.2f}x restic backup (target 0.80x: "
+          f"{'met' if restic_ratio <= 0.8 else 'NOT met'})")
+    if args.json:
+        args.json.write_text(json.dumps({"bytes": total, "runs": args.runs, "machine": machine,
+                                         "figures": figures}, indent=2))
 
 
 if __name__ == "__main__":
