@@ -22,6 +22,7 @@ from archiver.cases import LONGEST_RECORDING, check_cases, relink_actions
 from archiver.catalog import Action, ActionOfficer, Case, Catalog, Recording
 from archiver.catalog.models import utcnow
 from archiver.config import LinkingConfig
+from archiver.keys import ensure_station_key
 from archiver.store import prepare_data_dir
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -100,6 +101,10 @@ def main() -> None:
         build(data_dir, args.recordings, args.cases)
         (data_dir / ".complete").write_text("")
         print(f"built {data_dir} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    upgrade = Catalog.for_data_dir(data_dir)  # a catalog built by an older version gets the newer schema
+    upgrade.upgrade()
+    upgrade.close()
+    ensure_station_key(data_dir)  # lookups are signed into the custody log
     config = base / "bench.toml"
     config.write_text("")
     env = {"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data_dir)}
@@ -118,6 +123,10 @@ def main() -> None:
         seconds, done = timed([archiver, "cases", "show", case_no, "--json"], env)
         print(f"  cases show {case_no}: {seconds:.2f} s (exit {done.returncode}; the whole command, "
               "interpreter start included)")
+    seconds, done = timed([archiver, "recordings", "list", "--officer", "JX0042", "--since", "2024-01-05",
+                           "--until", "2024-01-12", "--json"], env)
+    print(f"  recordings list --officer JX0042 --since 2024-01-05 --until 2024-01-12: {seconds:.2f} s "
+          f"(exit {done.returncode}, {done.stdout.count(chr(10) + '  {')} recordings)")
     seconds, done = timed([archiver, "cases", "check", "--all"], env)
     print(f"  cases check --all: {seconds:.1f} s (exit {done.returncode}: {done.stdout.strip().splitlines()[-1]})")
     seconds, _ = timed([archiver, "--help"], env)
