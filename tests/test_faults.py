@@ -186,3 +186,26 @@ def test_a_file_over_4_gib_is_archived_with_flat_memory(tmp_path: Path):
         archived.unlink()  # 4.5 GiB of /tmp back
     finally:
         umount(target)
+
+
+def test_a_lost_catalog_is_rebuilt_from_the_custody_log_archive_and_manifests(cli, recorder: Path,
+                                                                              data_dir: Path):
+    assert cli("ingest", recorder).exit_code == 0
+    fields = ("sha256", "start", "end", "officer_no", "device_serial", "media_type", "archive_path",
+              "original_path", "size", "flags", "duration_s")
+
+    def listing():
+        rows = json.loads(cli("recordings", "list", "--json").stdout)
+        return sorted(tuple(json.dumps(r[f]) for f in fields) for r in rows)
+
+    before = listing()
+    refused = cli("rebuild-catalog")
+    assert refused.exit_code == 2 and "move it aside first" in refused.stderr
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+    result = cli("rebuild-catalog")
+    assert result.exit_code == 0, result.output
+    assert "catalog rebuilt with 6 recording(s)" in result.stdout
+    assert listing() == before
+    assert cli("verify").exit_code == 0
+    assert archive_problems(data_dir) == []
