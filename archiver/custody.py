@@ -79,13 +79,15 @@ class CustodyLog:
             except OSError as exc:
                 raise storage_error(exc, str(self.path.parent)) from exc
             head = Head(seq + 1, hashlib.sha256(line).hexdigest())
-            if session is not None:
-                _record(session, head)
-            else:
-                with self._catalog.session() as own:
-                    _record(own, head)
-                    commit(own)
-            return head
+        # The head is recorded outside the lock: waiting for the catalog while holding it would deadlock
+        # with an ingest whose open transaction waits for the lock to log its own event.
+        if session is not None:
+            _record(session, head)
+        else:
+            with self._catalog.session() as own:
+                _record(own, head)
+                commit(own)
+        return head
 
 
 def _record(session: Session, head: Head) -> None:
