@@ -32,13 +32,13 @@ from archiver.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
-def sources(ws: Workspace) -> list[Path]:
-    """Inboxes (created if missing) and mounted recorders, in that order."""
-    found = []
+def sources(ws: Workspace) -> list[tuple[Path, Mount | None]]:
+    """Inboxes (created if missing), then mounted recorders with their mount, from one mount-table read."""
+    found: list[tuple[Path, Mount | None]] = []
     for inbox in ws.cfg.dock.inboxes:
         inbox.mkdir(parents=True, exist_ok=True)
-        found.append(inbox)
-    found.extend(m.mount_point for m in current_recorder_mounts(ws.cfg.dock.mount_roots))
+        found.append((inbox, None))
+    found.extend((m.mount_point, m) for m in current_recorder_mounts(ws.cfg.dock.mount_roots))
     return found
 
 
@@ -46,11 +46,9 @@ def run_once(ws: Workspace) -> list[IngestReport]:
     """Ingest every source once (`archiver daemon --once`). A source that cannot be read is logged."""
     sweep(ws)
     reports = []
-    mounts = {m.mount_point: m for m in current_recorder_mounts(ws.cfg.dock.mount_roots)}
-    for source in sources(ws):
+    for source, mount in sources(ws):
         try:
-            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mounts.get(source),
-                                                                             custody=ws.custody))
+            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mount, custody=ws.custody))
         except ArchiverError as exc:
             log.error("source skipped source=%s error=%s", source, exc)
             continue

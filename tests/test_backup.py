@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -241,4 +240,3 @@ def test_no_recipients_or_targets_is_a_plain_error(cli, recorder: Path):
     assert cli("ingest", recorder).exit_code == 0
     result = cli("backup", "run")
     assert result.exit_code == 2 and "backup.recipients is empty" in result.stderr
-    assert sys.version_info >= (3, 11)

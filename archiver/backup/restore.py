@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from sqlalchemy import select
 
 from archiver.backup.age import AgeError, Identity, decrypt
-from archiver.backup.targets import BackupError, read_manifest
+from archiver.backup.targets import BackupError, HashingWriter, read_manifest
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
 from archiver.custody import LOG_NAME
 from archiver.keys import KEY_DIR
 from archiver.manifests import write_day_manifests
 from archiver.store import Archive, fsync_dir, temp_name
-
-
-class _Out:
-    """Writes the decrypted bytes to a file while hashing them."""
-
-    def __init__(self, fh) -> None:
-        self._fh, self.sha256 = fh, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        return self._fh.write(data)
 
 
 def restore_object(target: Path, name: str, plain_sha256: str, dest: Path, identities: list[Identity],
@@ -36,7 +24,7 @@ def restore_object(target: Path, name: str, plain_sha256: str, dest: Path, ident
     temp = dest.with_name(temp_name(dest.name))
     try:
         with (target / name).open("rb") as src, temp.open("wb") as fh:
-            out = _Out(fh)
+            out = HashingWriter(fh)
             decrypt(src, out, identities)
             fh.flush()
             os.fsync(fh.fileno())

@@ -83,16 +83,16 @@ def _target_error(exc: OSError, target: Path) -> BackupTargetError:
     return BackupTargetError(f"cannot write to backup target {target}: {exc.strerror or exc}")
 
 
-class _Hashing:
-    """A write-only file that also hashes and counts what goes through it."""
+class HashingWriter:
+    """A write-only sink that hashes and counts what goes through it, passing it on to `fh` if given."""
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO | None = None) -> None:
         self._fh, self.sha256, self.size = fh, hashlib.sha256(), 0
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self._fh.write(data)
+        return self._fh.write(data) if self._fh is not None else len(data)
 
 
 def _put(target: Path, name: str, source: Path, to: list[Recipient]) -> tuple[str, int]:
@@ -102,7 +102,7 @@ def _put(target: Path, name: str, source: Path, to: list[Recipient]) -> tuple[st
     temp = final.with_name(temp_name(final.name))
     try:
         with source.open("rb") as src, temp.open("wb") as out:
-            sink = _Hashing(out)
+            sink = HashingWriter(out)
             encrypt(src, sink, to)
             out.flush()
             os.fsync(out.fileno())
@@ -283,7 +283,7 @@ def _check_object(path: Path, entry: dict[str, Any], identities: list[Identity] 
         return "backup_mismatch", "ciphertext SHA-256 differs from the manifest (bit rot or tampering)"
     if identities is None:
         return None
-    plain = _Digest()
+    plain = HashingWriter()
     try:
         with path.open("rb") as fh:
             decrypt(fh, plain, identities)
@@ -292,15 +292,6 @@ def _check_object(path: Path, entry: dict[str, Any], identities: list[Identity] 
     if plain.sha256.hexdigest() != entry["plain_sha256"]:
         return "backup_plaintext", "decrypts to other bytes than were backed up"
     return None
-
-
-class _Digest:
-    def __init__(self) -> None:
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        return len(data)
 
 
 def backup_status(ws: Workspace) -> list[dict[str, Any]]:
