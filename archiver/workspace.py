@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from archiver.catalog import Catalog
 from archiver.config import Config
-from archiver.custody import CustodyLog
 from archiver.errors import DataDirError
-from archiver.keys import ensure_station_key, load_station_key
-from archiver.store import Archive, prepare_data_dir
+from archiver.ingest.store import Archive, prepare_data_dir
+from archiver.ledger.custody import CustodyLog
+from archiver.ledger.keys import ensure_station_key, load_station_key
 
 
 @dataclass

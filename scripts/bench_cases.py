@@ -18,12 +18,12 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from archiver.cases import LONGEST_RECORDING, check_cases, relink_actions
+from archiver.cases.links import LONGEST_RECORDING, check_cases, relink_actions
 from archiver.catalog import Action, ActionOfficer, Case, Catalog, Recording
 from archiver.catalog.models import utcnow
 from archiver.config import LinkingConfig
-from archiver.keys import ensure_station_key
-from archiver.store import prepare_data_dir
+from archiver.ingest.store import prepare_data_dir
+from archiver.ledger.keys import ensure_station_key
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
 SLACK = timedelta(seconds=30)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.coverage import Span, coverage, overlaps, union
+from archiver.cases.coverage import Span, coverage, overlaps, union
 
 BASE = datetime(2022, 11, 3, 23, 50, tzinfo=ZoneInfo("Asia/Shanghai"))  # windows here cross midnight
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.dock import parse_mountinfo, recorder_mounts
+from archiver.dock.watch import parse_mountinfo, recorder_mounts
 
 MOUNTINFO = (
     "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"

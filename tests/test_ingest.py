@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import archive_problems, files_state, tree_state
 
 from archiver.config import load_config
-from archiver.ingest import ingest
+from archiver.ingest.pipeline import ingest
 from archiver.workspace import open_workspace
 
 DAY = Path("archive/2022/11/03")

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from archiver.config import DEFAULT_NAME_PATTERN
-from archiver.naming import parse_name
+from archiver.ingest.naming import parse_name
 
 TZ = ZoneInfo("Asia/Shanghai")
 PATTERNS = (re.compile(DEFAULT_NAME_PATTERN),)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from test_cases import CASE, HEADER, HOLEY, ROWS, write
 
-from archiver.report import GAP_COLOUR
+from archiver.cases.report import GAP_COLOUR
 from archiver.simulate import make_recorder
 
 

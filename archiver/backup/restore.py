@@ -11,10 +11,11 @@ from archiver.backup.age import AgeError, Identity, decrypt
 from archiver.backup.targets import BackupError, HashingWriter, read_manifest
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
-from archiver.custody import LOG_NAME
-from archiver.keys import KEY_DIR
-from archiver.manifests import write_day_manifests
-from archiver.store import Archive, fsync_dir, temp_name
+from archiver.fs import fsync_dir, temp_name
+from archiver.ingest.manifests import write_day_manifests
+from archiver.ingest.store import Archive
+from archiver.ledger.custody import LOG_NAME
+from archiver.ledger.keys import KEY_DIR
 
 
 def restore_object(target: Path, name: str, plain_sha256: str, dest: Path, identities: list[Identity],

@@ -28,10 +28,10 @@ from archiver.backup.age import AgeError, Identity, Recipient, decrypt, encrypt,
 from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
-from archiver.custody import LOG_NAME
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.keys import KEY_DIR
-from archiver.store import fsync_dir, sweep_temp_files, temp_name
+from archiver.fs import fsync_dir, sweep_temp_files, temp_name
+from archiver.ledger.custody import LOG_NAME
+from archiver.ledger.keys import KEY_DIR
 from archiver.workspace import Workspace
 
 MANIFEST = "backup-manifest.jsonl"

@@ -7,16 +7,16 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
+from archiver.audit.export import export_case, verify_export
+from archiver.audit.rebuild import rebuild_catalog
+from archiver.audit.verify import verify as run_verify
 from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
+from archiver.catalog.lookup import parse_time
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
-from archiver.custody import catalog_head, log_head
 from archiver.errors import ArchiverError
-from archiver.export import export_case, verify_export
-from archiver.keys import PublicKey, key_paths, load_public_key
-from archiver.lookup import parse_time
-from archiver.rebuild import rebuild_catalog
-from archiver.verify import verify as run_verify
+from archiver.ledger.custody import catalog_head, log_head
+from archiver.ledger.keys import PublicKey, key_paths, load_public_key
 
 
 @click.group()

@@ -9,10 +9,10 @@ from rich.table import Table
 
 from archiver.backup.restore import restore_recordings, restore_station
 from archiver.backup.targets import BackupError, backup_run, backup_status, backup_verify, load_identities
-from archiver.cases import recording_ids_for_case
+from archiver.cases.links import recording_ids_for_case
+from archiver.catalog.lookup import find_recording
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
-from archiver.lookup import find_recording
 
 
 @click.group()

@@ -8,14 +8,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from archiver import cases as lib
-from archiver.casefile import parse_case_file
+from archiver.cases import links as lib
+from archiver.cases.casefile import parse_case_file
+from archiver.cases.report import render_case
+from archiver.catalog.lookup import find_recording, recording_json
 from archiver.cli import App
 from archiver.cli.output import console, echo_json
 from archiver.errors import ArchiverError
-from archiver.lookup import find_recording, recording_json
-from archiver.report import render_case
-from archiver.store import write_atomic
+from archiver.fs import write_atomic
 
 
 @click.group()

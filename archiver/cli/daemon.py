@@ -8,7 +8,7 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import human_bytes
-from archiver.daemon import Daemon, run_once, sources
+from archiver.dock.daemon import Daemon, run_once, sources
 
 
 @click.command()

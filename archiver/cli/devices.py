@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from archiver import devices as lib
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
+from archiver.dock import devices as lib
 
 
 @click.group()

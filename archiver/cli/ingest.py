@@ -8,9 +8,9 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
-from archiver.daemon import sweep
-from archiver.ingest import IngestOptions, IngestReport
-from archiver.ingest import ingest as run_ingest
+from archiver.dock.daemon import sweep
+from archiver.ingest.pipeline import IngestOptions, IngestReport
+from archiver.ingest.pipeline import ingest as run_ingest
 
 
 @click.command()

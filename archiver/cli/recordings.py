@@ -5,10 +5,8 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from archiver.cases import cases_for_recordings, recording_ids_for_case
-from archiver.cli import App
-from archiver.cli.output import console, echo_json, human_bytes
-from archiver.lookup import (
+from archiver.cases.links import cases_for_recordings, recording_ids_for_case
+from archiver.catalog.lookup import (
     RecordingFilter,
     find_recording,
     list_recordings,
@@ -16,6 +14,8 @@ from archiver.lookup import (
     recording_detail_json,
     recording_json,
 )
+from archiver.cli import App
+from archiver.cli.output import console, echo_json, human_bytes
 
 
 @click.group()

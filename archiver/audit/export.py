@@ -23,12 +23,12 @@ from pathlib import Path
 import bagit
 from sqlalchemy import select
 
-from archiver.cases import recording_ids_for_case
+from archiver.cases.links import recording_ids_for_case
 from archiver.catalog import Recording
-from archiver.custody import catalog_head, events
 from archiver.errors import ArchiverError
-from archiver.keys import PublicKey, load_station_key
-from archiver.store import Archive
+from archiver.ingest.store import Archive
+from archiver.ledger.custody import catalog_head, events
+from archiver.ledger.keys import PublicKey, load_station_key
 from archiver.workspace import Workspace
 
 SIGNATURE = "tagmanifest-sha256.txt.sig"

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
 from archiver.errors import ArchiveStorageError, storage_error
-from archiver.keys import PublicKey, StationKey
+from archiver.ledger.keys import PublicKey, StationKey
 
 LOG_NAME = "custody.jsonl"
 GENESIS = "0" * 64

@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from archiver import media
 from archiver.config import Config
-from archiver.naming import parse_name
-from archiver.scan import Found
-from archiver.store import safe_name
+from archiver.ingest import media
+from archiver.ingest.naming import parse_name
+from archiver.ingest.scan import Found
+from archiver.ingest.store import safe_name
 
 UNKNOWN_DEVICE = "unknown"
 

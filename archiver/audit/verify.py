@@ -16,14 +16,15 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from archiver.cases import recording_ids_for_case
+from archiver.cases.links import recording_ids_for_case
 from archiver.catalog import Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
-from archiver.custody import LOG_NAME, catalog_head, check_log
-from archiver.keys import load_public_key
-from archiver.manifests import day_entries, parse_manifest
-from archiver.store import TEMP_PREFIX, Archive
+from archiver.fs import TEMP_PREFIX
+from archiver.ingest.manifests import day_entries, parse_manifest
+from archiver.ingest.store import Archive
+from archiver.ledger.custody import LOG_NAME, catalog_head, check_log
+from archiver.ledger.keys import load_public_key
 from archiver.workspace import Workspace
 
 WORKERS = 2

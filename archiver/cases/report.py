@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from html import escape
 
-from archiver.cases import CaseCheck
+from archiver.cases.links import CaseCheck
 
 GAP_COLOUR = "#d62728"
 _COLOURS = {"video": "#1f77b4", "audio": "#2ca02c", "photo": "#9467bd", "other": "#7f7f7f"}

@@ -27,13 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from archiver import media
-from archiver.cases import link_recordings
+from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.config import Config
-from archiver.custody import CustodyLog
 from archiver.errors import (
     ArchiverError,
     ArchiveStorageError,
@@ -42,10 +40,12 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
-from archiver.manifests import write_day_manifests
-from archiver.plan import Planned, describe_media, plan_file
-from archiver.scan import Found, Skipped, scan
-from archiver.store import Archive, Cancelled, Copied, SourceStat
+from archiver.ingest import media
+from archiver.ingest.manifests import write_day_manifests
+from archiver.ingest.plan import Planned, describe_media, plan_file
+from archiver.ingest.scan import Found, Skipped, scan
+from archiver.ingest.store import Archive, Cancelled, Copied, SourceStat
+from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
 

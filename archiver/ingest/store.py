@@ -12,7 +12,6 @@ import hashlib
 import mmap
 import os
 import queue
-import secrets
 import stat
 import threading
 from collections.abc import Iterable, Iterator
@@ -28,11 +27,10 @@ from archiver.errors import (
     SourceReadError,
     storage_error,
 )
+from archiver.fs import NAME_MAX, fit_name, fsync_dir, temp_name, write_atomic
 
 CHUNK = 1 << 20
-TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
 ARCHIVE_DIR = "archive"
-_NAME_MAX = 255
 
 
 class Hasher(Protocol):
@@ -61,37 +59,6 @@ def new_hasher(algorithm: str) -> Hasher:
     return hashlib.new(algorithm)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_name(name: str) -> str:
-    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}"
-
-
-def sweep_temp_files(root: Path) -> list[Path]:
-    """Remove temp files left under `root` by processes that no longer run (killed, power lost).
-
-    Temp files of live processes (another ingest at work) are left alone. Returns what was removed.
-    """
-    removed = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if not name.startswith(TEMP_PREFIX):
-                continue
-            pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists():
-                continue
-            path = Path(dirpath) / name
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 class Cancelled(Exception):
     """The copy was stopped on request (the daemon is shutting down); its temp file is gone."""
 
@@ -105,28 +72,16 @@ def safe_name(name: str) -> str:
     cleaned = "".join("_" if ord(c) < 32 or c in "/\x7f" else c for c in name)
     if not cleaned or cleaned in (".", "..") or cleaned.startswith("."):
         cleaned = "_" + cleaned
-    return _fit(cleaned)
-
-
-def _fit(name: str, budget: int = _NAME_MAX) -> str:
-    """Shorten a name's stem so the whole name fits `budget` bytes, keeping the extension."""
-    if len(name.encode()) <= budget:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext.encode()) > 16:
-        stem, ext = name, ""
-    suffix = f".{ext}" if ext else ""
-    room = budget - len(suffix.encode())
-    return stem.encode()[:room].decode("utf-8", "ignore") + suffix
+    return fit_name(cleaned)
 
 
 def alternate_name(name: str, sha256: str) -> str:
     """The name for a different file that arrives under a name already taken that day."""
     stem, dot, ext = name.rpartition(".")
     if not dot:
-        return _fit(f"{name}.{sha256[:12]}")
+        return fit_name(f"{name}.{sha256[:12]}")
     tail = f".{sha256[:12]}.{ext}"
-    return _fit(stem, _NAME_MAX - len(tail.encode())) + tail
+    return fit_name(stem, NAME_MAX - len(tail.encode())) + tail
 
 
 @dataclass(frozen=True)
@@ -191,7 +146,7 @@ class Archive:
         """
         hashers = {a: new_hasher(a) for a in algorithms}
         src_fd = _open_source(source)
-        temp = folder / _fit(temp_name(name))
+        temp = folder / fit_name(temp_name(name))
         try:
             before = os.fstat(src_fd)
             if not stat.S_ISREG(before.st_mode):
@@ -443,26 +398,6 @@ def _manifest_line(digest: str, rel: str) -> str:
         rel = rel.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         return f"\\{digest}  {rel}\n"
     return f"{digest}  {rel}\n"
-
-
-def write_atomic(target: Path, data: bytes, mode: int = 0o444) -> None:
-    """Replace `target` with `data` atomically and durably."""
-    temp = target.with_name(temp_name(target.name))
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-        fsync_dir(target.parent)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise storage_error(exc, str(target.parent)) from exc
 
 
 def prepare_data_dir(data_dir: Path) -> Archive:

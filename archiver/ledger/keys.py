@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from archiver.errors import DataDirError
-from archiver.store import write_atomic
+from archiver.fs import write_atomic
 
 KEY_DIR = "keys"
 

@@ -20,13 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from archiver import devices
 from archiver.backup.targets import backup_run, on_every_target
-from archiver.dock import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
+from archiver.dock import devices
+from archiver.dock.notify import Notifier
+from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
-from archiver.ingest import IngestOptions, IngestReport, KeyedLocks, ingest
-from archiver.notify import Notifier
-from archiver.store import sweep_temp_files
+from archiver.fs import sweep_temp_files
+from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest
 from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)

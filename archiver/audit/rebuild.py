@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from archiver import media
 from archiver.catalog import Catalog, Device, Recording, Sighting
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
-from archiver.custody import LOG_NAME, check_log, events
 from archiver.errors import DataDirError
-from archiver.keys import load_public_key
-from archiver.manifests import parse_manifest
-from archiver.plan import describe_media, plan_file
-from archiver.scan import Found
-from archiver.store import Archive
+from archiver.ingest import media
+from archiver.ingest.manifests import parse_manifest
+from archiver.ingest.plan import describe_media, plan_file
+from archiver.ingest.scan import Found
+from archiver.ingest.store import Archive
+from archiver.ledger.custody import LOG_NAME, check_log, events
+from archiver.ledger.keys import load_public_key
 
 
 @dataclass

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from archiver.cases import link_recordings
+from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording
 from archiver.catalog.db import commit
-from archiver.dock import Mount
+from archiver.dock.watch import Mount
 from archiver.errors import ArchiverError
 
 

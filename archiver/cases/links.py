@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
-from archiver.casefile import CaseRecord
+from archiver.cases.casefile import CaseRecord
+from archiver.cases.coverage import Coverage, Span, coverage, overlaps
 from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Recording
 from archiver.catalog.db import commit
 from archiver.config import LinkingConfig
-from archiver.coverage import Coverage, Span, coverage, overlaps
 from archiver.errors import NotFoundError
 
 _CHUNK = 500  # ids per IN (...) list
