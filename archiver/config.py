@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.errors import ConfigError
+from archiver.fs import check_private
 
 SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
 SUPPORTED_HASHES = ("sha256", "sm3")
@@ -54,12 +55,17 @@ DEFAULTS: dict[str, Any] = {
     "backup": {
         "targets": [],
         "recipients": [],
+        "recipients_file": "",
         "after_ingest": False,
+    },
+    "access": {
+        "service_user": "archiver",
+        "reader_group": "archiver",
     },
 }
 
 # Keys holding paths (resolved relative to the file that sets them).
-_PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets"}
+_PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,14 @@ class LinkingConfig:
 class BackupConfig:
     targets: tuple[Path, ...]
     recipients: tuple[str, ...]
+    recipients_file: Path | None
     after_ingest: bool
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    service_user: str
+    reader_group: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class Config:
     dock: DockConfig
     linking: LinkingConfig
     backup: BackupConfig
+    access: AccessConfig
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
 
@@ -125,6 +139,9 @@ def load_config(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # A config names the data dir, the backup targets and recipients: one that someone else could
+    # have written is not obeyed.
+    check_private(path, "config file", {0, os.geteuid()})
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -219,7 +236,9 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         backup=BackupConfig(
             targets=tuple(Path(p) for p in raw["backup"]["targets"]),
             recipients=tuple(raw["backup"]["recipients"]),
+            recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
         ),
+        access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"]),
         files=files,
     )

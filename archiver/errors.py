@@ -42,6 +42,22 @@ class ArchiveFullError(ArchiveStorageError):
     """The archive disk is full."""
 
 
+class UnsafePathError(ArchiveStorageError):
+    """A symlink, or something other than a folder or file, where the archiver reads or writes its own
+    files: planted by someone. Nothing is followed; the command stops."""
+
+
+class InsecureError(ArchiverError):
+    """A data dir, key, config or recipients file that others could change (or a private key others
+    could read): refused until its owner and mode are fixed."""
+
+
+class InternalError(ArchiverError):
+    """An exception outside this hierarchy: a bug. The traceback goes to the log, not to the user."""
+
+    exit_code = 70  # EX_SOFTWARE (sysexits.h): never 1, which means "the command found problems"
+
+
 class FileProblem(Exception):
     """One file could not be archived; the ingest goes on with the others."""
 

@@ -1,15 +1,31 @@
-"""File-system primitives for everything the archiver writes: temp names, durable writes, folder syncs."""
+"""Every file the archiver writes, and every file of its own that it reads, goes through here.
+
+- `Folder`: a folder opened by descriptor. Below a trusted root (the configured data dir, a
+  destination the user named) every component is opened with O_NOFOLLOW, so a symlink planted
+  in the data dir, an export or a backup target makes the command stop instead of reading or
+  writing elsewhere.
+- `AtomicFile`: the one durable-write primitive: a temp name in the destination folder, fsync,
+  mode, rename (or a link that never replaces), folder fsync, and the temp file removed on every
+  failure path.
+- Owner and mode checks for the files others must not be able to change or read.
+"""
 
 from __future__ import annotations
 
+import errno
+import grp
 import os
+import pwd
 import secrets
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 
-from archiver.errors import storage_error
+from archiver.errors import InsecureError, UnsafePathError, storage_error
 
 TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
 NAME_MAX = 255
+UMASK = 0o027  # folders 0750, files 0640: nothing for strangers
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def fit_name(name: str, budget: int = NAME_MAX) -> str:
@@ -24,16 +40,17 @@ def fit_name(name: str, budget: int = NAME_MAX) -> str:
     return stem.encode()[:room].decode("utf-8", "ignore") + suffix
 
 
+def temp_name(name: str) -> str:
+    """A temp name for `name` in the same folder; never longer than a name may be."""
+    return fit_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}")
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def temp_name(name: str) -> str:
-    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}"
 
 
 def sweep_temp_files(root: Path) -> list[Path]:
@@ -55,21 +72,308 @@ def sweep_temp_files(root: Path) -> list[Path]:
     return removed
 
 
-def write_atomic(target: Path, data: bytes, mode: int = 0o444) -> None:
-    """Replace `target` with `data` atomically and durably."""
-    temp = target.with_name(temp_name(target.name))
+def _planted(path: Path) -> UnsafePathError:
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        kind = "a symlink" if path.is_symlink() else "not a folder"
+    except OSError:
+        kind = "not a folder"
+    return UnsafePathError(f"{path} is {kind} where the archiver keeps its own folder: refusing to follow it; "
+                           "remove it (and find out who put it there), then run again")
+
+
+class Folder:
+    """A folder held open by descriptor; names inside it are opened without following symlinks."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def open(cls, root: Path, rel: str | PurePosixPath = "", *, create: bool = False, mode: int = 0o750,
+             group: int | None = None, created: list[Path] | None = None) -> Folder:
+        """`root` as given (it is configured or named by the user), then each component of `rel`,
+        created when missing and `create` (each one made durable, and listed in `created`)."""
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if create:
+                make_dirs(root, mode, group, created)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError:
+            raise UnsafePathError(f"{root} is not a folder") from None
+        except OSError as exc:
+            raise storage_error(exc, str(root)) from exc
+        folder = cls(fd, root)
+        try:
+            for part in PurePosixPath(rel).parts:
+                inner = folder.sub(part, create=create, mode=mode, group=group, created=created)
+                folder.close()
+                folder = inner
+        except BaseException:
+            folder.close()
+            raise
+        return folder
+
+    def sub(self, name: str, *, create: bool = False, mode: int = 0o750, group: int | None = None,
+            created: list[Path] | None = None) -> Folder:
+        """The folder `name` inside this one (created, and made durable, if missing and `create`)."""
+        _check_name(name)
+        path = self.path / name
+        if create:
+            try:
+                os.mkdir(name, mode, dir_fd=self.fd)
+                if group is not None:
+                    _chgrp(name, group, self.fd)
+                os.fsync(self.fd)
+                if created is not None:
+                    created.append(path)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise storage_error(exc, str(path)) from exc
+        try:
+            return Folder(os.open(name, _DIR_FLAGS, dir_fd=self.fd), path)
+        except (NotADirectoryError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _planted(path) from None
+            raise storage_error(exc, str(path)) from exc
+
+    def open_file(self, name: str, flags: int = os.O_RDONLY, mode: int = 0o640) -> int:
+        """A descriptor for the file `name` here; a symlink in its place raises UnsafePathError."""
+        _check_name(name)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(f"{self.path / name} is a symlink where the archiver keeps its own file: "
+                                      "refusing to follow it; remove it (and find out who put it there)") from None
+            raise
+
+    def read_bytes(self, name: str) -> bytes:
+        fd = self.open_file(name)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return fh.read()
         finally:
             os.close(fd)
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-        fsync_dir(target.parent)
+
+    def lstat(self, name: str) -> os.stat_result:
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.lstat(name)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
+    def rmdir(self, name: str) -> None:
+        os.rmdir(name, dir_fd=self.fd)
+
+    def link(self, source: str, name: str) -> bool:
+        """Give the file `source` a second name here; False if `name` exists. Never replaces anything."""
+        try:
+            os.link(source, name, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+        # A filesystem without hard links: the existence check and rename are not one step, but
+        # only this process writes under this name.
+        if self.exists(name):
+            return False
+        os.rename(source, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        return True
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def new_file(self, name: str, mode: int = 0o640) -> AtomicFile:
+        return AtomicFile(self, name, mode)
+
+    def write_file(self, name: str, data: bytes, mode: int = 0o640) -> None:
+        """Replace `name` here with `data`, atomically and durably."""
+        with self.new_file(name, mode) as out:
+            out.write(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Folder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AtomicFile:
+    """A file that appears under its name only complete and durable (borg's SaveFile, by descriptor).
+
+    Written under a temp name in the destination folder; `commit` fsyncs it, sets its mode, renames
+    it over the name (or links it without replacing), fsyncs the folder. Used as a context manager it
+    commits on success and removes the temp file on any exception.
+    """
+
+    def __init__(self, folder: Folder, name: str, mode: int = 0o640) -> None:
+        self.folder, self.name, self.mode = folder, name, mode
+        self.temp = temp_name(name)
+        self.fd = folder.open_file(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.done = False
+
+    @property
+    def temp_path(self) -> Path:
+        return self.folder.path / self.temp
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        return len(data)
+
+    def flush(self) -> None:
+        """Make the bytes durable (and close the descriptor): the content is final."""
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            os.fchmod(self.fd, self.mode)
+            os.close(self.fd)
+            self.fd = -1
+
+    def commit(self, name: str | None = None, *, replace: bool = True) -> bool:
+        """Give the content its name. With `replace=False`, False (temp kept) if the name is taken."""
+        name = name or self.name
+        _check_name(name)
+        self.flush()
+        if replace:
+            os.rename(self.temp, name, src_dir_fd=self.folder.fd, dst_dir_fd=self.folder.fd)
+        elif self.folder.link(self.temp, name):
+            self.folder.unlink(self.temp)
+        else:
+            return False
+        self.folder.sync()
+        self.done = True
+        return True
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.done:
+            self.folder.unlink(self.temp)
+            self.done = True
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type, *_exc: object) -> None:
+        if exc_type is None and not self.done:
+            try:
+                self.commit()
+            except BaseException:
+                self.discard()
+                raise
+        else:
+            self.discard()
+
+
+def write_atomic(target: Path, data: bytes, mode: int = 0o640) -> None:
+    """Replace `target` (whose folder the user named or the archiver owns) atomically and durably."""
+    try:
+        with Folder.open(target.parent) as folder:
+            folder.write_file(target.name, data, mode)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise storage_error(exc, str(target.parent)) from exc
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise UnsafePathError(f"{name!r} is not a plain file name: refused")
+
+
+def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: list[Path] | None = None) -> None:
+    """`path` and its missing parents, each made durable; those given to `group` with setgid."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode)
+        except FileExistsError:
+            continue
+        if group is not None:
+            _chgrp(str(folder), group)
+        fsync_dir(folder.parent)
+        if created is not None:
+            created.append(folder)
+
+
+def _chgrp(name: str, gid: int, dir_fd: int | None = None) -> None:
+    """Hand a folder to the reader group, with setgid so what is created inside inherits it."""
+    try:
+        os.chown(name, -1, gid, dir_fd=dir_fd, follow_symlinks=False)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        os.chmod(name, stat.S_IMODE(st.st_mode) | stat.S_ISGID, dir_fd=dir_fd)
+    except PermissionError:
+        pass  # not root and not in that group: the folder keeps the creator's group
+
+
+def reader_gid(group: str) -> int | None:
+    """The reader group's id, or None if there is no such group on this machine."""
+    if not group:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def user_uid(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid if user else None
+    except KeyError:
+        return None
+
+
+def check_private(path: Path, what: str, owners: set[int], *, secret: bool = False, follow: bool = True,
+                  st: os.stat_result | None = None) -> None:
+    """Refuse `path` unless it is owned by one of `owners` and nobody else may change it (or, for a
+    `secret`, read it). With `follow=False` a symlink in its place is refused as planted."""
+    try:
+        st = st or (os.stat(path) if follow else os.lstat(path))
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(f"{what} {path} is a symlink: refusing to follow it; remove it (and find out who put "
+                              "it there)")
+    names = ", ".join(sorted(_user_name(uid) for uid in owners))
+    if st.st_uid not in owners:
+        raise InsecureError(f"{what} {path} belongs to {_user_name(st.st_uid)}, not to {names}: refused; "
+                            f"check who made it, then chown it to {names.split(', ')[0]}")
+    loose = 0o077 if secret else 0o022
+    if stat.S_IMODE(st.st_mode) & loose:
+        fix = "chmod 600" if secret else "chmod go-w"
+        can = "read or changed" if secret else "changed"
+        raise InsecureError(f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: others could have {can} it; "
+                            f"refused until fixed ({fix} {path})")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from archiver.catalog import Catalog
 from archiver.config import Config
 from archiver.errors import DataDirError
-from archiver.ingest.store import Archive, prepare_data_dir
+from archiver.fs import reader_gid, user_uid
+from archiver.ingest.store import Archive, check_data_dir, prepare_data_dir
 from archiver.ledger.custody import CustodyLog
-from archiver.ledger.keys import ensure_station_key, load_station_key
+from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
 
 
 @dataclass
@@ -18,29 +20,42 @@ class Workspace:
     archive: Archive
     catalog: Catalog
     custody: CustodyLog
+    station_key: StationKey
     schema_before: str | None = None  # the catalog's schema before this open upgraded it
 
     def close(self) -> None:
         self.catalog.close()
 
 
+def trusted_owners(cfg: Config) -> set[int]:
+    """Who may own the data dir and the station key: root, whoever runs this, and the service user."""
+    owners = {0, os.geteuid()}
+    service = user_uid(cfg.access.service_user)
+    if service is not None:
+        owners.add(service)
+    return owners
+
+
 def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     """Open the data dir. With `upgrade`, create it, its key and catalog and bring the schema up to date
     (what `init`, `ingest` and the daemon do); without, refuse a missing or outdated catalog."""
+    owners = trusted_owners(cfg)
     if upgrade:
-        archive = prepare_data_dir(cfg.data_dir)
+        archive = prepare_data_dir(cfg.data_dir, owners, reader_gid(cfg.access.reader_group))
         catalog = Catalog.for_data_dir(cfg.data_dir)
         before, _ = catalog.upgrade()
         created = ensure_station_key(cfg.data_dir)
     else:
         if not cfg.data_dir.is_dir():
             raise DataDirError(f"data dir {cfg.data_dir} does not exist: run 'archiver init' or set --data-dir")
+        check_data_dir(cfg.data_dir, owners)
         archive = Archive(cfg.data_dir)
         catalog = Catalog.for_data_dir(cfg.data_dir)
         catalog.require_current()
         before, created = catalog.revision(), False
-    custody = CustodyLog(cfg.data_dir, load_station_key(cfg.data_dir), catalog)
+    key = load_station_key(cfg.data_dir, owners)
+    custody = CustodyLog(cfg.data_dir, key, catalog)
     if created:  # the custody log starts with the station key it is signed with
         custody.append("init", {"data_dir": str(cfg.data_dir)},
                        {"station_key": custody.public_key.text, "schema": catalog.revision()})
-    return Workspace(cfg, archive, catalog, custody, before)
+    return Workspace(cfg, archive, catalog, custody, key, before)

@@ -31,7 +31,7 @@ SLACK = timedelta(seconds=30)
 
 def build(data_dir: Path, recordings: int, cases: int, seed: int = 7) -> None:
     rng = random.Random(seed)
-    prepare_data_dir(data_dir)
+    prepare_data_dir(data_dir, {0, os.geteuid()})
     catalog = Catalog.for_data_dir(data_dir)
     catalog.upgrade()
     officers = max(1, recordings // 1000)

@@ -93,8 +93,8 @@ def archive_problems(data_dir: Path) -> list[str]:
             continue
         if hashlib.sha256(path.read_bytes()).hexdigest() != sha256 or path.stat().st_size != size:
             problems.append(f"mismatch {rel}")
-        if path.stat().st_mode & 0o222:
-            problems.append(f"writable {rel}")
+        if path.stat().st_mode & 0o227:
+            problems.append(f"writable or world-readable {rel}")
     for path in (data_dir / "archive").rglob("*"):
         rel = str(path.relative_to(data_dir))
         if path.name.startswith(".tmp-"):

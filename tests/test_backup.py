@@ -95,7 +95,8 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
             out = subprocess.run(["age", "-d", "-i", str(backed[who]), str(obj)], capture_output=True, check=True)
             assert out.stdout.startswith(b"RIFF") or b"ftyp" in out.stdout[:12] or out.stdout[:2] == b"\xff\xd8"
     manifest = [json.loads(line) for line in (target / "backup-manifest.jsonl").read_text().splitlines()]
-    assert {e["kind"] for e in manifest} == {"recording", "catalog", "custody", "station.key", "station.pub"}
+    assert {e["kind"] for e in manifest} == {"recording", "catalog", "custody", "station.key", "station.pub",
+                                            "descriptor"}
     assert json.loads(run("backup", "verify", "--json").stdout)["problems"] == []
     drill = run("backup", "verify", "--identity", backed["office"])
     assert drill.exit_code == 0 and "(decrypted)" in drill.stdout
@@ -119,8 +120,9 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
     rec = json.loads(cli("recordings", "show", "1", "--json").stdout)
     assert restored.read_bytes() == (data_dir / rec["archive_path"]).read_bytes()
     station = tmp_path / "station"
+    key = cli("keys", "show").stdout.strip()
     whole = run("backup", "restore", "--identity", backed["office"], "--target", backed["targets"][1], "--all",
-                station)
+                "--station-key", key, station)
     assert whole.exit_code == 0, whole.output
     checked = cli("verify", "--json", data=station)
     assert checked.exit_code == 0, checked.stdout

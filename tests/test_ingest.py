@@ -38,7 +38,7 @@ def test_ingest_archives_every_recording_verified_and_catalogued(cli, recorder: 
     for src in recorder.rglob("*.MP4"):
         copy = data_dir / DAY / "TA00716" / src.name
         assert copy.read_bytes() == src.read_bytes()
-        assert copy.stat().st_mode & 0o777 == 0o444
+        assert copy.stat().st_mode & 0o777 == 0o440  # read-only, nothing for strangers
     assert archive_problems(data_dir) == []
     check = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=data_dir / DAY,
                            capture_output=True, text=True)

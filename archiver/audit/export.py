@@ -28,7 +28,7 @@ from archiver.catalog import Recording
 from archiver.errors import ArchiverError
 from archiver.ingest.store import Archive
 from archiver.ledger.custody import catalog_head, events
-from archiver.ledger.keys import PublicKey, load_station_key
+from archiver.ledger.keys import PublicKey
 from archiver.workspace import Workspace
 
 SIGNATURE = "tagmanifest-sha256.txt.sig"
@@ -59,7 +59,7 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     try:
         total = _copy_payload(ws.archive, recordings, staging)
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        key = load_station_key(ws.cfg.data_dir)
+        key = ws.station_key
         info = {
             "Source-Organization": socket.gethostname(),
             "External-Identifier": case_no,

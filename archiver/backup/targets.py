@@ -3,9 +3,16 @@
 A target holds
     objects/<sha256[:2]>/<sha256>.age          one recording, encrypted to backup.recipients
     snapshots/<time>/<part>.age                catalog (SQLite backup API), custody log, station keys
-    backup-manifest.jsonl                      plaintext: object, kind, plain and ciphertext SHA-256, size, time
+    snapshots/<time>/snapshot.json             the snapshot's descriptor, signed by the station key
+    backup-manifest.jsonl                      plaintext, one signed line per object: kind, plain and
+                                               ciphertext SHA-256, size, time
+    custody-head.json                          the custody log's head at the last run, signed: an
+                                               anchor outside the data dir for `archiver verify`
 Objects are written to a temp name, fsynced and renamed; only then are they listed in the manifest
 and the catalog. Killed mid-run, the next run redoes only what is not listed.
+
+Nothing a target says is trusted on its own word: every check compares with the station's catalog
+(the hashes recorded when each object was written) or with the station key's signature.
 """
 
 from __future__ import annotations
@@ -29,14 +36,18 @@ from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.fs import fsync_dir, sweep_temp_files, temp_name
-from archiver.ledger.custody import LOG_NAME
-from archiver.ledger.keys import KEY_DIR
+from archiver.fs import Folder, check_private, reader_gid, sweep_temp_files
+from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
+from archiver.ledger.keys import KEY_DIR, PublicKey, sign_record, signed_by
 from archiver.workspace import Workspace
 
 MANIFEST = "backup-manifest.jsonl"
+HEAD_ANCHOR = "custody-head.json"
+DESCRIPTOR = "snapshot.json"
+SNAPSHOT_FORMAT = "archiver-snapshot/1"
 SNAPSHOT_PARTS = ("catalog", "custody", "station.key", "station.pub")
 WORKERS = 2
+_ENTRY_KEYS = {"object": str, "kind": str, "plain_sha256": str, "ciphertext_sha256": str, "size": int, "time": str}
 
 
 class BackupError(ArchiverError):
@@ -48,16 +59,28 @@ class BackupTargetError(ArchiveStorageError):
 
 
 def recipients(cfg: Config) -> list[Recipient]:
-    """The configured recipients; refuses a configuration that holds any private key."""
+    """The configured recipients (and those of backup.recipients_file); refuses a configuration that
+    holds any private key, and a recipients file that someone else could have changed."""
     for path in cfg.files:
         if "AGE-SECRET-KEY-" in path.read_text(errors="replace").upper():
             raise BackupError(f"{path} contains an age private key (AGE-SECRET-KEY-...): remove it; the station "
                               "must only hold the recipients' public keys (age1...)")
-    if not cfg.backup.recipients:
+    texts = list(cfg.backup.recipients)
+    source = cfg.backup.recipients_file
+    if source is not None:
+        check_private(source, "recipients file", {0, os.geteuid()})
+        try:
+            lines = source.read_text().splitlines()
+        except OSError as exc:
+            raise BackupError(f"cannot read backup.recipients_file {source}: {exc.strerror}") from exc
+        if any("AGE-SECRET-KEY-" in line.upper() for line in lines):
+            raise BackupError(f"{source} contains an age private key: the station must only hold public keys")
+        texts += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not texts:
         raise BackupError("backup.recipients is empty: add the age1... public keys that may decrypt the backups "
                           "(e.g. the county office's and a sealed escrow key)")
     try:
-        return [Recipient.parse(r) for r in cfg.backup.recipients]
+        return [Recipient.parse(r) for r in texts]
     except AgeError as exc:
         raise BackupError(f"backup.recipients: {exc}") from exc
 
@@ -95,30 +118,63 @@ class HashingWriter:
         return self._fh.write(data) if self._fh is not None else len(data)
 
 
-def _put(target: Path, name: str, source: Path, to: list[Recipient]) -> tuple[str, int]:
-    """Encrypt `source` to `target/name` atomically. Returns (ciphertext sha256, size)."""
-    final = target / name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = final.with_name(temp_name(final.name))
-    try:
-        with source.open("rb") as src, temp.open("wb") as out:
-            sink = HashingWriter(out)
-            encrypt(src, sink, to)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+class HashingReader:
+    """Reads `fh`, hashing what was read: the ciphertext's hash comes out of the same pass as decryption."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh, self.sha256, self.size = fh, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        data = self._fh.readline(limit)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return self.sha256.hexdigest()
+
+
+def open_object(target: Path, name: str) -> BinaryIO:
+    """An object on a target, opened without following symlinks on the way."""
+    folder, _, base = name.rpartition("/")
+    with Folder.open(target, folder) as where:
+        return os.fdopen(where.open_file(base), "rb")
+
+
+def object_name(sha256: str) -> str:
+    return f"objects/{sha256[:2]}/{sha256}.age"
+
+
+def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int | None) -> tuple[str, int]:
+    """Encrypt `src` to `target/name` atomically. Returns (ciphertext sha256, size)."""
+    folder, _, base = name.rpartition("/")
+    with src, Folder.open(target, folder, create=True, group=group) as where, where.new_file(base) as out:
+        sink = HashingWriter(out)
+        encrypt(src, sink, to)
     return sink.sha256.hexdigest(), sink.size
 
 
 def _list(target: Path, entry: dict[str, Any]) -> None:
-    with (target / MANIFEST).open("ab") as fh:
-        fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one signed line to the target's manifest (after a torn line, on a line of its own)."""
+    with Folder.open(target) as folder:
+        fd = folder.open_file(MANIFEST, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as fh:
+            size = os.fstat(fd).st_size
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 @dataclass
@@ -130,8 +186,10 @@ class BackupReport:
 
 
 def backup_run(ws: Workspace, cancel=None) -> BackupReport:
-    """Put every recording not yet on a target there, then a fresh snapshot of the station."""
+    """Put every recording not yet on a target there, then a fresh signed snapshot of the station and
+    the custody log's head."""
     to = recipients(ws.cfg)
+    group = reader_gid(ws.cfg.access.reader_group)
     report = BackupReport()
     for target in _targets(ws.cfg):
         _usable(target)
@@ -139,14 +197,16 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
         counts = report.targets.setdefault(str(target), {"objects": 0, "bytes": 0, "snapshot_parts": 0})
         try:
             _reconcile(ws, target)
-            _backup_recordings(ws, target, to, counts, cancel)
-            _snapshot(ws, target, to, counts)
+            _backup_recordings(ws, target, to, counts, cancel, group)
+            _snapshot(ws, target, to, counts, group)
+            publish_head(ws, target)
         except OSError as exc:
             raise _target_error(exc, target) from exc
     return report
 
 
-def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int], cancel) -> None:
+def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int], cancel,
+                       group: int | None) -> None:
     """Two objects are encrypted at a time (reading, ChaCha20 and SHA-256 all leave the GIL); each is
     listed and recorded as soon as it is complete on the target."""
     with ws.catalog.session() as session:
@@ -162,8 +222,9 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
                     rec = next(queue, None)
                     if rec is None:
                         break
-                    name = f"objects/{rec.sha256[:2]}/{rec.sha256}.age"
-                    running[pool.submit(_put, target, name, ws.archive.data_dir / rec.archive_path, to)] = (rec, name)
+                    name = object_name(rec.sha256)
+                    src = ws.archive.open(ws.archive.data_dir / rec.archive_path)
+                    running[pool.submit(_put, target, name, src, to, group)] = (rec, name)
                 if not running:
                     return
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -184,15 +245,18 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
 
 def _reconcile(ws: Workspace, target: Path) -> None:
     """Objects a killed run listed on the target but did not record in the catalog: adopt them (the
-    manifest line is written only after the object is complete), so they are not written twice."""
+    manifest line is written only after the object is complete), so they are not written twice. Only
+    lines the station signed, for objects that hash as the line says, are adopted."""
+    key = ws.station_key.public
     with ws.catalog.session() as session:
         known = set(session.scalars(select(BackupObject.name).where(BackupObject.target == str(target))))
         by_hash = {r.sha256: r for r in session.scalars(select(Recording))}
-    for entry in read_manifest(target):
+    entries, _problems = read_manifest(target)
+    for entry in entries:
         rec = by_hash.get(entry["plain_sha256"])
-        path = target / entry["object"]
-        if entry["kind"] != "recording" or entry["object"] in known or rec is None or not path.is_file() \
-                or path.stat().st_size != entry["size"]:
+        if entry["kind"] != "recording" or entry["object"] in known or rec is None or not signed_by(entry, key) \
+                or entry["object"] != object_name(rec.sha256) \
+                or ciphertext_digest(target, entry["object"]) != (entry["ciphertext_sha256"], entry["size"]):
             continue
         with ws.catalog.session() as session:
             session.add(BackupObject(target=str(target), name=entry["object"], kind="recording", recording_id=rec.id,
@@ -208,88 +272,180 @@ def _reconcile(ws: Workspace, target: Path) -> None:
 def _record(ws: Workspace, target: Path, name: str, kind: str, recording_id: int | None, plain: str,
             digest: str, size: int) -> None:
     now = datetime.now(UTC)
-    _list(target, {"object": name, "kind": kind, "plain_sha256": plain, "ciphertext_sha256": digest,
-                   "size": size, "time": now.isoformat(timespec="seconds")})
+    _list(target, sign_record(ws.station_key, {
+        "object": name, "kind": kind, "plain_sha256": plain, "ciphertext_sha256": digest, "size": size,
+        "time": now.isoformat(timespec="seconds")}))
     with ws.catalog.session() as session:
         session.add(BackupObject(target=str(target), name=name, kind=kind, recording_id=recording_id,
                                  plain_sha256=plain, ciphertext_sha256=digest, size=size, at=now))
         commit(session)
 
 
-def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int]) -> None:
-    """The catalog first (SQLite backup API: consistent), then the custody log, then the keys."""
+def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int], group: int | None) -> None:
+    """The catalog first (SQLite backup API: consistent), then the custody log, then the keys; then the
+    descriptor that binds them to the station key, and that restore checks before trusting any of it."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    with tempfile.TemporaryDirectory(dir=ws.cfg.data_dir, prefix=".tmp-snapshot-") as scratch:
+    data_dir = ws.cfg.data_dir
+    parts: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".tmp-snapshot-") as scratch:
         copy = Path(scratch) / CATALOG_FILE
-        with sqlite3.connect(ws.cfg.data_dir / CATALOG_FILE) as live, sqlite3.connect(copy) as snap:
+        with sqlite3.connect(data_dir / CATALOG_FILE) as live, sqlite3.connect(copy) as snap:
             live.backup(snap)
         log = Path(scratch) / LOG_NAME
-        log.write_bytes(ws.custody.path.read_bytes() if ws.custody.path.exists() else b"")
-        sources = {"catalog": copy, "custody": log, "station.key": ws.cfg.data_dir / KEY_DIR / "station.key",
-                   "station.pub": ws.cfg.data_dir / KEY_DIR / "station.pub"}
-        for part in SNAPSHOT_PARTS:
-            name = f"snapshots/{stamp}/{part}.age"
-            plain = hashlib.sha256(sources[part].read_bytes()).hexdigest()
-            digest, size = _put(target, name, sources[part], to)
-            _record(ws, target, name, part, None, plain, digest, size)
-            counts["snapshot_parts"] += 1
+        with open_log(ws.custody.path) as fh:
+            log.write_bytes(fh.read())
+        head = log_head(log)
+        with Folder.open(data_dir, KEY_DIR) as keys:
+            sources = {"catalog": lambda: copy.open("rb"), "custody": lambda: log.open("rb"),
+                       "station.key": lambda: os.fdopen(keys.open_file("station.key"), "rb"),
+                       "station.pub": lambda: os.fdopen(keys.open_file("station.pub"), "rb")}
+            for part in SNAPSHOT_PARTS:
+                name = f"snapshots/{stamp}/{part}.age"
+                with sources[part]() as fh:
+                    plain = hashlib.file_digest(fh, "sha256").hexdigest()
+                digest, size = _put(target, name, sources[part](), to, group)
+                _record(ws, target, name, part, None, plain, digest, size)
+                parts[part] = {"object": name, "plain_sha256": plain, "ciphertext_sha256": digest, "size": size}
+                counts["snapshot_parts"] += 1
+    descriptor = sign_record(ws.station_key, {
+        "format": SNAPSHOT_FORMAT, "stamp": stamp, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "station_key": ws.station_key.public.text, "parts": parts,
+        "custody_head": {"seq": head.seq, "hash": head.hash} if head else None})
+    data = json.dumps(descriptor, sort_keys=True, ensure_ascii=False, indent=1).encode() + b"\n"
+    with Folder.open(target, f"snapshots/{stamp}") as folder:
+        folder.write_file(DESCRIPTOR, data)
+    digest = hashlib.sha256(data).hexdigest()
+    _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data))
+
+
+def publish_head(ws: Workspace, target: Path) -> Head | None:
+    """The custody log's head, signed, on the target: a log cut short later is caught against it."""
+    head = log_head(ws.custody.path)
+    if head is None:
+        return None
+    anchor = sign_record(ws.station_key, {"station_key": ws.station_key.public.text, "seq": head.seq,
+                                          "hash": head.hash, "time": datetime.now(UTC).isoformat(timespec="seconds")})
+    with Folder.open(target) as folder:
+        folder.write_file(HEAD_ANCHOR, json.dumps(anchor, sort_keys=True).encode() + b"\n")
+    return head
+
+
+def read_anchor(target: Path, key: PublicKey) -> tuple[Head | None, str | None]:
+    """(the head a target holds, None) if it is there and signed by `key`; (None, why not) otherwise."""
+    try:
+        with Folder.open(target) as folder:
+            anchor = json.loads(folder.read_bytes(HEAD_ANCHOR))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ArchiverError, ValueError) as exc:
+        return None, f"unreadable ({exc})"
+    if not signed_by(anchor, key) or not isinstance(anchor.get("seq"), int) or not isinstance(anchor.get("hash"), str):
+        return None, "not signed by this station's key"
+    return Head(anchor["seq"], anchor["hash"]), None
 
 
 # -- checking the targets ------------------------------------------------------------------
-def read_manifest(target: Path) -> list[dict[str, Any]]:
+def read_manifest(target: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """(well-formed entries, [(line number, what is wrong)]): a torn or edited line is named, not fatal."""
     try:
-        lines = (target / MANIFEST).read_bytes().splitlines()
+        with Folder.open(target) as folder:
+            lines = folder.read_bytes(MANIFEST).split(b"\n")
     except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in lines if line.strip()]
+        return [], []
+    entries, problems = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            problems.append((number, "not a JSON line (torn or edited)"))
+            continue
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in _ENTRY_KEYS.items()):
+            problems.append((number, "not a manifest entry (fields missing or of the wrong type)"))
+            continue
+        entries.append(entry)
+    return entries, problems
+
+
+def ciphertext_digest(target: Path, name: str) -> tuple[str, int] | None:
+    """(SHA-256, size) of an object as it is on the target; None if it is not there."""
+    try:
+        with open_object(target, name) as fh:
+            reader = HashingReader(fh)
+            return reader.drain(), reader.size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int, list[dict[str, str]]]:
-    """Every listed object present with its size and ciphertext hash; with identities, decrypted too."""
+    """Every object the station recorded as written, checked against the hashes the station recorded
+    (not against what the target lists); every manifest line against the station key; with
+    identities, every object decrypted and its plaintext compared with the catalog."""
     problems: list[dict[str, str]] = []
     checked = 0
+    key = ws.station_key.public
+
+    def problem(kind: str, path: Path | str, detail: str) -> None:
+        problems.append({"kind": kind, "path": str(path), "detail": detail})
+
     for target in _targets(ws.cfg):
         if not target.is_dir():
-            problems.append({"kind": "backup_target", "path": str(target), "detail": "missing (not mounted?)"})
+            problem("backup_target", target, "missing (not mounted?)")
             continue
-        listed = read_manifest(target)
-        names = {e["object"] for e in listed}
         with ws.catalog.session() as session:
-            for (name,) in session.execute(select(BackupObject.name).where(BackupObject.target == str(target))):
-                if name not in names:
-                    problems.append({"kind": "backup_unlisted", "path": str(target / name),
-                                     "detail": "recorded in the catalog but not in the target's manifest"})
-        for entry in listed:
+            rows = {r.name: r for r in session.scalars(select(BackupObject).where(BackupObject.target == str(target)))}
+        entries, bad_lines = read_manifest(target)
+        for number, what in bad_lines:
+            problem("backup_manifest", target / MANIFEST, f"line {number}: {what}")
+        listed: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            listed[entry["object"]] = entry
+            if not signed_by(entry, key):
+                problem("backup_manifest_signature", target / MANIFEST,
+                        f"{entry['object']}: the line is not signed by this station's key (forged or edited)")
+            row = rows.get(entry["object"])
+            if row is None:
+                problem("backup_unknown", target / MANIFEST, f"{entry['object']} is listed but this station never "
+                                                             "recorded writing it (planted, or a run killed a moment "
+                                                             "after listing it: the next backup run adopts it)")
+            elif (entry["ciphertext_sha256"], entry["size"]) != (row.ciphertext_sha256, row.size):
+                problem("backup_manifest", target / MANIFEST, f"{entry['object']}: hashes or size differ from what "
+                                                              "the station recorded when it wrote the object")
+        for name, row in sorted(rows.items()):
             checked += 1
-            path = target / entry["object"]
-            problem = _check_object(path, entry, identities)
-            if problem:
-                problems.append({"kind": problem[0], "path": str(path), "detail": problem[1]})
+            if name not in listed:
+                problem("backup_unlisted", target / name, "recorded in the catalog but not in the target's manifest")
+            found = _check_object(target, row, identities)
+            if found:
+                problem(found[0], target / name, found[1])
     return checked, problems
 
 
-def _check_object(path: Path, entry: dict[str, Any], identities: list[Identity] | None) -> tuple[str, str] | None:
+def _check_object(target: Path, row: BackupObject, identities: list[Identity] | None) -> tuple[str, str] | None:
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "backup_missing", "listed in the manifest but not on the target"
-    if size != entry["size"]:
-        return "backup_size", f"{size} bytes, the manifest says {entry['size']}"
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() != entry["ciphertext_sha256"]:
-        return "backup_mismatch", "ciphertext SHA-256 differs from the manifest (bit rot or tampering)"
-    if identities is None:
-        return None
-    plain = HashingWriter()
-    try:
-        with path.open("rb") as fh:
-            decrypt(fh, plain, identities)
-    except AgeError as exc:
-        return "backup_decrypt", str(exc)
-    if plain.sha256.hexdigest() != entry["plain_sha256"]:
+        fh = open_object(target, row.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return "backup_missing", "written by this station but not on the target"
+    except ArchiverError as exc:
+        return "backup_unsafe", str(exc)
+    with fh:
+        reader = HashingReader(fh)
+        plain = HashingWriter()
+        failure = None
+        if identities is not None and row.kind != "descriptor":
+            try:
+                decrypt(reader, plain, identities)
+            except AgeError as exc:
+                failure = ("backup_decrypt", str(exc))
+        digest = reader.drain()
+    if reader.size != row.size:
+        return "backup_size", f"{reader.size} bytes, the station wrote {row.size}"
+    if digest != row.ciphertext_sha256:
+        return "backup_mismatch", "ciphertext SHA-256 differs from what the station wrote (bit rot or substitution)"
+    if failure:
+        return failure
+    if identities is not None and row.kind != "descriptor" and plain.sha256.hexdigest() != row.plain_sha256:
         return "backup_plaintext", "decrypts to other bytes than were backed up"
     return None
 
@@ -315,16 +471,31 @@ def backup_status(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def on_every_target(ws: Workspace, recording_id: int) -> bool:
-    """Whether a recording has an object on every configured target (for clear_after = backed_up)."""
+    """Whether a recording is on every configured target as the station wrote it (for clear_after =
+    backed_up): each object is read back and must hash as recorded; a substituted one frees no card."""
     targets = [str(t) for t in ws.cfg.backup.targets]
     if not targets:
         return False
     with ws.catalog.session() as session:
-        have = set(session.scalars(select(BackupObject.target).where(BackupObject.recording_id == recording_id)))
-    return all(t in have for t in targets)
+        rows = {r.target: r for r in session.scalars(select(BackupObject).where(
+            BackupObject.recording_id == recording_id, BackupObject.kind == "recording"))}
+    return all(t in rows and ciphertext_digest(Path(t), rows[t].name) == (rows[t].ciphertext_sha256, rows[t].size)
+               for t in targets)
+
+
+def recorded_ciphertexts(ws: Workspace, recordings: list[Recording]) -> dict[int, set[str]]:
+    """Per recording, the ciphertext hashes of the objects this station wrote for it (on any target)."""
+    found: dict[int, set[str]] = {}
+    with ws.catalog.session() as session:
+        for rec_id, digest in session.execute(select(BackupObject.recording_id, BackupObject.ciphertext_sha256).where(
+                BackupObject.recording_id.in_([r.id for r in recordings]))):
+            found.setdefault(rec_id, set()).add(digest)
+    return found
 
 
 def load_identities(path: Path) -> list[Identity]:
+    """An identity file: refused unless it is the running user's and nobody else can read it."""
+    check_private(path, "identity file", {os.geteuid()}, secret=True)
     try:
         return read_identities(path.read_text())
     except OSError as exc:

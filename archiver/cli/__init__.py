@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,8 @@ from sqlalchemy.exc import OperationalError
 from archiver import __version__
 from archiver.catalog.db import catalog_error
 from archiver.config import Config, load_config
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, InternalError
+from archiver.fs import UMASK
 from archiver.workspace import Workspace, open_workspace
 
 
@@ -64,6 +67,10 @@ class _Group(click.Group):
                 return super().invoke(ctx)
             except OperationalError as exc:  # the catalog locked or full outside a commit
                 raise catalog_error(exc) from exc
+            except (ArchiverError, click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except Exception as exc:  # the crash boundary: a bug, never exit 1 ("found problems")
+                raise crash(exc) from exc
         except ArchiverError as exc:
             app = ctx.obj
             if isinstance(app, App) and app.verbose:
@@ -84,13 +91,32 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, ve
     """Evidence archiver for body-camera recorders: verified ingest, catalog and lookup.
 
     Exit codes: 0 success; 1 the command ran but found problems (files that failed);
-    2 bad usage or input (missing folder, bad config, unknown reference);
-    3 the archive could not be written (disk full, I/O error).
+    2 bad usage or input (missing folder, bad config, unknown reference, unsafe permissions);
+    3 the archive could not be written (disk full, I/O error, a planted symlink);
+    70 an internal error (a bug: the traceback is saved to a file named in the message).
     """
+    os.umask(UMASK)  # whatever the caller's umask, nothing the archiver writes is for strangers
     ctx.obj = App(config_file, data_dir, verbose)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             level=logging.INFO if verbose else logging.CRITICAL)
+
+
+def crash(exc: Exception) -> InternalError:
+    """One line for the user; the traceback to the log (the journal under systemd) and to a private file."""
+    text = "".join(traceback.format_exception(exc))
+    logging.getLogger("archiver").error("internal error: %s", text)
+    where = "the log"
+    try:
+        fd, name = tempfile.mkstemp(prefix="archiver-crash-", suffix=".txt")  # 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        where = name
+    except OSError:
+        pass
+    summary = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    return InternalError(f"internal error ({summary}): this is a bug; the traceback "
+                         f"is in {where}; run again with -v to see it, and report it")
 
 
 @main.command()

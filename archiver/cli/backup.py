@@ -8,11 +8,19 @@ import click
 from rich.table import Table
 
 from archiver.backup.restore import restore_recordings, restore_station
-from archiver.backup.targets import BackupError, backup_run, backup_status, backup_verify, load_identities
+from archiver.backup.targets import (
+    BackupError,
+    backup_run,
+    backup_status,
+    backup_verify,
+    load_identities,
+    recorded_ciphertexts,
+)
 from archiver.cases.links import recording_ids_for_case
 from archiver.catalog.lookup import find_recording
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
+from archiver.ledger.keys import read_public_key
 
 
 @click.group()
@@ -76,34 +84,48 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
 
 @backup.command()
 @click.option("--identity", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
-              help="An age identity file of one of the recipients.")
+              help="An age identity file of one of the recipients (yours alone: mode 0600).")
 @click.option("--case", "case_no", metavar="CASE_NO", help="Restore the recordings of this case.")
 @click.option("--all", "all_", is_flag=True, help="Restore a whole data dir: catalog, custody log, keys, archive.")
+@click.option("--station-key", metavar="KEY", help="With --all: the station's public key, as ed25519:BASE64, a "
+              "station.pub file, or an export made by the station; only a snapshot it signed is restored.")
+@click.option("--trust-target", is_flag=True, help="With --all and no --station-key: restore the newest snapshot "
+              "whatever key signed it. Whoever controls the target then decides what is restored.")
 @click.option("--target", type=click.Path(path_type=Path, file_okay=False),
               help="The backup target to read (default: the first of backup.targets).")
 @click.argument("args", nargs=-1, required=True, metavar="[REF ...] DEST")
 @click.pass_obj
-def restore(app: App, identity: Path, case_no: str | None, all_: bool, target: Path | None,
-            args: tuple[str, ...]) -> None:
+def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_key: str | None, trust_target: bool,
+            target: Path | None, args: tuple[str, ...]) -> None:
     """Restore recordings (REF: ids or sha256 prefixes, or --case) into DEST at their archive paths,
-    or with --all a complete data dir on which `archiver verify` passes."""
+    checked against this station's catalog; or with --all a complete data dir on which `archiver
+    verify` passes, from the newest snapshot signed by --station-key. Every path stays inside DEST;
+    a whole station appears in DEST only once it is complete."""
     *refs, dest_text = args
     dest = Path(dest_text).absolute()
     if sum(map(bool, (refs, case_no, all_))) != 1:
         raise BackupError("give recording references, --case or --all (one of them) and DEST")
+    if (station_key or trust_target) and not all_:
+        raise BackupError("--station-key and --trust-target go with --all; single recordings are checked against "
+                          "this station's own catalog")
     source = target or (app.config.backup.targets[0] if app.config.backup.targets else None)
     if source is None or not source.is_dir():
         raise BackupError(f"backup target {source} is missing: give --target or mount it")
     identities = load_identities(identity)
     if all_:
-        count = restore_station(source, dest, identities, app.config.hashes)
-        click.echo(f"restored a complete data dir with {count} recording(s) into {dest}; check it with "
-                   f"'archiver --data-dir {dest} verify'")
+        pinned = read_public_key(station_key) if station_key else None
+        count, snapshot = restore_station(source, dest, identities, app.config.hashes, pinned, trust_target)
+        if pinned is None:
+            click.echo(f"WARNING: restored without a pinned key: the snapshot is signed by {snapshot.key.fingerprint} "
+                       f"({snapshot.key.text}); compare it with the station's key on paper before trusting it",
+                       err=True)
+        click.echo(f"restored a complete data dir with {count} recording(s) from snapshot {snapshot.stamp} into "
+                   f"{dest}; check it with 'archiver --data-dir {dest} verify'")
         return
     ws = app.workspace()
     ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
     recordings = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
         [find_recording(ws.catalog, ref) for ref in refs]
-    count = restore_recordings(source, recordings, dest, identities)
+    count = restore_recordings(source, recordings, dest, identities, recorded_ciphertexts(ws, recordings))
     app.record("restore", {"sha256": [r.sha256 for r in recordings]}, {"target": str(source), "dest": str(dest)})
     click.echo(f"restored {count} recording(s) into {dest}")

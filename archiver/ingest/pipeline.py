@@ -265,7 +265,7 @@ class _Run:
                     self.opts.locks.hold(f"folder:{folder}"):
                 recording, outcome = self._archive_copy(planned, folder, copied)
         finally:
-            copied.temp.unlink(missing_ok=True)
+            copied.close()
             self.archive.drop_empty(created)  # only folders left empty go
         if outcome == "ingested":
             self.report.ingested += 1
@@ -286,7 +286,7 @@ class _Run:
             existing = session.scalar(select(Recording).where(Recording.sha256 == copied.digests["sha256"]))
             if existing is not None:
                 # The same evidence under another name or path: keep one copy, note where it was seen.
-                copied.temp.unlink()
+                copied.file.discard()
                 self._seen(session, existing, planned)
                 return existing, "already archived"
 

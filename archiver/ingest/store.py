@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from archiver.errors import (
     DataDirError,
@@ -27,7 +27,7 @@ from archiver.errors import (
     SourceReadError,
     storage_error,
 )
-from archiver.fs import NAME_MAX, fit_name, fsync_dir, temp_name, write_atomic
+from archiver.fs import NAME_MAX, AtomicFile, Folder, check_private, fit_name, make_dirs, temp_name
 
 CHUNK = 1 << 20
 ARCHIVE_DIR = "archive"
@@ -90,15 +90,30 @@ class SourceStat:
     mtime_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class Copied:
-    temp: Path
+    """A fsynced copy under a temp name in its archive folder, not yet given its final name."""
+
+    file: AtomicFile
     size: int
     digests: dict[str, str]
 
+    @property
+    def temp(self) -> Path:
+        return self.file.temp_path
+
+    def close(self) -> None:
+        """Drop the temp file if it was not placed, and let go of the folder."""
+        self.file.discard()
+        self.file.folder.close()
+
+
+FOOTAGE_MODE = 0o440  # read-only, and only for the service user and the reader group
+
 
 class Archive:
-    """The archive folder of one data dir."""
+    """The archive folder of one data dir. Every path below the data dir is opened without following
+    symlinks: a link planted in the archive stops the run (UnsafePathError) instead of redirecting it."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -111,27 +126,22 @@ class Archive:
     def relative(self, path: Path) -> str:
         return path.relative_to(self.data_dir).as_posix()
 
+    def folder(self, folder: Path, *, create: bool = False, created: list[Path] | None = None) -> Folder:
+        """A folder of the data dir, opened component by component without following symlinks."""
+        return Folder.open(self.data_dir, self.relative(folder), create=create, created=created)
+
     def ensure_folder(self, folder: Path) -> list[Path]:
         """Create `folder` and any missing parents, making each new entry durable. Returns those created."""
-        missing = []
-        probe = folder
-        while not probe.is_dir():
-            missing.append(probe)
-            probe = probe.parent
-        for path in reversed(missing):
-            try:
-                path.mkdir(exist_ok=True)
-                fsync_dir(path.parent)
-            except OSError as exc:
-                raise storage_error(exc, str(path)) from exc
-        return list(reversed(missing))
+        created: list[Path] = []
+        self.folder(folder, create=True, created=created).close()
+        return created
 
     @staticmethod
     def drop_empty(created: list[Path]) -> None:
         """Remove folders `ensure_folder` made if nothing was put in them (innermost first)."""
         for path in reversed(created):
             try:
-                path.rmdir()
+                path.rmdir()  # rmdir never follows a symlink
             except OSError:
                 return
 
@@ -146,7 +156,7 @@ class Archive:
         """
         hashers = {a: new_hasher(a) for a in algorithms}
         src_fd = _open_source(source)
-        temp = folder / fit_name(temp_name(name))
+        out = None
         try:
             before = os.fstat(src_fd)
             if not stat.S_ISREG(before.st_mode):
@@ -154,19 +164,18 @@ class Archive:
             if (before.st_size, before.st_mtime_ns) != (expected.size, expected.mtime_ns):
                 raise SourceChangedError("changed since the scan; ingest again once the recorder is idle")
             _advise(src_fd, os.POSIX_FADV_SEQUENTIAL)
+            place = self.folder(folder)
             try:
-                out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                out = place.new_file(name, FOOTAGE_MODE)
+            except OSError as exc:
+                place.close()
+                raise storage_error(exc, str(folder)) from exc
+            total = _pump(src_fd, out.fd, hashers.values(), folder, on_bytes, cancel)
+            try:
+                os.fsync(out.fd)
             except OSError as exc:
                 raise storage_error(exc, str(folder)) from exc
-            try:
-                total = _pump(src_fd, out_fd, hashers.values(), folder, on_bytes, cancel)
-                try:
-                    os.fsync(out_fd)
-                except OSError as exc:
-                    raise storage_error(exc, str(folder)) from exc
-                _advise(out_fd, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(out_fd)
+            _advise(out.fd, os.POSIX_FADV_DONTNEED)
             after = os.fstat(src_fd)
             if total != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise SourceChangedError(
@@ -174,44 +183,44 @@ class Archive:
                     "ingest again once the recorder has finished writing"
                 )
         except BaseException:
-            temp.unlink(missing_ok=True)
+            if out is not None:
+                Copied(out, 0, {}).close()
             raise
         finally:
             try:
                 os.close(src_fd)
             except OSError:
                 pass  # a read-only descriptor on a pulled recorder (ENOTCONN, EIO): nothing to lose
-        return Copied(temp, total, {a: h.hexdigest() for a, h in hashers.items()})
+        return Copied(out, total, {a: h.hexdigest() for a, h in hashers.items()})
 
     def place(self, copied: Copied, folder: Path, name: str) -> tuple[Path, bool]:
-        """Give the temp file its final name without ever replacing a file.
+        """Give the temp file its final name without ever replacing a file; the file is then read-only.
 
         Returns (final path, adopted). `adopted` is True when an identical file was already at
         the final name (left by a run that stopped before cataloguing it); the temp is dropped.
         """
         sha256 = copied.digests["sha256"]
-        for candidate in (name, alternate_name(name, sha256)):
-            final = folder / candidate
-            if _link_no_replace(copied.temp, final):
-                copied.temp.unlink(missing_ok=True)
-                self._sync(folder)
-                return final, False
-            if self.read_back(final, ["sha256"])["sha256"] == sha256:
-                copied.temp.unlink()
-                self._sync(folder)
-                return final, True
-        copied.temp.unlink(missing_ok=True)
-        raise FileProblem(f"the archive already holds different files at {folder / name} and its alternate name")
-
-    def _sync(self, folder: Path) -> None:
         try:
-            fsync_dir(folder)
+            for candidate in (name, alternate_name(name, sha256)):
+                if copied.file.commit(candidate, replace=False):
+                    return folder / candidate, False
+                if self.read_back(folder / candidate, ["sha256"])["sha256"] == sha256:
+                    copied.file.discard()
+                    copied.file.folder.sync()
+                    return folder / candidate, True
         except OSError as exc:
             raise storage_error(exc, str(folder)) from exc
+        copied.file.discard()
+        raise FileProblem(f"the archive already holds different files at {folder / name} and its alternate name")
 
-    @staticmethod
-    def seal(path: Path) -> None:
-        path.chmod(0o444)
+    def seal(self, path: Path) -> None:
+        """Read-only for good (a file adopted from an interrupted run may not be yet)."""
+        with self.folder(path.parent) as folder:
+            fd = folder.open_file(path.name)
+            try:
+                os.fchmod(fd, FOOTAGE_MODE)
+            finally:
+                os.close(fd)
 
     def write_manifest(self, day: Path, algorithm: str, entries: Iterable[tuple[str, str]]) -> Path:
         """Atomically rewrite `manifest-<algorithm>.txt` in a day folder from (relative path, digest).
@@ -219,23 +228,32 @@ class Archive:
         Left alone when it already says exactly that.
         """
         data = "".join(_manifest_line(digest, rel) for rel, digest in sorted(entries)).encode()
-        target = day / f"manifest-{algorithm}.txt"
+        name = f"manifest-{algorithm}.txt"
         try:
-            if target.read_bytes() == data:
-                return target
-        except FileNotFoundError:
-            pass
-        write_atomic(target, data)
-        return target
+            with self.folder(day) as folder:
+                try:
+                    if folder.read_bytes(name) == data:
+                        return day / name
+                except FileNotFoundError:
+                    pass
+                folder.write_file(name, data, FOOTAGE_MODE)
+        except OSError as exc:
+            raise storage_error(exc, str(day)) from exc
+        return day / name
 
     # -- reading ------------------------------------------------------------------------
-    @staticmethod
-    def read_back(path: Path, algorithms: Iterable[str], cancel: threading.Event | None = None) -> dict[str, str]:
-        """Hash a file as it is on the disk, bypassing the page cache where the filesystem allows."""
-        try:
-            return _hash_file(path, os.O_DIRECT, algorithms, cancel)
-        except _NoDirectIO:
-            return _hash_file(path, 0, algorithms, cancel)
+    def open(self, path: Path) -> BinaryIO:
+        """An archived file for reading (backup, export), never through a symlink."""
+        with self.folder(path.parent) as folder:
+            return os.fdopen(folder.open_file(path.name), "rb")
+
+    def read_back(self, path: Path, algorithms: Iterable[str], cancel: threading.Event | None = None) -> dict[str, str]:
+        """Hash an archived file as it is on the disk, bypassing the page cache where the filesystem allows."""
+        with self.folder(path.parent) as folder:
+            try:
+                return _hash_file(folder, path.name, os.O_DIRECT, algorithms, cancel)
+            except _NoDirectIO:
+                return _hash_file(folder, path.name, 0, algorithms, cancel)
 
 
 class _NoDirectIO(Exception):
@@ -291,11 +309,11 @@ class _ReadAhead:
         self.close()
 
 
-def _hash_file(path: Path, extra_flags: int, algorithms: Iterable[str],
+def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable[str],
                cancel: threading.Event | None = None) -> dict[str, str]:
     hashers = {a: new_hasher(a) for a in algorithms}
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | extra_flags)
+        fd = folder.open_file(name, os.O_RDONLY | extra_flags)
     except OSError as exc:
         if extra_flags and exc.errno == errno.EINVAL:
             raise _NoDirectIO from exc
@@ -374,24 +392,6 @@ def _advise(fd: int, advice: int) -> None:
         pass  # advice only; some filesystems do not take it
 
 
-def _link_no_replace(temp: Path, final: Path) -> bool:
-    """Make `final` name the temp file's inode; False if `final` exists. Never replaces."""
-    try:
-        os.link(temp, final)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise storage_error(exc, str(final.parent)) from exc
-    # A filesystem without hard links: the existence check and rename are not one step, but
-    # only this process writes under the archive's folder for this name.
-    if final.exists():
-        return False
-    os.rename(temp, final)
-    return True
-
-
 def _manifest_line(digest: str, rel: str) -> str:
     # GNU coreutils: a name holding a backslash or newline is escaped and the line starts with '\'.
     if "\\" in rel or "\n" in rel or "\r" in rel:
@@ -400,15 +400,21 @@ def _manifest_line(digest: str, rel: str) -> str:
     return f"{digest}  {rel}\n"
 
 
-def prepare_data_dir(data_dir: Path) -> Archive:
-    """Create the data dir if needed and prove it is writable; one-line errors otherwise."""
+def prepare_data_dir(data_dir: Path, owners: set[int], group: int | None = None) -> Archive:
+    """Create the data dir if needed (0750, and the reader group's with setgid so all it holds is
+    too), check that nobody else can change it, and prove it is writable; one-line errors otherwise."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(data_dir):
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(data_dir, group=group)
     except FileExistsError:
-        raise DataDirError(f"data dir {data_dir} exists but is not a folder: set data_dir to a folder") from None
+        pass
     except OSError as exc:
         raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror}; set --data-dir to a writable "
                            "folder") from exc
+    if not data_dir.is_dir():
+        raise DataDirError(f"data dir {data_dir} exists but is not a folder: set data_dir to a folder")
+    check_data_dir(data_dir, owners)
     probe = data_dir / temp_name("write-test")
     try:
         probe.write_bytes(b"")
@@ -420,3 +426,16 @@ def prepare_data_dir(data_dir: Path) -> Archive:
     archive.ensure_folder(archive.root)
     return archive
 
+
+# What the archiver keeps directly in the data dir (besides the archive folder and the keys).
+_OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal", "custody.jsonl")
+
+
+def check_data_dir(data_dir: Path, owners: set[int]) -> None:
+    """Refuse a data dir (or its archive or keys folder) that others can change, and symlinks planted
+    where the archiver's own files go (SQLite would follow them)."""
+    check_private(data_dir, "data dir", owners)
+    for name in (ARCHIVE_DIR, "keys"):
+        check_private(data_dir / name, f"the data dir's {name} folder", owners, follow=False)
+    for name in _OWN_FILES:
+        check_private(data_dir / name, "file", owners, follow=False)

@@ -11,6 +11,7 @@ The catalog keeps the last sequence number and line hash, so a cut-off tail is n
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -21,22 +22,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
-from archiver.errors import ArchiveStorageError, storage_error
-from archiver.ledger.keys import PublicKey, StationKey
+from archiver.errors import ArchiveStorageError, UnsafePathError, storage_error
+from archiver.fs import Folder
+from archiver.ledger.keys import PublicKey, StationKey, canonical
 
 LOG_NAME = "custody.jsonl"
 GENESIS = "0" * 64
-
-
-def canonical(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class CustodyLog:
         (committed with the change the event records); otherwise in a transaction of its own."""
         with self._lock:
             try:
-                with self.path.open("a+b") as fh:
+                with open_log(self.path, write=True) as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX)
                     _drop_torn_tail(fh, self.path)
                     seq, prev = _last(fh)
@@ -88,6 +86,19 @@ class CustodyLog:
                 _record(own, head)
                 commit(own)
         return head
+
+
+def open_log(path: Path, write: bool = False) -> BinaryIO:
+    """The log, never through a symlink (a planted one would make an append land in another file)."""
+    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT) if write else os.O_RDONLY
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(f"the custody log {path} is a symlink: refusing to follow it; remove it (and find "
+                                  "out who put it there), then restore the log from a backup") from None
+        raise
+    return os.fdopen(fd, "a+b" if write else "rb")
 
 
 def _record(session: Session, head: Head) -> None:
@@ -120,7 +131,8 @@ def _drop_torn_tail(fh, path: Path) -> None:
     fh.seek(keep)
     torn = fh.read()
     side = path.with_name(f"{path.name}.torn-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}")
-    side.write_bytes(torn)
+    with Folder.open(path.parent) as folder:
+        folder.write_file(side.name, torn)
     fh.truncate(keep)
     fh.flush()
     os.fsync(fh.fileno())
@@ -161,7 +173,7 @@ def _last(fh) -> tuple[int, str]:
 def log_head(path: Path) -> Head | None:
     """The log's last line as it is on disk (read from the end: cheap on any size)."""
     try:
-        with path.open("rb") as fh:
+        with open_log(path) as fh:
             seq, digest = _last(fh)
     except FileNotFoundError:
         return None
@@ -185,9 +197,9 @@ class LogCheck:
 
 def events(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line bytes without the newline) of every line in the log."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return
-    with path.open("rb") as fh:
+    with open_log(path) as fh:
         for number, raw in enumerate(fh, 1):
             yield number, raw.rstrip(b"\n")
 

@@ -8,18 +8,42 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from archiver.errors import DataDirError
-from archiver.fs import write_atomic
+from archiver.errors import DataDirError, storage_error
+from archiver.fs import Folder, check_private
 
 KEY_DIR = "keys"
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    """The bytes a record is signed over: JSON with sorted keys and no spaces."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_record(key: StationKey, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with a `sig`: the station's Ed25519 signature over its canonical form without `sig`."""
+    body = {k: v for k, v in record.items() if k != "sig"}
+    return {**body, "sig": base64.b64encode(key.sign(canonical(body))).decode()}
+
+
+def signed_by(record: Any, key: PublicKey) -> bool:
+    """Whether `record` (a dict with a `sig`) was signed by `key`, as it is now."""
+    if not isinstance(record, dict) or not isinstance(record.get("sig"), str):
+        return False
+    try:
+        signature = base64.b64decode(record["sig"], validate=True)
+    except ValueError:
+        return False
+    return key.verify(signature, canonical({k: v for k, v in record.items() if k != "sig"}))
 
 
 @dataclass(frozen=True)
@@ -68,24 +92,39 @@ def key_paths(data_dir: Path) -> tuple[Path, Path]:
     return folder / "station.key", folder / "station.pub"
 
 
+def _keys_folder(data_dir: Path, create: bool = False) -> Folder:
+    return Folder.open(data_dir, KEY_DIR, create=create)
+
+
 def ensure_station_key(data_dir: Path) -> bool:
     """Create the station key pair if there is none. Returns True when it was created."""
-    private_path, public_path = key_paths(data_dir)
-    if private_path.exists():
-        return False
-    private_path.parent.mkdir(mode=0o700, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    write_atomic(private_path, pem, mode=0o600)
-    write_atomic(public_path, (StationKey(key).public.text + "\n").encode(), mode=0o644)
+    with _keys_folder(data_dir, create=True) as folder:
+        if folder.exists("station.key"):
+            return False
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        try:
+            folder.write_file("station.key", pem, mode=0o600)
+            folder.write_file("station.pub", (StationKey(key).public.text + "\n").encode(), mode=0o640)
+        except OSError as exc:
+            raise storage_error(exc, str(folder.path)) from exc
     return True
 
 
-def load_station_key(data_dir: Path) -> StationKey:
+def load_station_key(data_dir: Path, owners: set[int]) -> StationKey:
+    """The station key, refused if it is a symlink, belongs to someone else, or others could read it."""
     private_path, _ = key_paths(data_dir)
     try:
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        with _keys_folder(data_dir) as folder:
+            fd = folder.open_file("station.key")
+            try:
+                check_private(private_path, "the station key", owners, secret=True, st=os.fstat(fd))
+                with os.fdopen(os.dup(fd), "rb") as fh:
+                    pem = fh.read()
+            finally:
+                os.close(fd)
+        key = serialization.load_pem_private_key(pem, password=None)
     except FileNotFoundError:
         raise DataDirError(f"no station key at {private_path}: run 'archiver init'") from None
     except PermissionError:
@@ -99,12 +138,30 @@ def load_station_key(data_dir: Path) -> StationKey:
 
 
 def load_public_key(data_dir: Path) -> PublicKey:
-    _, public_path = key_paths(data_dir)
     try:
-        return PublicKey.parse(public_path.read_text())
+        with _keys_folder(data_dir) as folder:
+            return PublicKey.parse(folder.read_bytes("station.pub").decode(errors="replace"))
     except FileNotFoundError:
-        raise DataDirError(f"no station public key at {public_path}: run 'archiver init'") from None
+        raise DataDirError(f"no station public key at {key_paths(data_dir)[1]}: run 'archiver init'") from None
 
 
-def private_key_mode(data_dir: Path) -> int:
-    return os.stat(key_paths(data_dir)[0]).st_mode & 0o777
+def read_public_key(value: str) -> PublicKey:
+    """A station public key the operator gives: `ed25519:BASE64`, a file holding it (`station.pub`, on
+    paper typed into a file), or an export (its folder or bag-info.txt, line `Station-Key:`)."""
+    text = value.strip()
+    if text.startswith("ed25519:"):
+        return PublicKey.parse(text)
+    path = Path(value)
+    if path.is_dir():
+        path = path / "bag-info.txt"
+    try:
+        content = path.read_text(errors="replace")
+    except OSError as exc:
+        raise DataDirError(f"cannot read a station key from {value}: {exc.strerror}; give ed25519:BASE64, a "
+                           "station.pub file or an export folder") from exc
+    for line in content.splitlines():
+        _, _, rest = line.partition("Station-Key:")
+        candidate = (rest or line).strip()
+        if candidate.startswith("ed25519:"):
+            return PublicKey.parse(candidate)
+    raise DataDirError(f"{path} holds no station key (a line ed25519:BASE64 or Station-Key: ed25519:BASE64)")
