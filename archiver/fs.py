@@ -322,6 +322,13 @@ def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: 
             created.append(folder)
 
 
+def make_shared(path: Path, gid: int | None) -> None:
+    """A folder the archiver made for others to read (an export): 0750, and the reader group's."""
+    os.chmod(path, 0o750)
+    if gid is not None:
+        _chgrp(str(path), gid)
+
+
 def _chgrp(name: str, gid: int, dir_fd: int | None = None) -> None:
     """Hand a folder to the reader group, with setgid so what is created inside inherits it."""
     try:

@@ -217,4 +217,4 @@ def test_export_refuses_a_non_empty_destination(cli, archived: Path, tmp_path: P
     dest.mkdir()
     (dest / "x").write_text("x")
     result = cli("export", CASE, dest)
-    assert result.exit_code == 2 and "is not empty" in result.stderr
+    assert result.exit_code == 2 and "is not a new or empty folder" in result.stderr

@@ -4,6 +4,7 @@
     DEST/data/<archive path>                  the recordings, bytes as archived
     DEST/manifest-sha256.txt                  (+ manifest-sm3.txt when SM3 is configured and bagit supports it)
     DEST/custody-events.jsonl                 the custody events of those recordings, as signed lines
+    DEST/recordings.jsonl                     each payload file's recording: id, sha256, archive and original path
     DEST/tagmanifest-sha256.txt               over every tag file above
     DEST/tagmanifest-sha256.txt.sig           detached Ed25519 signature (base64) of the tag manifest
 
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
+import tempfile
+import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 
 import bagit
 from sqlalchemy import select
@@ -26,13 +30,15 @@ from sqlalchemy import select
 from archiver.cases.links import recording_ids_for_case
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
-from archiver.ingest.store import Archive
+from archiver.fs import Folder, make_shared, reader_gid
+from archiver.ingest.store import Archive, alternate_name
 from archiver.ledger.custody import catalog_head, events
 from archiver.ledger.keys import PublicKey
 from archiver.workspace import Workspace
 
 SIGNATURE = "tagmanifest-sha256.txt.sig"
 EVENTS = "custody-events.jsonl"
+RECORDINGS = "recordings.jsonl"
 
 
 class ExportError(ArchiverError):
@@ -48,17 +54,21 @@ class ExportResult:
 
 
 def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
-    if dest.exists() and any(dest.iterdir()):
-        raise ExportError(f"{dest} is not empty: give a new or empty folder for the export")
+    """Write the bag in a staging folder that this call creates (unpredictable name, ours alone), then
+    rename it to `dest`: a symlink or folder planted next to `dest` is never followed or reused."""
+    if os.path.lexists(dest) and (dest.is_symlink() or not dest.is_dir() or any(dest.iterdir())):
+        raise ExportError(f"{dest} is not a new or empty folder: give a new or empty folder for the export")
     ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
     with ws.catalog.session() as session:
         recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)))
     head = catalog_head(ws.catalog)
-    staging = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
     try:
-        total = _copy_payload(ws.archive, recordings, staging)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        make_shared(staging, reader_gid(ws.cfg.access.reader_group))
+        places = payload_paths(recordings)
+        total = _copy_payload(ws.archive, recordings, places, staging)
+        now = datetime.now(ws.cfg.timezone).isoformat(timespec="seconds")
         key = ws.station_key
         info = {
             "Source-Organization": socket.gethostname(),
@@ -76,11 +86,15 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
         lines = [line for _n, line in events(ws.custody.path) if json.loads(line).get("subject", {}).get("sha256")
                  in wanted]
         (staging / EVENTS).write_bytes(b"".join(line + b"\n" for line in lines))
+        (staging / RECORDINGS).write_bytes(b"".join(json.dumps(
+            {"path": "data/" + places[r.id], "id": r.id, "sha256": r.sha256, "archive_path": r.archive_path,
+             "original_path": r.original_path}, ensure_ascii=False, sort_keys=True).encode() + b"\n"
+            for r in recordings))
         bag.save(manifests=False)  # tag manifest over the tag files, the events included
-        _check_payload(staging, recordings)
+        _check_payload(staging, recordings, places)
         signature = key.sign((staging / "tagmanifest-sha256.txt").read_bytes())
         (staging / SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
-        if dest.exists():
+        if os.path.lexists(dest):
             dest.rmdir()
         staging.rename(dest)
     except BaseException:
@@ -89,29 +103,47 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     return ExportResult(dest, len(recordings), total, len(lines))
 
 
+def payload_paths(recordings: list[Recording]) -> dict[int, str]:
+    """Each recording's path inside the bag's data/: its archive path, in Unicode NFC (BagIt checkers
+    normalise names, so two names that differ only in normalisation would clash), made unique with
+    the recording's hash where two would collide. Pure."""
+    places: dict[int, str] = {}
+    taken: set[str] = set()
+    for rec in recordings:
+        rel = PurePosixPath(unicodedata.normalize("NFC", rec.archive_path)).relative_to("archive")
+        path = rel.as_posix()
+        if path.casefold() in taken:
+            path = (rel.parent / alternate_name(rel.name, rec.sha256)).as_posix()
+        taken.add(path.casefold())
+        places[rec.id] = path
+    return places
+
+
 def _algorithms(ws: Workspace) -> list[str]:
     return [a for a in ws.cfg.hashes if a in bagit.CHECKSUM_ALGOS] or ["sha256"]
 
 
-def _copy_payload(archive: Archive, recordings: list[Recording], staging: Path) -> int:
+def _copy_payload(archive: Archive, recordings: list[Recording], places: dict[int, str], staging: Path) -> int:
+    """The archived files into the staging folder (bagit moves them into data/), read and written
+    without following symlinks."""
     total = 0
     for rec in recordings:
-        target = staging / Path(rec.archive_path).relative_to("archive")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(archive.data_dir / rec.archive_path, target)
+        rel = PurePosixPath(places[rec.id])
+        with archive.open(archive.data_dir / rec.archive_path) as src, \
+                Folder.open(staging, rel.parent, create=True) as folder, folder.new_file(rel.name) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
         total += rec.size
     return total
 
 
-def _check_payload(staging: Path, recordings: list[Recording]) -> None:
+def _check_payload(staging: Path, recordings: list[Recording], places: dict[int, str]) -> None:
     """The bag's own manifest must list each recording with the hash it was ingested with."""
     listed = {}
     for line in (staging / "manifest-sha256.txt").read_text(encoding="utf-8").splitlines():
         digest, _, path = line.partition("  ")
         listed[path] = digest
     for rec in recordings:
-        path = "data/" + Path(rec.archive_path).relative_to("archive").as_posix()
-        if listed.get(path) != rec.sha256:
+        if listed.get("data/" + places[rec.id]) != rec.sha256:
             raise ExportError(f"the archived copy of recording #{rec.id} no longer has its ingest hash: run "
                               "'archiver verify'; nothing was exported")
 

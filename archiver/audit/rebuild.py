@@ -37,7 +37,7 @@ def rebuild_catalog(cfg: Config) -> RebuildReport:
     if (data_dir / CATALOG_FILE).exists():
         raise DataDirError(f"{data_dir / CATALOG_FILE} exists: move it aside first; rebuild-catalog never "
                            "overwrites a catalog")
-    checked = check_log(data_dir / LOG_NAME, load_public_key(data_dir), None)
+    checked = check_log(data_dir / LOG_NAME, load_public_key(data_dir))
     report = RebuildReport(problems=[f"{p['kind']}: {p['detail']}" for p in checked.problems])
     if checked.problems:
         return report  # a log that does not check out is no basis for a catalog

@@ -7,7 +7,9 @@ and each file's verification time is remembered, so nightly runs cover a large a
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +25,8 @@ from archiver.catalog.models import utcnow
 from archiver.fs import TEMP_PREFIX
 from archiver.ingest.manifests import day_entries, parse_manifest
 from archiver.ingest.store import Archive
-from archiver.ledger.custody import LOG_NAME, catalog_head, check_log
-from archiver.ledger.keys import load_public_key
+from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
+from archiver.ledger.custody import LOG_NAME, Head, catalog_head, check_log
 from archiver.workspace import Workspace
 
 WORKERS = 2
@@ -39,6 +41,7 @@ class VerifyReport:
     seconds: float = 0.0
     problems: list[dict[str, str]] = field(default_factory=list)
     custody_events: int = 0
+    anchors: list[dict[str, Any]] = field(default_factory=list)  # the heads the log was checked against
     run_id: int | None = None
 
     def problem(self, kind: str, path: str, detail: str) -> None:
@@ -47,11 +50,11 @@ class VerifyReport:
     def to_json(self) -> dict[str, Any]:
         return {"checked": self.checked, "ok": self.ok, "problems": self.problems, "remaining": self.remaining,
                 "bytes": self.bytes, "seconds": round(self.seconds, 3), "custody_events": self.custody_events,
-                "run_id": self.run_id}
+                "anchors": self.anchors, "run_id": self.run_id}
 
 
 def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = None,
-           max_minutes: float | None = None, progress=None) -> VerifyReport:
+           max_minutes: float | None = None, progress=None, heads: Iterable[Head] = ()) -> VerifyReport:
     started = time.monotonic()
     deadline = None if max_minutes is None else started + max_minutes * 60
     report = VerifyReport()
@@ -75,7 +78,7 @@ def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = N
     _check_manifests(ws, days, report)
     if everything:
         _find_unexpected(ws, report)
-    _check_custody(ws, selected, report)
+    _check_custody(ws, selected, everything, list(heads), report)
     report.seconds = time.monotonic() - started
     scope = "all" if everything else f"case {case_no}" if case_no else f"since {since.isoformat()}"
     if max_minutes is not None:
@@ -165,7 +168,8 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
             manifest = folder / f"manifest-{algorithm}.txt"
             shown = ws.archive.relative(manifest)
             try:
-                listed = parse_manifest(manifest.read_text(encoding="utf-8"))
+                with ws.archive.open(manifest) as fh:
+                    listed = parse_manifest(fh.read().decode("utf-8", "replace"))
             except FileNotFoundError:
                 if expected:
                     report.problem("manifest", shown, f"missing; it should list {len(expected)} file(s)")
@@ -180,27 +184,52 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
 
 
 def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:
-    """Files in the archive that the catalog does not know (planted, or left by a crash)."""
+    """Entries in the archive that the catalog does not know (planted, or left by a crash); symlinks are
+    reported, never followed."""
     with ws.catalog.session() as session:
         known = set(session.scalars(select(Recording.archive_path)))
     root = ws.archive.root
-    if not root.exists():
-        return
-    for path in sorted(root.rglob("*")):
-        if path.is_dir() or (path.name.startswith("manifest-") and path.parent.parent.parent.parent == root):
-            continue
-        rel = ws.archive.relative(path)
-        if rel not in known:
-            what = "a temp file left by an interrupted write" if path.name.startswith(TEMP_PREFIX) else \
-                "not in the catalog"
-            report.problem("unexpected", rel, what)
+    for dirpath, dirs, files in os.walk(root):
+        folder = Path(dirpath)
+        depth = len(folder.relative_to(root).parts)
+        for name in sorted(dirs + files):
+            path = folder / name
+            rel = ws.archive.relative(path)
+            if path.is_symlink():
+                report.problem("unexpected", rel, f"a symlink (to {os.readlink(path)!r}), never followed: planted")
+            elif name in files and rel not in known and not (depth == 3 and name.startswith("manifest-")):
+                what = "a temp file left by an interrupted write" if name.startswith(TEMP_PREFIX) else \
+                    "not in the catalog"
+                report.problem("unexpected", rel, what)
 
 
-def _check_custody(ws: Workspace, selected: list[Recording], report: VerifyReport) -> None:
-    result = check_log(ws.custody.path, load_public_key(ws.cfg.data_dir), catalog_head(ws.catalog))
+def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, heads: list[Head],
+                   report: VerifyReport) -> None:
+    """The log's chain and signatures; its tail against every anchor (the catalog's head, the signed heads
+    on the backup targets, heads given with --head); an ingest event for every recording and, on a full
+    verify, a recording for every ingest event (deleted evidence leaves its event behind)."""
+    key = ws.station_key.public
+    anchors: list[tuple[str, Head]] = [("the catalog", catalog_head(ws.catalog))]
+    for target in ws.cfg.backup.targets:
+        head, why = read_anchor(target, key) if target.is_dir() else (None, None)
+        if why:
+            report.problem("custody_anchor", str(target / HEAD_ANCHOR), f"seq ?: the head on this target is {why}")
+        anchors.append((f"backup target {target}", head))
+    anchors += [("the head given with --head", head) for head in heads]
+    result = check_log(ws.custody.path, key, anchors)
     report.problems.extend(result.problems)
     report.custody_events = result.events
+    report.anchors = [{"source": source, "seq": head.seq, "hash": head.hash} for source, head in anchors if head]
     for rec in selected:
         if rec.sha256 not in result.ingested:
             report.problem("custody_missing_event", LOG_NAME,
                            f"recording #{rec.id} ({rec.archive_path}) has no ingest event")
+    if not everything:
+        return
+    with ws.catalog.session() as session:
+        catalogued = set(session.scalars(select(Recording.sha256)))
+    for sha256, seq in sorted(result.ingested.items(), key=lambda item: item[1]):
+        if sha256 not in catalogued:
+            report.problem("custody_orphan_event", LOG_NAME,
+                           f"seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
+                           "(deleted evidence, or an ingest killed before it catalogued the file and never rerun)")

@@ -37,12 +37,12 @@ from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import Folder, check_private, reader_gid, sweep_temp_files
-from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
-from archiver.ledger.keys import KEY_DIR, PublicKey, sign_record, signed_by
+from archiver.ledger.anchor import publish_head
+from archiver.ledger.custody import LOG_NAME, log_head, open_log
+from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
 from archiver.workspace import Workspace
 
 MANIFEST = "backup-manifest.jsonl"
-HEAD_ANCHOR = "custody-head.json"
 DESCRIPTOR = "snapshot.json"
 SNAPSHOT_FORMAT = "archiver-snapshot/1"
 SNAPSHOT_PARTS = ("catalog", "custody", "station.key", "station.pub")
@@ -199,7 +199,7 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
             _reconcile(ws, target)
             _backup_recordings(ws, target, to, counts, cancel, group)
             _snapshot(ws, target, to, counts, group)
-            publish_head(ws, target)
+            publish_head(ws.custody.path, ws.station_key, target)
         except OSError as exc:
             raise _target_error(exc, target) from exc
     return report
@@ -316,32 +316,6 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
         folder.write_file(DESCRIPTOR, data)
     digest = hashlib.sha256(data).hexdigest()
     _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data))
-
-
-def publish_head(ws: Workspace, target: Path) -> Head | None:
-    """The custody log's head, signed, on the target: a log cut short later is caught against it."""
-    head = log_head(ws.custody.path)
-    if head is None:
-        return None
-    anchor = sign_record(ws.station_key, {"station_key": ws.station_key.public.text, "seq": head.seq,
-                                          "hash": head.hash, "time": datetime.now(UTC).isoformat(timespec="seconds")})
-    with Folder.open(target) as folder:
-        folder.write_file(HEAD_ANCHOR, json.dumps(anchor, sort_keys=True).encode() + b"\n")
-    return head
-
-
-def read_anchor(target: Path, key: PublicKey) -> tuple[Head | None, str | None]:
-    """(the head a target holds, None) if it is there and signed by `key`; (None, why not) otherwise."""
-    try:
-        with Folder.open(target) as folder:
-            anchor = json.loads(folder.read_bytes(HEAD_ANCHOR))
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ArchiverError, ValueError) as exc:
-        return None, f"unreadable ({exc})"
-    if not signed_by(anchor, key) or not isinstance(anchor.get("seq"), int) or not isinstance(anchor.get("hash"), str):
-        return None, "not signed by this station's key"
-    return Head(anchor["seq"], anchor["hash"]), None
 
 
 # -- checking the targets ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from archiver.catalog.lookup import parse_time
 from archiver.cli import App
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes
 from archiver.errors import ArchiverError
+from archiver.ledger.anchor import parse_head
 from archiver.ledger.custody import catalog_head, log_head
 from archiver.ledger.keys import PublicKey, key_paths, load_public_key
 
@@ -38,25 +39,33 @@ def keys_show(app: App) -> None:
 @click.option("--since", metavar="TIME", help="Only recordings ingested at or after TIME (ISO 8601).")
 @click.option("--max-minutes", type=click.FloatRange(min=0), metavar="N",
               help="Stop hashing after N minutes; the least recently verified files go first.")
+@click.option("--head", "heads", multiple=True, metavar="SEQ:HASH",
+              help="A custody-log head written down earlier (as `archiver status` shows it): the log must still "
+                   "hold that line. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_obj
-def verify(app: App, case_no: str | None, since: str | None, max_minutes: float | None, as_json: bool) -> None:
+def verify(app: App, case_no: str | None, since: str | None, max_minutes: float | None, heads: tuple[str, ...],
+           as_json: bool) -> None:
     """Re-hash archived files (two workers) and compare them with the catalog and the manifests; find
-    missing and unexpected files; check the custody log's chain, signatures and head, and that every
-    recording has its ingest event. Every problem is listed. Exit 1 on any."""
+    missing and unexpected files; check the custody log's chain and signatures, its tail against the
+    catalog's head, the signed heads on the backup targets and every --head; check that every
+    recording has its ingest event and (without --case/--since) every ingest event its recording.
+    Every problem is listed. Exit 1 on any."""
     if case_no and since:
         raise ArchiverError("give --case or --since, not both")
     ws = app.workspace()
     progress = TerminalProgress() if TerminalProgress.wanted() else None
+    anchors = [parse_head(text) for text in heads]
     report = run_verify(ws, case_no, parse_time(since, app.config.timezone) if since else None, max_minutes,
-                        progress)
+                        progress, anchors)
     if as_json:
         echo_json(report.to_json())
     else:
         rate = report.bytes / report.seconds if report.seconds else 0
         click.echo(f"checked {report.checked} file(s), {report.ok} intact, {human_bytes(report.bytes)} in "
                    f"{report.seconds:.1f} s ({human_bytes(rate)}/s); {report.remaining} left for a later run; "
-                   f"custody log: {report.custody_events} event(s); {len(report.problems)} problem(s)")
+                   f"custody log: {report.custody_events} event(s), checked against {len(report.anchors)} "
+                   f"head(s); {len(report.problems)} problem(s)")
         for p in report.problems:
             click.echo(f"PROBLEM {p['kind']} {p['path']}: {p['detail']}")
     click.get_current_context().exit(1 if report.problems else 0)
@@ -106,7 +115,8 @@ def status(app: App, as_json: bool) -> None:
     click.echo("last verify   " + ("-" if last is None else
                                    f"{last['finished_at']} {last['result']}: {last['checked']} checked, "
                                    f"{last['problems']} problem(s), {last['remaining']} left ({last['scope']})"))
-    click.echo("custody head  " + ("-" if head is None else f"seq {head.seq} sha256 {head.hash}"))
+    click.echo("custody head  " + ("-" if head is None else f"{head.seq}:{head.hash} (write it down: 'archiver "
+                                                           "verify --head' proves later that no line was cut)"))
 
 
 @click.command()

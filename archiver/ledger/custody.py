@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,7 +192,7 @@ class LogCheck:
     problems: list[dict[str, str]] = field(default_factory=list)
     events: int = 0
     head: Head | None = None  # the log's own last line
-    ingested: set[str] = field(default_factory=set)  # sha256 of every recording with an ingest event
+    ingested: dict[str, int] = field(default_factory=dict)  # sha256 of each recording ingested -> its first event
 
 
 def events(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -204,11 +204,15 @@ def events(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, raw.rstrip(b"\n")
 
 
-def check_log(path: Path, key: PublicKey, recorded: Head | None) -> LogCheck:
-    """Check every line: sequence, chain, signature; and the tail against the catalog's head."""
+def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = ()) -> LogCheck:
+    """Check every line: sequence, chain, signature; and the tail against every anchor given as
+    (where it was kept, head): the catalog's head, the heads published on backup targets, a head an
+    auditor wrote down. A log shorter than an anchor was cut; another line at its seq, rewritten."""
     result = LogCheck()
     prev_hash, expected = GENESIS, 1
-    hashes: dict[int, str] = {}
+    anchors = [(source, head) for source, head in anchors if head is not None]
+    wanted = {head.seq for _source, head in anchors}
+    hashes: dict[int, str] = {}  # only at the anchors' sequence numbers: memory stays flat
 
     def problem(kind: str, seq: int | str, detail: str) -> None:
         result.problems.append({"kind": kind, "path": LOG_NAME, "detail": f"seq {seq}: {detail}"})
@@ -219,7 +223,7 @@ def check_log(path: Path, key: PublicKey, recorded: Head | None) -> LogCheck:
             event = json.loads(line)
             seq = int(event["seq"])
             signature = base64.b64decode(event.pop("sig"), validate=True)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             problem("custody_chain", f"? (line {number})", "not a well-formed custody event")
             prev_hash, expected = digest, expected + 1
             continue
@@ -232,16 +236,17 @@ def check_log(path: Path, key: PublicKey, recorded: Head | None) -> LogCheck:
         if not key.verify(signature, canonical(event)):
             problem("custody_signature", seq, "signature does not verify with the station key")
         if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
-            result.ingested.add(str(event["subject"].get("sha256")))
-        hashes[seq] = digest
+            result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
+        if seq in wanted:
+            hashes[seq] = digest
         prev_hash, expected = digest, max(expected, seq) + 1
         result.events += 1
         result.head = Head(seq, digest)
-    if recorded is not None:
-        last = result.head.seq if result.head else 0
-        if last < recorded.seq:
-            problem("custody_truncated", recorded.seq, f"the catalog's head is sequence {recorded.seq} but the log "
-                                                       f"ends at {last}: lines were cut off")
-        elif hashes.get(recorded.seq) != recorded.hash:
-            problem("custody_chain", recorded.seq, "differs from the line the catalog recorded as the head")
+    last = result.head.seq if result.head else 0
+    for source, anchor in anchors:
+        if last < anchor.seq:
+            problem("custody_truncated", anchor.seq, f"{source} holds the head at sequence {anchor.seq} but the log "
+                                                     f"ends at {last}: lines were cut off")
+        elif hashes.get(anchor.seq) != anchor.hash:
+            problem("custody_chain", anchor.seq, f"differs from the line {source} holds as the head (rewritten)")
     return result
