@@ -8,6 +8,7 @@ and the file, as at ingest. Cases are not in the archive: import the case files 
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +99,8 @@ def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifest
     fields = describe_media(planned, probed, cfg.timezone)
     fields["flags"] = list(details.get("flags") or fields["flags"])
     when = datetime.fromisoformat(event["time"])
+    raw = base64.b64decode(details["original_path_b64"]) if details.get("original_path_b64") else None
     return Recording(sha256=sha256, sm3=digests.get("sm3"), size=stat.st_size, original_path=details["original_path"],
+                     original_path_bytes=raw,
                      device_serial=planned.serial, officer_no=planned.officer, archive_path=details["archive_path"],
                      ingested_at=when, verified_at=when, **fields)

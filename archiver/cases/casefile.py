@@ -58,6 +58,13 @@ def parse_case_file(name: str, data: bytes, tz: tzinfo) -> list[CaseRecord]:
 
 def _parse_csv(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _read_csv(name, reader, tz)
+    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
+        raise CaseFileError(f"{name} line {reader.line_num}: not readable as CSV ({exc}); nothing imported") from None
+
+
+def _read_csv(name: str, reader, tz: tzinfo) -> list[CaseRecord]:
     header = next(reader, None)
     if header is None:
         raise CaseFileError(f"{name} is empty: the first line must be {','.join(COLUMNS)}")
@@ -95,6 +102,8 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CaseFileError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CaseFileError(f"{name}: nested too deeply to be a case file; nothing imported") from None
     if not isinstance(data, list):
         raise CaseFileError(f"{name}: the JSON form is a list of cases")
     cases: dict[str, CaseRecord] = {}
@@ -120,6 +129,10 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
             if isinstance(officers, str):
                 officers = officers.split(";")
             values = {**action, "case_no": item.get("case_no", ""), "title": item.get("title", "")}
+            wrong = _wrong_types(values, officers)
+            if wrong:
+                errors.append(f"{where} action {j}: {wrong}")
+                continue
             try:
                 case_no, title, parsed = _action(values, officers, tz)
             except (ValueError, TypeError) as exc:
@@ -128,26 +141,59 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
             case = cases.setdefault(case_no, CaseRecord(case_no, title))
             case.title = title or case.title
             case.actions.append(parsed)
-        if not item["actions"] and str(item.get("case_no", "")).strip():
-            cases.setdefault(str(item["case_no"]).strip(), CaseRecord(str(item["case_no"]).strip(),
-                                                                      str(item.get("title", ""))))
+        if not item["actions"]:
+            wrong = _wrong_types({"case_no": item.get("case_no"), "title": item.get("title")}, [])
+            try:
+                if wrong:
+                    raise ValueError(wrong)
+                case_no, title = _clean(item.get("case_no"), "case_no"), _clean(item.get("title"), "title")
+            except ValueError as exc:
+                errors.append(f"{where}: {exc}")
+                continue
+            if case_no:
+                cases.setdefault(case_no, CaseRecord(case_no, title))
     _raise_if(name, errors)
     return list(cases.values())
 
 
+_TEXT_FIELDS = ("case_no", "title", "stage", "start", "end")
+
+
+def _wrong_types(values: dict[str, Any], officers: Any) -> str | None:
+    """What in a JSON action is not of its type (never silently turned into text). Pure."""
+    for key in _TEXT_FIELDS:
+        if values.get(key) is not None and not isinstance(values[key], str):
+            return f"{key} must be text, not {type(values[key]).__name__}"
+    if not isinstance(officers, list) or not all(isinstance(o, str) for o in officers):
+        return "officers must be a list of officer numbers (text)"
+    flag = values.get("recording_required")
+    if flag is not None and not isinstance(flag, (bool, str)) and flag not in (0, 1):
+        return f"recording_required must be true or false, not {type(flag).__name__}"
+    return None
+
+
+def _clean(value: Any, what: str) -> str:
+    """A text field, stripped; control characters (a NUL, a line break in a case number) refused."""
+    text = str(value or "").strip()
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"{what} holds a control character ({bad!r}): remove it")
+    return text
+
+
 def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo) -> tuple[str, str, ActionRecord]:
-    case_no = str(values.get("case_no") or "").strip()
+    case_no = _clean(values.get("case_no"), "case_no")
     if not case_no:
         raise ValueError("case_no is empty")
-    stage = str(values.get("stage") or "").strip()
+    stage = _clean(values.get("stage"), "stage")
     if not stage:
         raise ValueError("stage is empty")
     start = _time(values.get("start"), "start", tz)
     end = _time(values.get("end"), "end", tz)
     if end < start:
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
-    names = tuple(dict.fromkeys(str(o).strip() for o in officers if str(o).strip()))
-    return case_no, str(values.get("title") or "").strip(), ActionRecord(
+    names = tuple(dict.fromkeys(_clean(o, "officers") for o in officers if str(o).strip()))
+    return case_no, _clean(values.get("title"), "title"), ActionRecord(
         stage, names, start, end, _flag(values.get("recording_required")))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
@@ -106,6 +107,8 @@ def recording_detail_json(rec: Recording, tz: tzinfo, cases: list[str]) -> dict[
     """`recordings show`: the recording plus its probe facts and every place it was seen."""
     data = recording_json(rec, tz, cases)
     data["media"] = rec.media
+    if rec.original_path_bytes is not None:  # the name was not UTF-8: original_path shows it escaped
+        data["original_path_b64"] = base64.b64encode(rec.original_path_bytes).decode()
     data["sightings"] = [
         {"source": s.source, "original_path": s.original_path, "device": s.device_key or None,
          "size": s.size, "seen_at": _iso(s.seen_at, tz), "ingest_run": s.ingest_run_id}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -83,7 +83,8 @@ class Recording(Base):
     sm3: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(8))
-    original_path: Mapped[str] = mapped_column(Text)
+    original_path: Mapped[str] = mapped_column(Text)  # as on the device; bytes not valid UTF-8 escaped (\xff)
+    original_path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)  # exactly, when it had to be escaped
     device_serial: Mapped[str | None] = mapped_column(String(64), index=True)
     officer_no: Mapped[str | None] = mapped_column(String(64), index=True)
     start: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -9,6 +9,7 @@ leaving what was done done, nothing half-done, and the rest listed as pending.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import stat
@@ -304,6 +305,7 @@ class _Run:
                 sm3=copied.digests.get("sm3"),
                 size=copied.size,
                 original_path=found.rel,
+                original_path_bytes=found.raw,
                 device_serial=planned.serial,
                 officer_no=planned.officer,
                 archive_path=self.archive.relative(final),
@@ -320,6 +322,7 @@ class _Run:
                 # an event whose recording the next run archives again, never a recording without its event
                 self._event("ingest", recording, {
                     "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
+                    **({"original_path_b64": base64.b64encode(found.raw).decode()} if found.raw else {}),
                     "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
                     "flags": recording.flags}, session)
                 self._seen(session, recording, planned)

@@ -19,9 +19,21 @@ from archiver.errors import SourceError
 @dataclass(frozen=True)
 class Found:
     path: Path  # absolute path on the recorder
-    rel: str  # path relative to the scanned folder, '/'-separated, exactly as on the device
+    rel: str  # path relative to the scanned folder, '/'-separated, as on the device (see `raw`)
     size: int
     mtime_ns: int
+    raw: bytes | None = None  # the path's exact bytes when they are not UTF-8; `rel` then escapes them (\xff)
+
+
+def printable_path(rel: str) -> tuple[str, bytes | None]:
+    """A path from the file system as text that can be stored and shown, and its exact bytes when they
+    are not valid UTF-8 (a card written by a device in another encoding, or by hand). Pure."""
+    try:
+        rel.encode("utf-8")
+        return rel, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(rel)
+        return raw.decode("utf-8", "backslashreplace"), raw
 
 
 @dataclass(frozen=True)
@@ -73,33 +85,36 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
         except OSError as exc:
             if folder == root:
                 raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
-            result.unreadable.append(Skipped(prefix.rstrip("/"), f"folder not readable: {exc.strerror}"))
+            shown = printable_path(prefix.rstrip("/"))[0]
+            result.unreadable.append(Skipped(shown, f"folder not readable: {exc.strerror}"))
             continue
         subfolders = []
         for entry in entries:
             rel = prefix + entry.name
+            shown = printable_path(rel)[0]
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                result.unreadable.append(Skipped(rel, f"cannot stat: {exc.strerror}"))
+                result.unreadable.append(Skipped(shown, f"cannot stat: {exc.strerror}"))
                 continue
             system = in_system or is_system_name(entry.name, system_files)
             if stat.S_ISLNK(st.st_mode):
-                result.skipped.append(Skipped(rel, "symlink, not followed"))
+                result.skipped.append(Skipped(shown, "symlink, not followed"))
             elif stat.S_ISDIR(st.st_mode):
                 if st.st_dev != top.st_dev:
-                    result.skipped.append(Skipped(rel, "another filesystem mounted here, not crossed"))
+                    result.skipped.append(Skipped(shown, "another filesystem mounted here, not crossed"))
                 elif (st.st_dev, st.st_ino) in seen:
-                    result.skipped.append(Skipped(rel, "folder already visited (directory loop), not entered"))
+                    result.skipped.append(Skipped(shown, "folder already visited (directory loop), not entered"))
                 else:
                     seen.add((st.st_dev, st.st_ino))
                     subfolders.append((Path(entry.path), rel + "/", system))
             elif not stat.S_ISREG(st.st_mode):
-                result.skipped.append(Skipped(rel, "not a regular file"))
+                result.skipped.append(Skipped(shown, "not a regular file"))
             elif system:
-                result.skipped.append(Skipped(rel, "device system or log file"))
+                result.skipped.append(Skipped(shown, "device system or log file"))
             else:
-                result.files.append(Found(Path(entry.path), rel, st.st_size, st.st_mtime_ns))
+                text, raw = printable_path(rel)
+                result.files.append(Found(Path(entry.path), text, st.st_size, st.st_mtime_ns, raw))
         pending.extend(reversed(subfolders))
     result.files.sort(key=lambda f: f.rel)
     return result
