@@ -146,12 +146,24 @@ def _b64(data: bytes) -> bytes:
 
 
 def _unb64(text: bytes) -> bytes:
-    if b"=" in text or b"\r" in text:
+    """Unpadded standard base64, canonical only: unused trailing bits must be zero (so that one file
+    has one encoding, and an altered one is refused before any key is tried)."""
+    if b"=" in text or b"\r" in text or len(text) % 4 == 1:
         raise AgeError("bad base64 in the header")
     try:
-        return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+        data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
     except ValueError as exc:
         raise AgeError("bad base64 in the header") from exc
+    if _b64(data) != text:
+        raise AgeError("non-canonical base64 in the header")
+    return data
+
+
+def _check_arguments(args: list[bytes]) -> None:
+    """Stanza type and arguments: non-empty, printable ASCII only (VCHAR)."""
+    for arg in args:
+        if not arg or any(c < 33 or c > 126 for c in arg):
+            raise AgeError("malformed stanza (an empty or non-ASCII argument)")
 
 
 def _wrap(file_key: bytes, recipient: Recipient) -> bytes:
@@ -215,6 +227,7 @@ def _read_header(src: BinaryIO) -> tuple[list[tuple[list[bytes], bytes]], bytes,
         if not text.startswith(b"-> "):
             raise AgeError("malformed age header")
         args = text[3:].split(b" ")
+        _check_arguments(args)
         body = bytearray()
         while True:
             piece = line()
@@ -237,7 +250,10 @@ def _unwrap(stanzas: list[tuple[list[bytes], bytes]], identities: list[Identity]
             raise AgeError("malformed X25519 stanza")
         for identity in identities:
             private = X25519PrivateKey.from_private_bytes(identity.secret)
-            shared = private.exchange(X25519PublicKey.from_public_bytes(share))
+            try:
+                shared = private.exchange(X25519PublicKey.from_public_bytes(share))
+            except ValueError:  # cryptography refuses a low-order share (an all-zero shared secret)
+                raise AgeError("invalid X25519 share (a low-order point)") from None
             if shared == bytes(32):
                 raise AgeError("invalid X25519 share")
             key = _hkdf(shared, share + identity.recipient.public, _X25519_INFO)

@@ -49,3 +49,27 @@ ensure_venv() {
         touch "$stamp"
     fi
 }
+
+# The community age test vectors (C2SP CCTV), from the npm registry's cctv-age package, written out
+# one file per vector into $age_vectors. Bump the version here to take newer vectors.
+AGE_VECTORS_VERSION=0.2.0
+age_vectors="$venv/age-vectors-$AGE_VECTORS_VERSION"
+
+ensure_age_vectors() {
+    [ -e "$age_vectors/.complete" ] && return 0
+    command -v npm >/dev/null 2>&1 || ensure_debs nodejs npm
+    local tmp
+    tmp=$(mktemp -d)
+    say "fetching the age test vectors (npm package cctv-age@$AGE_VECTORS_VERSION)"
+    if ! (cd "$tmp" && npm pack --silent "cctv-age@$AGE_VECTORS_VERSION" >/dev/null && tar xzf ./*.tgz); then
+        rm -rf "$tmp"
+        say "Error: could not fetch cctv-age@$AGE_VECTORS_VERSION from the npm registry"
+        exit 2
+    fi
+    rm -rf "$age_vectors" && mkdir -p "$age_vectors"
+    node -e 'const fs = require("fs"); const v = require(process.argv[1]);
+             for (const name of Object.keys(v)) fs.writeFileSync(process.argv[2] + "/" + name, Buffer.from(v[name]));' \
+        "$tmp/package/index.js" "$age_vectors"
+    rm -rf "$tmp"
+    touch "$age_vectors/.complete"
+}
