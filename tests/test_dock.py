@@ -331,27 +331,3 @@ def test_sd_notify_ready_status_and_watchdog(tmp_path: Path, data_dir: Path):
         assert daemon.stop() == 0
         sock.close()
     assert messages[0].startswith("READY=1\nSTATUS=idle")
-
-
-def test_systemd_units_verify(tmp_path: Path):
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed")
-    repo = Path(__file__).resolve().parent.parent
-    units = tmp_path / "units"
-    units.mkdir()
-    for unit in (repo / "systemd").iterdir():
-        if unit.suffix in (".service", ".timer", ".mount"):
-            # point the installed paths at this checkout so the executables exist
-            (units / unit.name).write_text(unit.read_text().replace("/opt/archiver", str(repo)))
-    names = []
-    for unit in sorted(units.iterdir()):
-        if "@" in unit.name:  # a template is verified through an instance of it
-            instance = units / unit.name.replace("@.", "@sdb1.")
-            instance.symlink_to(unit)
-            unit = instance
-        names.append(str(unit))
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *names], capture_output=True, text=True,
-                            env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if str(units) in line or "Unknown" in line or "Invalid" in line]
-    assert result.returncode == 0 and problems == [], result.stderr
