@@ -197,12 +197,12 @@ class Folder:
     def sync(self) -> None:
         os.fsync(self.fd)
 
-    def new_file(self, name: str, mode: int = 0o640) -> AtomicFile:
-        return AtomicFile(self, name, mode)
+    def new_file(self, name: str, mode: int = 0o640, group: int | None = None) -> AtomicFile:
+        return AtomicFile(self, name, mode, group)
 
-    def write_file(self, name: str, data: bytes, mode: int = 0o640) -> None:
+    def write_file(self, name: str, data: bytes, mode: int = 0o640, group: int | None = None) -> None:
         """Replace `name` here with `data`, atomically and durably."""
-        with self.new_file(name, mode) as out:
+        with self.new_file(name, mode, group) as out:
             out.write(data)
 
     def close(self) -> None:
@@ -225,11 +225,13 @@ class AtomicFile:
     commits on success and removes the temp file on any exception.
     """
 
-    def __init__(self, folder: Folder, name: str, mode: int = 0o640) -> None:
+    def __init__(self, folder: Folder, name: str, mode: int = 0o640, group: int | None = None) -> None:
         self.folder, self.name, self.mode = folder, name, mode
         self.temp = temp_name(name)
         self.fd = folder.open_file(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.done = False
+        if group is not None:
+            give_group(self.fd, group)
 
     @property
     def temp_path(self) -> Path:
@@ -320,6 +322,14 @@ def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: 
         fsync_dir(folder.parent)
         if created is not None:
             created.append(folder)
+
+
+def give_group(fd: int, gid: int) -> None:
+    """A file for the reader group (where the folder's setgid does not already see to it)."""
+    try:
+        os.fchown(fd, -1, gid)
+    except PermissionError:
+        pass  # not root and not in that group: the file keeps the creator's group
 
 
 def make_shared(path: Path, gid: int | None) -> None:

@@ -134,3 +134,33 @@ def tmpfs(tmp_path: Path) -> Iterator:
     yield make
     for target in reversed(mounted):
         umount(target)
+
+
+# -- backups: real age keys, two targets --------------------------------------------------
+def _age_keygen(path: Path) -> str:
+    if not shutil.which("age-keygen"):
+        pytest.fail("age is missing: scripts/test installs Debian's age")
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    return subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, object]:
+    office, escrow = tmp_path / "office.key", tmp_path / "escrow.key"
+    return {"office": office, "escrow": escrow, "recipients": [_age_keygen(office), _age_keygen(escrow)]}
+
+
+@pytest.fixture
+def backed(cli, recorder: Path, tmp_path: Path, keys):
+    """A data dir with the card ingested and a config with two targets and two recipients."""
+    targets = [tmp_path / "t1", tmp_path / "t2"]
+    for t in targets:
+        t.mkdir()
+    config = tmp_path / "backup.toml"
+    config.write_text(f"[backup]\ntargets = {[str(t) for t in targets]!r}\nrecipients = {keys['recipients']!r}\n")
+    assert cli("ingest", recorder).exit_code == 0
+
+    def run(*args):
+        return cli(*args, config=config)
+
+    return {"run": run, "targets": targets, "config": config, **keys}

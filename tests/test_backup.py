@@ -19,35 +19,6 @@ from daemon_util import DaemonProcess, wait_for
 from archiver.backup.age import AgeError, Identity, Recipient, decrypt, encrypt, read_identities
 
 
-def _age_keygen(path: Path) -> str:
-    if not shutil.which("age-keygen"):
-        pytest.fail("age is missing: scripts/test installs Debian's age")
-    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
-    return subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> dict[str, object]:
-    office, escrow = tmp_path / "office.key", tmp_path / "escrow.key"
-    return {"office": office, "escrow": escrow, "recipients": [_age_keygen(office), _age_keygen(escrow)]}
-
-
-@pytest.fixture
-def backed(cli, recorder: Path, tmp_path: Path, keys):
-    """A data dir with the card ingested and a config with two targets and two recipients."""
-    targets = [tmp_path / "t1", tmp_path / "t2"]
-    for t in targets:
-        t.mkdir()
-    config = tmp_path / "backup.toml"
-    config.write_text(f"[backup]\ntargets = {[str(t) for t in targets]!r}\nrecipients = {keys['recipients']!r}\n")
-    assert cli("ingest", recorder).exit_code == 0
-
-    def run(*args):
-        return cli(*args, config=config)
-
-    return {"run": run, "targets": targets, "config": config, **keys}
-
-
 def test_age_format_roundtrips_and_matches_the_age_cli(tmp_path: Path, keys):
     sizes = [0, 1, 65535, 65536, 65537, 3 * 65536, 200_000]
     for size in sizes:

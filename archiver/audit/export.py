@@ -83,8 +83,7 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
         }
         bag = bagit.make_bag(str(staging), info, checksums=_algorithms(ws))
         wanted = {r.sha256 for r in recordings}
-        lines = [line for _n, line in events(ws.custody.path) if json.loads(line).get("subject", {}).get("sha256")
-                 in wanted]
+        lines = [line for _n, line in events(ws.custody.path) if _concerns(json.loads(line), wanted)]
         (staging / EVENTS).write_bytes(b"".join(line + b"\n" for line in lines))
         (staging / RECORDINGS).write_bytes(b"".join(json.dumps(
             {"path": "data/" + places[r.id], "id": r.id, "sha256": r.sha256, "archive_path": r.archive_path,
@@ -101,6 +100,13 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(dest, len(recordings), total, len(lines))
+
+
+def _concerns(event: dict, wanted: set[str]) -> bool:
+    """Whether a custody event is about one of these recordings (its subject names one sha256, or several)."""
+    subject = event.get("subject")
+    named = subject.get("sha256") if isinstance(subject, dict) else None
+    return bool(wanted & set(named)) if isinstance(named, list) else named in wanted
 
 
 def payload_paths(recordings: list[Recording]) -> dict[int, str]:

@@ -36,7 +36,7 @@ from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.fs import Folder, check_private, reader_gid, sweep_temp_files
+from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_temp_files
 from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
@@ -162,12 +162,14 @@ def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int
     return sink.sha256.hexdigest(), sink.size
 
 
-def _list(target: Path, entry: dict[str, Any]) -> None:
+def _list(target: Path, entry: dict[str, Any], group: int | None) -> None:
     """Append one signed line to the target's manifest (after a torn line, on a line of its own)."""
     with Folder.open(target) as folder:
         fd = folder.open_file(MANIFEST, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         with os.fdopen(fd, "r+b") as fh:
             size = os.fstat(fd).st_size
+            if not size and group is not None:
+                give_group(fd, group)
             if size:
                 fh.seek(size - 1)
                 if fh.read(1) != b"\n":
@@ -199,7 +201,11 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
             _reconcile(ws, target)
             _backup_recordings(ws, target, to, counts, cancel, group)
             _snapshot(ws, target, to, counts, group)
-            publish_head(ws.custody.path, ws.station_key, target)
+        except OSError as exc:
+            raise _target_error(exc, target) from exc
+    for target in _targets(ws.cfg):  # the head after every target's events, on every target
+        try:
+            publish_head(ws.custody.path, ws.station_key, target, group)
         except OSError as exc:
             raise _target_error(exc, target) from exc
     return report
@@ -272,9 +278,10 @@ def _reconcile(ws: Workspace, target: Path) -> None:
 def _record(ws: Workspace, target: Path, name: str, kind: str, recording_id: int | None, plain: str,
             digest: str, size: int) -> None:
     now = datetime.now(UTC)
-    _list(target, sign_record(ws.station_key, {
-        "object": name, "kind": kind, "plain_sha256": plain, "ciphertext_sha256": digest, "size": size,
-        "time": now.isoformat(timespec="seconds")}))
+    entry = sign_record(ws.station_key, {"object": name, "kind": kind, "plain_sha256": plain,
+                                         "ciphertext_sha256": digest, "size": size,
+                                         "time": now.isoformat(timespec="seconds")})
+    _list(target, entry, reader_gid(ws.cfg.access.reader_group))
     with ws.catalog.session() as session:
         session.add(BackupObject(target=str(target), name=name, kind=kind, recording_id=recording_id,
                                  plain_sha256=plain, ciphertext_sha256=digest, size=size, at=now))
@@ -313,7 +320,7 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
         "custody_head": {"seq": head.seq, "hash": head.hash} if head else None})
     data = json.dumps(descriptor, sort_keys=True, ensure_ascii=False, indent=1).encode() + b"\n"
     with Folder.open(target, f"snapshots/{stamp}") as folder:
-        folder.write_file(DESCRIPTOR, data)
+        folder.write_file(DESCRIPTOR, data, group=group)
     digest = hashlib.sha256(data).hexdigest()
     _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data))
 

@@ -28,7 +28,7 @@ class Anchor:
     head: Head
 
 
-def publish_head(log: Path, key: StationKey, target: Path) -> Head | None:
+def publish_head(log: Path, key: StationKey, target: Path, group: int | None = None) -> Head | None:
     """The custody log's head, signed, on a backup target (replaced atomically)."""
     head = log_head(log)
     if head is None:
@@ -36,7 +36,7 @@ def publish_head(log: Path, key: StationKey, target: Path) -> Head | None:
     anchor = sign_record(key, {"station_key": key.public.text, "seq": head.seq, "hash": head.hash,
                                "time": datetime.now(UTC).isoformat(timespec="seconds")})
     with Folder.open(target) as folder:
-        folder.write_file(HEAD_ANCHOR, json.dumps(anchor, sort_keys=True).encode() + b"\n")
+        folder.write_file(HEAD_ANCHOR, json.dumps(anchor, sort_keys=True).encode() + b"\n", group=group)
     return head
 
 
