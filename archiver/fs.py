@@ -17,7 +17,11 @@ import grp
 import os
 import pwd
 import secrets
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from archiver.errors import InsecureError, UnsafePathError, storage_error
@@ -322,6 +326,45 @@ def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: 
         fsync_dir(folder.parent)
         if created is not None:
             created.append(folder)
+
+
+def new_or_empty(dest: Path) -> bool:
+    """Whether `dest` can receive a staged folder: absent, or an empty folder (not a symlink to one)."""
+    return not os.path.lexists(dest) or (not dest.is_symlink() and dest.is_dir() and not any(dest.iterdir()))
+
+
+@contextmanager
+def staged_folder(dest: Path, purpose: str, group: int | None) -> Iterator[Path]:
+    """A folder that appears at `dest` only complete: built in a staging folder of this process's own
+    making next to it (an unpredictable name: nothing planted there is used), synced, then renamed onto
+    `dest` (absent or empty); removed on any failure."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{purpose}-"))
+    try:
+        make_shared(staging, group)
+        yield staging
+        sync_tree(staging)
+        if os.path.lexists(dest):
+            dest.rmdir()
+        staging.rename(dest)
+        fsync_dir(dest.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and folder under `root` (a tree built by a library that does not), then the
+    folder holding it: what is renamed into place next is durable."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+    fsync_dir(root.parent)
 
 
 def give_group(fd: int, gid: int) -> None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +28,7 @@ from sqlalchemy import select
 from archiver.cases.links import recording_ids_for_case
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
-from archiver.fs import Folder, make_shared, reader_gid
+from archiver.fs import Folder, new_or_empty, reader_gid, staged_folder
 from archiver.ingest.store import Archive, alternate_name
 from archiver.ledger.custody import catalog_head, events
 from archiver.ledger.keys import PublicKey
@@ -56,16 +54,13 @@ class ExportResult:
 def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     """Write the bag in a staging folder that this call creates (unpredictable name, ours alone), then
     rename it to `dest`: a symlink or folder planted next to `dest` is never followed or reused."""
-    if os.path.lexists(dest) and (dest.is_symlink() or not dest.is_dir() or any(dest.iterdir())):
+    if not new_or_empty(dest):
         raise ExportError(f"{dest} is not a new or empty folder: give a new or empty folder for the export")
     ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
     with ws.catalog.session() as session:
         recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)))
     head = catalog_head(ws.catalog)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
-    try:
-        make_shared(staging, reader_gid(ws.cfg.access.reader_group))
+    with staged_folder(dest, "partial", reader_gid(ws.cfg.access.reader_group)) as staging:
         places = payload_paths(recordings)
         total = _copy_payload(ws.archive, recordings, places, staging)
         now = datetime.now(ws.cfg.timezone).isoformat(timespec="seconds")
@@ -84,21 +79,16 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
         bag = bagit.make_bag(str(staging), info, checksums=_algorithms(ws))
         wanted = {r.sha256 for r in recordings}
         lines = [line for _n, line in events(ws.custody.path) if _concerns(json.loads(line), wanted)]
-        (staging / EVENTS).write_bytes(b"".join(line + b"\n" for line in lines))
-        (staging / RECORDINGS).write_bytes(b"".join(json.dumps(
-            {"path": "data/" + places[r.id], "id": r.id, "sha256": r.sha256, "archive_path": r.archive_path,
-             "original_path": r.original_path}, ensure_ascii=False, sort_keys=True).encode() + b"\n"
-            for r in recordings))
-        bag.save(manifests=False)  # tag manifest over the tag files, the events included
-        _check_payload(staging, recordings, places)
-        signature = key.sign((staging / "tagmanifest-sha256.txt").read_bytes())
-        (staging / SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
-        if os.path.lexists(dest):
-            dest.rmdir()
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with Folder.open(staging) as bagged:
+            bagged.write_file(EVENTS, b"".join(line + b"\n" for line in lines))
+            bagged.write_file(RECORDINGS, b"".join(json.dumps(
+                {"path": "data/" + places[r.id], "id": r.id, "sha256": r.sha256, "archive_path": r.archive_path,
+                 "original_path": r.original_path}, ensure_ascii=False, sort_keys=True).encode() + b"\n"
+                for r in recordings))
+            bag.save(manifests=False)  # tag manifest over the tag files, the events included
+            _check_payload(staging, recordings, places)
+            signature = key.sign((staging / "tagmanifest-sha256.txt").read_bytes())
+            bagged.write_file(SIGNATURE, base64.b64encode(signature) + b"\n")
     return ExportResult(dest, len(recordings), total, len(lines))
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +33,7 @@ from archiver.backup.targets import (
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError
-from archiver.fs import NAME_MAX, Folder
+from archiver.fs import NAME_MAX, Folder, new_or_empty, staged_folder
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.store import FOOTAGE_MODE, Archive
 from archiver.ledger.custody import LOG_NAME, log_head
@@ -147,31 +145,23 @@ def _read_descriptor(target: Path, stamp: str, pinned: PublicKey | None) -> Snap
 
 
 def restore_station(target: Path, dest: Path, identities: list[Identity], hashes: tuple[str, ...],
-                    pinned: PublicKey | None, trust_target: bool = False) -> tuple[int, Snapshot]:
+                    pinned: PublicKey | None, trust_target: bool = False,
+                    group: int | None = None) -> tuple[int, Snapshot]:
     """Rebuild a whole data dir in `dest` from the newest snapshot signed by the pinned station key:
     catalog, custody log, keys, every recording its catalog lists, the day manifests."""
     if pinned is None and not trust_target:
         raise BackupError("give the station's public key with --station-key (ed25519:..., its station.pub, or an "
                           "export of it) so that a forged snapshot cannot be restored; --trust-target restores "
                           "whatever the target's newest snapshot claims, signed by any key")
-    if os.path.lexists(dest) and (dest.is_symlink() or not dest.is_dir() or any(dest.iterdir())):
+    if not new_or_empty(dest):
         raise BackupError(f"{dest} is not a new or empty folder: restore a whole station into a new or empty folder")
     snapshot, skipped = find_snapshot(target, pinned)
     if snapshot is None:
         whose = f"the station key {pinned.fingerprint}" if pinned else "the key it names"
         raise BackupError(f"{target} holds no snapshot signed by {whose} ({skipped} passed over as unsigned, signed "
                           "by another key or malformed): nothing restored; check the key and the target")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.restore-"))
-    try:
-        os.chmod(staging, 0o750)
+    with staged_folder(dest, "restore", group) as staging:
         count = _restore_into(target, staging, snapshot, identities, hashes)
-        if os.path.lexists(dest):
-            dest.rmdir()
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return count, snapshot
 
 

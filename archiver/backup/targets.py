@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -299,8 +300,8 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
         with sqlite3.connect(data_dir / CATALOG_FILE) as live, sqlite3.connect(copy) as snap:
             live.backup(snap)
         log = Path(scratch) / LOG_NAME
-        with open_log(ws.custody.path) as fh:
-            log.write_bytes(fh.read())
+        with open_log(ws.custody.path) as fh, log.open("wb") as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
         head = log_head(log)
         with Folder.open(data_dir, KEY_DIR) as keys:
             sources = {"catalog": lambda: copy.open("rb"), "custody": lambda: log.open("rb"),

@@ -20,6 +20,7 @@ from archiver.cases.links import recording_ids_for_case
 from archiver.catalog.lookup import find_recording
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
+from archiver.fs import reader_gid
 from archiver.ledger.keys import read_public_key
 
 
@@ -114,7 +115,8 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     identities = load_identities(identity)
     if all_:
         pinned = read_public_key(station_key) if station_key else None
-        count, snapshot = restore_station(source, dest, identities, app.config.hashes, pinned, trust_target)
+        count, snapshot = restore_station(source, dest, identities, app.config.hashes, pinned, trust_target,
+                                          reader_gid(app.config.access.reader_group))
         if pinned is None:
             click.echo(f"WARNING: restored without a pinned key: the snapshot is signed by {snapshot.key.fingerprint} "
                        f"({snapshot.key.text}); compare it with the station's key on paper before trusting it",
