@@ -127,7 +127,7 @@ def tmpfs(tmp_path: Path) -> Iterator:
     def make(name: str, size: str) -> Path:
         target = tmp_path / name
         target.mkdir(parents=True, exist_ok=True)
-        mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target))
+        mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(target))  # a disk root: not 1777
         mounted.append(target)
         return target
 
