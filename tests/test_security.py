@@ -471,3 +471,4 @@ def test_an_unexpected_exception_is_one_line_exit_70_with_the_traceback_kept(cli
     saved.unlink()
     verbose = cli("-v", "verify")
     assert verbose.exit_code == 70 and "Traceback" in verbose.stderr
+    Path(verbose.stderr.split("the traceback is in ")[1].split(";")[0]).unlink()

@@ -27,6 +27,7 @@ from archiver.ingest.manifests import day_entries, parse_manifest
 from archiver.ingest.store import Archive
 from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
 from archiver.ledger.custody import LOG_NAME, Head, catalog_head, check_log
+from archiver.problems import Kind
 from archiver.workspace import Workspace
 
 WORKERS = 2
@@ -44,7 +45,7 @@ class VerifyReport:
     anchors: list[dict[str, Any]] = field(default_factory=list)  # the heads the log was checked against
     run_id: int | None = None
 
-    def problem(self, kind: str, path: str, detail: str) -> None:
+    def problem(self, kind: Kind, path: str, detail: str) -> None:
         self.problems.append({"kind": kind, "path": path, "detail": detail})
 
     def to_json(self) -> dict[str, Any]:
@@ -143,18 +144,19 @@ def _judge(rec: Recording, future: Future, report: VerifyReport) -> bool:
     try:
         digests = future.result()
     except FileNotFoundError:
-        report.problem("missing", rec.archive_path, f"recording #{rec.id} (sha256 {rec.sha256}) is not in the archive")
+        report.problem(Kind.MISSING, rec.archive_path,
+                       f"recording #{rec.id} (sha256 {rec.sha256}) is not in the archive")
         return False
     except OSError as exc:
-        report.problem("unreadable", rec.archive_path, f"recording #{rec.id}: {exc.strerror or exc}")
+        report.problem(Kind.UNREADABLE, rec.archive_path, f"recording #{rec.id}: {exc.strerror or exc}")
         return False
     report.bytes += rec.size
     if digests["sha256"] != rec.sha256:
-        report.problem("mismatch", rec.archive_path,
+        report.problem(Kind.MISMATCH, rec.archive_path,
                        f"recording #{rec.id}: sha256 is {digests['sha256']}, the catalog says {rec.sha256}")
         return False
     if rec.sm3 and digests.get("sm3") != rec.sm3:
-        report.problem("mismatch", rec.archive_path, f"recording #{rec.id}: sm3 is {digests.get('sm3')}, "
+        report.problem(Kind.MISMATCH, rec.archive_path, f"recording #{rec.id}: sm3 is {digests.get('sm3')}, "
                                                      f"the catalog says {rec.sm3}")
         return False
     return True
@@ -172,15 +174,15 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                     listed = parse_manifest(fh.read().decode("utf-8", "replace"))
             except FileNotFoundError:
                 if expected:
-                    report.problem("manifest", shown, f"missing; it should list {len(expected)} file(s)")
+                    report.problem(Kind.MANIFEST, shown, f"missing; it should list {len(expected)} file(s)")
                 continue
             for rel, digest in sorted(expected.items()):
                 if rel not in listed:
-                    report.problem("manifest", shown, f"does not list {rel}")
+                    report.problem(Kind.MANIFEST, shown, f"does not list {rel}")
                 elif listed[rel] != digest:
-                    report.problem("manifest", shown, f"lists {rel} with {listed[rel]}, the catalog has {digest}")
+                    report.problem(Kind.MANIFEST, shown, f"lists {rel} with {listed[rel]}, the catalog has {digest}")
             for rel in sorted(set(listed) - set(expected)):
-                report.problem("manifest", shown, f"lists {rel}, which the catalog does not have")
+                report.problem(Kind.MANIFEST, shown, f"lists {rel}, which the catalog does not have")
 
 
 def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:
@@ -196,11 +198,11 @@ def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:
             path = folder / name
             rel = ws.archive.relative(path)
             if path.is_symlink():
-                report.problem("unexpected", rel, f"a symlink (to {os.readlink(path)!r}), never followed: planted")
+                report.problem(Kind.UNEXPECTED, rel, f"a symlink (to {os.readlink(path)!r}), never followed: planted")
             elif name in files and rel not in known and not (depth == 3 and name.startswith("manifest-")):
                 what = "a temp file left by an interrupted write" if name.startswith(TEMP_PREFIX) else \
                     "not in the catalog"
-                report.problem("unexpected", rel, what)
+                report.problem(Kind.UNEXPECTED, rel, what)
 
 
 def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, heads: list[Head],
@@ -213,7 +215,7 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     for target in ws.cfg.backup.targets:
         head, why = read_anchor(target, key) if target.is_dir() else (None, None)
         if why:
-            report.problem("custody_anchor", str(target / HEAD_ANCHOR), f"seq ?: the head on this target is {why}")
+            report.problem(Kind.CUSTODY_ANCHOR, str(target / HEAD_ANCHOR), f"seq ?: the head on this target is {why}")
         anchors.append((f"backup target {target}", head))
     anchors += [("the head given with --head", head) for head in heads]
     result = check_log(ws.custody.path, key, anchors)
@@ -222,7 +224,7 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     report.anchors = [{"source": source, "seq": head.seq, "hash": head.hash} for source, head in anchors if head]
     for rec in selected:
         if rec.sha256 not in result.ingested:
-            report.problem("custody_missing_event", LOG_NAME,
+            report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
                            f"recording #{rec.id} ({rec.archive_path}) has no ingest event")
     if not everything:
         return
@@ -230,6 +232,6 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
         catalogued = set(session.scalars(select(Recording.sha256)))
     for sha256, seq in sorted(result.ingested.items(), key=lambda item: item[1]):
         if sha256 not in catalogued:
-            report.problem("custody_orphan_event", LOG_NAME,
+            report.problem(Kind.CUSTODY_ORPHAN_EVENT, LOG_NAME,
                            f"seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
                            "(deleted evidence, or an ingest killed before it catalogued the file and never rerun)")

@@ -41,6 +41,7 @@ from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_tem
 from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
+from archiver.problems import Kind
 from archiver.workspace import Workspace
 
 MANIFEST = "backup-manifest.jsonl"
@@ -368,49 +369,49 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
     checked = 0
     key = ws.station_key.public
 
-    def problem(kind: str, path: Path | str, detail: str) -> None:
+    def problem(kind: Kind, path: Path | str, detail: str) -> None:
         problems.append({"kind": kind, "path": str(path), "detail": detail})
 
     for target in _targets(ws.cfg):
         if not target.is_dir():
-            problem("backup_target", target, "missing (not mounted?)")
+            problem(Kind.BACKUP_TARGET, target, "missing (not mounted?)")
             continue
         with ws.catalog.session() as session:
             rows = {r.name: r for r in session.scalars(select(BackupObject).where(BackupObject.target == str(target)))}
         entries, bad_lines = read_manifest(target)
         for number, what in bad_lines:
-            problem("backup_manifest", target / MANIFEST, f"line {number}: {what}")
+            problem(Kind.BACKUP_MANIFEST, target / MANIFEST, f"line {number}: {what}")
         listed: dict[str, dict[str, Any]] = {}
         for entry in entries:
             listed[entry["object"]] = entry
             if not signed_by(entry, key):
-                problem("backup_manifest_signature", target / MANIFEST,
+                problem(Kind.BACKUP_MANIFEST_SIGNATURE, target / MANIFEST,
                         f"{entry['object']}: the line is not signed by this station's key (forged or edited)")
             row = rows.get(entry["object"])
             if row is None:
-                problem("backup_unknown", target / MANIFEST, f"{entry['object']} is listed but this station never "
+                problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, f"{entry['object']} is listed but this station never "
                                                              "recorded writing it (planted, or a run killed a moment "
                                                              "after listing it: the next backup run adopts it)")
             elif (entry["ciphertext_sha256"], entry["size"]) != (row.ciphertext_sha256, row.size):
-                problem("backup_manifest", target / MANIFEST, f"{entry['object']}: hashes or size differ from what "
+                problem(Kind.BACKUP_MANIFEST, target / MANIFEST, f"{entry['object']}: hashes or size differ from what "
                                                               "the station recorded when it wrote the object")
         for name, row in sorted(rows.items()):
             checked += 1
             if name not in listed:
-                problem("backup_unlisted", target / name, "recorded in the catalog but not in the target's manifest")
+                problem(Kind.BACKUP_UNLISTED, target / name, "recorded in the catalog but not in the target's manifest")
             found = _check_object(target, row, identities)
             if found:
                 problem(found[0], target / name, found[1])
     return checked, problems
 
 
-def _check_object(target: Path, row: BackupObject, identities: list[Identity] | None) -> tuple[str, str] | None:
+def _check_object(target: Path, row: BackupObject, identities: list[Identity] | None) -> tuple[Kind, str] | None:
     try:
         fh = open_object(target, row.name)
     except (FileNotFoundError, NotADirectoryError):
-        return "backup_missing", "written by this station but not on the target"
+        return Kind.BACKUP_MISSING, "written by this station but not on the target"
     except ArchiverError as exc:
-        return "backup_unsafe", str(exc)
+        return Kind.BACKUP_UNSAFE, str(exc)
     with fh:
         reader = HashingReader(fh)
         plain = HashingWriter()
@@ -419,16 +420,16 @@ def _check_object(target: Path, row: BackupObject, identities: list[Identity] | 
             try:
                 decrypt(reader, plain, identities)
             except AgeError as exc:
-                failure = ("backup_decrypt", str(exc))
+                failure = (Kind.BACKUP_DECRYPT, str(exc))
         digest = reader.drain()
     if reader.size != row.size:
-        return "backup_size", f"{reader.size} bytes, the station wrote {row.size}"
+        return Kind.BACKUP_SIZE, f"{reader.size} bytes, the station wrote {row.size}"
     if digest != row.ciphertext_sha256:
-        return "backup_mismatch", "ciphertext SHA-256 differs from what the station wrote (bit rot or substitution)"
+        return Kind.BACKUP_MISMATCH, "ciphertext SHA-256 differs from what the station wrote (bit rot or substitution)"
     if failure:
         return failure
     if identities is not None and row.kind != "descriptor" and plain.sha256.hexdigest() != row.plain_sha256:
-        return "backup_plaintext", "decrypts to other bytes than were backed up"
+        return Kind.BACKUP_PLAINTEXT, "decrypts to other bytes than were backed up"
     return None
 
 

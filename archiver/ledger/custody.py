@@ -32,6 +32,7 @@ from archiver.catalog.db import commit
 from archiver.errors import ArchiveStorageError, UnsafePathError, storage_error
 from archiver.fs import Folder
 from archiver.ledger.keys import PublicKey, StationKey, canonical
+from archiver.problems import Kind
 
 LOG_NAME = "custody.jsonl"
 GENESIS = "0" * 64
@@ -214,7 +215,7 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
     wanted = {head.seq for _source, head in anchors}
     hashes: dict[int, str] = {}  # only at the anchors' sequence numbers: memory stays flat
 
-    def problem(kind: str, seq: int | str, detail: str) -> None:
+    def problem(kind: Kind, seq: int | str, detail: str) -> None:
         result.problems.append({"kind": kind, "path": LOG_NAME, "detail": f"seq {seq}: {detail}"})
 
     for number, line in events(path):
@@ -224,17 +225,17 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
             seq = int(event["seq"])
             signature = base64.b64decode(event.pop("sig"), validate=True)
         except (ValueError, KeyError, TypeError, AttributeError):
-            problem("custody_chain", f"? (line {number})", "not a well-formed custody event")
+            problem(Kind.CUSTODY_CHAIN, f"? (line {number})", "not a well-formed custody event")
             prev_hash, expected = digest, expected + 1
             continue
         if seq != expected:
-            problem("custody_chain", seq, f"expected sequence number {expected} (line {number}): "
+            problem(Kind.CUSTODY_CHAIN, seq, f"expected sequence number {expected} (line {number}): "
                                           "a line was removed, inserted or moved")
         if event.get("prev") != prev_hash:
-            problem("custody_chain", seq, "does not chain to the line before it (that line was changed, removed "
+            problem(Kind.CUSTODY_CHAIN, seq, "does not chain to the line before it (that line was changed, removed "
                                           "or moved)")
         if not key.verify(signature, canonical(event)):
-            problem("custody_signature", seq, "signature does not verify with the station key")
+            problem(Kind.CUSTODY_SIGNATURE, seq, "signature does not verify with the station key")
         if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
             result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
         if seq in wanted:
@@ -245,8 +246,8 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
     last = result.head.seq if result.head else 0
     for source, anchor in anchors:
         if last < anchor.seq:
-            problem("custody_truncated", anchor.seq, f"{source} holds the head at sequence {anchor.seq} but the log "
+            problem(Kind.CUSTODY_TRUNCATED, anchor.seq, f"{source} holds the head at sequence {anchor.seq} but the log "
                                                      f"ends at {last}: lines were cut off")
         elif hashes.get(anchor.seq) != anchor.hash:
-            problem("custody_chain", anchor.seq, f"differs from the line {source} holds as the head (rewritten)")
+            problem(Kind.CUSTODY_CHAIN, anchor.seq, f"differs from the line {source} holds as the head (rewritten)")
     return result
