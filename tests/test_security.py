@@ -370,6 +370,30 @@ def test_strangers_read_nothing_and_the_reader_group_reads_the_evidence(cli, rec
     assert not _can_read(people["reader"], data / "keys" / "station.key")
 
 
+def test_init_makes_a_data_dir_of_an_older_version_private(cli, recorder: Path, people, open_base: Path):
+    data = open_base / "data"
+    config = open_base / "archiver.toml"
+    config.write_text(f'[access]\nreader_group = "{people["group"]}"\n')
+    assert cli("ingest", recorder, data=data, config=config).exit_code == 0
+    for path in [data, *data.rglob("*")]:  # what an older version left: readable by all, root's group
+        os.chown(path, -1, 0)
+        path.chmod(0o755 if path.is_dir() else 0o444 if "archive" in path.parts else 0o644)
+    key = data / "keys" / "station.key"
+    key.chmod(0o600)
+    assert _can_read(people["stranger"], data / DAY / "manifest-sha256.txt")
+    result = cli("init", data=data, config=config)
+    assert result.exit_code == 0 and "private" in result.output, result.output
+    made = [data, *data.rglob("*")]
+    assert [str(p) for p in made if _can_read(people["stranger"], p)] == []
+    footage = [p for p in made if p.suffix in (".MP4", ".WAV", ".JPG")]
+    assert len(footage) == 6 and all(p.stat().st_mode & 0o777 == 0o440 for p in footage)
+    assert [str(p) for p in footage if not _can_read(people["reader"], p)] == []
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = cli("init", data=data, config=config)
+    assert again.exit_code == 0 and "private" not in again.output
+    assert cli("verify", data=data, config=config).exit_code == 0
+
+
 # -- 7. hostile inputs ---------------------------------------------------------------------------
 def test_a_name_that_is_not_utf8_is_archived_escaped_with_its_bytes_kept(cli, recorder: Path, data_dir: Path):
     raw = b"RECORD/\xff\xfeTA00716.MP4"

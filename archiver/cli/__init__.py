@@ -122,8 +122,17 @@ def crash(exc: Exception) -> InternalError:
 @main.command()
 @click.pass_obj
 def init(app: App) -> None:
-    """Create the data dir and catalog, or upgrade the catalog's schema."""
+    """Create the data dir and catalog, or upgrade the catalog's schema. On a data dir made by an
+    older version, also take every permission away from others and give it to the reader group."""
+    from archiver.fs import reader_gid
+    from archiver.ingest.store import tighten_data_dir
+
     ws = app.workspace(upgrade=True)
+    tightened = tighten_data_dir(app.config.data_dir, reader_gid(app.config.access.reader_group))
+    if tightened:
+        app.record("tighten_permissions", {"data_dir": str(app.config.data_dir)}, {"entries": tightened})
+        click.echo(f"made {tightened} entr{'y' if tightened == 1 else 'ies'} of the data dir private (nothing for "
+                   f"others; the reader group {app.config.access.reader_group!r} may read)")
     before, after = ws.schema_before, ws.catalog.revision()
     if before is None:
         state = f"catalog created at schema {after}"

@@ -427,6 +427,32 @@ def prepare_data_dir(data_dir: Path, owners: set[int], group: int | None = None)
     return archive
 
 
+def tighten_data_dir(data_dir: Path, group: int | None) -> int:
+    """Bring a data dir made before the archiver kept its files private to today's modes: nothing for
+    others, no group write, every folder and file the reader group's (folders setgid). Symlinks are
+    left alone (and reported by verify). Returns how many entries changed."""
+    changed = 0
+    for dirpath, _dirs, files in os.walk(data_dir):  # symlinked folders are listed, never entered
+        for path in [Path(dirpath), *(Path(dirpath) / name for name in files)]:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode) & ~0o027
+            regroup = group is not None and st.st_gid != group
+            if stat.S_ISDIR(st.st_mode) and group is not None:
+                mode |= stat.S_ISGID
+            if mode == stat.S_IMODE(st.st_mode) and not regroup:
+                continue
+            if regroup:
+                try:
+                    os.chown(path, -1, group, follow_symlinks=False)
+                except PermissionError:
+                    pass  # not root and not in that group: the entry keeps its group
+            os.chmod(path, mode)
+            changed += 1
+    return changed
+
+
 # What the archiver keeps directly in the data dir (besides the archive folder and the keys).
 _OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal", "custody.jsonl")
 
