@@ -77,14 +77,17 @@ def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifest
                report: RebuildReport) -> Recording | None:
     details = event["details"]
     path = archive.data_dir / details["archive_path"]
-    if not path.is_file():
+    if not path.is_file() or path.is_symlink():
         report.problems.append(f"missing: {details['archive_path']} (ingest event seq {event['seq']})")
         return None
     digests = archive.read_back(path, ["sha256"] + (["sm3"] if details.get("sm3") else []))
     folder = path.parent.parent
     if folder not in manifests:
-        listed = folder / "manifest-sha256.txt"
-        manifests[folder] = parse_manifest(listed.read_text(encoding="utf-8")) if listed.exists() else {}
+        try:
+            with archive.open(folder / "manifest-sha256.txt") as fh:
+                manifests[folder] = parse_manifest(fh.read().decode("utf-8", "replace"))
+        except FileNotFoundError:
+            manifests[folder] = {}
     rel = path.relative_to(folder).as_posix()
     if digests["sha256"] != sha256 or manifests[folder].get(rel, sha256) != sha256:
         report.problems.append(f"mismatch: {details['archive_path']} no longer has its ingest hash")
