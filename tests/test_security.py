@@ -101,6 +101,16 @@ def test_a_forged_snapshot_is_never_restored_and_nothing_lands_outside_dest(forg
     ours = {r["sha256"] for r in json.loads(cli("recordings", "list", "--json").stdout)}
     assert {r["sha256"] for r in json.loads(cli("recordings", "list", "--json", data=station).stdout)} == ours
 
+    # a symlink planted on the way inside DEST: refused and named, nothing written through it
+    planted = tmp_path / "planted"
+    (planted / "archive").parent.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (planted / "archive").symlink_to(elsewhere)
+    through = run("backup", "restore", "--identity", forged["office"], "--target", target, "1", planted)
+    assert through.exit_code == 3 and f"{planted / 'archive'} is a symlink" in through.stderr
+    assert list(elsewhere.iterdir()) == []
+
     # without a pinned key: refused
     refused = run("backup", "restore", "--identity", forged["office"], "--target", target, "--all",
                   tmp_path / "unpinned")
