@@ -178,9 +178,6 @@ class Folder:
         except FileNotFoundError:
             pass
 
-    def rmdir(self, name: str) -> None:
-        os.rmdir(name, dir_fd=self.fd)
-
     def link(self, source: str, name: str) -> bool:
         """Give the file `source` a second name here; False if `name` exists. Never replaces anything."""
         try:
@@ -236,13 +233,6 @@ class AtomicFile:
         self.done = False
         if group is not None:
             give_group(self.fd, group)
-
-    @property
-    def temp_path(self) -> Path:
-        return self.folder.path / self.temp
-
-    def fileno(self) -> int:
-        return self.fd
 
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)

@@ -98,10 +98,6 @@ class Copied:
     size: int
     digests: dict[str, str]
 
-    @property
-    def temp(self) -> Path:
-        return self.file.temp_path
-
     def close(self) -> None:
         """Drop the temp file if it was not placed, and let go of the folder."""
         self.file.discard()
