@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from archiver.backup.age import Identity
-from archiver.simulate import RecorderSpec, make_audio, make_photo, make_video
+from archiver.dock.simulate import RecorderSpec, make_audio, make_photo, make_video
 
 MBIT = 80
 SPEC = RecorderSpec(size="1280x720", bitrate=f"{MBIT}M", noise=True)

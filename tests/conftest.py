@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from archiver.cli import main
-from archiver.simulate import RecorderSpec, make_recorder
+from archiver.dock.simulate import RecorderSpec, make_recorder
 
 REPO = Path(__file__).resolve().parent.parent
 

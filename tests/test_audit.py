@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cases import CASE, HEADER, HOLEY, ROWS, write
 
+from archiver.dock.simulate import make_recorder
 from archiver.ledger.custody import canonical
-from archiver.simulate import make_recorder
 
 BAGIT = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "bagit.py")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.simulate import RecorderSpec, make_recorder
+from archiver.dock.simulate import RecorderSpec, make_recorder
 
 CASE = "后叶罚〔2022〕12号"
 HEADER = "case_no,title,stage,officers,start,end,recording_required\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.simulate import RecorderSpec, make_recorder
+from archiver.dock.simulate import RecorderSpec, make_recorder
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from PIL import Image
 from test_cases import CASE, HEADER, HOLEY, ROWS, write
 
 from archiver.cases.report import GAP_COLOUR
-from archiver.simulate import make_recorder
+from archiver.dock.simulate import make_recorder
 
 
 def _chromium() -> str:

@@ -1,6 +1,6 @@
 """A simulated recorder made of real media (ffmpeg), for the tour, the tests and the benchmarks.
 
-    python -m archiver.simulate DIR [--serial TA00716] [--officer JX0227] [--start 2022-11-03T09:36:21] ...
+    python -m archiver.dock.simulate DIR [--serial TA00716] [--officer JX0227] [--start 2022-11-03T09:36:21] ...
 
 Continuous video segments named `<serial>_<officer>_<YYYYMMDDhhmmss>.MP4` (each starting where
 the previous one ended, plus --gap-seconds), audio clips (WAV), photos (JPG), and the device's
