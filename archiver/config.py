@@ -61,8 +61,19 @@ DEFAULTS: dict[str, Any] = {
     "access": {
         "service_user": "archiver",
         "reader_group": "archiver",
+        "groups": {
+            "officer": "archiver-officer",
+            "clerk": "archiver-clerk",
+            "legal": "archiver-legal",
+            "auditor": "archiver-auditor",
+            "admin": "archiver-admin",
+        },
+        "officers": {},  # free-form: OS user name -> officer number
     },
 }
+
+# Tables whose keys are the user's own (names of people), each value a string.
+_FREE_TABLES = {"access.officers"}
 
 # Keys holding paths (resolved relative to the file that sets them).
 _PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file"}
@@ -101,6 +112,8 @@ class BackupConfig:
 class AccessConfig:
     service_user: str
     reader_group: str
+    groups: dict[str, str]  # role -> Unix group
+    officers: dict[str, str]  # OS user -> officer number
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,12 @@ def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"'{name}' in {source} must be a table ([{name}])")
+            if name in _FREE_TABLES:
+                bad = [k for k, v in value.items() if not isinstance(v, str) or not v.strip()]
+                if bad:
+                    raise ConfigError(f"'{name}.{bad[0]}' in {source} must be a non-empty string")
+                default.update(value)
+                continue
             _overlay(default, value, source, f"{name}.")
             continue
         _check_type(name, default, value, source)
@@ -239,6 +258,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
         ),
-        access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"]),
+        access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
+                            dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
         files=files,
     )

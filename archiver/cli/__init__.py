@@ -146,6 +146,7 @@ def init(app: App) -> None:
 # Subcommands are imported when used, so `archiver cases show` does not pay for ffmpeg, rich
 # progress, bagit, watchdog and age (start-up time is measured by scripts/bench).
 _COMMANDS = {
+    "access": "archiver.cli.access:access",
     "backup": "archiver.cli.backup:backup",
     "cases": "archiver.cli.cases:cases",
     "daemon": "archiver.cli.daemon:daemon",

@@ -1,0 +1,132 @@
+"""Who may do what: roles from Unix groups, and the permission matrix the station service enforces.
+
+Pure: the people are the machine's own users, and their groups are looked up by the caller
+(`person_for`), so the rules themselves are plain data, tested exhaustively. The service user and
+root hold every right. An officer's rights reach only their own recordings and the cases they act in
+(`OWN_ONLY`): the service narrows those commands to the officer number `access.officers` maps the user to.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass
+
+from archiver.config import AccessConfig
+
+ROLES = ("officer", "clerk", "legal", "auditor", "admin")
+
+# What each role is for, as `archiver access show` prints it.
+PURPOSE = {
+    "officer": "looks up their own recordings and the cases they act in",
+    "clerk": "docks recorders and keeps the archive: devices, ingest, status, backup status, recording lists",
+    "legal": "case officers (法制审核): imports, links and checks cases; looks up and retrieves recordings",
+    "auditor": "discipline and outside auditors (纪委): reads everything, verifies, exports; never changes anything",
+    "admin": "everything else: keys, backups and restores, device registration, the data dir itself",
+}
+
+_ALL = frozenset(ROLES)
+_READERS = frozenset({"legal", "auditor", "admin"})
+
+# Every command of the CLI, and the roles that may run it. tests/test_access.py checks that each
+# command has a row, so a new command cannot be added without deciding who may run it.
+MATRIX: dict[str, frozenset[str]] = {
+    "init": frozenset({"admin"}),
+    "ingest": frozenset({"clerk", "admin"}),
+    "daemon": frozenset({"admin"}),
+    "devices add": frozenset({"admin"}),
+    "devices list": frozenset({"clerk", "auditor", "admin"}),
+    "recordings list": _ALL,
+    "recordings show": frozenset({"officer"}) | _READERS,
+    "cases import": frozenset({"legal", "admin"}),
+    "cases link": frozenset({"legal", "admin"}),
+    "cases unlink": frozenset({"legal", "admin"}),
+    "cases list": frozenset({"officer"}) | _READERS,
+    "cases search": frozenset({"officer"}) | _READERS,
+    "cases show": frozenset({"officer"}) | _READERS,
+    "cases check": _READERS,
+    "cases report": _READERS,
+    "verify": frozenset({"auditor", "admin"}),
+    "verify-export": frozenset({"auditor", "admin"}),
+    "status": frozenset({"clerk", "auditor", "admin"}),
+    "export": frozenset({"auditor", "admin"}),
+    "keys show": frozenset({"auditor", "admin"}),
+    "backup run": frozenset({"admin"}),
+    "backup status": frozenset({"clerk", "auditor", "admin"}),
+    "backup verify": frozenset({"auditor", "admin"}),
+    "backup restore": frozenset({"admin"}),
+    "rebuild-catalog": frozenset({"admin"}),
+    "access show": frozenset({"auditor", "admin"}),
+    "access check": frozenset({"auditor", "admin"}),
+}
+
+# Commands an officer runs only over their own recordings and the cases they act in.
+OWN_ONLY = frozenset({"recordings list", "recordings show", "cases list", "cases search", "cases show"})
+
+
+@dataclass(frozen=True)
+class Person:
+    user: str
+    uid: int
+    roles: tuple[str, ...]  # in ROLES order
+    officer_no: str | None  # from access.officers
+    privileged: bool  # root or the service user: every right
+
+    def may(self, command: str) -> bool:
+        return self.privileged or bool(set(self.roles) & MATRIX.get(command, frozenset()))
+
+    def only_own(self, command: str) -> bool:
+        """Whether this person runs `command` as an officer alone (narrowed to their own footage)."""
+        if self.privileged or command not in OWN_ONLY:
+            return False
+        return not (set(self.roles) - {"officer"}) & MATRIX[command]
+
+
+def roles_for(groups: set[str], access: AccessConfig) -> tuple[str, ...]:
+    """The roles whose configured group is among `groups`."""
+    return tuple(role for role in ROLES if access.groups[role] in groups)
+
+
+def allowed(roles: tuple[str, ...]) -> list[str]:
+    """The commands someone with these roles may run, in the matrix's order."""
+    return [command for command, may in MATRIX.items() if set(roles) & may]
+
+
+def who_may(command: str) -> tuple[str, ...]:
+    return tuple(role for role in ROLES if role in MATRIX.get(command, frozenset()))
+
+
+# -- the machine's users and groups (I/O) --------------------------------------------------------
+def person_for(user: str, access: AccessConfig) -> Person:
+    """A local user as the service sees them. Raises KeyError if there is no such user."""
+    entry = pwd.getpwnam(user)
+    groups = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
+    try:
+        groups.add(grp.getgrgid(entry.pw_gid).gr_name)
+    except KeyError:
+        pass
+    service = access.service_user
+    return Person(user, entry.pw_uid, roles_for(groups, access), access.officers.get(user),
+                  entry.pw_uid == 0 or user == service)
+
+
+def holders(access: AccessConfig) -> dict[str, list[str]]:
+    """role -> the users in its group (members listed in /etc/group, and those for whom it is primary)."""
+    found: dict[str, list[str]] = {}
+    for role in ROLES:
+        try:
+            group = grp.getgrnam(access.groups[role])
+        except KeyError:
+            found[role] = []
+            continue
+        members = set(group.gr_mem) | {u.pw_name for u in pwd.getpwall() if u.pw_gid == group.gr_gid}
+        found[role] = sorted(members)
+    return found
+
+
+def current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
