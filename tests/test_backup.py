@@ -213,3 +213,21 @@ def test_no_recipients_or_targets_is_a_plain_error(cli, recorder: Path):
     assert cli("ingest", recorder).exit_code == 0
     result = cli("backup", "run")
     assert result.exit_code == 2 and "backup.recipients is empty" in result.stderr
+
+
+def test_an_archived_file_that_rotted_is_not_backed_up_as_the_recording(backed, cli, data_dir: Path):
+    rec = json.loads(cli("recordings", "show", "2", "--json").stdout)
+    rotten = data_dir / rec["archive_path"]
+    rotten.chmod(0o640)
+    data = bytearray(rotten.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    rotten.write_bytes(bytes(data))
+    result = backed["run"]("backup", "run")
+    assert result.exit_code == 1
+    assert f"NOT BACKED UP {rec['archive_path']}" in result.stderr and "run 'archiver verify'" in result.stderr
+    for target in backed["targets"]:
+        objects = {p.name for p in target.rglob("objects/*/*.age")}
+        assert len(objects) == 5 and f"{rec['sha256']}.age" not in objects and not list(target.rglob(".tmp-*"))
+    status = json.loads(backed["run"]("backup", "status", "--json").stdout)
+    assert [t["not_backed_up"] for t in status] == [1, 1]
+    assert backed["run"]("backup", "verify").exit_code == 0  # what is on the targets is what the station wrote

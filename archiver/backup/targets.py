@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -43,6 +44,8 @@ from archiver.ledger.custody import LOG_NAME, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
 from archiver.problems import Kind
 from archiver.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "backup-manifest.jsonl"
 DESCRIPTOR = "snapshot.json"
@@ -155,13 +158,22 @@ def object_name(sha256: str) -> str:
     return f"objects/{sha256[:2]}/{sha256}.age"
 
 
-def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int | None) -> tuple[str, int]:
-    """Encrypt `src` to `target/name` atomically. Returns (ciphertext sha256, size)."""
+class _Rotten(Exception):
+    """The archived file no longer hashes as catalogued: it is not backed up as that recording."""
+
+
+def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int | None,
+         expect: str | None = None) -> tuple[str, str, int]:
+    """Encrypt `src` to `target/name` atomically, hashing the plaintext in the same read. Returns
+    (plaintext sha256, ciphertext sha256, size). With `expect`, a plaintext of another hash is not
+    written (the temp object is dropped) but raises _Rotten."""
     folder, _, base = name.rpartition("/")
     with src, Folder.open(target, folder, create=True, group=group) as where, where.new_file(base) as out:
-        sink = HashingWriter(out)
-        encrypt(src, sink, to)
-    return sink.sha256.hexdigest(), sink.size
+        plain, sink = HashingReader(src), HashingWriter(out)
+        encrypt(plain, sink, to)
+        if expect is not None and plain.sha256.hexdigest() != expect:
+            raise _Rotten(plain.sha256.hexdigest())
+    return plain.sha256.hexdigest(), sink.sha256.hexdigest(), sink.size
 
 
 def _list(target: Path, entry: dict[str, Any], group: int | None) -> None:
@@ -184,9 +196,11 @@ def _list(target: Path, entry: dict[str, Any], group: int | None) -> None:
 @dataclass
 class BackupReport:
     targets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # archived files that no longer hash as catalogued: not backed up (run `archiver verify`)
+    not_backed_up: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"targets": self.targets}
+        return {"targets": self.targets, "not_backed_up": self.not_backed_up}
 
 
 def backup_run(ws: Workspace, cancel=None) -> BackupReport:
@@ -201,7 +215,7 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
         counts = report.targets.setdefault(str(target), {"objects": 0, "bytes": 0, "snapshot_parts": 0})
         try:
             _reconcile(ws, target)
-            _backup_recordings(ws, target, to, counts, cancel, group)
+            _backup_recordings(ws, target, to, counts, cancel, group, report)
             _snapshot(ws, target, to, counts, group)
         except OSError as exc:
             raise _target_error(exc, target) from exc
@@ -214,9 +228,10 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
 
 
 def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int], cancel,
-                       group: int | None) -> None:
+                       group: int | None, report: BackupReport) -> None:
     """Two objects are encrypted at a time (reading, ChaCha20 and SHA-256 all leave the GIL); each is
-    listed and recorded as soon as it is complete on the target."""
+    listed and recorded as soon as it is complete on the target. An archived file whose bytes no
+    longer hash as catalogued (bit rot) is not backed up: it is reported, and stays not backed up."""
     with ws.catalog.session() as session:
         done = set(session.scalars(select(BackupObject.recording_id).where(
             BackupObject.target == str(target), BackupObject.kind == "recording")))
@@ -232,14 +247,23 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
                         break
                     name = object_name(rec.sha256)
                     src = ws.archive.open(ws.archive.data_dir / rec.archive_path)
-                    running[pool.submit(_put, target, name, src, to, group)] = (rec, name)
+                    running[pool.submit(_put, target, name, src, to, group, rec.sha256)] = (rec, name)
                 if not running:
                     return
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     rec, name = running.pop(future)
-                    digest, size = future.result()
-                    _record(ws, target, name, "recording", rec.id, rec.sha256, digest, size)
+                    try:
+                        _plain, digest, size = future.result()
+                    except _Rotten as rotten:
+                        report.not_backed_up.append({
+                            "target": str(target), "path": rec.archive_path,
+                            "detail": f"recording #{rec.id} hashes as {rotten} now, the catalog says {rec.sha256}: "
+                                      "run 'archiver verify'"})
+                        log.error("not backed up: the archived file no longer hashes as catalogued path=%s",
+                                  rec.archive_path)
+                        continue
+                    _record(ws, target, name, "recording", rec.id, rec.sha256, digest, size, group)
                     ws.custody.append("backup", {"sha256": rec.sha256, "device": rec.device_serial},
                                       {"target": str(target), "object": name, "ciphertext_sha256": digest,
                                        "size": size})
@@ -278,12 +302,12 @@ def _reconcile(ws: Workspace, target: Path) -> None:
 
 
 def _record(ws: Workspace, target: Path, name: str, kind: str, recording_id: int | None, plain: str,
-            digest: str, size: int) -> None:
+            digest: str, size: int, group: int | None) -> None:
     now = datetime.now(UTC)
     entry = sign_record(ws.station_key, {"object": name, "kind": kind, "plain_sha256": plain,
                                          "ciphertext_sha256": digest, "size": size,
                                          "time": now.isoformat(timespec="seconds")})
-    _list(target, entry, reader_gid(ws.cfg.access.reader_group))
+    _list(target, entry, group)
     with ws.catalog.session() as session:
         session.add(BackupObject(target=str(target), name=name, kind=kind, recording_id=recording_id,
                                  plain_sha256=plain, ciphertext_sha256=digest, size=size, at=now))
@@ -310,10 +334,8 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
                        "station.pub": lambda: os.fdopen(keys.open_file("station.pub"), "rb")}
             for part in SNAPSHOT_PARTS:
                 name = f"snapshots/{stamp}/{part}.age"
-                with sources[part]() as fh:
-                    plain = hashlib.file_digest(fh, "sha256").hexdigest()
-                digest, size = _put(target, name, sources[part](), to, group)
-                _record(ws, target, name, part, None, plain, digest, size)
+                plain, digest, size = _put(target, name, sources[part](), to, group)
+                _record(ws, target, name, part, None, plain, digest, size, group)
                 parts[part] = {"object": name, "plain_sha256": plain, "ciphertext_sha256": digest, "size": size}
                 counts["snapshot_parts"] += 1
     descriptor = sign_record(ws.station_key, {
@@ -324,7 +346,7 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
     with Folder.open(target, f"snapshots/{stamp}") as folder:
         folder.write_file(DESCRIPTOR, data, group=group)
     digest = hashlib.sha256(data).hexdigest()
-    _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data))
+    _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data), group)
 
 
 # -- checking the targets ------------------------------------------------------------------

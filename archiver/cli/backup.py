@@ -34,15 +34,19 @@ def backup() -> None:
 @click.pass_obj
 def run(app: App, as_json: bool) -> None:
     """Encrypt every recording not yet on a target to backup.recipients, one .age object each, then a
-    snapshot of the catalog, custody log and station keys. Resumes where a killed run stopped."""
+    snapshot of the catalog, custody log and station keys. Resumes where a killed run stopped. An
+    archived file that no longer hashes as catalogued is not backed up: it is named, exit 1."""
     report = backup_run(app.workspace())
     app.record("backup_run", {"targets": list(report.targets)}, report.to_json())
     if as_json:
         echo_json(report.to_json())
-        return
-    for target, counts in report.targets.items():
-        click.echo(f"{target}: {counts['objects']} new object(s), {human_bytes(counts['bytes'])}; "
-                   f"snapshot of {counts['snapshot_parts']} part(s)")
+    else:
+        for target, counts in report.targets.items():
+            click.echo(f"{target}: {counts['objects']} new object(s), {human_bytes(counts['bytes'])}; "
+                       f"snapshot of {counts['snapshot_parts']} part(s)")
+        for item in report.not_backed_up:
+            click.echo(f"NOT BACKED UP {item['path']} to {item['target']}: {item['detail']}", err=True)
+    click.get_current_context().exit(1 if report.not_backed_up else 0)
 
 
 @backup.command()
