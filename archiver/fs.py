@@ -136,9 +136,9 @@ class Folder:
                 raise storage_error(exc, str(path)) from exc
         try:
             return Folder(os.open(name, _DIR_FLAGS, dir_fd=self.fd), path)
-        except (NotADirectoryError, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise _planted(path) from None
             raise storage_error(exc, str(path)) from exc
@@ -155,12 +155,8 @@ class Folder:
             raise
 
     def read_bytes(self, name: str) -> bytes:
-        fd = self.open_file(name)
-        try:
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                return fh.read()
-        finally:
-            os.close(fd)
+        with os.fdopen(self.open_file(name), "rb") as fh:
+            return fh.read()
 
     def lstat(self, name: str) -> os.stat_result:
         return os.stat(name, dir_fd=self.fd, follow_symlinks=False)

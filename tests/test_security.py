@@ -170,6 +170,12 @@ def test_a_substituted_object_is_reported_with_and_without_a_key_and_frees_no_ca
         assert ("backup_mismatch", str(target / name)) in problems
         assert ("backup_manifest_signature", str(target / "backup-manifest.jsonl")) in problems
 
+    # restoring it is refused: it is not the object the station wrote, and nothing lands in DEST
+    out = tmp_path / "out"
+    refused = run("backup", "restore", "--identity", backed["office"], "--target", target, "1", out)
+    assert refused.exit_code == 2 and "is not the object the station wrote" in refused.stderr
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
     # docking the card again with clear_after = "backed_up": the substituted recording stays on the card
     cfg = load_config(backed["config"], data_dir)
     ws = open_workspace(cfg, upgrade=False)

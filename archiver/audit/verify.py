@@ -78,7 +78,7 @@ def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = N
     days = {Path(r.archive_path).parts[:4] for r in (selected if everything else checked)}
     _check_manifests(ws, days, report)
     if everything:
-        _find_unexpected(ws, report)
+        _find_unexpected(ws, {r.archive_path for r in selected}, report)
     _check_custody(ws, selected, everything, list(heads), report)
     report.seconds = time.monotonic() - started
     scope = "all" if everything else f"case {case_no}" if case_no else f"since {since.isoformat()}"
@@ -185,11 +185,9 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                 report.problem(Kind.MANIFEST, shown, f"lists {rel}, which the catalog does not have")
 
 
-def _find_unexpected(ws: Workspace, report: VerifyReport) -> None:
+def _find_unexpected(ws: Workspace, known: set[str], report: VerifyReport) -> None:
     """Entries in the archive that the catalog does not know (planted, or left by a crash); symlinks are
     reported, never followed."""
-    with ws.catalog.session() as session:
-        known = set(session.scalars(select(Recording.archive_path)))
     root = ws.archive.root
     for dirpath, dirs, files in os.walk(root):
         folder = Path(dirpath)
@@ -228,8 +226,7 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
                            f"recording #{rec.id} ({rec.archive_path}) has no ingest event")
     if not everything:
         return
-    with ws.catalog.session() as session:
-        catalogued = set(session.scalars(select(Recording.sha256)))
+    catalogued = {rec.sha256 for rec in selected}  # every recording, when nothing narrowed the selection
     for sha256, seq in sorted(result.ingested.items(), key=lambda item: item[1]):
         if sha256 not in catalogued:
             report.problem(Kind.CUSTODY_ORPHAN_EVENT, LOG_NAME,

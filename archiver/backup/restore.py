@@ -65,11 +65,9 @@ def restore_object(target: Path, name: str, dest: Folder, filename: str, identit
         src = open_object(target, name)
     except (FileNotFoundError, NotADirectoryError):
         raise BackupError(f"{target / name} is missing from the backup target: try another target") from None
-    with src:
-        reader = HashingReader(src)
-        out = dest.new_file(filename, mode)
-        try:
-            plain = HashingWriter(out)
+    try:
+        with src, dest.new_file(filename, mode) as out:  # committed only if every check below passes
+            reader, plain = HashingReader(src), HashingWriter(out)
             try:
                 decrypt(reader, plain, identities)
             except AgeError as exc:
@@ -79,11 +77,8 @@ def restore_object(target: Path, name: str, dest: Folder, filename: str, identit
                                   "try another target")
             if plain.sha256.hexdigest() != plain_sha256:
                 raise BackupError(f"{target / name} decrypts to other bytes than were backed up: try another target")
-            out.commit()
-        except OSError as exc:
-            raise BackupError(f"cannot write {dest.path / filename}: {exc.strerror or exc}") from exc
-        finally:
-            out.discard()
+    except OSError as exc:
+        raise BackupError(f"cannot write {dest.path / filename}: {exc.strerror or exc}") from exc
 
 
 def restore_recordings(target: Path, recordings: list[Recording], dest: Path, identities: list[Identity],

@@ -143,9 +143,10 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
             case.actions.append(parsed)
         if not item["actions"]:
             wrong = _wrong_types({"case_no": item.get("case_no"), "title": item.get("title")}, [])
+            if wrong:
+                errors.append(f"{where}: {wrong}")
+                continue
             try:
-                if wrong:
-                    raise ValueError(wrong)
                 case_no, title = _clean(item.get("case_no"), "case_no"), _clean(item.get("title"), "title")
             except ValueError as exc:
                 errors.append(f"{where}: {exc}")
