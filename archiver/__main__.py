@@ -1,3 +1,3 @@
-from archiver.cli import main
+from archiver.service.client import run
 
-main()
+run()

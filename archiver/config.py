@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
         "recipients_file": "",
         "after_ingest": False,
     },
+    "service": {
+        "socket": "/run/archiver/archiver.sock",
+    },
     "access": {
         "service_user": "archiver",
         "reader_group": "archiver",
@@ -76,7 +79,8 @@ DEFAULTS: dict[str, Any] = {
 _FREE_TABLES = {"access.officers"}
 
 # Keys holding paths (resolved relative to the file that sets them).
-_PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file"}
+_PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file",
+              "service.socket"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,11 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    socket: Path
+
+
+@dataclass(frozen=True)
 class AccessConfig:
     service_user: str
     reader_group: str
@@ -126,6 +135,7 @@ class Config:
     dock: DockConfig
     linking: LinkingConfig
     backup: BackupConfig
+    service: ServiceConfig
     access: AccessConfig
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
@@ -236,6 +246,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if int(dock["max_parallel"]) < 1 or dock["settle_seconds"] < 0:
         raise ConfigError(f"'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative "
                           f"in {where}")
+    if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
+        raise ConfigError(f"'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's limit)")
     if not raw["data_dir"]:
         raise ConfigError(f"'data_dir' in {where} is empty: give the folder for the archive and catalog")
     return Config(
@@ -258,6 +270,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
         ),
+        service=ServiceConfig(Path(raw["service"]["socket"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
         files=files,

@@ -52,6 +52,19 @@ class InsecureError(ArchiverError):
     could read): refused until its owner and mode are fixed."""
 
 
+class RefusedError(ArchiverError):
+    """The caller's role does not allow this command, or this recording or case (an officer's own only).
+    The station service records every refusal as a `denied` custody event."""
+
+    exit_code = 4
+
+
+class ServiceError(ArchiverError):
+    """The station service cannot be reached, or cannot serve (its socket taken, a broken answer)."""
+
+    exit_code = 3
+
+
 class InternalError(ArchiverError):
     """An exception outside this hierarchy: a bug. The traceback goes to the log, not to the user."""
 

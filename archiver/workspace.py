@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from archiver.config import Config
 from archiver.errors import DataDirError
 from archiver.fs import reader_gid, user_uid
 from archiver.ingest.store import Archive, check_data_dir, prepare_data_dir
-from archiver.ledger.custody import CustodyLog
+from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
 
 
@@ -25,6 +26,10 @@ class Workspace:
 
     def close(self) -> None:
         self.catalog.close()
+
+    def acting(self, actor: dict) -> Workspace:
+        """This workspace, its custody events naming `actor` (a person the station service serves)."""
+        return dataclasses.replace(self, custody=self.custody.as_actor(actor))
 
 
 def trusted_owners(cfg: Config) -> set[int]:
@@ -54,7 +59,7 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
         catalog.require_current()
         before, created = catalog.revision(), False
     key = load_station_key(cfg.data_dir, owners)
-    custody = CustodyLog(cfg.data_dir, key, catalog)
+    custody = CustodyLog(cfg.data_dir, key, catalog, local_actor(cfg.access.service_user))
     if created:  # the custody log starts with the station key it is signed with
         custody.append("init", {"data_dir": str(cfg.data_dir)},
                        {"station_key": custody.public_key.text, "schema": catalog.revision()})

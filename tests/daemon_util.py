@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,9 @@ class DaemonProcess:
                  extra: str = "", env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.config = tmp / f"daemon-{time.monotonic_ns()}.toml"
+        if "[service]" not in extra:  # its own socket, never the machine's /run/archiver (and short: 107 bytes)
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="arcv-"))
+            extra += f'\n[service]\nsocket = "{self.socket_dir}/archiver.sock"\n'
         self.config.write_text(
             "[dock]\n"
             f"mount_roots = {[str(r) for r in roots]!r}\n"

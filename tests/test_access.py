@@ -126,3 +126,79 @@ def test_access_check_and_show_name_real_users_and_their_rights(cli, staff):
     assert "officer number JX0227" in text and "recordings show  (own recordings and cases only)" in text
     nobody = cli("access", "check", "no-such-person-here", config=config)
     assert nobody.exit_code == 2 and nobody.stderr.startswith("Error: no local user 'no-such-person-here'")
+
+
+# -- the pure parts of the station service -----------------------------------------------------------
+def test_the_service_names_every_command_as_the_matrix_does_and_sees_global_options():
+    from archiver.cli.served import Runner
+
+    runner = Runner()
+    for command in MATRIX:
+        assert runner.command_of([*command.split(), "ARG"]) == (command, []), command
+        assert runner.command_of(["-v", *command.split(), "--json"]) == (command, [])
+    assert runner.command_of(["--data-dir", "/elsewhere", "status"]) == ("status", ["--data-dir"])
+    assert runner.command_of(["--config=/x.toml", "cases", "list"]) == ("cases list", ["--config"])
+    for nothing in ([], ["--help"], ["cases"], ["cases", "--help"], ["no-such-command"], ["cases", "nope"]):
+        assert runner.command_of(nothing)[0] is None, nothing
+    # An option value that looks like help does not hide the command it belongs to.
+    assert runner.command_of(["recordings", "get", "1", "d", "--reason", "--help"])[0] == "recordings get"
+
+
+def test_refusals_name_the_person_the_command_and_the_roles_it_needs():
+    groups = {role: f"archiver-{role}" for role in ROLES}
+    clerk = Person("wangwu", 1001, ("clerk",), None, False)
+    assert clerk.refusal("ingest", groups) is None and clerk.refusal(None, groups) is None
+    assert clerk.refusal("cases link", groups) == (
+        "wangwu may not run 'cases link': it needs the role legal or admin (group archiver-legal or "
+        "archiver-admin); wangwu holds clerk")
+    nobody = Person("x", 1002, (), None, False)
+    assert nobody.refusal(None, groups).startswith("x holds no archiver role")
+    admin = Person("root", 0, (), None, True)
+    assert admin.refusal("daemon", groups) == "the daemon is running already: the station service is part of it"
+    assert admin.role_for("status") == "root" and clerk.role_for("status") == "clerk"
+    assert Person("a", 5, ("officer", "legal"), "JX1", False).role_for("recordings get") == "legal"
+
+
+@pytest.mark.parametrize("mode,owner,group,expected", [
+    (0o100600, 5, 9, True), (0o100600, 6, 9, False), (0o100640, 6, 7, True), (0o100604, 6, 9, True),
+    (0o100060, 5, 7, False),  # the owner's bits rule the owner, even when the group's would let them
+    (0o040755, 6, 9, True), (0o040744, 6, 9, False),  # a folder needs search (x) as well
+    (0o040750, 6, 7, True), (0o040700, 5, 9, True), (0o040600, 5, 9, False),
+])
+def test_what_a_person_may_read_follows_the_mode_bits(mode: int, owner: int, group: int, expected: bool):
+    person = Person("p", 5, ("clerk",), None, False, frozenset({7, 8}))
+    assert person.may_read(mode, owner, group) is expected
+
+
+def test_frames_carry_descriptors_and_refuse_what_is_not_a_frame(tmp_path: Path):
+    import socket
+    import struct
+
+    from archiver.service import protocol as wire
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = wire.Connection(left), wire.Connection(right)
+    secret = tmp_path / "f"
+    secret.write_bytes(b"evidence")
+    fd = os.open(secret, os.O_RDONLY)
+    a.send(wire.PUT, {"path": "x", "size": 8}, (fd,))
+    os.close(fd)
+    kind, data, fds = b.receive_json()
+    assert (kind, data, len(fds)) == (wire.PUT, {"path": "x", "size": 8}, 1)
+    assert os.pread(fds[0], 100, 0) == b"evidence"
+    os.close(fds[0])
+    a.send(wire.STDOUT, "表".encode() * 20000)
+    assert b.receive()[1] == "表".encode() * 20000
+    left.sendall(struct.pack(">Ic", wire.MAX_REQUEST + 1, b"Q"))
+    with pytest.raises(wire.ProtocolError, match="at most"):
+        b.receive(wire.MAX_REQUEST)
+    left.sendall(struct.pack(">Ic", 3, b"R") + b"[1]")
+    with pytest.raises(wire.ProtocolError, match="JSON object"):
+        b.receive_json()
+    left.sendall(struct.pack(">Ic", 10, b"1") + b"abc")
+    left.close()
+    with pytest.raises(wire.ProtocolError, match="middle of a frame"):
+        b.receive()
+    with pytest.raises(EOFError):
+        b.receive()
+    right.close()

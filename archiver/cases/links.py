@@ -8,7 +8,6 @@ unlinked one for none.
 
 from __future__ import annotations
 
-import getpass
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -142,7 +141,7 @@ def link_recordings(session: Session, recording_ids: list[int]) -> None:
 
 
 # -- manual links ----------------------------------------------------------------------------
-def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str) -> None:
+def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str, by: str) -> None:
     """Record that these recordings do ('linked') or do not ('unlinked') belong to the case."""
     assert kind in ("linked", "unlinked")
     with catalog.session() as session:
@@ -152,7 +151,7 @@ def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], ki
             if link is None:
                 link = CaseLink(case_id=case.id, recording_id=rid)
                 session.add(link)
-            link.kind, link.by = kind, getpass.getuser()
+            link.kind, link.by = kind, by
         commit(session)
 
 
@@ -258,11 +257,14 @@ def _span(rec: Any) -> Span:
 
 
 # -- lookups ---------------------------------------------------------------------------------
-def list_cases(catalog: Catalog, text: str | None = None) -> list[dict[str, Any]]:
-    """All cases, or those whose number or title contains `text` or with an officer matching it."""
+def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = None) -> list[dict[str, Any]]:
+    """All cases, or those whose number or title contains `text` or with an officer matching it; with
+    `officer`, only the cases that officer acts in."""
     with catalog.session() as session:
         query = (select(Case.case_no, Case.title, func.count(Action.id), func.min(Action.start), func.max(Action.end))
                  .outerjoin(Action, Action.case_id == Case.id).group_by(Case.id).order_by(Case.case_no))
+        if officer is not None:
+            query = query.where(Case.id.in_(_cases_of(officer)))
         if text:
             by_officer = (select(Action.case_id).join(ActionOfficer, ActionOfficer.action_id == Action.id)
                           .where(ActionOfficer.officer_no.contains(text, autoescape=True)))
@@ -270,6 +272,18 @@ def list_cases(catalog: Catalog, text: str | None = None) -> list[dict[str, Any]
                                     Case.title.contains(text, autoescape=True), Case.id.in_(by_officer)))
         return [{"case_no": n, "title": t, "actions": c, "start": s, "end": e}
                 for n, t, c, s, e in session.execute(query)]
+
+
+def acts_in(catalog: Catalog, officer: str, case_no: str) -> bool:
+    """Whether the officer is named on any action of the case."""
+    with catalog.session() as session:
+        return session.scalar(select(Case.id).where(Case.case_no == case_no, Case.id.in_(_cases_of(officer)))) \
+            is not None
+
+
+def _cases_of(officer: str):
+    return (select(Action.case_id).join(ActionOfficer, ActionOfficer.action_id == Action.id)
+            .where(ActionOfficer.officer_no == officer))
 
 
 def recording_ids_for_case(catalog: Catalog, case_no: str, linking: LinkingConfig) -> list[int]:

@@ -17,20 +17,31 @@ from sqlalchemy.exc import OperationalError
 from archiver import __version__
 from archiver.catalog.db import catalog_error
 from archiver.config import Config, load_config
-from archiver.errors import ArchiverError, InternalError
+from archiver.errors import ArchiverError, InternalError, RefusedError
 from archiver.fs import UMASK
+from archiver.service.access import Person
+from archiver.service.transfer import Files, LocalFiles
 from archiver.workspace import Workspace, open_workspace
 
 
 @dataclass
 class App:
-    """What every command receives: the global options, and the config loaded on first use."""
+    """What every command receives: the global options, and the config loaded on first use.
+
+    Run for the station service, it also carries the person served (`person`, whose custody actor the
+    workspace already names), and `files`: how the command reaches the paths that person named, which
+    the service opens and writes only through the caller's own client. Run directly, `person` is None
+    (whoever can open the data dir holds every right) and paths are opened here.
+    """
 
     config_file: Path | None
     data_dir: Path | None
     verbose: bool
     _config: Config | None = field(default=None, repr=False)
     _ws: Workspace | None = field(default=None, repr=False)
+    person: Person | None = None
+    command: str | None = None  # as the permission matrix names it, when served
+    files: Files = field(default_factory=LocalFiles)
 
     @property
     def config(self) -> Config:
@@ -47,6 +58,15 @@ class App:
     def record(self, action: str, subject: dict, details: dict | None = None) -> None:
         """A custody event for what this command did or looked at (retrieval is logged too)."""
         self.workspace().custody.append(action, subject, details)
+
+    def own_officer(self, command: str) -> str | None:
+        """The officer number a served officer's `command` is narrowed to; None when not narrowed."""
+        if self.person is None or not self.person.only_own(command):
+            return None
+        if not self.person.officer_no:
+            raise RefusedError(f"{self.person.user} is an officer with no officer number: an administrator adds "
+                               f"'{self.person.user} = \"JX…\"' under [access.officers]")
+        return self.person.officer_no
 
 
 class _Group(click.Group):
@@ -75,6 +95,8 @@ class _Group(click.Group):
             app = ctx.obj
             if isinstance(app, App) and app.verbose:
                 traceback.print_exc()
+            if isinstance(exc, RefusedError) and isinstance(app, App):
+                app.record("denied", {"command": app.command}, {"reason": str(exc)})
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
@@ -92,10 +114,14 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, ve
 
     Exit codes: 0 success; 1 the command ran but found problems (files that failed);
     2 bad usage or input (missing folder, bad config, unknown reference, unsafe permissions);
-    3 the archive could not be written (disk full, I/O error, a planted symlink);
+    3 the archive could not be written (disk full, I/O error, a planted symlink), or the station
+    service could not be reached; 4 refused: your role does not allow it (see 'archiver access');
     70 an internal error (a bug: the traceback is saved to a file named in the message).
     """
     os.umask(UMASK)  # whatever the caller's umask, nothing the archiver writes is for strangers
+    if isinstance(ctx.obj, App):  # served: the station service made it
+        ctx.obj.verbose = verbose
+        return
     ctx.obj = App(config_file, data_dir, verbose)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -149,6 +175,7 @@ _COMMANDS = {
     "access": "archiver.cli.access:access",
     "backup": "archiver.cli.backup:backup",
     "cases": "archiver.cli.cases:cases",
+    "custody": "archiver.cli.audit:custody",
     "daemon": "archiver.cli.daemon:daemon",
     "devices": "archiver.cli.devices:devices",
     "export": "archiver.cli.audit:export",

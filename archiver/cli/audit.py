@@ -1,10 +1,13 @@
-"""Auditing: `keys show`, `verify`, `status`, `export`, `verify-export`."""
+"""Auditing: `keys show`, `verify`, `status`, `custody show`, `export`, `verify-export`."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 
 import click
+from rich.table import Table
 from sqlalchemy import func, select
 
 from archiver.audit.export import export_case, verify_export
@@ -13,10 +16,10 @@ from archiver.audit.verify import verify as run_verify
 from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
 from archiver.catalog.lookup import parse_time
 from archiver.cli import App
-from archiver.cli.output import TerminalProgress, echo_json, human_bytes
+from archiver.cli.output import TerminalProgress, console, echo_json, human_bytes
 from archiver.errors import ArchiverError
 from archiver.ledger.anchor import parse_head
-from archiver.ledger.custody import catalog_head, log_head
+from archiver.ledger.custody import actor_name, catalog_head, log_head, trail
 from archiver.ledger.keys import PublicKey, key_paths, load_public_key
 
 
@@ -119,6 +122,43 @@ def status(app: App, as_json: bool) -> None:
                                                            "verify --head' proves later that no line was cut)"))
 
 
+@click.group()
+def custody() -> None:
+    """The custody log: who did what, when, to which recording or case."""
+
+
+@custody.command("show")
+@click.option("--user", metavar="USER", help="Only the events of this person (their user name).")
+@click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601).")
+@click.option("--action", metavar="ACTION", help="Only this action (ingest, lookup, retrieve, export, denied, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the events, as signed.")
+@click.pass_obj
+def custody_show(app: App, user: str | None, since: str | None, action: str | None, as_json: bool) -> None:
+    """The custody trail as a table, oldest first: sequence number, time, person, role, action, what it was
+    done to and the details. Run 'archiver verify' to check the chain and signatures."""
+    tz = app.config.timezone
+    ws = app.workspace()
+    rows = list(trail(ws.custody.path, user, parse_time(since, tz) if since else None, action))
+    app.record("lookup", {"custody": "show"}, {"user": user, "since": since, "action": action, "results": len(rows)})
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("Seq", "Time", "User", "Role", "Action", "Subject", "Details")
+    for event in rows:
+        actor = event.get("actor")
+        role = actor.get("role") if isinstance(actor, dict) else None
+        table.add_row(str(event.get("seq")), datetime.fromisoformat(event["time"]).astimezone(tz)
+                      .strftime("%Y-%m-%d %H:%M:%S"), actor_name(event), role or "-", str(event.get("action")),
+                      _brief(event.get("subject")), _brief(event.get("details")))
+    console().print(table)
+    click.echo(f"{len(rows)} event(s)")
+
+
+def _brief(value: object, limit: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else "-"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 @click.command()
 @click.argument("case_no")
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
@@ -127,15 +167,17 @@ def export(app: App, case_no: str, dest: Path) -> None:
     """Export a case's recordings as a BagIt bag in DEST (new or empty), with the custody events of
     those recordings and a detached Ed25519 signature over the tag manifest."""
     ws = app.workspace()
-    result = export_case(ws, case_no, dest.absolute())
-    ws.custody.append("export", {"case_no": case_no}, {"dest": str(result.dest), "files": result.files,
+    dest = app.files.absolute(dest)
+    with app.files.output_tree(dest) as where:
+        result = export_case(ws, case_no, where)
+    ws.custody.append("export", {"case_no": case_no}, {"dest": str(dest), "files": result.files,
                                                        "bytes": result.bytes})
     click.echo(f"{case_no}: {result.files} recording(s), {human_bytes(result.bytes)}, {result.events} custody "
-               f"event(s) exported to {result.dest}")
+               f"event(s) exported to {dest}")
 
 
 @click.command("verify-export")
-@click.argument("dest", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--key", "key_text", metavar="ed25519:BASE64",
               help="The station's public key (default: this data dir's, as `archiver keys show` prints it).")
 @click.pass_obj
@@ -143,7 +185,10 @@ def verify_export_cmd(app: App, dest: Path, key_text: str | None) -> None:
     """Check an export: every payload and tag file against its manifest (BagIt), and the signature.
     Exit 1 on any problem."""
     key = PublicKey.parse(key_text) if key_text else load_public_key(app.config.data_dir)
-    result = verify_export(dest, key)
+    source = app.files.input_tree(dest)
+    if not source.is_dir():
+        raise ArchiverError(f"{dest} is not a folder: give the folder of an export")
+    result = verify_export(source, key)
     for problem in result.problems:
         click.echo(f"PROBLEM {problem}")
     verdict = f"valid, signed by {key.fingerprint}" if not result.problems else f"{len(result.problems)} problem(s)"

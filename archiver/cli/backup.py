@@ -67,7 +67,7 @@ def status(app: App, as_json: bool) -> None:
 
 
 @backup.command()
-@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False),
               help="An age identity file: also decrypt every object and compare (a restore drill).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
@@ -75,7 +75,7 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
     """Check every object on every target against its manifest (presence, size, ciphertext SHA-256),
     needing no key; with --identity also decrypt and compare the plaintext. Exit 1 on any problem."""
     ws = app.workspace()
-    checked, problems = backup_verify(ws, load_identities(identity) if identity else None)
+    checked, problems = backup_verify(ws, _identities(app, identity) if identity else None)
     app.record("backup_verify", {"targets": [str(t) for t in app.config.backup.targets]},
                {"checked": checked, "problems": len(problems), "decrypted": identity is not None})
     if as_json:
@@ -88,7 +88,7 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
 
 
 @backup.command()
-@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+@click.option("--identity", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="An age identity file of one of the recipients (yours alone: mode 0600).")
 @click.option("--case", "case_no", metavar="CASE_NO", help="Restore the recordings of this case.")
 @click.option("--all", "all_", is_flag=True, help="Restore a whole data dir: catalog, custody log, keys, archive.")
@@ -107,20 +107,22 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     verify` passes, from the newest snapshot signed by --station-key. Every path stays inside DEST;
     a whole station appears in DEST only once it is complete."""
     *refs, dest_text = args
-    dest = Path(dest_text).absolute()
+    dest = app.files.absolute(Path(dest_text))
     if sum(map(bool, (refs, case_no, all_))) != 1:
         raise BackupError("give recording references, --case or --all (one of them) and DEST")
     if (station_key or trust_target) and not all_:
         raise BackupError("--station-key and --trust-target go with --all; single recordings are checked against "
                           "this station's own catalog")
-    source = target or (app.config.backup.targets[0] if app.config.backup.targets else None)
+    source = app.files.input_tree(target) if target else \
+        (app.config.backup.targets[0] if app.config.backup.targets else None)
     if source is None or not source.is_dir():
         raise BackupError(f"backup target {source} is missing: give --target or mount it")
-    identities = load_identities(identity)
+    identities = _identities(app, identity)
     if all_:
         pinned = read_public_key(station_key) if station_key else None
-        count, snapshot = restore_station(source, dest, identities, app.config.hashes, pinned, trust_target,
-                                          reader_gid(app.config.access.reader_group))
+        with app.files.output_tree(dest) as where:
+            count, snapshot = restore_station(source, where, identities, app.config.hashes, pinned, trust_target,
+                                              reader_gid(app.config.access.reader_group))
         if pinned is None:
             click.echo(f"WARNING: restored without a pinned key: the snapshot is signed by {snapshot.key.fingerprint} "
                        f"({snapshot.key.text}); compare it with the station's key on paper before trusting it",
@@ -132,6 +134,12 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
     recordings = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
         [find_recording(ws.catalog, ref) for ref in refs]
-    count = restore_recordings(source, recordings, dest, identities, recorded_ciphertexts(ws, recordings))
+    with app.files.output_tree(dest) as where:
+        count = restore_recordings(source, recordings, where, identities, recorded_ciphertexts(ws, recordings))
     app.record("restore", {"sha256": [r.sha256 for r in recordings]}, {"target": str(source), "dest": str(dest)})
     click.echo(f"restored {count} recording(s) into {dest}")
+
+
+def _identities(app: App, path: Path) -> list:
+    """An age identity file of the caller's: refused unless it is theirs alone."""
+    return load_identities(path, app.files.read_input(path, 1 << 20, secret=True))

@@ -14,8 +14,10 @@ from archiver.cases.report import render_case
 from archiver.catalog.lookup import find_recording, recording_json
 from archiver.cli import App
 from archiver.cli.output import console, echo_json
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, RefusedError
 from archiver.fs import write_atomic
+
+CASE_FILE_LIMIT = 64 << 20
 
 
 @click.group()
@@ -33,13 +35,10 @@ def import_(app: App, file: Path, as_json: bool) -> None:
     CSV columns: case_no,title,stage,officers,start,end,recording_required (officers separated
     by ';'). Importing again updates, never duplicates. Any bad row: exit 2, nothing imported.
     """
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ArchiverError(f"cannot read {file}: {exc.strerror}") from exc
+    data = app.files.read_input(file, CASE_FILE_LIMIT)
     records = parse_case_file(file.name, data, app.config.timezone)
     result = lib.import_cases(app.workspace(upgrade=True).catalog, records, app.config.linking)
-    app.record("case_import", {"file": str(file.absolute())},
+    app.record("case_import", {"file": str(app.files.absolute(file))},
                {**result.to_json(), "case_nos": [r.case_no for r in records[:1000]], "cases": len(records)})
     if as_json:
         echo_json(result.to_json())
@@ -69,7 +68,7 @@ def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """List every case with its number of actions and time range."""
-    rows = lib.list_cases(app.workspace().catalog)
+    rows = lib.list_cases(app.workspace().catalog, officer=app.own_officer("cases list"))
     app.record("lookup", {"cases": "list"}, {"results": len(rows)})
     _case_rows(rows, app, as_json)
 
@@ -80,7 +79,7 @@ def list_(app: App, as_json: bool) -> None:
 @click.pass_obj
 def search(app: App, text: str, as_json: bool) -> None:
     """Cases whose number or title contains TEXT, or with an officer number containing it."""
-    rows = lib.list_cases(app.workspace().catalog, text)
+    rows = lib.list_cases(app.workspace().catalog, text, officer=app.own_officer("cases search"))
     app.record("lookup", {"cases": "search"}, {"text": text, "results": [r["case_no"] for r in rows[:100]]})
     _case_rows(rows, app, as_json)
 
@@ -92,6 +91,10 @@ def search(app: App, text: str, as_json: bool) -> None:
 def show(app: App, case_no: str, as_json: bool) -> None:
     """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
     tz = app.config.timezone
+    own = app.own_officer("cases show")
+    if own is not None and not lib.acts_in(app.workspace().catalog, own, case_no):
+        raise RefusedError(f"{app.person.user} may look up only the cases they act in (officer {own}): {case_no} "
+                           "is not one of them")
     (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     app.record("lookup", {"case_no": case_no}, {"command": "cases show"})
     data = lib.check_json(check, tz)
@@ -146,7 +149,7 @@ def _manual(app: App, case_no: str, refs: tuple[str, ...], kind: str) -> None:
     catalog = app.workspace().catalog
     recs = [find_recording(catalog, ref) for ref in refs]
     ids = [r.id for r in recs]
-    lib.set_manual_link(catalog, case_no, ids, kind)
+    lib.set_manual_link(catalog, case_no, ids, kind, app.workspace().custody.actor["user"])
     app.record(kind.removesuffix("ed"), {"case_no": case_no}, {"recordings": ids, "sha256": [r.sha256 for r in recs]})
     click.echo(f"{case_no}: {kind} {', '.join(f'#{i}' for i in ids)}")
 
@@ -191,9 +194,11 @@ def report(app: App, case_no: str, html_file: Path) -> None:
     recording and the gaps in red, and the recordings with their hashes."""
     (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     page = render_case(item, app.config.timezone, datetime.now(UTC))
-    app.record("lookup", {"case_no": case_no}, {"command": "cases report", "file": str(html_file.absolute())})
+    app.record("lookup", {"case_no": case_no}, {"command": "cases report",
+                                                "file": str(app.files.absolute(html_file))})
     try:
-        write_atomic(html_file.absolute(), page.encode(), mode=0o644)
+        with app.files.output_file(html_file) as where:
+            write_atomic(where, page.encode(), mode=0o644)
     except ArchiverError as exc:
         raise ArchiverError(f"cannot write the report to {html_file}: {exc}") from exc
     click.echo(f"{case_no}: report written to {html_file} ({'compliant' if item.compliant else 'NOT compliant'})")

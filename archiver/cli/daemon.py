@@ -8,7 +8,9 @@ import click
 
 from archiver.cli import App
 from archiver.cli.output import human_bytes
+from archiver.cli.served import Runner
 from archiver.dock.daemon import Daemon, run_once, sources
+from archiver.service.server import StationService
 
 
 @click.command()
@@ -20,6 +22,8 @@ def daemon(app: App, once: bool) -> None:
     Runs until SIGTERM or Ctrl-C, which stop it within seconds (the file in hand is discarded,
     to be copied again next time); exit 0. Logs one line per docked recorder, finished ingest and
     failure on stderr. Under systemd (Type=notify) it reports READY, STATUS and WATCHDOG.
+    It also serves the station's people on the service.socket Unix socket: their 'archiver' commands
+    run here, as far as their roles allow (see 'archiver access show').
     With --once, exit 1 if any file failed.
     """
     logging.getLogger().setLevel(logging.INFO)
@@ -31,7 +35,14 @@ def daemon(app: App, once: bool) -> None:
     for root in cfg.dock.mount_roots:
         click.echo(f"  or mount a recorder below: {root}", err=True)
     if not once:
-        click.get_current_context().exit(Daemon(ws).run())
+        service = StationService(ws, Runner())
+        service.start()
+        click.echo(f"  people run 'archiver' commands through: {cfg.service.socket}", err=True)
+        try:
+            code = Daemon(ws).run()
+        finally:
+            service.stop()
+        click.get_current_context().exit(code)
     failed = 0
     for report in run_once(ws):
         failed += len(report.failed) + len(report.pending)

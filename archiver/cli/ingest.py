@@ -30,7 +30,7 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     sweep(ws)  # temp files of ingests that were killed
     progress = TerminalProgress() if TerminalProgress.wanted() else None
     options = IngestOptions(device=device, officer=officer, progress=progress, custody=ws.custody)
-    report = run_ingest(app.config, ws.archive, ws.catalog, path, options)
+    report = run_ingest(app.config, ws.archive, ws.catalog, app.files.input_tree(path), options)
     if as_json:
         echo_json(report.to_json())
     else:

@@ -30,11 +30,17 @@ def human_bytes(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _stream(stream: Any) -> Any:
+    """The stream a served command really writes to (the station service switches sys.stdout per thread)."""
+    return getattr(stream, "target", stream)
+
+
 def console() -> Console:
     """Tables on stdout; piped into a file or another program, they are not cut to 80 columns."""
-    out = Console(highlight=False)
+    file = _stream(sys.stdout)
+    out = Console(file=file, highlight=False, width=getattr(file, "columns", None))
     if not out.is_terminal:
-        out = Console(highlight=False, width=400)
+        out = Console(file=file, highlight=False, width=400)
     return out
 
 
@@ -44,7 +50,8 @@ class TerminalProgress:
     def __init__(self) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(file=_stream(sys.stderr), width=getattr(_stream(sys.stderr), "columns", None)),
         )
         self._task = self._progress.add_task("ingest", total=None)
         self._files = self._done = 0

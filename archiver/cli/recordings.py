@@ -1,6 +1,8 @@
-"""`archiver recordings list|show`."""
+"""`archiver recordings list|show|get`."""
 
 from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
 
 import click
 from rich.table import Table
@@ -16,6 +18,7 @@ from archiver.catalog.lookup import (
 )
 from archiver.cli import App
 from archiver.cli.output import console, echo_json, human_bytes
+from archiver.errors import ArchiverError, RefusedError
 
 
 @click.group()
@@ -35,6 +38,10 @@ def list_(app: App, device, officer, since, until, case_no, as_json: bool) -> No
     """List recordings, oldest first. Times without an offset are in the configured timezone."""
     tz = app.config.timezone
     catalog = app.workspace().catalog
+    own = app.own_officer("recordings list")
+    if own is not None and officer not in (None, own):
+        raise RefusedError(f"{app.person.user} may look up only their own recordings (officer {own})")
+    officer = own or officer
     ids = tuple(recording_ids_for_case(catalog, case_no, app.config.linking)) if case_no else None
     flt = RecordingFilter(device, officer, parse_time(since, tz) if since else None,
                           parse_time(until, tz) if until else None, ids)
@@ -65,6 +72,10 @@ def show(app: App, ref: str, as_json: bool) -> None:
     """Show one recording. REF is its id or a sha256 prefix of 8 or more hex digits."""
     catalog = app.workspace().catalog
     rec = find_recording(catalog, ref)
+    own = app.own_officer("recordings show")
+    if own is not None and rec.officer_no != own:
+        raise RefusedError(f"{app.person.user} may look up only their own recordings (officer {own}): {ref} "
+                           "is not one of them")
     app.record("lookup", {"sha256": rec.sha256, "device": rec.device_serial}, {"command": "recordings show"})
     data = recording_detail_json(rec, app.config.timezone, cases_for_recordings(catalog, [rec.id]).get(rec.id, []))
     if as_json:
@@ -84,3 +95,36 @@ def show(app: App, ref: str, as_json: bool) -> None:
                   + "; ".join(f"{s.get('codec_type')} {s.get('codec_name')}" for s in media.get("streams", [])))
     for s in data["sightings"]:
         out.print(f"seen: {s['seen_at']} {s['source']} / {s['original_path']!r} (run {s['ingest_run']})")
+
+
+@recordings.command()
+@click.argument("refs", nargs=-1, metavar="[REF ...]")
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--reason", required=True, help="Why you retrieve it (调阅事由): kept in the custody log.")
+@click.option("--case", "case_no", metavar="CASE_NO", help="Retrieve every recording linked to this case.")
+@click.pass_obj
+def get(app: App, refs: tuple[str, ...], dest: Path, reason: str, case_no: str | None) -> None:
+    """Retrieve recordings (ids or sha256 prefixes, or --case) into the folder DEST (made if missing),
+    each under its own file name; every copy is checked against the catalog's SHA-256. Each retrieval,
+    with its reason and destination, is a custody event. A file already in DEST is kept if identical."""
+    if not reason.strip():
+        raise ArchiverError("--reason must say why the footage is retrieved")
+    if bool(refs) == bool(case_no):
+        raise ArchiverError("give recording references or --case (one of them) and DEST")
+    ws = app.workspace()
+    ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
+    recs = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
+        [find_recording(ws.catalog, ref) for ref in refs]
+    names = {PurePosixPath(r.archive_path).name for r in recs}
+    if len(names) < len({r.id for r in recs}):
+        raise ArchiverError("two of these recordings have the same file name: retrieve them into separate folders")
+    total = 0
+    for rec in recs:
+        target = dest / PurePosixPath(rec.archive_path).name
+        app.record("retrieve", {"sha256": rec.sha256, "device": rec.device_serial},
+                   {"reason": reason, "dest": str(app.files.absolute(target)), "case_no": case_no, "id": rec.id})
+        with ws.archive.open(app.config.data_dir / rec.archive_path) as fh:
+            app.files.deliver(fh.fileno(), target, rec.sha256, rec.size)
+        total += rec.size
+        click.echo(f"#{rec.id} {target.name}: {human_bytes(rec.size)}, sha256 {rec.sha256} checked")
+    click.echo(f"retrieved {len(recs)} recording(s), {human_bytes(total)}, into {dest}")

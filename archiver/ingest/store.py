@@ -457,6 +457,9 @@ def check_data_dir(data_dir: Path, owners: set[int]) -> None:
     """Refuse a data dir (or its archive or keys folder) that others can change, and symlinks planted
     where the archiver's own files go (SQLite would follow them)."""
     check_private(data_dir, "data dir", owners)
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise DataDirError(f"the data dir {data_dir} is not open to you: the station's people run commands through "
+                           "the station service (is 'archiver daemon' running?), or run this as the service user")
     for name in (ARCHIVE_DIR, "keys"):
         check_private(data_dir / name, f"the data dir's {name} folder", owners, follow=False)
     for name in _OWN_FILES:

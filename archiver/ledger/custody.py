@@ -2,6 +2,8 @@
 
 One JSON object per line, keys sorted, no spaces:
     {"action", "actor", "details", "prev", "seq", "sig", "subject", "time"}
+`actor` is the person: {"user", "uid", "role"} (the role the station service let them act in, or
+"root"/"service" for a command run directly); logs written before version 0.2 hold a user name.
 `prev` is the SHA-256 (hex) of the previous line's bytes (64 zeros for the first line); `sig` is the
 station key's Ed25519 signature (base64) over the same object without `sig`, serialised the same
 way. Anyone with the public key can check the log with a few lines of code and no database.
@@ -11,12 +13,13 @@ The catalog keeps the last sequence number and line hash, so a cut-off tail is n
 from __future__ import annotations
 
 import base64
+import copy
 import errno
 import fcntl
-import getpass
 import hashlib
 import json
 import os
+import pwd
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,11 +50,18 @@ class Head:
 class CustodyLog:
     """Appends signed events; safe across threads (a lock) and processes (flock on the file)."""
 
-    def __init__(self, data_dir: Path, key: StationKey, catalog: Catalog) -> None:
+    def __init__(self, data_dir: Path, key: StationKey, catalog: Catalog, actor: dict[str, Any]) -> None:
         self.path = data_dir / LOG_NAME
         self._key = key
         self._catalog = catalog
         self._lock = threading.Lock()
+        self.actor = actor
+
+    def as_actor(self, actor: dict[str, Any]) -> CustodyLog:
+        """The same log (one lock, one key), its events naming `actor`: a person served by the station."""
+        view = copy.copy(self)
+        view.actor = actor
+        return view
 
     @property
     def public_key(self) -> PublicKey:
@@ -68,7 +78,7 @@ class CustodyLog:
                     _drop_torn_tail(fh, self.path)
                     seq, prev = _last(fh)
                     event = {"seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="microseconds"),
-                             "actor": _actor(), "action": action, "subject": subject, "details": details or {},
+                             "actor": self.actor, "action": action, "subject": subject, "details": details or {},
                              "prev": prev}
                     event["sig"] = base64.b64encode(self._key.sign(canonical(event))).decode()
                     line = canonical(event)
@@ -139,11 +149,14 @@ def _drop_torn_tail(fh, path: Path) -> None:
     os.fsync(fh.fileno())
 
 
-def _actor() -> str:
+def local_actor(service_user: str) -> dict[str, Any]:
+    """Who runs this process, for the events of a command run directly (by root or the service user)."""
+    uid = os.geteuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return {"user": name, "uid": uid, "role": "root" if uid == 0 else "service" if name == service_user else None}
 
 
 def _last(fh) -> tuple[int, str]:
@@ -203,6 +216,27 @@ def events(path: Path) -> Iterator[tuple[int, bytes]]:
     with open_log(path) as fh:
         for number, raw in enumerate(fh, 1):
             yield number, raw.rstrip(b"\n")
+
+
+def actor_name(event: dict[str, Any]) -> str:
+    """The user an event names, whether its actor is a person ({"user", ...}) or an older plain name."""
+    actor = event.get("actor")
+    return str(actor.get("user")) if isinstance(actor, dict) else str(actor)
+
+
+def trail(path: Path, user: str | None = None, since: datetime | None = None,
+          action: str | None = None) -> Iterator[dict[str, Any]]:
+    """The events of the log, oldest first, narrowed to one user, a start time and an action. Lines that
+    do not parse are skipped here: `archiver verify` is what reports them."""
+    for _number, raw in events(path):
+        try:
+            event = json.loads(raw)
+            when = datetime.fromisoformat(event["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if ((user is None or actor_name(event) == user) and (since is None or when >= since)
+                and (action is None or event.get("action") == action)):
+            yield event
 
 
 def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = ()) -> LogCheck:

@@ -39,6 +39,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "devices list": frozenset({"clerk", "auditor", "admin"}),
     "recordings list": _ALL,
     "recordings show": frozenset({"officer"}) | _READERS,
+    "recordings get": _READERS,
     "cases import": frozenset({"legal", "admin"}),
     "cases link": frozenset({"legal", "admin"}),
     "cases unlink": frozenset({"legal", "admin"}),
@@ -52,6 +53,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "status": frozenset({"clerk", "auditor", "admin"}),
     "export": frozenset({"auditor", "admin"}),
     "keys show": frozenset({"auditor", "admin"}),
+    "custody show": frozenset({"auditor", "admin"}),
     "backup run": frozenset({"admin"}),
     "backup status": frozenset({"clerk", "auditor", "admin"}),
     "backup verify": frozenset({"auditor", "admin"}),
@@ -64,6 +66,9 @@ MATRIX: dict[str, frozenset[str]] = {
 # Commands an officer runs only over their own recordings and the cases they act in.
 OWN_ONLY = frozenset({"recordings list", "recordings show", "cases list", "cases search", "cases show"})
 
+# Commands the running service does not run for anyone: it is the daemon.
+NOT_SERVED = {"daemon": "the daemon is running already: the station service is part of it"}
+
 
 @dataclass(frozen=True)
 class Person:
@@ -72,6 +77,7 @@ class Person:
     roles: tuple[str, ...]  # in ROLES order
     officer_no: str | None  # from access.officers
     privileged: bool  # root or the service user: every right
+    gids: frozenset[int] = frozenset()  # every group the user is in, as the service looked them up
 
     def may(self, command: str) -> bool:
         return self.privileged or bool(set(self.roles) & MATRIX.get(command, frozenset()))
@@ -81,6 +87,37 @@ class Person:
         if self.privileged or command not in OWN_ONLY:
             return False
         return not (set(self.roles) - {"officer"}) & MATRIX[command]
+
+    def role_for(self, command: str | None) -> str | None:
+        """The role this person runs `command` with, as custody events name it."""
+        if self.privileged:
+            return "root" if self.uid == 0 else "service"
+        return next((r for r in self.roles if command is None or r in MATRIX.get(command, ())), None)
+
+    def actor(self, command: str | None) -> dict[str, object]:
+        """Who did it, as the custody log keeps it."""
+        return {"user": self.user, "uid": self.uid, "role": self.role_for(command)}
+
+    def refusal(self, command: str | None, groups: dict[str, str]) -> str | None:
+        """Why this person may not run `command` (None: help and usage), in one line; None if they may."""
+        if not self.privileged and not self.roles:
+            return (f"{self.user} holds no archiver role: an administrator adds them to one "
+                    f"(usermod -aG {groups['clerk']} {self.user}; see 'archiver access show')")
+        if command is None:
+            return None
+        if not self.may(command):
+            needs = who_may(command)
+            return (f"{self.user} may not run '{command}': it needs the role {' or '.join(needs)} (group "
+                    f"{' or '.join(groups[r] for r in needs)}); {self.user} holds {', '.join(self.roles)}")
+        return NOT_SERVED.get(command)
+
+    def may_read(self, st_mode: int, st_uid: int, st_gid: int) -> bool:
+        """Whether the file-mode bits let this person read an entry (and search it, if a folder)."""
+        if self.privileged and self.uid == 0:
+            return True
+        want = 0o4 | (0o1 if st_mode & 0o40000 else 0)
+        shift = 6 if st_uid == self.uid else 3 if st_gid in self.gids else 0
+        return (st_mode >> shift) & want == want
 
 
 def roles_for(groups: set[str], access: AccessConfig) -> tuple[str, ...]:
@@ -100,15 +137,28 @@ def who_may(command: str) -> tuple[str, ...]:
 # -- the machine's users and groups (I/O) --------------------------------------------------------
 def person_for(user: str, access: AccessConfig) -> Person:
     """A local user as the service sees them. Raises KeyError if there is no such user."""
-    entry = pwd.getpwnam(user)
-    groups = {g.gr_name for g in grp.getgrall() if user in g.gr_mem}
+    return _person(pwd.getpwnam(user), access)
+
+
+def person_for_uid(uid: int, access: AccessConfig) -> Person:
+    """The caller the kernel reported. A uid with no user name holds no role."""
     try:
-        groups.add(grp.getgrgid(entry.pw_gid).gr_name)
+        return _person(pwd.getpwuid(uid), access)
+    except KeyError:
+        return Person(str(uid), uid, (), None, uid == 0)
+
+
+def _person(entry: pwd.struct_passwd, access: AccessConfig) -> Person:
+    # Group membership is read now, not at login: `usermod -aG` takes effect on the next command.
+    groups = {(g.gr_name, g.gr_gid) for g in grp.getgrall() if entry.pw_name in g.gr_mem}
+    try:
+        groups.add((grp.getgrgid(entry.pw_gid).gr_name, entry.pw_gid))
     except KeyError:
         pass
-    service = access.service_user
-    return Person(user, entry.pw_uid, roles_for(groups, access), access.officers.get(user),
-                  entry.pw_uid == 0 or user == service)
+    names = {name for name, _gid in groups}
+    return Person(entry.pw_name, entry.pw_uid, roles_for(names, access), access.officers.get(entry.pw_name),
+                  entry.pw_uid == 0 or entry.pw_name == access.service_user,
+                  frozenset(gid for _name, gid in groups) | {entry.pw_gid})
 
 
 def holders(access: AccessConfig) -> dict[str, list[str]]:

@@ -23,15 +23,20 @@ ensure_debs() {
 
 ensure_venv() {
     local extras=${1:-}
-    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    # Debian's python, not one under /root (pyenv's): the service user and the test suite's throwaway
+    # users run this virtualenv too.
+    local base=/usr/bin/python3
+    if ! "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+        || ! "$base" -m venv --help >/dev/null 2>&1 || ! "$base" -c 'import ensurepip' 2>/dev/null; then
         ensure_debs python3 python3-venv python3-pip
     fi
-    if ! python3 -m venv --help >/dev/null 2>&1; then
-        ensure_debs python3-venv
+    if [ -e "$venv/bin/python" ] && [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$base")" ]; then
+        say "re-creating the virtualenv in $venv with $base"
+        rm -rf "$venv"
     fi
     if [ ! -x "$venv/bin/python" ]; then
         say "creating the virtualenv in $venv"
-        python3 -m venv "$venv"
+        "$base" -m venv "$venv"
     fi
     # Reinstall only when the project's dependencies change.
     local hash stamp
