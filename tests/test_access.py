@@ -202,3 +202,17 @@ def test_frames_carry_descriptors_and_refuse_what_is_not_a_frame(tmp_path: Path)
     with pytest.raises(EOFError):
         b.receive()
     right.close()
+
+
+def test_the_readme_shows_the_matrix_the_service_enforces():
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("<!-- matrix:"):text.index("<!-- /matrix -->")].splitlines()[3:]
+    shown = {}
+    for row in table:
+        command, *cells = [c.strip() for c in row.strip("|").split("|")]
+        shown[command.strip("`")] = {role for role, cell in zip(ROLES, cells, strict=True) if cell}
+        assert all(cell in ("", "✓", "own") for cell in cells), row
+        assert ("own" in cells) == (command.strip("`") in OWN_ONLY and "officer" in MATRIX[command.strip("`")])
+    assert shown == {command: set(who) for command, who in MATRIX.items()}

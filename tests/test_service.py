@@ -72,6 +72,7 @@ class Station:
 def station(card: Path):
     if os.geteuid() != 0:
         pytest.skip("needs root to add users")
+    umask = os.umask(0o022)  # folders the users pass through, whatever an in-process command set before
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="archiver-svc-"))
     base.chmod(0o755)  # as /var/lib and /home are: every user passes through
     st = Station(base, str(os.getpid() % 100000))
@@ -96,6 +97,7 @@ def station(card: Path):
         for group in st.groups.values():
             subprocess.run(["groupdel", group], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+        os.umask(umask)
 
 
 def _prepare(st: Station, card: Path) -> None:
@@ -135,6 +137,7 @@ def _prepare(st: Station, card: Path) -> None:
     assert subprocess.run([ARCHIVER, "--config", str(config), "--data-dir", str(st.data), "cases", "import",
                            str(base / "cases.csv")], capture_output=True).returncode == 0
     st.daemon = DaemonProcess(base, st.data, [], [st.inbox], extra=extra)
+    st.daemon.config.chmod(0o644)  # the people's clients read it to find the socket (whatever pytest's umask)
     assert (base / "run" / "archiver.sock").exists()
 
 
@@ -321,7 +324,7 @@ def test_the_service_never_reads_or_writes_a_path_for_someone_who_could_not(stat
     secret.write_text(CASES)
     secret.chmod(0o600)  # root's alone
     result = station.run("legal", "cases", "import", secret)
-    assert result.returncode == 2 and "Permission denied" in result.stderr
+    assert result.returncode == 2 and result.stderr == f"Error: cannot open {secret}: Permission denied\n"
     closed = station.base / "closed"
     shutil.copytree(station.base / "cards" / "one", closed)
     (closed / "RECORD").chmod(0o700)

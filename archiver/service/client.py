@@ -174,9 +174,13 @@ class _Session:
         try:
             reply, give = self._do(kind, data, fds)
         except Exception as exc:  # answered, not raised: the service reports it as the command's error
-            ours = exc.__class__.__module__.startswith("archiver")
-            self.conn.send(wire.REPLY, {"error": str(exc) if ours else f"{exc.__class__.__name__}: {exc}",
-                                        "code": getattr(exc, "exit_code", 2)})
+            if exc.__class__.__module__.startswith("archiver"):
+                message = str(exc)
+            elif isinstance(exc, OSError) and exc.strerror:
+                message = f"{exc.filename or 'a file'}: {exc.strerror}"
+            else:
+                message = f"{exc.__class__.__name__}: {exc}"
+            self.conn.send(wire.REPLY, {"error": message, "code": getattr(exc, "exit_code", 2)})
             return
         try:
             self.conn.send(wire.REPLY, reply, give)
@@ -190,7 +194,7 @@ class _Session:
             try:
                 fd = os.open(str(data["path"]), flags)  # as the caller: the kernel checks their rights
             except OSError as exc:
-                raise OSError(f"cannot open {data['path']}: {exc.strerror}") from None
+                raise _Unanswerable(f"cannot open {data['path']}: {exc.strerror}") from None
             return {"ok": True}, (fd,)
         from pathlib import Path
 
@@ -227,6 +231,10 @@ class _Session:
                 tree.__exit__(RuntimeError, RuntimeError("abandoned"), None)
             except RuntimeError:
                 pass
+
+
+class _Unanswerable(Exception):
+    """What the client cannot do for the service (a path the caller may not open), said in one line."""
 
 
 def _object(payload: bytes) -> dict[str, Any]:

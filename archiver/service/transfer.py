@@ -8,6 +8,7 @@ Memory stays flat: one chunk at a time.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from archiver.errors import ArchiverError, ArchiveStorageError, storage_error
+from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import AtomicFile, Folder, check_private, make_dirs, new_or_empty, staged_folder
 
 CHUNK = 1 << 20
@@ -50,7 +51,14 @@ def copy_checked(src: int, dest: Path, sha256: str | None = None, size: int | No
             if own:
                 folder.close()
     except OSError as exc:
-        raise storage_error(exc, str(dest.parent)) from exc
+        raise write_error(exc, dest.parent) from exc
+
+
+def write_error(exc: OSError, where: Path) -> ArchiveStorageError:
+    """Where a copy for a person could not be written, and why (their folder, not the archive)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ArchiveStorageError(f"no space left on the disk holding {where}: free some, or choose another folder")
+    return ArchiveStorageError(f"cannot write into {where}: {exc.strerror or exc}")
 
 
 def _existing(folder: Folder, dest: Path, sha256: str | None) -> str:
@@ -72,8 +80,11 @@ def building(dest: Path) -> Iterator[Path]:
     """A folder tree that appears at `dest` (absent or empty) only once complete."""
     if not new_or_empty(dest):
         raise ArchiveStorageError(f"{dest} exists and is not an empty folder: choose a new one")
-    with staged_folder(dest, "receive", None) as staging:
-        yield staging
+    try:
+        with staged_folder(dest, "receive", None) as staging:
+            yield staging
+    except OSError as exc:
+        raise write_error(exc, dest.parent) from exc
 
 
 def safe_relative(rel: str) -> Path:
