@@ -36,6 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench lookups")
     parser.add_argument("--runs", type=int, default=30, help="runs of each command (default 30)")
     parser.add_argument("--clients", type=int, default=20, help="clients at once during the ingest (default 20)")
+    parser.add_argument("--rounds", type=int, default=2, help="ingests under each load (default 2)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -76,12 +77,33 @@ def main() -> int:
             figures["lookups"][name] = {"median_ms": round(med * 1000, 1), "p90_ms": round(p90 * 1000, 1),
                                         "ratio_to_pass": round(med / baseline, 2)}
             print(f"{name:48} {med * 1000:7.1f} ms {p90 * 1000:7.1f} ms {med / baseline:7.2f}x")
-        quiet = _docked_ingest(base, data, "TA00801", None)
-        busy = _docked_ingest(base, data, "TA00802", lambda stop: _clients(args.clients, as_user, env, stop, data))
-        figures["ingest"] = {"quiet_s": round(quiet, 2), "with_clients_s": round(busy, 2),
-                             "ratio": round(busy / quiet, 2), "clients": args.clients}
-        print(f"docked recorder's ingest: {quiet:.2f} s alone, {busy:.2f} s with {args.clients} clients at once "
-              f"({busy / quiet:.2f}x)")
+        loads = {
+            "alone": None,
+            f"{args.clients - 1} loops of python3 -c pass (the clients' own start-up, no service)":
+                lambda stop: _clients(args.clients - 1, who_env(as_user, env), stop, [str(VENV / "python3"), "-c",
+                                                                                      "pass"], 0, retrieval=False),
+            "one client retrieving 512 MiB (its copy shares the disk)":
+                lambda stop: _clients(1, who_env(as_user, env), stop, LOOKUP, 0),
+            f"{args.clients} clients at once, each a lookup a second":
+                lambda stop: _clients(args.clients, who_env(as_user, env), stop, LOOKUP, 1.0, retrieval=False),
+            f"{args.clients} clients at once, each a lookup a second, one retrieving 512 MiB":
+                lambda stop: _clients(args.clients, who_env(as_user, env), stop, LOOKUP, 1.0),
+            f"{args.clients} clients at once, each looking up back to back, one retrieving 512 MiB":
+                lambda stop: _clients(args.clients, who_env(as_user, env), stop, LOOKUP, 0),
+        }
+        ingest: dict[str, list[float]] = {name: [] for name in loads}
+        serial = 800
+        for _ in range(args.rounds):
+            for name, load in loads.items():
+                serial += 1
+                ingest[name].append(_docked_ingest(base, data, f"TA00{serial}", load))
+        quiet = statistics.median(ingest["alone"])
+        figures["ingest"] = {}
+        print(f"\na docked recorder's ingest (median of {args.rounds}), its time against the ingest alone:")
+        for name, values in ingest.items():
+            med = statistics.median(values)
+            figures["ingest"][name] = {"seconds": [round(v, 2) for v in values], "ratio": round(med / quiet, 2)}
+            print(f"  {name:88} {med:6.2f} s {med / quiet:5.2f}x")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False))
         return 0
@@ -146,8 +168,8 @@ def _count(data: Path, serial: str) -> int:
 
 def _docked_ingest(base: Path, data: Path, serial: str, load) -> float:
     """Seconds from a recorder's files appearing in the inbox to all of them catalogued."""
-    spec = RecorderSpec(serial=serial, segments=6, segment_seconds=10, bitrate="20M", noise=True,
-                        start=RecorderSpec.start.replace(year=2024 if serial.endswith("1") else 2025))
+    spec = RecorderSpec(serial=serial, segments=12, segment_seconds=10, bitrate="20M", noise=True,
+                        start=RecorderSpec.start.replace(year=2000 + int(serial[-2:])))
     staged = base / f"staged-{serial}"
     make_recorder(staged, spec)
     want = spec.segments + spec.audio + spec.photos
@@ -166,19 +188,31 @@ def _docked_ingest(base: Path, data: Path, serial: str, load) -> float:
             worker.join()
 
 
-def _clients(n: int, who: dict, env: dict, stop: threading.Event, data: Path) -> list[threading.Thread]:
-    def lookups() -> None:
-        while not stop.is_set():
-            subprocess.run([ARCHIVER, "cases", "show", CASE], stdout=subprocess.DEVNULL, env=env, check=True, **who)
+LOOKUP = [ARCHIVER, "cases", "show", CASE]
 
-    def retrieval() -> None:
-        rows = json.loads(subprocess.run([ARCHIVER, "recordings", "list", "--json"], capture_output=True, env=env,
-                                         check=True, **who).stdout)
+
+def who_env(who: dict, env: dict) -> dict:
+    return {**who, "env": env}
+
+
+def _clients(n: int, who: dict, stop: threading.Event, argv: list[str], pause: float,
+             retrieval: bool = True) -> list[threading.Thread]:
+    """n clients at once: each runs `argv` again and again (`pause` seconds apart); with `retrieval`, one of
+    them retrieves the large recording instead."""
+    def loop() -> None:
+        while not stop.is_set():
+            subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, **who)
+            stop.wait(pause)
+
+    def retrieve() -> None:
+        rows = json.loads(subprocess.run([ARCHIVER, "recordings", "list", "--json"], capture_output=True, check=True,
+                                         **who).stdout)
         big = next(r["id"] for r in rows if r["original_path"].endswith(BIG))
         subprocess.run([ARCHIVER, "recordings", "get", str(big), f"retrieved-{time.monotonic_ns()}", "--reason",
-                        "bench"], stdout=subprocess.DEVNULL, env=env, check=True, **who)
+                        "bench"], stdout=subprocess.DEVNULL, check=True, **who)
 
-    threads = [threading.Thread(target=lookups) for _ in range(n - 1)] + [threading.Thread(target=retrieval)]
+    threads = [threading.Thread(target=loop) for _ in range(n - retrieval)]
+    threads += [threading.Thread(target=retrieve)] if retrieval else []
     for thread in threads:
         thread.start()
     return threads

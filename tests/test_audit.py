@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cases import CASE, HEADER, HOLEY, ROWS, write
 
 from archiver.dock.simulate import make_recorder
-from archiver.ledger.custody import canonical
+from archiver.ledger.custody import canonical, catalog_head
 
 BAGIT = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "bagit.py")
 
@@ -150,6 +150,37 @@ def test_state_changes_and_lookups_are_logged_with_the_actor(cli, archived: Path
     viewed = [e for e in events if e["action"] == "lookup" and e["subject"].get("sha256")]
     assert viewed and viewed[0]["actor"] and viewed[0]["details"]["command"] == "recordings show"
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert run_verify(cli)[0] == 0
+
+
+def test_many_people_logging_at_once_get_one_unbroken_signed_chain(cli, archived: Path):
+    """Group commit: 16 threads appending 25 events each, as many served requests do, through views that
+    name different people; every append returns its own head, the chain verifies, the catalog holds the last."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from archiver.config import load_config
+    from archiver.workspace import open_workspace
+
+    ws = open_workspace(load_config(None, archived), upgrade=False)
+    before = len(log_lines(archived))
+
+    def person(n: int) -> list[int]:
+        log = ws.custody.as_actor({"user": f"p{n}", "uid": 5000 + n, "role": "legal"})
+        return [log.append("lookup", {"n": n, "i": i}).seq for i in range(25)]
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            seqs = [seq for batch in pool.map(person, range(16)) for seq in batch]
+        head = catalog_head(ws.catalog)
+    finally:
+        ws.close()
+    assert sorted(seqs) == list(range(before + 1, before + 401))
+    events = [json.loads(line) for line in log_lines(archived)[before:]]
+    assert sorted((e["actor"]["user"], e["subject"]["i"]) for e in events) == \
+        sorted((f"p{n}", i) for n in range(16) for i in range(25))
+    for n in range(16):  # each person's events in the order they were appended
+        assert [e["subject"]["i"] for e in events if e["actor"]["user"] == f"p{n}"] == list(range(25))
+    assert head.seq == before + 400
     assert run_verify(cli)[0] == 0
 
 

@@ -199,7 +199,7 @@ def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingCo
     Plain rows, not ORM objects: `check --all` over 100,000 cases stays a matter of seconds.
     """
     columns = tuple(Recording.__table__.columns) if full else _CHECK_COLUMNS
-    with catalog.session() as session:
+    with catalog.reading() as session:
         if case_nos is None:
             ids = list(session.scalars(select(Case.id).order_by(Case.case_no)))
         else:
@@ -260,7 +260,7 @@ def _span(rec: Any) -> Span:
 def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = None) -> list[dict[str, Any]]:
     """All cases, or those whose number or title contains `text` or with an officer matching it; with
     `officer`, only the cases that officer acts in."""
-    with catalog.session() as session:
+    with catalog.reading() as session:
         query = (select(Case.case_no, Case.title, func.count(Action.id), func.min(Action.start), func.max(Action.end))
                  .outerjoin(Action, Action.case_id == Case.id).group_by(Case.id).order_by(Case.case_no))
         if officer is not None:
@@ -276,7 +276,7 @@ def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = 
 
 def acts_in(catalog: Catalog, officer: str, case_no: str) -> bool:
     """Whether the officer is named on any action of the case."""
-    with catalog.session() as session:
+    with catalog.reading() as session:
         return session.scalar(select(Case.id).where(Case.case_no == case_no, Case.id.in_(_cases_of(officer)))) \
             is not None
 
@@ -296,7 +296,7 @@ def cases_for_recordings(catalog: Catalog, recording_ids: Iterable[int]) -> dict
     """Case numbers each recording belongs to (automatic links not undone, plus manual links)."""
     ids = list(recording_ids)
     found: dict[int, set[str]] = defaultdict(set)
-    with catalog.session() as session:
+    with catalog.reading() as session:
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             unlinked = set(session.execute(select(CaseLink.recording_id, CaseLink.case_id)

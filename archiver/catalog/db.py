@@ -45,9 +45,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    # Take the write lock when a transaction starts: two ingests writing at once then queue on
-    # busy_timeout instead of failing with "database is locked" when a read turns into a write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writer takes the write lock when its transaction starts: two ingests writing at once then queue on
+    # busy_timeout instead of failing with "database is locked" when a read turns into a write. A reader
+    # (Catalog.reading) starts deferred: under WAL it reads a snapshot, and neither waits for a writer nor
+    # holds one up, so lookups through the station service never slow an ingest down.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("archiver_read_only") else "BEGIN IMMEDIATE")
 
 
 class Catalog:
@@ -60,6 +62,7 @@ class Catalog:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(archiver_read_only=True), expire_on_commit=False)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Catalog:
@@ -67,6 +70,10 @@ class Catalog:
 
     def session(self) -> Session:
         return self._sessions()
+
+    def reading(self) -> Session:
+        """A session that only reads (on SQLite: a deferred transaction, no write lock)."""
+        return self._readers()
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:

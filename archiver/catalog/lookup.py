@@ -55,7 +55,7 @@ class RecordingFilter:
 
 def list_recordings(catalog: Catalog, flt: RecordingFilter) -> list[Recording]:
     query = flt.apply(select(Recording)).order_by(Recording.start.is_(None), Recording.start, Recording.id)
-    with catalog.session() as session:
+    with catalog.reading() as session:
         return list(session.scalars(query))
 
 
@@ -65,7 +65,7 @@ def find_recording(catalog: Catalog, ref: str) -> Recording:
     if not (ref.isdigit() or _HEX.match(ref)):
         raise NotFoundError(f"{ref!r} is neither a recording id nor a sha256 prefix of 8+ hex digits")
     query = select(Recording).options(selectinload(Recording.sightings))
-    with catalog.session() as session:
+    with catalog.reading() as session:
         matches = []
         if _HEX.match(ref):
             matches = list(session.scalars(query.where(Recording.sha256.startswith(ref.lower())).limit(2)))

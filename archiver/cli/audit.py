@@ -81,7 +81,7 @@ def status(app: App, as_json: bool) -> None:
     """Data dir, counts and bytes, last ingest, last verify and its result, custody log head."""
     ws = app.workspace()
     tz = app.config.timezone
-    with ws.catalog.session() as session:
+    with ws.catalog.reading() as session:
         count, size = session.execute(select(func.count(), func.coalesce(func.sum(Recording.size), 0))
                                       .select_from(Recording)).one()
         cases = session.scalar(select(func.count()).select_from(Case))

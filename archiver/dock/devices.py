@@ -84,7 +84,7 @@ def identify(catalog: Catalog, ids: VolumeIds) -> Device | None:
 
 def list_devices(catalog: Catalog, tz: Any) -> list[dict[str, Any]]:
     """Every known recorder with its officers, recordings, bytes, last docking and last ingest."""
-    with catalog.session() as session:
+    with catalog.reading() as session:
         devices = list(session.scalars(select(Device).order_by(Device.serial)))
         totals = dict((serial, (count, size)) for serial, count, size in session.execute(
             select(Recording.device_serial, func.count(), func.coalesce(func.sum(Recording.size), 0))
