@@ -311,6 +311,19 @@ def test_retrieval_is_byte_identical_needs_a_reason_and_strangers_get_nothing(st
         fh.write(b"X")
     clash = station.run("auditor", "recordings", "get", big["id"], "files", "--reason", "again")
     assert clash.returncode == 3 and "already exists with other content" in clash.stderr
+    with archived.open("r+b") as fh:  # a flipped bit in the archive: the copy is refused, nothing is kept
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    try:
+        rotten = station.run("auditor", "recordings", "get", big["id"], "rotten", "--reason", "复核")
+    finally:
+        with archived.open("r+b") as fh:
+            fh.seek(1000)
+            fh.write(byte)
+    assert rotten.returncode == 2 and f"the copy of {BIG} does not match the catalog" in rotten.stderr
+    assert os.listdir(home / "rotten") == []
     for who in ("stranger", "clerk", "officer"):
         user = station.users[who]
         cat = subprocess.run(["runuser", "-u", user, "--", "cat", str(archived)], capture_output=True)

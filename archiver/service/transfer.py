@@ -23,16 +23,13 @@ CHUNK = 1 << 20
 
 
 def copy_checked(src: int, dest: Path, sha256: str | None = None, size: int | None = None, *,
-                 replace: bool = False, folder: Folder | None = None) -> str:
+                 replace: bool = False) -> str:
     """Copy the whole file open at `src` to `dest` and return its SHA-256. With `sha256`/`size`, a copy
     that does not match is discarded and refused. Without `replace`, an existing `dest` is left alone:
     kept when it already holds the same bytes, refused otherwise."""
     try:
-        own = folder is None
-        if own:
-            make_dirs(dest.parent)
-            folder = Folder.open(dest.parent)
-        try:
+        make_dirs(dest.parent)
+        with Folder.open(dest.parent) as folder:
             if not replace and folder.exists(dest.name):
                 return _existing(folder, dest, sha256)
             digest, copied = hashlib.sha256(), 0
@@ -47,9 +44,6 @@ def copy_checked(src: int, dest: Path, sha256: str | None = None, size: int | No
                     raise ArchiverError(f"the copy of {dest.name} does not match the catalog ({copied} bytes, "
                                         f"sha256 {found[:16]}…): nothing kept; run 'archiver verify' on it")
             return found
-        finally:
-            if own:
-                folder.close()
     except OSError as exc:
         raise write_error(exc, dest.parent) from exc
 
