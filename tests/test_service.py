@@ -87,6 +87,11 @@ def station(card: Path):
         shutil.chown(home, user)
         home.chmod(0o700)
     try:
+        probe = subprocess.run(["runuser", "-u", st.users["stranger"], "--", ARCHIVER, "--version"],
+                               capture_output=True, text=True, cwd="/")
+        if probe.returncode != 0:
+            pytest.fail(f"{ARCHIVER} cannot be run by other users (the checkout or its virtualenv is not readable "
+                        f"and searchable by them): {probe.stderr.strip()[-300:]}")
         _prepare(st, card)
         yield st
     finally:

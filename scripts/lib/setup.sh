@@ -23,9 +23,11 @@ ensure_debs() {
 
 ensure_venv() {
     local extras=${1:-}
-    # Debian's python, not one under /root (pyenv's): the service user and the test suite's throwaway
-    # users run this virtualenv too.
-    local base=/usr/bin/python3
+    # Debian's python, not one under /root (pyenv's), and files everyone may read, whatever the caller's
+    # umask: the service user and the test suite's throwaway users run this virtualenv too.
+    local base=/usr/bin/python3 mask
+    mask=$(umask)
+    umask 022
     if ! "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
         || ! "$base" -m venv --help >/dev/null 2>&1 || ! "$base" -c 'import ensurepip' 2>/dev/null; then
         ensure_debs python3 python3-venv python3-pip
@@ -53,6 +55,9 @@ ensure_venv() {
         find "$venv" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash*" -delete
         touch "$stamp"
     fi
+    # An install made under a tighter umask (a test that ran scripts/run) left files only root can read.
+    find "$venv" \( -name '__editable__*' -o -name '*.pth' \) ! -perm -004 -exec chmod a+r {} + 2>/dev/null || true
+    umask "$mask"
 }
 
 # The community age test vectors (C2SP CCTV), from the npm registry's cctv-age package, written out
