@@ -1,10 +1,16 @@
-"""Case records to import: the CSV and JSON forms, parsed and checked. Pure: text in, records out.
+"""Case records to import, as offices have them: CSV (UTF-8 with or without BOM, or GB18030, as
+Excel and WPS save it in China), .xlsx, and JSON. Pure: bytes in, records out.
 
-CSV: a header row `case_no,title,stage,officers,start,end,recording_required`, one row per
-enforcement action, officers separated by ';'. JSON: a list of cases, each
+CSV and .xlsx: a header row naming the columns `case_no,title,stage,officers,start,end,
+recording_required` (in any order; the Chinese names in HEADER_ALIASES too), one row per enforcement
+action. Columns without a name and empty, or with another name (备注), are left out with a note.
+Officers are separated by `;` `；` `、` `,` `，` `/` or spaces. Times are ISO 8601 or the forms
+Excel and WPS write (`2023/3/5 9:30`, `2023年3月5日 9:30`, `2023-03-05 09:30:00`, a date cell).
+JSON: a list of cases, each
 `{"case_no", "title", "actions": [{"stage", "officers", "start", "end", "recording_required"}]}`.
 Case numbers are opaque Unicode strings, kept exactly. Every bad row is reported, with its line
-(CSV) or position (JSON); a file with any bad row imports nothing.
+(CSV, .xlsx) or position (JSON); a file with any bad row imports nothing. Nothing ambiguous is
+guessed: a date without a time of day, say, is refused with its line.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -21,6 +29,21 @@ from archiver.errors import ArchiverError
 COLUMNS = ("case_no", "title", "stage", "officers", "start", "end", "recording_required")
 _TRUE = {"true", "1", "yes", "y", "是"}
 _FALSE = {"false", "0", "no", "n", "否"}
+
+# Column names offices use, for each column (compared without spaces, case-insensitively).
+HEADER_ALIASES = {
+    "case_no": ("案件编号", "案号", "案件号", "编号"),
+    "title": ("案件名称", "案由", "名称"),
+    "stage": ("执法环节", "环节", "执法阶段", "阶段"),
+    "officers": ("执法人员", "执法人员编号", "警号", "执法证号"),
+    "start": ("开始时间", "起始时间"),
+    "end": ("结束时间", "截止时间"),
+    "recording_required": ("是否需要记录", "是否需要执法记录", "需要记录", "是否记录"),
+}
+_HEADERS = {name: column for column, names in HEADER_ALIASES.items() for name in (column, *names)}
+ENCODINGS = ("utf-8", "gb18030")
+OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
+_EXCEL_TIME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.\d+)?)?)?$")
 
 
 class CaseFileError(ArchiverError):
@@ -43,50 +66,98 @@ class CaseRecord:
     actions: list[ActionRecord] = field(default_factory=list)
 
 
-def parse_case_file(name: str, data: bytes, tz: tzinfo) -> list[CaseRecord]:
-    """Parse a .csv or .json case file. Raises CaseFileError naming every bad row."""
+def read_case_file(name: str, data: bytes, tz: tzinfo,
+                   encoding: str | None = None) -> tuple[list[CaseRecord], list[str]]:
+    """(records, notes on what was left out) of a .csv, .xlsx or .json case file. `encoding` forces
+    one for a CSV; otherwise UTF-8 (with or without BOM) is tried, then GB18030. Raises CaseFileError
+    naming every bad row."""
+    lower = name.lower()
+    if lower.endswith(".xlsx"):
+        return _read_rows(name, _xlsx_rows(name, data), tz)
+    text = _decode(name, data, encoding)
+    if lower.endswith(".json"):
+        return _parse_json(name, text, tz), []
+    if lower.endswith(".csv"):
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            return _read_rows(name, ((reader.line_num, row) for row in reader), tz)
+        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
+            raise CaseFileError(f"{name} line {reader.line_num}: not readable as CSV ({exc}); nothing "
+                                "imported") from None
+    raise CaseFileError(f"{name}: give a .csv, .xlsx or .json file")
+
+
+def _decode(name: str, data: bytes, encoding: str | None) -> str:
+    for candidate in (encoding,) if encoding else ENCODINGS:
+        try:
+            return data.decode("utf-8-sig" if candidate.replace("_", "-").lower() in ("utf-8", "utf8") else candidate)
+        except UnicodeDecodeError as exc:
+            if encoding:
+                raise CaseFileError(f"{name} is not {encoding} text (byte {exc.start}): give its encoding with "
+                                    "--encoding, or save it as UTF-8") from None
+        except LookupError:
+            raise CaseFileError(f"unknown encoding {encoding!r}: use utf-8 or gb18030") from None
+    raise CaseFileError(f"{name} is neither UTF-8 nor GB18030 text: give its encoding with --encoding, or save "
+                        "it as UTF-8")
+
+
+def _xlsx_rows(name: str, data: bytes):
+    """(row number, cells) of the first sheet; date cells stay datetimes, numbers become their text."""
+    import zipfile
+
+    import openpyxl
+
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CaseFileError(f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    if name.lower().endswith(".json"):
-        return _parse_json(name, text, tz)
-    if name.lower().endswith(".csv"):
-        return _parse_csv(name, text, tz)
-    raise CaseFileError(f"{name}: give a .csv or .json file")
-
-
-def _parse_csv(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise CaseFileError(f"{name} is not a readable .xlsx workbook ({exc}); nothing imported") from None
     try:
-        return _read_csv(name, reader, tz)
-    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
-        raise CaseFileError(f"{name} line {reader.line_num}: not readable as CSV ({exc}); nothing imported") from None
+        for number, row in enumerate(book.worksheets[0].iter_rows(values_only=True), 1):
+            yield number, [_cell(value) for value in row]
+    finally:
+        book.close()
 
 
-def _read_csv(name: str, reader, tz: tzinfo) -> list[CaseRecord]:
-    header = next(reader, None)
-    if header is None:
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (datetime, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:
+    first = next(rows, None)
+    if first is None:
         raise CaseFileError(f"{name} is empty: the first line must be {','.join(COLUMNS)}")
-    header = [h.strip() for h in header]
-    unknown = [h for h in header if h not in COLUMNS]
+    header = [_column(cell) for cell in first[1]]
+    named = [h for h in header if h in COLUMNS]
+    twice = sorted({h for h in named if named.count(h) > 1})
     missing = [c for c in COLUMNS if c not in header]
-    if unknown or missing:
-        parts = ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + (
+    unknown = [h for h in header if h and h not in COLUMNS]
+    if twice or missing:
+        parts = ([f"column(s) {', '.join(twice)} given twice"] if twice else []) + (
+            [f"unknown column(s) {', '.join(unknown)}"] if unknown and missing else []) + (
             [f"missing column(s) {', '.join(missing)}"] if missing else [])
-        raise CaseFileError(f"{name} line 1: {'; '.join(parts)}; the columns are {','.join(COLUMNS)}")
+        raise CaseFileError(f"{name} line 1: {'; '.join(parts)}; the columns are {','.join(COLUMNS)} (or "
+                            "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)")
+    left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS]
+    filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
     errors: list[str] = []
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
+    for line, row in rows:
+        if not any(str(cell).strip() for cell in row):
             continue
-        if len(row) != len(header):
+        row = list(row) + [""] * (len(header) - len(row))
+        if any(str(cell).strip() for cell in row[len(header):]):
             errors.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
             continue
-        values = dict(zip(header, row, strict=True))
+        filled.update(i for i, _h in left_out if str(row[i]).strip())
+        values = {h: row[i] for i, h in enumerate(header) if h in COLUMNS}
         try:
-            case_no, title, action = _action(values, values["officers"].split(";"), tz)
+            case_no, title, action = _action(values, _officers(values["officers"]), tz)
         except ValueError as exc:
             errors.append(f"line {line}: {exc}")
             continue
@@ -94,7 +165,19 @@ def _read_csv(name: str, reader, tz: tzinfo) -> list[CaseRecord]:
         case.title = title or case.title
         case.actions.append(action)
     _raise_if(name, errors)
-    return list(cases.values())
+    notes = [f"column {i + 1} ({h or 'no name'}) left out: not one of the case file's columns"
+             for i, h in left_out if h or i in filled]
+    return list(cases.values()), notes
+
+
+def _column(cell: Any) -> str:
+    """The column a header cell names ('' when it names none), else the cell's own text."""
+    key = re.sub(r"\s+", "", str(cell))
+    return _HEADERS.get(key.lower(), key)
+
+
+def _officers(value: Any) -> list[str]:
+    return [o for o in OFFICER_SEPARATORS.split(str(value)) if o]
 
 
 def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
@@ -127,7 +210,7 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
                 continue
             officers = action.get("officers", [])
             if isinstance(officers, str):
-                officers = officers.split(";")
+                officers = _officers(officers)
             values = {**action, "case_no": item.get("case_no", ""), "title": item.get("title", "")}
             wrong = _wrong_types(values, officers)
             if wrong:
@@ -199,12 +282,34 @@ def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo) -> tuple[st
 
 
 def _time(value: Any, what: str, tz: tzinfo) -> datetime:
+    if isinstance(value, datetime):  # a date cell of a workbook
+        return value if value.tzinfo else value.replace(tzinfo=tz)
     text = str(value or "").strip()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"cannot read {what} time {text!r} (ISO 8601, e.g. 2022-11-03T09:30:00)") from None
+    parsed = parse_office_time(text)
+    if parsed is None:
+        raise ValueError(f"cannot read {what} time {text!r} (e.g. 2022-11-03T09:30:00, 2022/11/3 9:30 or "
+                         "2022年11月3日 9:30, with the time of day)")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def parse_office_time(text: str) -> datetime | None:
+    """ISO 8601, or a date and time as Excel and WPS write them (slashes, dots, 年月日, full-width
+    digits, one-digit months and hours). None when it is neither, or when the time of day is missing."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    plain = unicodedata.normalize("NFKC", text).strip()
+    plain = re.sub(r"\s*(年|月)\s*", "-", plain)
+    plain = re.sub(r"\s*日\s*", " ", plain)
+    plain = re.sub(r"(?<=\d)[/.](?=\d)", "-", plain).strip()
+    match = _EXCEL_TIME.match(plain)
+    if match is None or match.group(4) is None:
+        return None
+    try:
+        return datetime(*(int(g) for g in match.groups(default="0")))
+    except ValueError:
+        return None
 
 
 def _flag(value: Any) -> bool:

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from archiver.cases import links as lib
-from archiver.cases.casefile import parse_case_file
+from archiver.cases.casefile import read_case_file
 from archiver.cases.report import render_case
 from archiver.catalog.lookup import find_recording, recording_json
 from archiver.cli import App
@@ -27,16 +27,26 @@ def cases() -> None:
 
 @cases.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--encoding", metavar="NAME", help="The CSV's encoding (default: UTF-8, else GB18030, detected).")
+@click.option("--check", "dry_run", is_flag=True, help="Show what would be imported; import nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
-def import_(app: App, file: Path, as_json: bool) -> None:
-    """Import cases from FILE (.csv or .json, UTF-8 with or without BOM), one row per action.
+def import_(app: App, file: Path, encoding: str | None, dry_run: bool, as_json: bool) -> None:
+    """Import cases from FILE (.csv, .xlsx or .json), one row per enforcement action.
 
-    CSV columns: case_no,title,stage,officers,start,end,recording_required (officers separated
-    by ';'). Importing again updates, never duplicates. Any bad row: exit 2, nothing imported.
+    Columns: case_no,title,stage,officers,start,end,recording_required, or 案件编号,案件名称,执法环节,
+    执法人员,开始时间,结束时间,是否需要记录 (any order; other columns are left out with a note).
+    CSV in UTF-8 (with or without BOM) or GB18030; officers separated by ; ； 、 , ， / or spaces;
+    times as ISO 8601 or as Excel writes them (2023/3/5 9:30, 2023年3月5日 9:30). Importing again
+    updates, never duplicates. Any bad row: exit 2, nothing imported.
     """
     data = app.files.read_input(file, CASE_FILE_LIMIT)
-    records = parse_case_file(file.name, data, app.config.timezone)
+    records, notes = read_case_file(file.name, data, app.config.timezone, encoding)
+    for note in notes:
+        click.echo(f"{file}: {note}", err=True)
+    if dry_run:
+        _show_records(file, records, app, as_json)
+        return
     result = lib.import_cases(app.workspace(upgrade=True).catalog, records, app.config.linking)
     app.record("case_import", {"file": str(app.files.absolute(file))},
                {**result.to_json(), "case_nos": [r.case_no for r in records[:1000]], "cases": len(records)})
@@ -46,6 +56,28 @@ def import_(app: App, file: Path, as_json: bool) -> None:
     click.echo(f"{file}: {result.cases_created} case(s) created, {result.cases_updated} updated; actions "
                f"{result.actions_added} added, {result.actions_updated} updated, {result.actions_removed} removed; "
                f"{result.links} automatic link(s)")
+
+
+def _show_records(file: Path, records: list, app: App, as_json: bool) -> None:
+    """What `cases import --check` would import: cases, their actions, the officers of each."""
+    tz = app.config.timezone
+    rows = [{"case_no": r.case_no, "title": r.title, "actions": [
+        {"stage": a.stage, "officers": list(a.officers), "start": a.start.astimezone(tz).isoformat(),
+         "end": a.end.astimezone(tz).isoformat(), "recording_required": a.recording_required}
+        for a in r.actions]} for r in records]
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("Case", "Title", "Stage", "Officers", "Start", "End", "Recording required")
+    for case in rows:
+        for action in case["actions"] or [{}]:
+            table.add_row(case["case_no"], case["title"], action.get("stage", "-"),
+                          "、".join(action.get("officers", [])) or "-", action.get("start", "-")[:16],
+                          action.get("end", "-")[:16],
+                          {True: "yes", False: "no"}.get(action.get("recording_required"), "-"))
+    console().print(table)
+    click.echo(f"{file}: {len(rows)} case(s), {sum(len(c['actions']) for c in rows)} action(s) would be imported; "
+               "nothing imported (--check)")
 
 
 def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:

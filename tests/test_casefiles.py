@@ -1,0 +1,145 @@
+"""Case files as Chinese offices have them: GB18030 CSV from Excel or WPS, .xlsx with Chinese headers
+and date cells, officers separated by 、 or ；, the time forms Excel writes, extra and empty columns.
+The same cases in every form give the same catalog; anything still ambiguous is refused by line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from archiver.cases.casefile import CaseFileError, parse_office_time, read_case_file
+
+TZ = ZoneInfo("Asia/Shanghai")
+CASE = "后叶罚〔2022〕12号"
+ZH_HEADER = "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录,备注,"
+ROWS = [
+    (CASE, "占道经营", "调查取证", "JX0227、JX0555", "2022/11/3 9:36:21", "2022年11月3日 9:36:33", "是", "现场"),
+    (CASE, "占道经营", "告知", "JX0227；JX0555", "2022-11-03 09:40:00", "2022.11.3 9:41", "否", ""),
+]
+
+
+def _csv(rows=ROWS, header=ZH_HEADER) -> str:
+    return header + "\n" + "".join(",".join(row) + ",\n" for row in rows)
+
+
+def _xlsx(path: Path) -> Path:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(ZH_HEADER.rstrip(",").split(","))
+    sheet.append([CASE, "占道经营", "调查取证", "JX0227、JX0555", datetime(2022, 11, 3, 9, 36, 21),
+                  datetime(2022, 11, 3, 9, 36, 33), "是", "现场"])
+    sheet.append([CASE, "占道经营", "告知", "JX0227；JX0555", datetime(2022, 11, 3, 9, 40),
+                  "2022.11.3 9:41", "否", None])
+    book.save(path)
+    return path
+
+
+def _actions(records) -> list[tuple]:
+    return [(r.case_no, r.title, a.stage, a.officers, a.start, a.end, a.recording_required)
+            for r in records for a in r.actions]
+
+
+EXPECTED = [
+    (CASE, "占道经营", "调查取证", ("JX0227", "JX0555"), datetime(2022, 11, 3, 9, 36, 21, tzinfo=TZ),
+     datetime(2022, 11, 3, 9, 36, 33, tzinfo=TZ), True),
+    (CASE, "占道经营", "告知", ("JX0227", "JX0555"), datetime(2022, 11, 3, 9, 40, tzinfo=TZ),
+     datetime(2022, 11, 3, 9, 41, tzinfo=TZ), False),
+]
+
+
+@pytest.mark.parametrize("form", ["utf-8", "utf-8-sig", "gb18030", "xlsx"])
+def test_every_office_form_reads_the_same_cases(form: str, tmp_path: Path):
+    if form == "xlsx":
+        name, data = "cases.xlsx", _xlsx(tmp_path / "cases.xlsx").read_bytes()
+    else:
+        name, data = "cases.csv", _csv().encode(form)
+    records, notes = read_case_file(name, data, TZ)
+    assert _actions(records) == EXPECTED
+    assert notes == ["column 8 (备注) left out: not one of the case file's columns"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2023/3/5 9:30", datetime(2023, 3, 5, 9, 30)),
+    ("2023年3月5日 9:30", datetime(2023, 3, 5, 9, 30)),
+    ("2023年3月5日9时30分", None),  # not a form Excel writes: refused, never guessed
+    ("2023/03/05 09:30:00", datetime(2023, 3, 5, 9, 30)),
+    ("2023-3-5 9:30:15", datetime(2023, 3, 5, 9, 30, 15)),
+    ("2023.3.5 9:30", datetime(2023, 3, 5, 9, 30)),
+    ("２０２３／３／５　９：３０", datetime(2023, 3, 5, 9, 30)),  # full-width, as an IME types it
+    ("2023-03-05T09:30:00+08:00", datetime.fromisoformat("2023-03-05T09:30:00+08:00")),
+    ("2023-03-05 09:30", datetime(2023, 3, 5, 9, 30)),
+    ("2023/3/5", None),  # a date without a time of day
+    ("2023/13/5 9:30", None), ("2023/2/30 9:30", None), ("5/3/2023 9:30", None), ("44990.39", None), ("", None),
+])
+def test_excel_and_wps_time_forms(text: str, expected: datetime | None):
+    assert parse_office_time(text) == expected
+
+
+@pytest.mark.parametrize("officers", ["JX0227、JX0555", "JX0227；JX0555", "JX0227;JX0555", "JX0227，JX0555",
+                                      "JX0227/JX0555", "JX0227 JX0555", " JX0227 、 JX0555 ", "JX0227、、JX0555"])
+def test_officers_in_every_separator_offices_write(officers: str):
+    row = (CASE, "t", "s", officers, "2022-11-03T09:00:00", "2022-11-03T10:00:00", "true")
+    records, _ = read_case_file("c.csv", _csv([row], "case_no,title,stage,officers,start,end,recording_required")
+                                .encode(), TZ)
+    assert records[0].actions[0].officers == ("JX0227", "JX0555")
+
+
+@pytest.mark.parametrize("data,encoding,fragment", [
+    (b"\xff\xfe\x00\x01garbage", None, "neither UTF-8 nor GB18030"),
+    (_csv().encode("gb18030"), "utf-8", "is not utf-8 text (byte"),
+    (_csv().encode(), "klingon", "unknown encoding 'klingon'"),
+    ((ZH_HEADER + "\n" + ",".join(ROWS[0]) + ",,extra\n").encode(), None, "line 2: 10 fields, the header has 9"),
+    ("案件编号,案件名称,执法环节,执法人员,开始时间,结束时间\n".encode(), None, "missing column(s) recording_required"),
+    ("案件编号,案号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录\n".encode(), None,
+     "column(s) case_no given twice"),
+    (_csv([(CASE, "t", "s", "JX1", "2022/11/3", "2022/11/3 10:00", "是", "")]).encode(), None,
+     "line 2: cannot read start time '2022/11/3'"),
+])
+def test_what_is_still_ambiguous_is_refused_with_its_line(data: bytes, encoding: str | None, fragment: str):
+    with pytest.raises(CaseFileError) as caught:
+        read_case_file("c.csv", data, TZ, encoding)
+    assert fragment in str(caught.value)
+
+
+def test_a_workbook_that_is_not_one_is_named(tmp_path: Path):
+    with pytest.raises(CaseFileError, match="is not a readable .xlsx workbook"):
+        read_case_file("c.xlsx", b"PK\x03\x04 not really", TZ)
+
+
+def _catalog(data_dir: Path) -> list[tuple]:
+    db = sqlite3.connect(data_dir / "catalog.db")
+    try:
+        return db.execute("SELECT c.case_no, c.title, a.stage, a.start, a.end, a.recording_required, "
+                          "group_concat(o.officer_no) FROM cases c JOIN actions a ON a.case_id = c.id "
+                          "JOIN action_officers o ON o.action_id = a.id GROUP BY a.id ORDER BY a.start").fetchall()
+    finally:
+        db.close()
+
+
+def test_gb18030_csv_and_xlsx_import_into_identical_catalogs_and_the_case_is_compliant(cli, card: Path,
+                                                                                    tmp_path: Path):
+    gbk = tmp_path / "cases.csv"
+    gbk.write_bytes(_csv().encode("gb18030"))
+    book = _xlsx(tmp_path / "cases.xlsx")
+    catalogs = []
+    for source in (gbk, book):
+        data = tmp_path / f"data-{source.suffix[1:]}"
+        assert cli("ingest", card, data=data).exit_code == 0
+        checked = cli("cases", "import", source, "--check", "--json", data=data)
+        assert checked.exit_code == 0 and json.loads(checked.stdout)[0]["actions"][0]["officers"] == \
+            ["JX0227", "JX0555"]
+        assert _catalog(data) == []  # --check imports nothing
+        imported = cli("cases", "import", source, data=data)
+        assert imported.exit_code == 0, imported.stderr
+        assert "column 8 (备注) left out" in imported.stderr
+        catalogs.append(_catalog(data))
+        verdict = cli("cases", "check", CASE, "--json", data=data)
+        assert verdict.exit_code == 0 and json.loads(verdict.stdout)[0]["compliant"] is True
+    assert catalogs[0] == catalogs[1] and len(catalogs[0]) == 2
