@@ -143,3 +143,39 @@ def test_gb18030_csv_and_xlsx_import_into_identical_catalogs_and_the_case_is_com
         verdict = cli("cases", "check", CASE, "--json", data=data)
         assert verdict.exit_code == 0 and json.loads(verdict.stdout)[0]["compliant"] is True
     assert catalogs[0] == catalogs[1] and len(catalogs[0]) == 2
+
+
+# -- forgiving lookups, exact storage ----------------------------------------------------------------
+YC = "叶城罚〔2023〕31号"
+
+
+@pytest.mark.parametrize("typed", [YC, "叶城罚[2023]31号", "叶城罚(2023)31号", "叶城罚（2023）31号",
+                                   "叶城罚【2023】31号", "叶城罚 [2023] 31号", "叶城罚［２０２３］３１号",
+                                   " 叶城罚〔2023〕31号 "])
+def test_a_case_is_found_however_its_brackets_are_typed(cli, tmp_path: Path, typed: str):
+    source = tmp_path / "c.csv"
+    source.write_text("case_no,title,stage,officers,start,end,recording_required\n"
+                      f"{YC},t,调查取证,JX0227,2022-11-03T09:36:21,2022-11-03T09:36:33,是\n")
+    assert cli("cases", "import", source).exit_code == 0
+    shown = cli("cases", "show", typed, "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["case_no"] == YC  # stored exactly as imported
+    assert cli("cases", "check", typed).exit_code == 1  # found (no recordings: not compliant)
+    assert cli("recordings", "list", "--case", typed).exit_code == 0
+
+
+def test_a_key_that_fits_several_cases_lists_them_and_exact_numbers_still_win(cli, tmp_path: Path):
+    source = tmp_path / "c.csv"
+    rows = "".join(f"{n},t,s,JX1,2022-11-03T09:00:00,2022-11-03T10:00:00,否\n"
+                   for n in ("X〔2023〕1号", "X(2023)1号", "Y〔2023〕2号"))
+    source.write_text("case_no,title,stage,officers,start,end,recording_required\n" + rows)
+    assert cli("cases", "import", source).exit_code == 0
+    both = cli("cases", "show", "X[2023]1号")
+    assert both.exit_code == 2 and both.stdout == ""
+    assert both.stderr == ("Error: 'X[2023]1号' could be any of 2 cases: 'X(2023)1号', 'X〔2023〕1号'; give the "
+                           "number as one of them reads\n")
+    for exact in ("X(2023)1号", "X〔2023〕1号"):
+        assert json.loads(cli("cases", "show", exact, "--json").stdout)["case_no"] == exact
+    assert cli("cases", "show", "Y(2023)2号").exit_code == 0
+    missing = cli("cases", "show", "Z〔2023〕9号")
+    assert missing.exit_code == 2 and "no case 'Z〔2023〕9号'" in missing.stderr

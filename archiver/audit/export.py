@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import bagit
 from sqlalchemy import select
 
-from archiver.cases.links import recording_ids_for_case
+from archiver.cases.links import recording_ids_for_case, resolve_case_no
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
 from archiver.fs import Folder, new_or_empty, reader_gid, staged_folder
@@ -56,6 +56,7 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     rename it to `dest`: a symlink or folder planted next to `dest` is never followed or reused."""
     if not new_or_empty(dest):
         raise ExportError(f"{dest} is not a new or empty folder: give a new or empty folder for the export")
+    case_no = resolve_case_no(ws.catalog, case_no)  # as stored, however it was typed
     ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
     with ws.catalog.session() as session:
         recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)))

@@ -46,6 +46,16 @@ OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
 _EXCEL_TIME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.\d+)?)?)?$")
 
 
+# Brackets a case number is written with (〔2023〕 is the official form; nobody can type it): all read alike.
+_BRACKETS = str.maketrans({**dict.fromkeys("〔【〖(｟「『", "["), **dict.fromkeys("〕】〗)｠」』", "]")})
+
+
+def case_key(case_no: str) -> str:
+    """What a case number is looked up by: full-width forms made half-width (NFKC), every bracket made
+    square, spaces dropped, letters lower-case. Stored numbers stay exactly as imported. Pure."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", case_no).translate(_BRACKETS)).lower()
+
+
 class CaseFileError(ArchiverError):
     """The case file has bad rows; nothing of it was imported."""
 

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
-from archiver.cases.casefile import CaseRecord
+from archiver.cases.casefile import CaseRecord, case_key
 from archiver.cases.coverage import Coverage, Span, coverage, overlaps
 from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Recording
 from archiver.catalog.db import commit
 from archiver.config import LinkingConfig
-from archiver.errors import NotFoundError
+from archiver.errors import ArchiverError, NotFoundError
 
 _CHUNK = 500  # ids per IN (...) list
 # Recordings longer than this are not linked automatically (segments are minutes long; FAT32 caps a
@@ -156,10 +156,25 @@ def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], ki
 
 
 def _require_case(session: Session, case_no: str) -> Case:
+    """The case numbered exactly `case_no`; else the one whose number reads the same once brackets,
+    full-width forms and spaces are set aside (case_key). Several such: refused, each named."""
     case = _case(session, case_no)
-    if case is None:
-        raise NotFoundError(f"no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'")
-    return case
+    if case is not None:
+        return case
+    key = case_key(case_no)
+    alike = [c for c in session.scalars(select(Case).order_by(Case.case_no)) if case_key(c.case_no) == key]
+    if len(alike) == 1:
+        return alike[0]
+    if alike:
+        raise ArchiverError(f"{case_no!r} could be any of {len(alike)} cases: "
+                            f"{', '.join(repr(c.case_no) for c in alike[:10])}; give the number as one of them reads")
+    raise NotFoundError(f"no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'")
+
+
+def resolve_case_no(catalog: Catalog, case_no: str) -> str:
+    """The case number as stored, for one typed any way `_require_case` accepts."""
+    with catalog.reading() as session:
+        return _require_case(session, case_no).case_no
 
 
 # -- checking --------------------------------------------------------------------------------
@@ -277,8 +292,8 @@ def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = 
 def acts_in(catalog: Catalog, officer: str, case_no: str) -> bool:
     """Whether the officer is named on any action of the case."""
     with catalog.reading() as session:
-        return session.scalar(select(Case.id).where(Case.case_no == case_no, Case.id.in_(_cases_of(officer)))) \
-            is not None
+        case = _require_case(session, case_no)
+        return session.scalar(select(Case.id).where(Case.id == case.id, Case.id.in_(_cases_of(officer)))) is not None
 
 
 def _cases_of(officer: str):

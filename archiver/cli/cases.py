@@ -123,6 +123,7 @@ def search(app: App, text: str, as_json: bool) -> None:
 def show(app: App, case_no: str, as_json: bool) -> None:
     """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
     tz = app.config.timezone
+    case_no = lib.resolve_case_no(app.workspace().catalog, case_no)
     own = app.own_officer("cases show")
     if own is not None and not lib.acts_in(app.workspace().catalog, own, case_no):
         raise RefusedError(f"{app.person.user} may look up only the cases they act in (officer {own}): {case_no} "
@@ -179,6 +180,7 @@ def unlink(app: App, case_no: str, refs: tuple[str, ...]) -> None:
 
 def _manual(app: App, case_no: str, refs: tuple[str, ...], kind: str) -> None:
     catalog = app.workspace().catalog
+    case_no = lib.resolve_case_no(catalog, case_no)
     recs = [find_recording(catalog, ref) for ref in refs]
     ids = [r.id for r in recs]
     lib.set_manual_link(catalog, case_no, ids, kind, app.workspace().custody.actor["user"])
@@ -199,6 +201,7 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
     tz = app.config.timezone
     failing = 0
     results = []
+    case_nos = tuple(lib.resolve_case_no(app.workspace().catalog, c) for c in case_nos)
     for item in lib.check_cases(app.workspace().catalog, None if all_ else list(case_nos), app.config.linking):
         failing += not item.compliant
         if as_json:
@@ -224,6 +227,7 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
 def report(app: App, case_no: str, html_file: Path) -> None:
     """Write one self-contained HTML page for an auditor: per action a timeline with a bar per
     recording and the gaps in red, and the recordings with their hashes."""
+    case_no = lib.resolve_case_no(app.workspace().catalog, case_no)
     (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     page = render_case(item, app.config.timezone, datetime.now(UTC))
     app.record("lookup", {"case_no": case_no}, {"command": "cases report",

@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 import click
 from rich.table import Table
 
-from archiver.cases.links import cases_for_recordings, recording_ids_for_case
+from archiver.cases.links import cases_for_recordings, recording_ids_for_case, resolve_case_no
 from archiver.catalog.lookup import (
     RecordingFilter,
     find_recording,
@@ -42,6 +42,7 @@ def list_(app: App, device, officer, since, until, case_no, as_json: bool) -> No
     if own is not None and officer not in (None, own):
         raise RefusedError(f"{app.person.user} may look up only their own recordings (officer {own})")
     officer = own or officer
+    case_no = resolve_case_no(catalog, case_no) if case_no else None
     ids = tuple(recording_ids_for_case(catalog, case_no, app.config.linking)) if case_no else None
     flt = RecordingFilter(device, officer, parse_time(since, tz) if since else None,
                           parse_time(until, tz) if until else None, ids)
@@ -112,6 +113,7 @@ def get(app: App, refs: tuple[str, ...], dest: Path, reason: str, case_no: str |
     if bool(refs) == bool(case_no):
         raise ArchiverError("give recording references or --case (one of them) and DEST")
     ws = app.workspace()
+    case_no = resolve_case_no(ws.catalog, case_no) if case_no else None
     ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
     recs = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
         [find_recording(ws.catalog, ref) for ref in refs]
