@@ -17,7 +17,8 @@ from archiver.errors import ConfigError
 from archiver.service.access import MATRIX, OWN_ONLY, ROLES, Person, allowed, roles_for
 
 # Commands that change the archive, the catalog, the log's subjects or the backups.
-CHANGES = {"init", "ingest", "daemon", "devices add", "cases import", "cases link", "cases unlink", "backup run",
+CHANGES = {"init", "ingest", "daemon", "devices add", "cases import", "cases link", "cases unlink", "cases remove",
+           "backup run",
            "backup restore", "rebuild-catalog"}
 
 

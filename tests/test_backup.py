@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -189,6 +190,8 @@ def test_daemon_frees_a_card_only_once_it_is_on_every_target(tmpfs, card: Path, 
     assert left == ["LOG/DEVICE.LOG", "SYSTEM/CONFIG.INI"]
     log = daemon.log()
     assert log.index("backup after ingest done") < log.index("cleared from recorder")
+    assert re.search(r"backup after ingest done target=\S+ objects=\d+ bytes=\d+ snapshot_parts=\d+\n", log)
+    assert "alembic" not in log  # no migration chatter at start
     assert "not cleared yet: not on every backup target" in log  # the first pass, before the backup
 
 

@@ -179,3 +179,49 @@ def test_a_key_that_fits_several_cases_lists_them_and_exact_numbers_still_win(cl
     assert cli("cases", "show", "Y(2023)2号").exit_code == 0
     missing = cli("cases", "show", "Z〔2023〕9号")
     assert missing.exit_code == 2 and "no case 'Z〔2023〕9号'" in missing.stderr
+
+
+# -- a case imported by mistake, and what `cases check` prints -------------------------------------------
+def test_a_wrong_case_is_removed_with_a_reason_and_its_recordings_stay(cli, card: Path, tmp_path: Path,
+                                                                        data_dir: Path):
+    assert cli("ingest", card).exit_code == 0
+    source = tmp_path / "c.csv"
+    source.write_bytes(_csv().encode("gb18030"))
+    assert cli("cases", "import", source).exit_code == 0
+    assert cli("cases", "link", CASE, "1").exit_code == 0
+    refused = cli("cases", "remove", CASE)
+    assert refused.exit_code == 2 and "Missing option '--reason'" in refused.stderr
+    assert cli("cases", "remove", CASE, "--reason", " ").exit_code == 2
+    before = json.loads(cli("recordings", "list", "--json").stdout)
+    removed = cli("cases", "remove", "后叶罚[2022]12号", "--reason", "导入了错误的表")
+    assert removed.exit_code == 0, removed.stderr
+    assert removed.stdout == f"{CASE}: removed with its 2 action(s); 6 recording(s) stay archived, no longer linked " \
+                             "to it\n"
+    assert json.loads(cli("cases", "list", "--json").stdout) == []
+    assert [{**r, "cases": []} for r in before] == json.loads(cli("recordings", "list", "--json").stdout)
+    assert _catalog(data_dir) == []
+    db = sqlite3.connect(data_dir / "catalog.db")
+    assert db.execute("SELECT count(*) FROM action_links").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM case_links").fetchone()[0] == 0
+    db.close()
+    events = [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
+    (event,) = [e for e in events if e["action"] == "case_remove"]
+    assert (event["subject"], event["details"]["reason"], event["details"]["actions"]) == \
+        ({"case_no": CASE}, "导入了错误的表", 2)
+    assert cli("cases", "remove", CASE, "--reason", "again").exit_code == 2  # gone: named, nothing done
+    assert cli("verify").exit_code == 0
+
+
+def test_cases_check_prints_each_action_with_its_coverage_and_gaps(cli, card: Path, tmp_path: Path):
+    assert cli("ingest", card).exit_code == 0
+    rows = [(CASE, "t", "调查取证", "JX0227", "2022-11-03 09:36:00", "2022-11-03 09:36:33", "是", "")]
+    source = tmp_path / "c.csv"
+    source.write_text(_csv(rows))
+    assert cli("cases", "import", source).exit_code == 0
+    checked = cli("cases", "check", CASE)
+    assert checked.exit_code == 1
+    assert checked.stdout == (
+        f"FAIL {CASE}: 1 action(s), 1 gap(s)\n"
+        "  调查取证 2022-11-03T09:36:00+08:00 – 2022-11-03T09:36:33+08:00 (required; officers JX0227): "
+        "covered 12 s, 36.4%\n"
+        "    gap 2022-11-03T09:36:00+08:00 – 2022-11-03T09:36:21+08:00\n")

@@ -25,10 +25,11 @@ from daemon_util import ARCHIVER, DaemonProcess, catalog_rows, wait_for
 from archiver.dock.simulate import RecorderSpec, make_recorder
 from archiver.service.access import MATRIX, ROLES
 
-CASE_A, CASE_B = "后叶罚〔2022〕12号", "后叶罚〔2022〕13号"
+CASE_A, CASE_B, CASE_WRONG = "后叶罚〔2022〕12号", "后叶罚〔2022〕13号", "后叶罚〔2022〕99号"
 CASES = ("case_no,title,stage,officers,start,end,recording_required\n"
          f"{CASE_A},占道经营,调查取证,JX0227,2022-11-03T09:36:21,2022-11-03T09:36:45,是\n"
-         f"{CASE_B},噪声扰民,调查取证,JX0555,2022-12-01T10:00:00,2022-12-01T10:00:10,是\n")
+         f"{CASE_B},噪声扰民,调查取证,JX0555,2022-12-01T10:00:00,2022-12-01T10:00:10,是\n"
+         f"{CASE_WRONG},导入错误,调查取证,JX0999,2022-12-02T10:00:00,2022-12-02T10:00:10,否\n")
 BIG = "TA00999_JX0227_20230101090000.MP4"
 
 
@@ -165,6 +166,7 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "recordings get": ["recordings", "get", "1", "got", "--reason", "复核"],
         "cases import": ["cases", "import", "cases.csv"], "cases link": ["cases", "link", CASE_A, "1"],
         "cases unlink": ["cases", "unlink", CASE_B, "1"], "cases list": ["cases", "list"],
+        "cases remove": ["cases", "remove", CASE_WRONG, "--reason", "导入错误"],
         "cases search": ["cases", "search", "后叶"], "cases show": ["cases", "show", CASE_A],
         "cases check": ["cases", "check", CASE_A], "cases report": ["cases", "report", CASE_A, "--html", "r.html"],
         "verify": ["verify"], "verify-export": ["verify-export", "bag"], "status": ["status"],

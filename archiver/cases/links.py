@@ -171,6 +171,21 @@ def _require_case(session: Session, case_no: str) -> Case:
     raise NotFoundError(f"no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'")
 
 
+def remove_case(catalog: Catalog, case_no: str) -> tuple[str, int, list[int]]:
+    """Remove a case imported by mistake, with its actions and every link to it; the recordings stay.
+    (the number as stored, the actions removed, the recordings that were linked to it)"""
+    with catalog.session() as session:
+        case = _require_case(session, case_no)
+        action_ids = [a.id for a in case.actions]
+        linked = set(session.scalars(select(ActionLink.recording_id).where(ActionLink.action_id.in_(action_ids))))
+        linked |= set(session.scalars(select(CaseLink.recording_id).where(CaseLink.case_id == case.id,
+                                                                           CaseLink.kind == "linked")))
+        number = case.case_no
+        session.delete(case)  # its actions, their officers and links, and its manual links go with it
+        commit(session)
+    return number, len(action_ids), sorted(linked)
+
+
 def resolve_case_no(catalog: Catalog, case_no: str) -> str:
     """The case number as stored, for one typed any way `_require_case` accepts."""
     with catalog.reading() as session:

@@ -1,4 +1,4 @@
-"""`archiver cases ...`: import, list, show, search, link, unlink, check, report."""
+"""`archiver cases ...`: import, list, show, search, link, unlink, remove, check, report."""
 
 from __future__ import annotations
 
@@ -162,6 +162,21 @@ def show(app: App, case_no: str, as_json: bool) -> None:
 
 @cases.command()
 @click.argument("case_no")
+@click.option("--reason", required=True, help="Why the case is removed: kept in the custody log.")
+@click.pass_obj
+def remove(app: App, case_no: str, reason: str) -> None:
+    """Remove a case imported by mistake: its actions and links go, every recording stays archived.
+    The removal, with its reason, is a custody event; importing the case again brings it back."""
+    if not reason.strip():
+        raise ArchiverError("--reason must say why the case is removed")
+    number, actions, recordings = lib.remove_case(app.workspace().catalog, case_no)
+    app.record("case_remove", {"case_no": number}, {"reason": reason, "actions": actions, "recordings": recordings})
+    click.echo(f"{number}: removed with its {actions} action(s); {len(recordings)} recording(s) stay archived, "
+               "no longer linked to it")
+
+
+@cases.command()
+@click.argument("case_no")
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_obj
 def link(app: App, case_no: str, refs: tuple[str, ...]) -> None:
@@ -210,6 +225,8 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
             gaps = sum(len(a.coverage.gaps) for a in item.actions if a.action.recording_required)
             click.echo(f"{'ok  ' if item.compliant else 'FAIL'} {item.case.case_no}: {len(item.actions)} action(s)"
                        + ("" if item.compliant else f", {gaps} gap(s)"))
+            if not all_:
+                _print_actions(lib.check_json(item, tz))
     app.record("lookup", {"case_no": None if all_ else list(case_nos)},
                {"command": "cases check", "all": all_, "not_compliant": failing})
     if as_json:
@@ -217,6 +234,17 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
     elif all_:
         click.echo(f"{failing} case(s) not compliant")
     click.get_current_context().exit(1 if failing else 0)
+
+
+def _print_actions(data: dict) -> None:
+    """Each action of a checked case: window, officers, covered seconds and coverage, and every gap."""
+    for entry in data["actions"]:
+        required = "required" if entry["required"] else "not required"
+        officers = ", ".join(entry["officers"]) or "-"
+        click.echo(f"  {entry['stage']} {entry['start']} – {entry['end']} ({required}; officers {officers}): "
+                   f"covered {entry['covered_s']:.0f} s, {entry['coverage']:.1%}")
+        for gap in entry["gaps"]:
+            click.echo(f"    gap {gap['start']} – {gap['end']}")
 
 
 @cases.command()

@@ -27,6 +27,7 @@ def daemon(app: App, once: bool) -> None:
     With --once, exit 1 if any file failed.
     """
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to people
     ws = app.workspace(upgrade=True)
     cfg = app.config
     click.echo(f"archiver daemon: data dir {cfg.data_dir}", err=True)

@@ -184,7 +184,9 @@ class Daemon:
             except ArchiverError as exc:
                 log.error("backup after ingest failed error=%s", exc)
                 return False
-        log.info("backup after ingest done %s", report.to_json()["targets"])
+        for target, counts in report.targets.items():
+            log.info("backup after ingest done target=%s %s", target,
+                     " ".join(f"{key}={value}" for key, value in counts.items()))
         return not self.stop.is_set()
 
     # -- inboxes ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "cases import": frozenset({"legal", "admin"}),
     "cases link": frozenset({"legal", "admin"}),
     "cases unlink": frozenset({"legal", "admin"}),
+    "cases remove": frozenset({"legal", "admin"}),
     "cases list": frozenset({"officer"}) | _READERS,
     "cases search": frozenset({"officer"}) | _READERS,
     "cases show": frozenset({"officer"}) | _READERS,
