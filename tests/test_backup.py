@@ -234,3 +234,29 @@ def test_an_archived_file_that_rotted_is_not_backed_up_as_the_recording(backed, 
     status = json.loads(backed["run"]("backup", "status", "--json").stdout)
     assert [t["not_backed_up"] for t in status] == [1, 1]
     assert backed["run"]("backup", "verify").exit_code == 0  # what is on the targets is what the station wrote
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_daemon_once_backs_up_after_ingest_and_frees_the_card_on_that_dock(tmpfs, card: Path, tmp_path: Path,
+                                                                           data_dir: Path, keys):
+    roots = tmp_path / "media"
+    staging = tmpfs("staging-once", "64m")
+    shutil.copytree(card, staging, dirs_exist_ok=True)
+    target = tmp_path / "t1"
+    target.mkdir()
+    config = tmp_path / "once.toml"
+    config.write_text(f'[dock]\nmount_roots = ["{roots}"]\nclear_after = "backed_up"\n'
+                      f'[backup]\ntargets = ["{target}"]\nrecipients = {keys["recipients"]!r}\nafter_ingest = true\n'
+                      f'[service]\nsocket = "{tmp_path}/s.sock"\n')
+    (roots / "TA00716").mkdir(parents=True)
+    mount("--bind", str(staging), str(roots / "TA00716"))
+    try:
+        once = subprocess.run([str(REPO / ".venv/bin/archiver"), "--config", str(config), "--data-dir",
+                               str(data_dir), "daemon", "--once"], capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(roots / "TA00716")], check=False)
+    assert once.returncode == 0, once.stderr
+    assert re.search(r"backup after ingest done target=\S+ objects=6 ", once.stderr), once.stderr
+    assert once.stderr.count("cleared from recorder") == 6
+    left = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+    assert left == ["LOG/DEVICE.LOG", "SYSTEM/CONFIG.INI"]

@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ def run_once(ws: Workspace) -> list[IngestReport]:
     reports = []
     for source, mount in sources(ws):
         try:
-            report = ingest(ws.cfg, ws.archive, ws.catalog, source, _options(ws, mount, custody=ws.custody))
+            report = ingest_then_clear(ws, source, _options(ws, mount, custody=ws.custody),
+                                       lambda: back_up_after_ingest(ws, None))
         except ArchiverError as exc:
             log.error("source skipped source=%s error=%s", source, exc)
             continue
@@ -56,6 +58,30 @@ def run_once(ws: Workspace) -> list[IngestReport]:
         if report.stopped is not None:
             raise report.stopped
     return reports
+
+
+def ingest_then_clear(ws: Workspace, source: Path, options: IngestOptions, back_up: Callable[[], bool]) -> IngestReport:
+    """Ingest a source, then the backup after ingest; once the new files are on every target, a second
+    pass (nothing left to copy) frees the card when dock.clear_after = "backed_up"."""
+    report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
+    if back_up() and options.clear and options.clear_when is not None and not report.pending:
+        report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
+    return report
+
+
+def back_up_after_ingest(ws: Workspace, cancel: threading.Event | None) -> bool:
+    """The optional backup after an ingest (backup.after_ingest). True when it ran through."""
+    if not ws.cfg.backup.after_ingest:
+        return False
+    try:
+        report = backup_run(ws, cancel)
+    except ArchiverError as exc:
+        log.error("backup after ingest failed error=%s", exc)
+        return False
+    for target, counts in report.targets.items():
+        log.info("backup after ingest done target=%s %s", target,
+                 " ".join(f"{key}={value}" for key, value in counts.items()))
+    return cancel is None or not cancel.is_set()
 
 
 def sweep(ws: Workspace) -> None:
@@ -168,26 +194,13 @@ class Daemon:
     def _ingest_mount(self, mount: Mount) -> IngestReport:
         options = _options(self.ws, mount, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
         with self.locks.hold(f"device:{options.device or mount.mount_point}"):
-            report = ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
-            if self._backup() and options.clear and options.clear_when is not None and not report.pending:
-                # now that the new files are on every target, a second pass (nothing to copy) frees the card
-                report = ingest(self.cfg, self.ws.archive, self.ws.catalog, mount.mount_point, options)
-            return report
+            return ingest_then_clear(self.ws, mount.mount_point, options, self._backup)
 
     def _backup(self) -> bool:
-        """The optional backup after each ingest (backup.after_ingest). True when it ran through."""
         if not self.cfg.backup.after_ingest or self.stop.is_set():
             return False
         with self.locks.hold("backup"):
-            try:
-                report = backup_run(self.ws, self.stop)
-            except ArchiverError as exc:
-                log.error("backup after ingest failed error=%s", exc)
-                return False
-        for target, counts in report.targets.items():
-            log.info("backup after ingest done target=%s %s", target,
-                     " ".join(f"{key}={value}" for key, value in counts.items()))
-        return not self.stop.is_set()
+            return back_up_after_ingest(self.ws, self.stop)
 
     # -- inboxes ---------------------------------------------------------------------------
     def _start_inboxes(self) -> None:
