@@ -331,3 +331,20 @@ def test_sd_notify_ready_status_and_watchdog(tmp_path: Path, data_dir: Path):
         assert daemon.stop() == 0
         sock.close()
     assert messages[0].startswith("READY=1\nSTATUS=idle")
+
+
+def test_simulated_recorders_film_their_own_bytes_and_one_spec_is_made_alike(tmp_path: Path):
+    """Two recorders docked after the same shift must not look like copies of each other."""
+    import hashlib
+
+    from archiver.dock.simulate import RecorderSpec, make_recorder
+
+    def digests(root: Path, spec: RecorderSpec) -> list[str]:
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in make_recorder(root, spec)]
+
+    small = {"segments": 1, "segment_seconds": 1.0, "audio": 1, "photos": 1, "device_files": False}
+    one = digests(tmp_path / "a", RecorderSpec(serial="TA00716", officer="JX0227", **small))
+    two = digests(tmp_path / "b", RecorderSpec(serial="TA00555", officer="JX0555", **small))
+    again = digests(tmp_path / "c", RecorderSpec(serial="TA00716", officer="JX0227", **small))
+    assert len(one) == 3 and not set(one) & set(two)
+    assert again == one

@@ -10,6 +10,7 @@ own log and system files. Each file's mtime is the end of what it records, as on
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,12 +64,20 @@ def _stamp(path: Path, spec: RecorderSpec, end: datetime) -> None:
     os.utime(path, (ts, ts))
 
 
+def _tint(spec: RecorderSpec) -> int:
+    """0-359, fixed per recorder and officer: two recorders never film the same bytes (a real card's
+    footage is its own), while one spec made twice gives the same files."""
+    return zlib.crc32(f"{spec.serial}/{spec.officer}".encode()) % 360
+
+
 def make_video(path: Path, spec: RecorderSpec, when: datetime, seconds: float, index: int) -> None:
-    """One segment: test pattern video (with `spec.noise`, grain seeded by `index`) and a sine tone."""
-    video = ffmpeg.input(f"testsrc2=size={spec.size}:rate=25", f="lavfi", t=seconds)
+    """One segment: test pattern video tinted per recorder (with `spec.noise`, grain seeded by `index`)
+    and a sine tone."""
+    video = ffmpeg.input(f"testsrc2=size={spec.size}:rate=25", f="lavfi", t=seconds).filter("hue", h=_tint(spec))
     if spec.noise:
         video = video.filter("noise", alls=30, allf="t+u", all_seed=7919 * (index + 1))
-    audio = ffmpeg.input(f"sine=frequency={300 + 40 * index}:sample_rate=16000", f="lavfi", t=seconds)
+    audio = ffmpeg.input(f"sine=frequency={300 + 40 * index + _tint(spec) % 37}:sample_rate=16000", f="lavfi",
+                         t=seconds)
     opts = {"c:v": "libx264", "preset": "ultrafast", "pix_fmt": "yuv420p", "c:a": "aac",
             "metadata": _creation_time(spec, when), "f": "mp4"}
     if spec.bitrate:
@@ -81,13 +90,15 @@ def make_video(path: Path, spec: RecorderSpec, when: datetime, seconds: float, i
 
 
 def make_audio(path: Path, spec: RecorderSpec, when: datetime, seconds: float, index: int) -> None:
-    audio = ffmpeg.input(f"sine=frequency={500 + 50 * index}:sample_rate=16000", f="lavfi", t=seconds)
+    audio = ffmpeg.input(f"sine=frequency={500 + 50 * index + _tint(spec) % 43}:sample_rate=16000", f="lavfi",
+                         t=seconds)
     ffmpeg.output(audio, str(path), **{"c:a": "pcm_s16le", "ac": 1, "f": "wav",
                                        "metadata": _creation_time(spec, when)}).overwrite_output().run(quiet=True)
 
 
 def make_photo(path: Path, spec: RecorderSpec, when: datetime, index: int) -> None:
-    frame = ffmpeg.input(f"testsrc2=size={spec.size}:rate=25", f="lavfi", t=1, ss=index * 0.2)
+    frame = ffmpeg.input(f"testsrc2=size={spec.size}:rate=25", f="lavfi", t=1, ss=index * 0.2).filter(
+        "hue", h=_tint(spec))
     ffmpeg.output(frame, str(path), **{"frames:v": 1, "q:v": 3, "f": "image2"}).overwrite_output().run(quiet=True)
 
 
