@@ -215,8 +215,7 @@ class _Session:
             if "rel" in data:
                 if self.tree_root is None or self.tree is None:
                     raise ValueError("a file for a folder that is not being received")
-                dest = self.tree_root / transfer.safe_relative(str(data["rel"]))
-                transfer.make_dirs(dest.parent)
+                dest = self.tree_root / transfer.safe_relative(str(data["rel"]))  # copy_checked makes its folder
             else:
                 dest = Path(str(data["path"]))
             found = transfer.copy_checked(fds[0], dest, data.get("sha256"), data.get("size"),
