@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.errors import ConfigError
 from archiver.fs import check_private
+from archiver.i18n import SETTINGS as LANGUAGE_SETTINGS
+from archiver.i18n import _
 
 SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
 SUPPORTED_HASHES = ("sha256", "sm3")
@@ -60,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "service": {
         "socket": "/run/archiver/archiver.sock",
+    },
+    "ui": {
+        "language": "auto",
     },
     "access": {
         "service_user": "archiver",
@@ -137,6 +142,7 @@ class Config:
     backup: BackupConfig
     service: ServiceConfig
     access: AccessConfig
+    language: str  # "auto" (from the locale), "en" or "zh_CN"
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
 
@@ -153,7 +159,8 @@ def load_config(
         files.append(system_file)
     if config_file is not None:
         if not config_file.is_file():
-            raise ConfigError(f"config file {config_file} not found: check --config / ARCHIVER_CONFIG")
+            raise ConfigError(_("config file {config_file} not found: check --config / ARCHIVER_CONFIG").format(
+                                config_file=config_file))
         _overlay(merged, _read_toml(config_file), config_file, "")
         files.append(config_file)
     if data_dir is not None:
@@ -164,29 +171,33 @@ def load_config(
 def _read_toml(path: Path) -> dict[str, Any]:
     # A config names the data dir, the backup targets and recipients: one that someone else could
     # have written is not obeyed.
-    check_private(path, "config file", {0, os.geteuid()})
+    check_private(path, _("config file"), {0, os.geteuid()})
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(_("cannot read config file {path}: {strerror}").format(
+                            path=path, strerror=exc.strerror)) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(_("config file {path} is not valid TOML: {exc}").format(path=path, exc=exc)) from exc
 
 
 def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix: str) -> None:
     for key, value in layer.items():
         name = f"{prefix}{key}"
         if key not in target:
-            raise ConfigError(f"unknown key '{name}' in {source}: see config/archiver.toml for the keys")
+            raise ConfigError(_("unknown key '{name}' in {source}: see config/archiver.toml for the keys").format(
+                                name=name, source=source))
         default = target[key]
         if isinstance(default, dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"'{name}' in {source} must be a table ([{name}])")
+                raise ConfigError(_("'{name}' in {source} must be a table ([{name}])").format(
+                                    name=name, source=source))
             if name in _FREE_TABLES:
                 bad = [k for k, v in value.items() if not isinstance(v, str) or not v.strip()]
                 if bad:
-                    raise ConfigError(f"'{name}.{bad[0]}' in {source} must be a non-empty string")
+                    raise ConfigError(_("'{name}.{value}' in {source} must be a non-empty string").format(
+                                        name=name, value=bad[0], source=source))
                 default.update(value)
                 continue
             _overlay(default, value, source, f"{name}.")
@@ -200,16 +211,17 @@ def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix
 def _check_type(name: str, default: Any, value: Any, source: Path) -> None:
     if isinstance(default, list):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        want = "a list of strings"
+        want = _("a list of strings")
     elif isinstance(default, bool):
-        ok, want = isinstance(value, bool), "true or false"
+        ok, want = isinstance(value, bool), _("true or false")
     elif isinstance(default, (int, float)):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        want = "a number"
+        want = _("a number")
     else:
-        ok, want = isinstance(value, str), "a string"
+        ok, want = isinstance(value, str), _("a string")
     if not ok:
-        raise ConfigError(f"'{name}' in {source} must be {want}, not {value!r}")
+        raise ConfigError(_("'{name}' in {source} must be {want}, not {value!r}").format(
+                            name=name, source=source, want=want, value=value))
 
 
 def _resolve(value: str | list[str], base: Path) -> str | list[str]:
@@ -223,33 +235,42 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     try:
         tz = ZoneInfo(raw["timezone"])
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"unknown timezone '{raw['timezone']}' in {where}: use an IANA name such as "
-                          "Asia/Shanghai") from exc
+        raise ConfigError(_("unknown timezone '{timezone}' in {where}: use an IANA name such as Asia/Shanghai").format(
+                            timezone=raw['timezone'], where=where)) from exc
     hashes = tuple(dict.fromkeys(raw["hashes"]))
     bad = [h for h in hashes if h not in SUPPORTED_HASHES]
     if bad or "sha256" not in hashes:
-        raise ConfigError(f"'hashes' in {where} must include sha256 and may add sm3, not {list(raw['hashes'])}")
+        raise ConfigError(_("'hashes' in {where} must include sha256 and may add sm3, not {list}").format(
+                            where=where, list=list(raw['hashes'])))
     naming = raw["naming"]
     patterns = []
     for text in naming["patterns"]:
         try:
             pattern = re.compile(text)
         except re.error as exc:
-            raise ConfigError(f"'naming.patterns' entry {text!r} in {where} is not a valid regex: {exc}") from exc
+            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} is not a valid regex: {exc}").format(
+                                text=text, where=where, exc=exc)) from exc
         if "start" not in pattern.groupindex and "serial" not in pattern.groupindex:
-            raise ConfigError(f"'naming.patterns' entry {text!r} in {where} needs a (?P<serial>...) or "
-                              "(?P<start>...) group")
+            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} needs a (?P<serial>...) or "
+                                "(?P<start>...) group").format(
+                                text=text, where=where))
         patterns.append(pattern)
     dock = raw["dock"]
     if dock["clear_after"] not in CLEAR_AFTER:
-        raise ConfigError(f"'dock.clear_after' in {where} must be one of {', '.join(CLEAR_AFTER)}")
+        raise ConfigError(_("'dock.clear_after' in {where} must be one of {items}").format(
+                            where=where, items=', '.join(CLEAR_AFTER)))
     if int(dock["max_parallel"]) < 1 or dock["settle_seconds"] < 0:
-        raise ConfigError(f"'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative "
-                          f"in {where}")
+        raise ConfigError(_("'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative in "
+                            "{where}").format(where=where))
     if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
-        raise ConfigError(f"'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's limit)")
+        raise ConfigError(_("'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's "
+                            "limit)").format(where=where))
+    if raw["ui"]["language"] not in LANGUAGE_SETTINGS:
+        raise ConfigError(_("'ui.language' in {where} must be one of {items}").format(
+                            where=where, items=', '.join(LANGUAGE_SETTINGS)))
     if not raw["data_dir"]:
-        raise ConfigError(f"'data_dir' in {where} is empty: give the folder for the archive and catalog")
+        raise ConfigError(_("'data_dir' in {where} is empty: give the folder for the archive and catalog").format(
+                            where=where))
     return Config(
         data_dir=Path(raw["data_dir"]),
         timezone=tz,
@@ -273,5 +294,6 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         service=ServiceConfig(Path(raw["service"]["socket"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
+        language=raw["ui"]["language"],
         files=files,
     )

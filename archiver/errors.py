@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 
+from archiver.i18n import _
+
 
 class ArchiverError(Exception):
     """A command cannot go on. The message says what happened and what to do, in one line."""
@@ -98,7 +100,9 @@ def storage_error(exc: OSError, where: str) -> ArchiveStorageError:
     """Turn an OSError raised while writing the archive into the matching ArchiverError."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ArchiveFullError(
-            f"archive disk full: the filesystem at {_mount_point(where)} has no space left (writing {where}); "
-            "free space or move data_dir, then run the ingest again: files already archived stay archived"
+            _("archive disk full: the filesystem at {mount_point} has no space left (writing {where}); free "
+              "space or move data_dir, then run the ingest again: files already archived stay archived").format(
+              mount_point=_mount_point(where), where=where)
         )
-    return ArchiveStorageError(f"cannot write to the archive at {where}: {exc.strerror or exc}")
+    return ArchiveStorageError(_("cannot write to the archive at {where}: {value}").format(
+                                 where=where, value=exc.strerror or exc))

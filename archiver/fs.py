@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from archiver.errors import InsecureError, UnsafePathError, storage_error
+from archiver.i18n import _
 
 TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
 NAME_MAX = 255
@@ -78,11 +79,12 @@ def sweep_temp_files(root: Path) -> list[Path]:
 
 def _planted(path: Path) -> UnsafePathError:
     try:
-        kind = "a symlink" if path.is_symlink() else "not a folder"
+        kind = _("a symlink") if path.is_symlink() else _("not a folder")
     except OSError:
-        kind = "not a folder"
-    return UnsafePathError(f"{path} is {kind} where the archiver keeps its own folder: refusing to follow it; "
-                           "remove it (and find out who put it there), then run again")
+        kind = _("not a folder")
+    return UnsafePathError(_("{path} is {kind} where the archiver keeps its own folder: refusing to follow it; "
+                             "remove it (and find out who put it there), then run again").format(
+                             path=path, kind=kind))
 
 
 class Folder:
@@ -103,7 +105,7 @@ class Folder:
         except FileNotFoundError:
             raise
         except NotADirectoryError:
-            raise UnsafePathError(f"{root} is not a folder") from None
+            raise UnsafePathError(_("{root} is not a folder").format(root=root)) from None
         except OSError as exc:
             raise storage_error(exc, str(root)) from exc
         folder = cls(fd, root)
@@ -150,8 +152,9 @@ class Folder:
             return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise UnsafePathError(f"{self.path / name} is a symlink where the archiver keeps its own file: "
-                                      "refusing to follow it; remove it (and find out who put it there)") from None
+                raise UnsafePathError(_("{value} is a symlink where the archiver keeps its own file: refusing to "
+                                        "follow it; remove it (and find out who put it there)").format(
+                                        value=self.path / name)) from None
             raise
 
     def read_bytes(self, name: str) -> bytes:
@@ -292,7 +295,7 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o640) -> None:
 
 def _check_name(name: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise UnsafePathError(f"{name!r} is not a plain file name: refused")
+        raise UnsafePathError(_("{name!r} is not a plain file name: refused").format(name=name))
 
 
 def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: list[Path] | None = None) -> None:
@@ -404,18 +407,21 @@ def check_private(path: Path, what: str, owners: set[int], *, secret: bool = Fal
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise UnsafePathError(f"{what} {path} is a symlink: refusing to follow it; remove it (and find out who put "
-                              "it there)")
+        raise UnsafePathError(_("{what} {path} is a symlink: refusing to follow it; remove it (and find out who "
+                                "put it there)").format(what=what, path=path))
     names = ", ".join(sorted(_user_name(uid) for uid in owners))
     if st.st_uid not in owners:
-        raise InsecureError(f"{what} {path} belongs to {_user_name(st.st_uid)}, not to {names}: refused; "
-                            f"check who made it, then chown it to {names.split(', ')[0]}")
+        raise InsecureError(_("{what} {path} belongs to {st_uid}, not to {names}: refused; check who made it, "
+                              "then chown it to {value}").format(
+                              what=what, path=path, st_uid=_user_name(st.st_uid), names=names,
+                              value=names.split(', ')[0]))
     loose = 0o077 if secret else 0o022
     if stat.S_IMODE(st.st_mode) & loose:
         fix = "chmod 600" if secret else "chmod go-w"
-        can = "read or changed" if secret else "changed"
-        raise InsecureError(f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: others could have {can} it; "
-                            f"refused until fixed ({fix} {path})")
+        can = _("read or changed") if secret else _("changed")
+        raise InsecureError(_("{what} {path} has mode {s_imode:04o}: others could have {can} it; refused until "
+                              "fixed ({fix} {path})").format(
+                              what=what, path=path, s_imode=stat.S_IMODE(st.st_mode), can=can, fix=fix))
 
 
 def _user_name(uid: int) -> str:

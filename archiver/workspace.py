@@ -10,6 +10,7 @@ from archiver.catalog import Catalog
 from archiver.config import Config
 from archiver.errors import DataDirError
 from archiver.fs import reader_gid, user_uid
+from archiver.i18n import _
 from archiver.ingest.store import Archive, check_data_dir, prepare_data_dir
 from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
@@ -48,11 +49,12 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     if upgrade:
         archive = prepare_data_dir(cfg.data_dir, owners, reader_gid(cfg.access.reader_group))
         catalog = Catalog.for_data_dir(cfg.data_dir)
-        before, _ = catalog.upgrade()
+        before, _after = catalog.upgrade()
         created = ensure_station_key(cfg.data_dir)
     else:
         if not cfg.data_dir.is_dir():
-            raise DataDirError(f"data dir {cfg.data_dir} does not exist: run 'archiver init' or set --data-dir")
+            raise DataDirError(_("data dir {data_dir} does not exist: run 'archiver init' or set --data-dir").format(
+                                 data_dir=cfg.data_dir))
         check_data_dir(cfg.data_dir, owners)
         archive = Archive(cfg.data_dir)
         catalog = Catalog.for_data_dir(cfg.data_dir)

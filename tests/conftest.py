@@ -18,6 +18,12 @@ from archiver.dock.simulate import RecorderSpec, make_recorder
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Every `archiver` the tests start speaks English unless a test asks otherwise (tests/test_i18n.py does),
+# whatever the locale of the machine running the suite.
+for _name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
+
 
 @pytest.fixture(scope="session")
 def card(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -71,7 +71,7 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
                                             "descriptor"}
     assert json.loads(run("backup", "verify", "--json").stdout)["problems"] == []
     drill = run("backup", "verify", "--identity", backed["office"])
-    assert drill.exit_code == 0 and "(decrypted)" in drill.stdout
+    assert drill.exit_code == 0 and "object(s), decrypted;" in drill.stdout
     events = [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
     assert sum(e["action"] == "backup" for e in events) == 12  # each object on each target
 

@@ -222,6 +222,6 @@ def test_cases_check_prints_each_action_with_its_coverage_and_gaps(cli, card: Pa
     assert checked.exit_code == 1
     assert checked.stdout == (
         f"FAIL {CASE}: 1 action(s), 1 gap(s)\n"
-        "  调查取证 2022-11-03T09:36:00+08:00 – 2022-11-03T09:36:33+08:00 (required; officers JX0227): "
+        "  调查取证 2022-11-03 09:36:00 – 2022-11-03 09:36:33 (recording required; officers JX0227): "
         "covered 12 s, 36.4%\n"
-        "    gap 2022-11-03T09:36:00+08:00 – 2022-11-03T09:36:21+08:00\n")
+        "    gap 2022-11-03 09:36:00 – 2022-11-03 09:36:21\n")

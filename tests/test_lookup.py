@@ -51,6 +51,6 @@ def test_show_by_id_and_hash_prefix_and_table(cli, two_officers, data_dir: Path)
     assert by_id["media"]["streams"][0]["codec_name"] == "h264"
     assert by_id["sightings"][0]["original_path"] == listed["original_path"]
     table = cli("recordings", "show", str(listed["id"])).stdout
-    assert listed["sha256"] in table and "TB00002" in table and "seen:" in table
+    assert listed["sha256"] in table and "TB00002" in table and "\nseen " in table
     listing = cli("recordings", "list", "--device", "TB00002").stdout
     assert "TB00002" in listing and listed["sha256"][:12] in listing and "1 recording(s)" in listing

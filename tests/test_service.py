@@ -49,10 +49,10 @@ class Station:
         return self.base / "home" / who
 
     def run(self, who: str, *args: object, cwd: Path | None = None, timeout: float = 120,
-            check_output: bool = False) -> subprocess.CompletedProcess:
+            check_output: bool = False, lang: str = "C.UTF-8") -> subprocess.CompletedProcess:
         """The real `archiver` command, run by a real user (runuser: their own uid and groups)."""
         assert self.daemon is not None
-        env = ["env", "-i", f"PATH={os.environ['PATH']}", "LANG=C.UTF-8", f"ARCHIVER_CONFIG={self.daemon.config}"]
+        env = ["env", "-i", f"PATH={os.environ['PATH']}", f"LANG={lang}", f"ARCHIVER_CONFIG={self.daemon.config}"]
         result = subprocess.run(["runuser", "-u", self.users[who], "--", *env, ARCHIVER, *map(str, args)],
                                 cwd=cwd or self.home(who), capture_output=True, text=True, timeout=timeout)
         if check_output:
@@ -235,6 +235,25 @@ def test_a_user_in_no_role_is_refused_everything_with_a_denied_event(station: St
     denied = station.events()[before:]
     assert [e["action"] for e in denied] == ["denied"] * 5
     assert all(e["actor"]["user"] == user and e["actor"]["role"] is None for e in denied)
+
+
+def test_each_person_is_answered_in_their_own_language(station: Station):
+    """The daemon speaks English; a person whose locale is Chinese gets Chinese through it, refusals
+    included, while the custody log keeps one language and --json stays English."""
+    before = len(station.events())
+    user, zh = station.users["stranger"], "zh_CN.UTF-8"
+    refused = station.run("stranger", "status", lang=zh)
+    assert refused.returncode == 4 and refused.stderr == (
+        f"错误：{user} 没有任何 archiver 角色：请管理员把他加入一个角色（usermod -aG {station.groups['clerk']} {user}；"
+        "见 'archiver access show'）\n")
+    (denied,) = station.events()[before:]
+    assert denied["details"]["reason"].startswith(f"{user} holds no archiver role: an administrator adds them")
+    chinese = station.run("clerk", "recordings", "list", lang=zh, check_output=True).stdout
+    english = station.run("clerk", "recordings", "list", check_output=True).stdout
+    assert "原始路径" in chinese and "个记录文件" in chinese and "Original path" in english
+    assert station.run("clerk", "--help", lang=zh).stdout.startswith("用法: archiver [OPTIONS] COMMAND")
+    assert station.run("clerk", "recordings", "list", "--json", lang=zh, check_output=True).stdout == \
+        station.run("clerk", "recordings", "list", "--json", check_output=True).stdout
 
 
 # -- 2. an officer's own -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from archiver.cases.links import recording_ids_for_case, resolve_case_no
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
 from archiver.fs import Folder, new_or_empty, reader_gid, staged_folder
+from archiver.i18n import _
 from archiver.ingest.store import Archive, alternate_name
 from archiver.ledger.custody import catalog_head, events
 from archiver.ledger.keys import PublicKey
@@ -55,7 +56,8 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     """Write the bag in a staging folder that this call creates (unpredictable name, ours alone), then
     rename it to `dest`: a symlink or folder planted next to `dest` is never followed or reused."""
     if not new_or_empty(dest):
-        raise ExportError(f"{dest} is not a new or empty folder: give a new or empty folder for the export")
+        raise ExportError(_("{dest} is not a new or empty folder: give a new or empty folder for the export").format(
+                            dest=dest))
     case_no = resolve_case_no(ws.catalog, case_no)  # as stored, however it was typed
     ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
     with ws.catalog.session() as session:
@@ -137,12 +139,13 @@ def _check_payload(staging: Path, recordings: list[Recording], places: dict[int,
     """The bag's own manifest must list each recording with the hash it was ingested with."""
     listed = {}
     for line in (staging / "manifest-sha256.txt").read_text(encoding="utf-8").splitlines():
-        digest, _, path = line.partition("  ")
+        digest, _sep, path = line.partition("  ")
         listed[path] = digest
     for rec in recordings:
         if listed.get("data/" + places[rec.id]) != rec.sha256:
-            raise ExportError(f"the archived copy of recording #{rec.id} no longer has its ingest hash: run "
-                              "'archiver verify'; nothing was exported")
+            raise ExportError(_("the archived copy of recording #{id} no longer has its ingest hash: run "
+                                "'archiver verify'; nothing was exported").format(
+                                id=rec.id))
 
 
 @dataclass
@@ -158,7 +161,7 @@ def verify_export(dest: Path, key: PublicKey) -> ExportCheck:
     try:
         bag = bagit.Bag(str(dest))
     except bagit.BagError as exc:
-        raise ExportError(f"{dest} is not a BagIt bag: {exc}") from exc
+        raise ExportError(_("{dest} is not a BagIt bag: {exc}").format(dest=dest, exc=exc)) from exc
     try:
         bag.validate(processes=2)
     except bagit.BagValidationError as exc:
@@ -168,9 +171,9 @@ def verify_export(dest: Path, key: PublicKey) -> ExportCheck:
         signature = base64.b64decode((dest / SIGNATURE).read_text().strip(), validate=True)
         signed = (dest / "tagmanifest-sha256.txt").read_bytes()
     except (OSError, ValueError) as exc:
-        problems.append(f"signature missing or unreadable: {exc}")
+        problems.append(_("signature missing or unreadable: {exc}").format(exc=exc))
     else:
         if not key.verify(signature, signed):
-            problems.append("the tag manifest's signature does not verify with the station key")
+            problems.append(_("the tag manifest's signature does not verify with the station key"))
     case_no = bag.info.get("Case-Number")
     return ExportCheck(problems, case_no if isinstance(case_no, str) else None, len(bag.payload_entries()))

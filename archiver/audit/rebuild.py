@@ -18,6 +18,7 @@ from archiver.catalog import Catalog, Device, Recording, Sighting
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
 from archiver.errors import DataDirError
+from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.manifests import parse_manifest
 from archiver.ingest.plan import describe_media, plan_file
@@ -36,8 +37,8 @@ class RebuildReport:
 def rebuild_catalog(cfg: Config) -> RebuildReport:
     data_dir = cfg.data_dir
     if (data_dir / CATALOG_FILE).exists():
-        raise DataDirError(f"{data_dir / CATALOG_FILE} exists: move it aside first; rebuild-catalog never "
-                           "overwrites a catalog")
+        raise DataDirError(_("{value} exists: move it aside first; rebuild-catalog never overwrites a catalog").format(
+                             value=data_dir / CATALOG_FILE))
     checked = check_log(data_dir / LOG_NAME, load_public_key(data_dir))
     report = RebuildReport(problems=[f"{p['kind']}: {p['detail']}" for p in checked.problems])
     if checked.problems:
@@ -78,7 +79,8 @@ def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifest
     details = event["details"]
     path = archive.data_dir / details["archive_path"]
     if not path.is_file() or path.is_symlink():
-        report.problems.append(f"missing: {details['archive_path']} (ingest event seq {event['seq']})")
+        report.problems.append(_("missing: {archive_path} (ingest event seq {seq})").format(
+                                 archive_path=details['archive_path'], seq=event['seq']))
         return None
     digests = archive.read_back(path, ["sha256"] + (["sm3"] if details.get("sm3") else []))
     folder = path.parent.parent
@@ -90,7 +92,8 @@ def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifest
             manifests[folder] = {}
     rel = path.relative_to(folder).as_posix()
     if digests["sha256"] != sha256 or manifests[folder].get(rel, sha256) != sha256:
-        report.problems.append(f"mismatch: {details['archive_path']} no longer has its ingest hash")
+        report.problems.append(_("mismatch: {archive_path} no longer has its ingest hash").format(
+                                 archive_path=details['archive_path']))
         return None
     stat = path.stat()
     found = Found(path, details["original_path"], stat.st_size, stat.st_mtime_ns)

@@ -23,6 +23,7 @@ from archiver.catalog import Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.fs import TEMP_PREFIX
+from archiver.i18n import _
 from archiver.ingest.manifests import day_entries, parse_manifest
 from archiver.ingest.store import Archive
 from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
@@ -118,7 +119,7 @@ def _hash_all(archive: Archive, selected: list[Recording], deadline: float | Non
                 pending[pool.submit(archive.read_back, archive.data_dir / rec.archive_path, algorithms)] = rec
             if not pending:
                 break
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 rec = pending.pop(future)
                 done.append(rec)
@@ -145,19 +146,23 @@ def _judge(rec: Recording, future: Future, report: VerifyReport) -> bool:
         digests = future.result()
     except FileNotFoundError:
         report.problem(Kind.MISSING, rec.archive_path,
-                       f"recording #{rec.id} (sha256 {rec.sha256}) is not in the archive")
+                       _("recording #{id} (sha256 {sha256}) is not in the archive").format(
+                         id=rec.id, sha256=rec.sha256))
         return False
     except OSError as exc:
-        report.problem(Kind.UNREADABLE, rec.archive_path, f"recording #{rec.id}: {exc.strerror or exc}")
+        report.problem(Kind.UNREADABLE, rec.archive_path, _("recording #{id}: {value}").format(
+                                                            id=rec.id, value=exc.strerror or exc))
         return False
     report.bytes += rec.size
     if digests["sha256"] != rec.sha256:
         report.problem(Kind.MISMATCH, rec.archive_path,
-                       f"recording #{rec.id}: sha256 is {digests['sha256']}, the catalog says {rec.sha256}")
+                       _("recording #{id}: sha256 is {found}, the catalog says {sha256}").format(
+                         id=rec.id, found=digests['sha256'], sha256=rec.sha256))
         return False
     if rec.sm3 and digests.get("sm3") != rec.sm3:
-        report.problem(Kind.MISMATCH, rec.archive_path, f"recording #{rec.id}: sm3 is {digests.get('sm3')}, "
-                                                     f"the catalog says {rec.sm3}")
+        report.problem(Kind.MISMATCH, rec.archive_path, _("recording #{id}: sm3 is {found}, the catalog says "
+                                                          "{sm3}").format(id=rec.id, found=digests.get("sm3"),
+                                                                          sm3=rec.sm3))
         return False
     return True
 
@@ -174,15 +179,18 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                     listed = parse_manifest(fh.read().decode("utf-8", "replace"))
             except FileNotFoundError:
                 if expected:
-                    report.problem(Kind.MANIFEST, shown, f"missing; it should list {len(expected)} file(s)")
+                    report.problem(Kind.MANIFEST, shown, _("missing; it should list {count} file(s)").format(
+                                                           count=len(expected)))
                 continue
             for rel, digest in sorted(expected.items()):
                 if rel not in listed:
-                    report.problem(Kind.MANIFEST, shown, f"does not list {rel}")
+                    report.problem(Kind.MANIFEST, shown, _("does not list {rel}").format(rel=rel))
                 elif listed[rel] != digest:
-                    report.problem(Kind.MANIFEST, shown, f"lists {rel} with {listed[rel]}, the catalog has {digest}")
+                    report.problem(Kind.MANIFEST, shown, _("lists {rel} with {value}, the catalog has {digest}").format(
+                                                           rel=rel, value=listed[rel], digest=digest))
             for rel in sorted(set(listed) - set(expected)):
-                report.problem(Kind.MANIFEST, shown, f"lists {rel}, which the catalog does not have")
+                report.problem(Kind.MANIFEST, shown, _("lists {rel}, which the catalog does not have").format(
+                                                       rel=rel))
 
 
 def _find_unexpected(ws: Workspace, known: set[str], report: VerifyReport) -> None:
@@ -196,7 +204,8 @@ def _find_unexpected(ws: Workspace, known: set[str], report: VerifyReport) -> No
             path = folder / name
             rel = ws.archive.relative(path)
             if path.is_symlink():
-                report.problem(Kind.UNEXPECTED, rel, f"a symlink (to {os.readlink(path)!r}), never followed: planted")
+                report.problem(Kind.UNEXPECTED, rel, _("a symlink (to {readlink!r}), never followed: planted").format(
+                                                       readlink=os.readlink(path)))
             elif name in files and rel not in known and not (depth == 3 and name.startswith("manifest-")):
                 what = "a temp file left by an interrupted write" if name.startswith(TEMP_PREFIX) else \
                     "not in the catalog"
@@ -213,7 +222,8 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     for target in ws.cfg.backup.targets:
         head, why = read_anchor(target, key) if target.is_dir() else (None, None)
         if why:
-            report.problem(Kind.CUSTODY_ANCHOR, str(target / HEAD_ANCHOR), f"seq ?: the head on this target is {why}")
+            report.problem(Kind.CUSTODY_ANCHOR, str(target / HEAD_ANCHOR),
+                           _("seq ?: the head on this target is {why}").format(why=why))
         anchors.append((f"backup target {target}", head))
     anchors += [("the head given with --head", head) for head in heads]
     result = check_log(ws.custody.path, key, anchors)
@@ -223,12 +233,14 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     for rec in selected:
         if rec.sha256 not in result.ingested:
             report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
-                           f"recording #{rec.id} ({rec.archive_path}) has no ingest event")
+                           _("recording #{id} ({archive_path}) has no ingest event").format(
+                             id=rec.id, archive_path=rec.archive_path))
     if not everything:
         return
     catalogued = {rec.sha256 for rec in selected}  # every recording, when nothing narrowed the selection
     for sha256, seq in sorted(result.ingested.items(), key=lambda item: item[1]):
         if sha256 not in catalogued:
             report.problem(Kind.CUSTODY_ORPHAN_EVENT, LOG_NAME,
-                           f"seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
-                           "(deleted evidence, or an ingest killed before it catalogued the file and never rerun)")
+                           _("seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
+                             "(deleted evidence, or an ingest killed before it catalogued the file and never "
+                             "rerun)").format(seq=seq, sha256=sha256))

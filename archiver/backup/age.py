@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from archiver.i18n import _
+
 VERSION_LINE = b"age-encryption.org/v1"
 CHUNK = 64 * 1024
 TAG = 16
@@ -62,7 +64,7 @@ def _regroup(data: Iterable[int], source: int, target: int, pad: bool) -> list[i
     if pad and bits:
         out.append((acc << (target - bits)) & ((1 << target) - 1))
     elif not pad and (bits >= source or (acc << (target - bits)) & ((1 << target) - 1)):
-        raise AgeError("bad key encoding (padding)")
+        raise AgeError(_("bad key encoding (padding)"))
     return out
 
 
@@ -75,14 +77,14 @@ def bech32_encode(hrp: str, data: bytes) -> str:
 
 def bech32_decode(text: str) -> tuple[str, bytes]:
     if text.lower() != text and text.upper() != text:
-        raise AgeError("mixed-case key")
+        raise AgeError(_("mixed-case key"))
     text = text.lower()
     hrp, sep, body = text.rpartition("1")
     if not sep or not hrp or len(body) < 6 or any(c not in _CHARSET for c in body):
-        raise AgeError(f"not a Bech32 key: {text[:20]}...")
+        raise AgeError(_("not a Bech32 key: {value}...").format(value=text[:20]))
     words = [_CHARSET.index(c) for c in body]
     if _polymod(_hrp_expand(hrp) + words) != 1:
-        raise AgeError("key checksum does not match (a typo?)")
+        raise AgeError(_("key checksum does not match (a typo?)"))
     return hrp, bytes(_regroup(words[:-6], 5, 8, False))
 
 
@@ -95,7 +97,8 @@ class Recipient:
     def parse(cls, text: str) -> Recipient:
         hrp, data = bech32_decode(text.strip())
         if hrp != "age" or len(data) != 32:
-            raise AgeError(f"not an age X25519 recipient: {text.strip()[:24]}... (expected age1...)")
+            raise AgeError(_("not an age X25519 recipient: {value}... (expected age1...)").format(
+                             value=text.strip()[:24]))
         return cls(data)
 
     def __str__(self) -> str:
@@ -110,7 +113,7 @@ class Identity:
     def parse(cls, text: str) -> Identity:
         hrp, data = bech32_decode(text.strip())
         if hrp != "age-secret-key-" or len(data) != 32:
-            raise AgeError("not an age X25519 identity (expected AGE-SECRET-KEY-1...)")
+            raise AgeError(_("not an age X25519 identity (expected AGE-SECRET-KEY-1...)"))
         return cls(data)
 
     @classmethod
@@ -132,7 +135,7 @@ def read_identities(text: str) -> list[Identity]:
     found = [Identity.parse(line) for line in text.splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     if not found:
-        raise AgeError("no AGE-SECRET-KEY-1... line in the identity file")
+        raise AgeError(_("no AGE-SECRET-KEY-1... line in the identity file"))
     return found
 
 
@@ -149,13 +152,13 @@ def _unb64(text: bytes) -> bytes:
     """Unpadded standard base64, canonical only: unused trailing bits must be zero (so that one file
     has one encoding, and an altered one is refused before any key is tried)."""
     if b"=" in text or b"\r" in text or len(text) % 4 == 1:
-        raise AgeError("bad base64 in the header")
+        raise AgeError(_("bad base64 in the header"))
     try:
         data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
     except ValueError as exc:
-        raise AgeError("bad base64 in the header") from exc
+        raise AgeError(_("bad base64 in the header")) from exc
     if _b64(data) != text:
-        raise AgeError("non-canonical base64 in the header")
+        raise AgeError(_("non-canonical base64 in the header"))
     return data
 
 
@@ -163,7 +166,7 @@ def _check_arguments(args: list[bytes]) -> None:
     """Stanza type and arguments: non-empty, printable ASCII only (VCHAR)."""
     for arg in args:
         if not arg or any(c < 33 or c > 126 for c in arg):
-            raise AgeError("malformed stanza (an empty or non-ASCII argument)")
+            raise AgeError(_("malformed stanza (an empty or non-ASCII argument)"))
 
 
 def _wrap(file_key: bytes, recipient: Recipient) -> bytes:
@@ -187,7 +190,7 @@ def _nonce(counter: int, last: bool) -> bytes:
 def encrypt(src: BinaryIO, dst: BinaryIO, recipients: list[Recipient]) -> None:
     """Encrypt `src` to every recipient, writing the age file to `dst` chunk by chunk."""
     if not recipients:
-        raise AgeError("no recipients")
+        raise AgeError(_("no recipients"))
     file_key = os.urandom(16)
     header = VERSION_LINE + b"\n" + b"".join(_wrap(file_key, r) for r in recipients) + b"---"
     mac = hmac.new(_hkdf(file_key, b"", b"header"), header, sha256).digest()
@@ -212,12 +215,12 @@ def _read_header(src: BinaryIO) -> tuple[list[tuple[list[bytes], bytes]], bytes,
     def line() -> bytes:
         text = src.readline(4096)
         if not text.endswith(b"\n"):
-            raise AgeError("not an age file (header cut short)")
+            raise AgeError(_("not an age file (header cut short)"))
         raw.extend(text)
         return text[:-1]
 
     if line() != VERSION_LINE:
-        raise AgeError("not an age v1 file")
+        raise AgeError(_("not an age v1 file"))
     stanzas = []
     while True:
         text = line()
@@ -225,14 +228,14 @@ def _read_header(src: BinaryIO) -> tuple[list[tuple[list[bytes], bytes]], bytes,
             mac = _unb64(text[4:])
             return stanzas, bytes(raw[:-len(text) - 1]) + b"---", mac
         if not text.startswith(b"-> "):
-            raise AgeError("malformed age header")
+            raise AgeError(_("malformed age header"))
         args = text[3:].split(b" ")
         _check_arguments(args)
         body = bytearray()
         while True:
             piece = line()
             if len(piece) > 64:
-                raise AgeError("malformed age header (long body line)")
+                raise AgeError(_("malformed age header (long body line)"))
             body.extend(piece)
             if len(piece) < 64:
                 break
@@ -244,24 +247,24 @@ def _unwrap(stanzas: list[tuple[list[bytes], bytes]], identities: list[Identity]
         if args[0] != b"X25519":
             continue
         if len(args) != 2 or len(body) != 32:
-            raise AgeError("malformed X25519 stanza")
+            raise AgeError(_("malformed X25519 stanza"))
         share = _unb64(args[1])
         if len(share) != 32:
-            raise AgeError("malformed X25519 stanza")
+            raise AgeError(_("malformed X25519 stanza"))
         for identity in identities:
             private = X25519PrivateKey.from_private_bytes(identity.secret)
             try:
                 shared = private.exchange(X25519PublicKey.from_public_bytes(share))
             except ValueError:  # cryptography refuses a low-order share (an all-zero shared secret)
-                raise AgeError("invalid X25519 share (a low-order point)") from None
+                raise AgeError(_("invalid X25519 share (a low-order point)")) from None
             if shared == bytes(32):
-                raise AgeError("invalid X25519 share")
+                raise AgeError(_("invalid X25519 share"))
             key = _hkdf(shared, share + identity.recipient.public, _X25519_INFO)
             try:
                 return ChaCha20Poly1305(key).decrypt(bytes(12), body, None)
             except InvalidTag:
                 continue
-    raise AgeError("no identity matches any recipient of this file")
+    raise AgeError(_("no identity matches any recipient of this file"))
 
 
 def decrypt(src: BinaryIO, dst: BinaryIO, identities: list[Identity]) -> None:
@@ -270,10 +273,10 @@ def decrypt(src: BinaryIO, dst: BinaryIO, identities: list[Identity]) -> None:
     file_key = _unwrap(stanzas, identities)
     expected = hmac.new(_hkdf(file_key, b"", b"header"), header, sha256).digest()
     if not hmac.compare_digest(expected, mac):
-        raise AgeError("header MAC does not match: the file was altered")
+        raise AgeError(_("header MAC does not match: the file was altered"))
     nonce = src.read(16)
     if len(nonce) != 16:
-        raise AgeError("payload cut short")
+        raise AgeError(_("payload cut short"))
     aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
     counter = 0
     chunk = src.read(CHUNK + TAG)
@@ -281,13 +284,14 @@ def decrypt(src: BinaryIO, dst: BinaryIO, identities: list[Identity]) -> None:
         following = src.read(CHUNK + TAG) if len(chunk) == CHUNK + TAG else b""
         last = not following
         if len(chunk) < TAG or (not last and len(chunk) != CHUNK + TAG):
-            raise AgeError("payload cut short")
+            raise AgeError(_("payload cut short"))
         try:
             plain = aead.decrypt(_nonce(counter, last), chunk, None)
         except InvalidTag:
-            raise AgeError(f"payload chunk {counter} does not authenticate: the file was altered or cut") from None
+            raise AgeError(_("payload chunk {counter} does not authenticate: the file was altered or cut").format(
+                             counter=counter)) from None
         if last and not plain and counter > 0:
-            raise AgeError("empty final chunk")
+            raise AgeError(_("empty final chunk"))
         dst.write(plain)
         if last:
             return

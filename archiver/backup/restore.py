@@ -34,6 +34,7 @@ from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError
 from archiver.fs import NAME_MAX, Folder, new_or_empty, staged_folder
+from archiver.i18n import _
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.store import FOOTAGE_MODE, Archive
 from archiver.ledger.custody import LOG_NAME, log_head
@@ -53,7 +54,8 @@ def confined(rel: str) -> PurePosixPath:
     if not rel or "\0" in rel or path.is_absolute() or any(
             part in ("", ".", "..") or part.startswith(".") or len(part.encode()) > NAME_MAX for part in path.parts) \
             or str(path) != rel:
-        raise BackupError(f"refusing to restore to {rel!r}: not a plain path inside the destination")
+        raise BackupError(_("refusing to restore to {rel!r}: not a plain path inside the destination").format(
+                            rel=rel))
     return path
 
 
@@ -64,21 +66,25 @@ def restore_object(target: Path, name: str, dest: Folder, filename: str, identit
     try:
         src = open_object(target, name)
     except (FileNotFoundError, NotADirectoryError):
-        raise BackupError(f"{target / name} is missing from the backup target: try another target") from None
+        raise BackupError(_("{value} is missing from the backup target: try another target").format(
+                            value=target / name)) from None
     try:
         with src, dest.new_file(filename, mode) as out:  # committed only if every check below passes
             reader, plain = HashingReader(src), HashingWriter(out)
             try:
                 decrypt(reader, plain, identities)
             except AgeError as exc:
-                raise BackupError(f"cannot decrypt {target / name}: {exc}") from exc
+                raise BackupError(_("cannot decrypt {value}: {exc}").format(value=target / name, exc=exc)) from exc
             if ciphertexts is not None and reader.drain() not in ciphertexts:
-                raise BackupError(f"{target / name} is not the object the station wrote (its ciphertext hash differs): "
-                                  "try another target")
+                raise BackupError(_("{value} is not the object the station wrote (its ciphertext hash differs): "
+                                    "try another target").format(
+                                    value=target / name))
             if plain.sha256.hexdigest() != plain_sha256:
-                raise BackupError(f"{target / name} decrypts to other bytes than were backed up: try another target")
+                raise BackupError(_("{value} decrypts to other bytes than were backed up: try another target").format(
+                                    value=target / name))
     except OSError as exc:
-        raise BackupError(f"cannot write {dest.path / filename}: {exc.strerror or exc}") from exc
+        raise BackupError(_("cannot write {value}: {value2}").format(
+                            value=dest.path / filename, value2=exc.strerror or exc)) from exc
 
 
 def restore_recordings(target: Path, recordings: list[Recording], dest: Path, identities: list[Identity],
@@ -89,7 +95,8 @@ def restore_recordings(target: Path, recordings: list[Recording], dest: Path, id
         rel = confined(rec.archive_path)
         with Folder.open(dest, rel.parent, create=True) as folder:
             if folder.exists(rel.name):
-                raise BackupError(f"{dest / rel} already exists: restore into a new or empty folder")
+                raise BackupError(_("{value} already exists: restore into a new or empty folder").format(
+                                    value=dest / rel))
             restore_object(target, object_name(rec.sha256), folder, rel.name, identities, rec.sha256,
                            ciphertexts.get(rec.id) or None)
     return len(recordings)
@@ -145,16 +152,18 @@ def restore_station(target: Path, dest: Path, identities: list[Identity], hashes
     """Rebuild a whole data dir in `dest` from the newest snapshot signed by the pinned station key:
     catalog, custody log, keys, every recording its catalog lists, the day manifests."""
     if pinned is None and not trust_target:
-        raise BackupError("give the station's public key with --station-key (ed25519:..., its station.pub, or an "
-                          "export of it) so that a forged snapshot cannot be restored; --trust-target restores "
-                          "whatever the target's newest snapshot claims, signed by any key")
+        raise BackupError(_("give the station's public key with --station-key (ed25519:..., its station.pub, or "
+                            "an export of it) so that a forged snapshot cannot be restored; --trust-target "
+                            "restores whatever the target's newest snapshot claims, signed by any key"))
     if not new_or_empty(dest):
-        raise BackupError(f"{dest} is not a new or empty folder: restore a whole station into a new or empty folder")
+        raise BackupError(_("{dest} is not a new or empty folder: restore a whole station into a new or empty "
+                            "folder").format(dest=dest))
     snapshot, skipped = find_snapshot(target, pinned)
     if snapshot is None:
         whose = f"the station key {pinned.fingerprint}" if pinned else "the key it names"
-        raise BackupError(f"{target} holds no snapshot signed by {whose} ({skipped} passed over as unsigned, signed "
-                          "by another key or malformed): nothing restored; check the key and the target")
+        raise BackupError(_("{target} holds no snapshot signed by {whose} ({skipped} passed over as unsigned, "
+                            "signed by another key or malformed): nothing restored; check the key and the "
+                            "target").format(target=target, whose=whose, skipped=skipped))
     with staged_folder(dest, "restore", group) as staging:
         count = _restore_into(target, staging, snapshot, identities, hashes)
     return count, snapshot
@@ -170,11 +179,12 @@ def _restore_into(target: Path, root: Path, snapshot: Snapshot, identities: list
             restore_object(target, entry["object"], folder, where.name, identities, entry["plain_sha256"],
                            {entry["ciphertext_sha256"]}, mode)
     if PublicKey.parse((root / KEY_DIR / "station.pub").read_text()) != snapshot.key:
-        raise BackupError("the snapshot's station.pub is not the key that signed it: nothing restored")
+        raise BackupError(_("the snapshot's station.pub is not the key that signed it: nothing restored"))
     head = log_head(root / LOG_NAME)
     expected = snapshot.custody_head
     if (head is None) != (expected is None) or (head and (head.seq, head.hash) != (expected["seq"], expected["hash"])):
-        raise BackupError("the snapshot's custody log does not end at the head its descriptor names: nothing restored")
+        raise BackupError(_("the snapshot's custody log does not end at the head its descriptor names: nothing "
+                            "restored"))
     recordings, ciphertexts = _catalogued(root / CATALOG_FILE)
     count = restore_recordings(target, recordings, root, identities, ciphertexts)
     catalog = Catalog.for_data_dir(root)
@@ -195,15 +205,16 @@ def _catalogued(path: Path) -> tuple[list[Recording], dict[int, set[str]]]:
         objects = db.execute("SELECT recording_id, ciphertext_sha256 FROM backup_objects "
                              "WHERE kind = 'recording'").fetchall()
     except sqlite3.Error as exc:
-        raise BackupError(f"the snapshot's catalog cannot be read ({exc}): nothing restored") from exc
+        raise BackupError(_("the snapshot's catalog cannot be read ({exc}): nothing restored").format(exc=exc)) from exc
     finally:
         db.close()
     recordings = []
     for rec_id, sha256, archive_path in rows:
         if not isinstance(sha256, str) or not _SHA256.match(sha256) or not isinstance(archive_path, str) \
                 or not _ARCHIVE_PATH.match(archive_path):
-            raise BackupError(f"the snapshot's catalog names recording #{rec_id} at {archive_path!r}: not a path "
-                              "in the archive; nothing restored")
+            raise BackupError(_("the snapshot's catalog names recording #{rec_id} at {archive_path!r}: not a "
+                                "path in the archive; nothing restored").format(
+                                rec_id=rec_id, archive_path=archive_path))
         confined(archive_path)
         recordings.append(Recording(id=rec_id, sha256=sha256, archive_path=archive_path))
     ciphertexts: dict[int, set[str]] = {}

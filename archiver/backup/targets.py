@@ -39,6 +39,7 @@ from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_temp_files
+from archiver.i18n import _
 from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
@@ -68,47 +69,54 @@ def recipients(cfg: Config) -> list[Recipient]:
     holds any private key, and a recipients file that someone else could have changed."""
     for path in cfg.files:
         if "AGE-SECRET-KEY-" in path.read_text(errors="replace").upper():
-            raise BackupError(f"{path} contains an age private key (AGE-SECRET-KEY-...): remove it; the station "
-                              "must only hold the recipients' public keys (age1...)")
+            raise BackupError(_("{path} contains an age private key (AGE-SECRET-KEY-...): remove it; the station "
+                                "must only hold the recipients' public keys (age1...)").format(
+                                path=path))
     texts = list(cfg.backup.recipients)
     source = cfg.backup.recipients_file
     if source is not None:
-        check_private(source, "recipients file", {0, os.geteuid()})
+        check_private(source, _("recipients file"), {0, os.geteuid()})
         try:
             lines = source.read_text().splitlines()
         except OSError as exc:
-            raise BackupError(f"cannot read backup.recipients_file {source}: {exc.strerror}") from exc
+            raise BackupError(_("cannot read backup.recipients_file {source}: {strerror}").format(
+                                source=source, strerror=exc.strerror)) from exc
         if any("AGE-SECRET-KEY-" in line.upper() for line in lines):
-            raise BackupError(f"{source} contains an age private key: the station must only hold public keys")
+            raise BackupError(_("{source} contains an age private key: the station must only hold public keys").format(
+                                source=source))
         texts += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not texts:
-        raise BackupError("backup.recipients is empty: add the age1... public keys that may decrypt the backups "
-                          "(e.g. the county office's and a sealed escrow key)")
+        raise BackupError(_("backup.recipients is empty: add the age1... public keys that may decrypt the "
+                            "backups (e.g. the county office's and a sealed escrow key)"))
     try:
         return [Recipient.parse(r) for r in texts]
     except AgeError as exc:
-        raise BackupError(f"backup.recipients: {exc}") from exc
+        raise BackupError(_("backup.recipients: {exc}").format(exc=exc)) from exc
 
 
 def _targets(cfg: Config) -> tuple[Path, ...]:
     if not cfg.backup.targets:
-        raise BackupError("backup.targets is empty: add the folders (second disk, NAS mount) to back up to")
+        raise BackupError(_("backup.targets is empty: add the folders (second disk, NAS mount) to back up to"))
     return cfg.backup.targets
 
 
 def _usable(target: Path) -> None:
     if not target.is_dir():
-        raise BackupTargetError(f"backup target {target} is missing (not mounted?): mount it, then run the "
-                                "backup again; nothing was marked backed up there")
+        raise BackupTargetError(_("backup target {target} is missing (not mounted?): mount it, then run the "
+                                  "backup again; nothing was marked backed up there").format(
+                                  target=target))
     if not os.access(target, os.W_OK):
-        raise BackupTargetError(f"backup target {target} is not writable: fix its permissions")
+        raise BackupTargetError(_("backup target {target} is not writable: fix its permissions").format(
+                                  target=target))
 
 
 def _target_error(exc: OSError, target: Path) -> BackupTargetError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return BackupTargetError(f"backup target {target} is full: free space or add a disk, then run the backup "
-                                 "again; objects written before stay recorded")
-    return BackupTargetError(f"cannot write to backup target {target}: {exc.strerror or exc}")
+        return BackupTargetError(_("backup target {target} is full: free space or add a disk, then run the "
+                                   "backup again; objects written before stay recorded").format(
+                                   target=target))
+    return BackupTargetError(_("cannot write to backup target {target}: {value}").format(
+                               target=target, value=exc.strerror or exc))
 
 
 class HashingWriter:
@@ -149,7 +157,7 @@ class HashingReader:
 
 def open_object(target: Path, name: str) -> BinaryIO:
     """An object on a target, opened without following symlinks on the way."""
-    folder, _, base = name.rpartition("/")
+    folder, _sep, base = name.rpartition("/")
     with Folder.open(target, folder) as where:
         return os.fdopen(where.open_file(base), "rb")
 
@@ -167,7 +175,7 @@ def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int
     """Encrypt `src` to `target/name` atomically, hashing the plaintext in the same read. Returns
     (plaintext sha256, ciphertext sha256, size). With `expect`, a plaintext of another hash is not
     written (the temp object is dropped) but raises _Rotten."""
-    folder, _, base = name.rpartition("/")
+    folder, _sep, base = name.rpartition("/")
     with src, Folder.open(target, folder, create=True, group=group) as where, where.new_file(base) as out:
         plain, sink = HashingReader(src), HashingWriter(out)
         encrypt(plain, sink, to)
@@ -250,7 +258,7 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
                     running[pool.submit(_put, target, name, src, to, group, rec.sha256)] = (rec, name)
                 if not running:
                     return
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished, _pending = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     rec, name = running.pop(future)
                     try:
@@ -258,8 +266,8 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
                     except _Rotten as rotten:
                         report.not_backed_up.append({
                             "target": str(target), "path": rec.archive_path,
-                            "detail": f"recording #{rec.id} hashes as {rotten} now, the catalog says {rec.sha256}: "
-                                      "run 'archiver verify'"})
+                            "detail": _("recording #{id} hashes as {found} now, the catalog says {sha256}: run "
+                                        "'archiver verify'").format(id=rec.id, found=rotten, sha256=rec.sha256)})
                         log.error("not backed up: the archived file no longer hashes as catalogued path=%s",
                                   rec.archive_path)
                         continue
@@ -364,10 +372,10 @@ def read_manifest(target: Path) -> tuple[list[dict[str, Any]], list[tuple[int, s
         try:
             entry = json.loads(line)
         except ValueError:
-            problems.append((number, "not a JSON line (torn or edited)"))
+            problems.append((number, _("not a JSON line (torn or edited)")))
             continue
         if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in _ENTRY_KEYS.items()):
-            problems.append((number, "not a manifest entry (fields missing or of the wrong type)"))
+            problems.append((number, _("not a manifest entry (fields missing or of the wrong type)")))
             continue
         entries.append(entry)
     return entries, problems
@@ -396,31 +404,37 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
 
     for target in _targets(ws.cfg):
         if not target.is_dir():
-            problem(Kind.BACKUP_TARGET, target, "missing (not mounted?)")
+            problem(Kind.BACKUP_TARGET, target, _("missing (not mounted?)"))
             continue
         with ws.catalog.session() as session:
             rows = {r.name: r for r in session.scalars(select(BackupObject).where(BackupObject.target == str(target)))}
         entries, bad_lines = read_manifest(target)
         for number, what in bad_lines:
-            problem(Kind.BACKUP_MANIFEST, target / MANIFEST, f"line {number}: {what}")
+            problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("line {number}: {what}").format(
+                                                               number=number, what=what))
         listed: dict[str, dict[str, Any]] = {}
         for entry in entries:
             listed[entry["object"]] = entry
             if not signed_by(entry, key):
                 problem(Kind.BACKUP_MANIFEST_SIGNATURE, target / MANIFEST,
-                        f"{entry['object']}: the line is not signed by this station's key (forged or edited)")
+                        _("{object}: the line is not signed by this station's key (forged or edited)").format(
+                          object=entry['object']))
             row = rows.get(entry["object"])
             if row is None:
-                problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, f"{entry['object']} is listed but this station never "
-                                                             "recorded writing it (planted, or a run killed a moment "
-                                                             "after listing it: the next backup run adopts it)")
+                problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, _("{object} is listed but this station never "
+                                                                  "recorded writing it (planted, or a run killed "
+                                                                  "a moment after listing it: the next backup "
+                                                                  "run adopts it)").format(
+                                                                  object=entry['object']))
             elif (entry["ciphertext_sha256"], entry["size"]) != (row.ciphertext_sha256, row.size):
-                problem(Kind.BACKUP_MANIFEST, target / MANIFEST, f"{entry['object']}: hashes or size differ from what "
-                                                              "the station recorded when it wrote the object")
+                problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("{object}: hashes or size differ from what the "
+                                                                   "station recorded when it wrote the "
+                                                                   "object").format(object=entry["object"]))
         for name, row in sorted(rows.items()):
             checked += 1
             if name not in listed:
-                problem(Kind.BACKUP_UNLISTED, target / name, "recorded in the catalog but not in the target's manifest")
+                problem(Kind.BACKUP_UNLISTED, target / name, _("recorded in the catalog but not in the target's "
+                                                               "manifest"))
             found = _check_object(target, row, identities)
             if found:
                 problem(found[0], target / name, found[1])
@@ -431,7 +445,7 @@ def _check_object(target: Path, row: BackupObject, identities: list[Identity] | 
     try:
         fh = open_object(target, row.name)
     except (FileNotFoundError, NotADirectoryError):
-        return Kind.BACKUP_MISSING, "written by this station but not on the target"
+        return Kind.BACKUP_MISSING, _("written by this station but not on the target")
     except ArchiverError as exc:
         return Kind.BACKUP_UNSAFE, str(exc)
     with fh:
@@ -445,13 +459,15 @@ def _check_object(target: Path, row: BackupObject, identities: list[Identity] | 
                 failure = (Kind.BACKUP_DECRYPT, str(exc))
         digest = reader.drain()
     if reader.size != row.size:
-        return Kind.BACKUP_SIZE, f"{reader.size} bytes, the station wrote {row.size}"
+        return Kind.BACKUP_SIZE, _("{size} bytes, the station wrote {written}").format(size=reader.size,
+                                                                                       written=row.size)
     if digest != row.ciphertext_sha256:
-        return Kind.BACKUP_MISMATCH, "ciphertext SHA-256 differs from what the station wrote (bit rot or substitution)"
+        return Kind.BACKUP_MISMATCH, _("ciphertext SHA-256 differs from what the station wrote (bit rot or "
+                                       "substitution)")
     if failure:
         return failure
     if identities is not None and row.kind != "descriptor" and plain.sha256.hexdigest() != row.plain_sha256:
-        return Kind.BACKUP_PLAINTEXT, "decrypts to other bytes than were backed up"
+        return Kind.BACKUP_PLAINTEXT, _("decrypts to other bytes than were backed up")
     return None
 
 
@@ -503,4 +519,4 @@ def load_identities(path: Path, data: bytes) -> list[Identity]:
     try:
         return read_identities(data.decode())
     except (UnicodeDecodeError, AgeError) as exc:
-        raise BackupError(f"{path}: {exc}") from exc
+        raise BackupError(_("{path}: {exc}").format(path=path, exc=exc)) from exc

@@ -25,6 +25,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from archiver.errors import ArchiverError
+from archiver.i18n import _
 
 COLUMNS = ("case_no", "title", "stage", "officers", "start", "end", "recording_required")
 _TRUE = {"true", "1", "yes", "y", "是"}
@@ -92,9 +93,9 @@ def read_case_file(name: str, data: bytes, tz: tzinfo,
         try:
             return _read_rows(name, ((reader.line_num, row) for row in reader), tz)
         except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
-            raise CaseFileError(f"{name} line {reader.line_num}: not readable as CSV ({exc}); nothing "
-                                "imported") from None
-    raise CaseFileError(f"{name}: give a .csv, .xlsx or .json file")
+            raise CaseFileError(_("{name} line {line_num}: not readable as CSV ({exc}); nothing imported").format(
+                                  name=name, line_num=reader.line_num, exc=exc)) from None
+    raise CaseFileError(_("{name}: give a .csv, .xlsx or .json file").format(name=name))
 
 
 def _decode(name: str, data: bytes, encoding: str | None) -> str:
@@ -103,12 +104,14 @@ def _decode(name: str, data: bytes, encoding: str | None) -> str:
             return data.decode("utf-8-sig" if candidate.replace("_", "-").lower() in ("utf-8", "utf8") else candidate)
         except UnicodeDecodeError as exc:
             if encoding:
-                raise CaseFileError(f"{name} is not {encoding} text (byte {exc.start}): give its encoding with "
-                                    "--encoding, or save it as UTF-8") from None
+                raise CaseFileError(_("{name} is not {encoding} text (byte {start}): give its encoding with "
+                                      "--encoding, or save it as UTF-8").format(
+                                      name=name, encoding=encoding, start=exc.start)) from None
         except LookupError:
-            raise CaseFileError(f"unknown encoding {encoding!r}: use utf-8 or gb18030") from None
-    raise CaseFileError(f"{name} is neither UTF-8 nor GB18030 text: give its encoding with --encoding, or save "
-                        "it as UTF-8")
+            raise CaseFileError(_("unknown encoding {encoding!r}: use utf-8 or gb18030").format(
+                                  encoding=encoding)) from None
+    raise CaseFileError(_("{name} is neither UTF-8 nor GB18030 text: give its encoding with --encoding, or save "
+                          "it as UTF-8").format(name=name))
 
 
 def _xlsx_rows(name: str, data: bytes):
@@ -120,7 +123,8 @@ def _xlsx_rows(name: str, data: bytes):
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise CaseFileError(f"{name} is not a readable .xlsx workbook ({exc}); nothing imported") from None
+        raise CaseFileError(_("{name} is not a readable .xlsx workbook ({exc}); nothing imported").format(
+                              name=name, exc=exc)) from None
     try:
         for number, row in enumerate(book.worksheets[0].iter_rows(values_only=True), 1):
             yield number, [_cell(value) for value in row]
@@ -141,18 +145,20 @@ def _cell(value: Any) -> Any:
 def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:
     first = next(rows, None)
     if first is None:
-        raise CaseFileError(f"{name} is empty: the first line must be {','.join(COLUMNS)}")
+        raise CaseFileError(_("{name} is empty: the first line must be {items}").format(
+                              name=name, items=','.join(COLUMNS)))
     header = [_column(cell) for cell in first[1]]
     named = [h for h in header if h in COLUMNS]
     twice = sorted({h for h in named if named.count(h) > 1})
     missing = [c for c in COLUMNS if c not in header]
     unknown = [h for h in header if h and h not in COLUMNS]
     if twice or missing:
-        parts = ([f"column(s) {', '.join(twice)} given twice"] if twice else []) + (
-            [f"unknown column(s) {', '.join(unknown)}"] if unknown and missing else []) + (
-            [f"missing column(s) {', '.join(missing)}"] if missing else [])
-        raise CaseFileError(f"{name} line 1: {'; '.join(parts)}; the columns are {','.join(COLUMNS)} (or "
-                            "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)")
+        parts = ([_("column(s) {names} given twice").format(names=", ".join(twice))] if twice else []) + (
+            [_("unknown column(s) {names}").format(names=", ".join(unknown))] if unknown and missing else []) + (
+            [_("missing column(s) {names}").format(names=", ".join(missing))] if missing else [])
+        raise CaseFileError(_("{name} line 1: {items}; the columns are {items2} (or "
+                              "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)").format(
+                              name=name, items='; '.join(parts), items2=','.join(COLUMNS)))
     left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS]
     filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
@@ -162,20 +168,22 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
             continue
         row = list(row) + [""] * (len(header) - len(row))
         if any(str(cell).strip() for cell in row[len(header):]):
-            errors.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
+            errors.append(_("line {line}: {count} fields, the header has {count2}").format(
+                            line=line, count=len(row), count2=len(header)))
             continue
         filled.update(i for i, _h in left_out if str(row[i]).strip())
         values = {h: row[i] for i, h in enumerate(header) if h in COLUMNS}
         try:
             case_no, title, action = _action(values, _officers(values["officers"]), tz)
         except ValueError as exc:
-            errors.append(f"line {line}: {exc}")
+            errors.append(_("line {line}: {exc}").format(line=line, exc=exc))
             continue
         case = cases.setdefault(case_no, CaseRecord(case_no, title))
         case.title = title or case.title
         case.actions.append(action)
     _raise_if(name, errors)
-    notes = [f"column {i + 1} ({h or 'no name'}) left out: not one of the case file's columns"
+    notes = [_("column {number} ({name}) left out: not one of the case file's columns").format(
+        number=i + 1, name=h or _("no name"))
              for i, h in left_out if h or i in filled]
     return list(cases.values()), notes
 
@@ -194,29 +202,33 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CaseFileError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise CaseFileError(_("{name} line {lineno}: not valid JSON ({msg})").format(
+                              name=name, lineno=exc.lineno, msg=exc.msg)) from None
     except RecursionError:
-        raise CaseFileError(f"{name}: nested too deeply to be a case file; nothing imported") from None
+        raise CaseFileError(_("{name}: nested too deeply to be a case file; nothing imported").format(
+            name=name)) from None
     if not isinstance(data, list):
-        raise CaseFileError(f"{name}: the JSON form is a list of cases")
+        raise CaseFileError(_("{name}: the JSON form is a list of cases").format(name=name))
     cases: dict[str, CaseRecord] = {}
     errors: list[str] = []
     for i, item in enumerate(data, 1):
-        where = f"case {i}"
+        where = _("case {number}").format(number=i)
         if not isinstance(item, dict) or not isinstance(item.get("actions"), list):
-            errors.append(f"{where}: needs case_no, title and a list of actions")
+            errors.append(_("{where}: needs case_no, title and a list of actions").format(where=where))
             continue
         extra = set(item) - {"case_no", "title", "actions"}
         if extra:
-            errors.append(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+            errors.append(_("{where}: unknown key(s) {items}").format(
+                            where=where, items=', '.join(sorted(extra))))
             continue
         for j, action in enumerate(item["actions"], 1):
             if not isinstance(action, dict):
-                errors.append(f"{where} action {j}: not an object")
+                errors.append(_("{where} action {j}: not an object").format(where=where, j=j))
                 continue
             extra = set(action) - set(COLUMNS)
             if extra:
-                errors.append(f"{where} action {j}: unknown key(s) {', '.join(sorted(extra))}")
+                errors.append(_("{where} action {j}: unknown key(s) {items}").format(
+                                where=where, j=j, items=', '.join(sorted(extra))))
                 continue
             officers = action.get("officers", [])
             if isinstance(officers, str):
@@ -224,12 +236,12 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
             values = {**action, "case_no": item.get("case_no", ""), "title": item.get("title", "")}
             wrong = _wrong_types(values, officers)
             if wrong:
-                errors.append(f"{where} action {j}: {wrong}")
+                errors.append(_("{where} action {j}: {wrong}").format(where=where, j=j, wrong=wrong))
                 continue
             try:
                 case_no, title, parsed = _action(values, officers, tz)
             except (ValueError, TypeError) as exc:
-                errors.append(f"{where} action {j}: {exc}")
+                errors.append(_("{where} action {j}: {exc}").format(where=where, j=j, exc=exc))
                 continue
             case = cases.setdefault(case_no, CaseRecord(case_no, title))
             case.title = title or case.title
@@ -237,12 +249,12 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
         if not item["actions"]:
             wrong = _wrong_types({"case_no": item.get("case_no"), "title": item.get("title")}, [])
             if wrong:
-                errors.append(f"{where}: {wrong}")
+                errors.append(_("{where}: {wrong}").format(where=where, wrong=wrong))
                 continue
             try:
                 case_no, title = _clean(item.get("case_no"), "case_no"), _clean(item.get("title"), "title")
             except ValueError as exc:
-                errors.append(f"{where}: {exc}")
+                errors.append(_("{where}: {exc}").format(where=where, exc=exc))
                 continue
             if case_no:
                 cases.setdefault(case_no, CaseRecord(case_no, title))
@@ -257,12 +269,12 @@ def _wrong_types(values: dict[str, Any], officers: Any) -> str | None:
     """What in a JSON action is not of its type (never silently turned into text). Pure."""
     for key in _TEXT_FIELDS:
         if values.get(key) is not None and not isinstance(values[key], str):
-            return f"{key} must be text, not {type(values[key]).__name__}"
+            return _("{key} must be text, not {type}").format(key=key, type=type(values[key]).__name__)
     if not isinstance(officers, list) or not all(isinstance(o, str) for o in officers):
-        return "officers must be a list of officer numbers (text)"
+        return _("officers must be a list of officer numbers (text)")
     flag = values.get("recording_required")
     if flag is not None and not isinstance(flag, (bool, str)) and flag not in (0, 1):
-        return f"recording_required must be true or false, not {type(flag).__name__}"
+        return _("recording_required must be true or false, not {type}").format(type=type(flag).__name__)
     return None
 
 
@@ -271,21 +283,22 @@ def _clean(value: Any, what: str) -> str:
     text = str(value or "").strip()
     bad = next((c for c in text if ord(c) < 32 or ord(c) == 0x7F), None)
     if bad is not None:
-        raise ValueError(f"{what} holds a control character ({bad!r}): remove it")
+        raise ValueError(_("{what} holds a control character ({bad!r}): remove it").format(what=what, bad=bad))
     return text
 
 
 def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo) -> tuple[str, str, ActionRecord]:
     case_no = _clean(values.get("case_no"), "case_no")
     if not case_no:
-        raise ValueError("case_no is empty")
+        raise ValueError(_("case_no is empty"))
     stage = _clean(values.get("stage"), "stage")
     if not stage:
-        raise ValueError("stage is empty")
+        raise ValueError(_("stage is empty"))
     start = _time(values.get("start"), "start", tz)
     end = _time(values.get("end"), "end", tz)
     if end < start:
-        raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+        raise ValueError(_("end {isoformat} is before start {isoformat2}").format(
+                           isoformat=end.isoformat(), isoformat2=start.isoformat()))
     names = tuple(dict.fromkeys(_clean(o, "officers") for o in officers if str(o).strip()))
     return case_no, _clean(values.get("title"), "title"), ActionRecord(
         stage, names, start, end, _flag(values.get("recording_required")))
@@ -297,8 +310,9 @@ def _time(value: Any, what: str, tz: tzinfo) -> datetime:
     text = str(value or "").strip()
     parsed = parse_office_time(text)
     if parsed is None:
-        raise ValueError(f"cannot read {what} time {text!r} (e.g. 2022-11-03T09:30:00, 2022/11/3 9:30 or "
-                         "2022年11月3日 9:30, with the time of day)")
+        raise ValueError(_("cannot read {what} time {text!r} (e.g. 2022-11-03T09:30:00, 2022/11/3 9:30 or "
+                           "2022年11月3日 9:30, with the time of day)").format(
+                           what=what, text=text))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
@@ -330,10 +344,12 @@ def _flag(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"recording_required {value!r} is not true/false (1/0, 是/否)")
+    raise ValueError(_("recording_required {value!r} is not true/false (1/0, 是/否)").format(value=value))
 
 
 def _raise_if(name: str, errors: list[str]) -> None:
     if errors:
-        shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
-        raise CaseFileError(f"{name}: {len(errors)} bad row(s), nothing imported: {shown}")
+        more = _("; and {count} more").format(count=len(errors) - 20) if len(errors) > 20 else ""
+        shown = "; ".join(errors[:20]) + more
+        raise CaseFileError(_("{name}: {count} bad row(s), nothing imported: {shown}").format(
+                              name=name, count=len(errors), shown=shown))

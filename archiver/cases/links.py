@@ -23,6 +23,7 @@ from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, 
 from archiver.catalog.db import commit
 from archiver.config import LinkingConfig
 from archiver.errors import ArchiverError, NotFoundError
+from archiver.i18n import _
 
 _CHUNK = 500  # ids per IN (...) list
 # Recordings longer than this are not linked automatically (segments are minutes long; FAT32 caps a
@@ -166,9 +167,11 @@ def _require_case(session: Session, case_no: str) -> Case:
     if len(alike) == 1:
         return alike[0]
     if alike:
-        raise ArchiverError(f"{case_no!r} could be any of {len(alike)} cases: "
-                            f"{', '.join(repr(c.case_no) for c in alike[:10])}; give the number as one of them reads")
-    raise NotFoundError(f"no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'")
+        raise ArchiverError(_("{case_no!r} could be any of {count} cases: {items}; give the number as one of "
+                              "them reads").format(
+                              case_no=case_no, count=len(alike), items=', '.join(repr(c.case_no) for c in alike[:10])))
+    raise NotFoundError(_("no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'").format(
+                          case_no=case_no))
 
 
 def remove_case(catalog: Catalog, case_no: str) -> tuple[str, int, list[int]]:

@@ -10,6 +10,7 @@ from datetime import datetime, tzinfo
 from html import escape
 
 from archiver.cases.links import CaseCheck
+from archiver.i18n import _, current
 
 GAP_COLOUR = "#d62728"
 _COLOURS = {"video": "#1f77b4", "audio": "#2ca02c", "photo": "#9467bd", "other": "#7f7f7f"}
@@ -32,31 +33,33 @@ def _t(value: datetime | None, tz: tzinfo) -> str:
 
 def render_case(check: CaseCheck, tz: tzinfo, generated: datetime) -> str:
     case = check.case
-    verdict = "compliant" if check.compliant else "NOT compliant: recording gaps"
+    verdict = _("compliant") if check.compliant else _("NOT compliant: recording gaps")
+    lang = "zh-CN" if current().startswith("zh") else "en"
     parts = [
-        "<!DOCTYPE html>", '<html lang="zh"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>", f'<html lang="{lang}"><head><meta charset="utf-8">',
         f"<title>{escape(case.case_no)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(case.case_no)}</h1>",
         f'<div class="meta">{escape(case.title)}</div>',
-        f'<p class="{"ok" if check.compliant else "bad"}" id="verdict">{verdict}</p>',
-        f'<div class="meta">Full-process recording check, generated {_t(generated, tz)} ({tz}).</div>',
+        f'<p class="{"ok" if check.compliant else "bad"}" id="verdict">{escape(verdict)}</p>',
+        '<div class="meta">{}</div>'.format(escape(_("Full-process recording check, generated {time} ({zone}).")
+                                                 .format(time=_t(generated, tz), zone=tz))),
     ]
     for index, item in enumerate(check.actions, 1):
         action, cov = item.action, item.coverage
-        status = ("compliant" if item.compliant else f"{len(cov.gaps)} gap(s)") if action.recording_required \
-            else "recording not required"
+        status = (_("compliant") if item.compliant else _("{count} gap(s)").format(count=len(cov.gaps))) \
+            if action.recording_required else _("recording not required")
         parts.append(f"<h2>{index}. {escape(action.stage)} · {_t(action.start, tz)} – {_t(action.end, tz)}</h2>")
-        parts.append(
-            f'<div class="meta">officers {escape(", ".join(item.officers) or "-")} · covered '
-            f'{cov.covered_s:.0f} of {cov.duration_s:.0f} s ({cov.ratio:.1%}) · '
-            f'<span class="{"ok" if item.compliant else "bad"}">{status}</span></div>')
+        summary = _("officers {officers} · covered {covered:.0f} of {duration:.0f} s ({ratio:.1%})").format(
+            officers=", ".join(item.officers) or "-", covered=cov.covered_s, duration=cov.duration_s, ratio=cov.ratio)
+        parts.append(f'<div class="meta">{escape(summary)} · '
+                     f'<span class="{"ok" if item.compliant else "bad"}">{escape(status)}</span></div>')
         parts.append(_timeline(item.recordings, action.start, action.end, cov.gaps, tz, index))
         parts.append(_table(item.recordings, tz, item.manual))
     if check.linked_only:
-        parts.append("<h2>Linked by hand, outside every action window</h2>")
+        parts.append(f"<h2>{escape(_('Linked by hand, outside every action window'))}</h2>")
         parts.append(_table(check.linked_only, tz, {r.id for r in check.linked_only}))
     if check.unlinked:
-        parts.append("<h2>Unlinked by hand (not counted)</h2>")
+        parts.append(f"<h2>{escape(_('Unlinked by hand (not counted)'))}</h2>")
         parts.append(_table(check.unlinked, tz, set()))
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -75,12 +78,13 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
     axis = 12 + _ROW * rows
     height = axis + 40
     body = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
-            f'role="img" aria-label="timeline of action {index}">',
+            'role="img" aria-label="{}">'.format(escape(_("timeline of action {index}").format(index=index))),
             f'<rect x="{x(start):.1f}" y="2" width="{max(1.0, x(end) - x(start)):.1f}" height="{axis - 2}" '
-            'fill="#e3ebf6"><title>action window</title></rect>']
+            f'fill="#e3ebf6"><title>{escape(_("action window"))}</title></rect>']
     for gap in gaps:
         left, width = x(gap.start), max(2.0, x(gap.end) - x(gap.start))
-        tip = f"<title>gap {_t(gap.start, tz)} – {_t(gap.end, tz)}</title>"
+        tip = "<title>{}</title>".format(escape(_("gap {start} – {end}").format(start=_t(gap.start, tz),
+                                                                                end=_t(gap.end, tz))))
         body.append(f'<rect x="{left:.1f}" y="2" width="{width:.1f}" height="{axis - 2}" fill="{GAP_COLOUR}" '
                     f'fill-opacity="0.18">{tip}</rect>')
         body.append(f'<rect class="gap" x="{left:.1f}" y="{axis + 1}" width="{width:.1f}" height="9" '
@@ -90,7 +94,7 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
             continue
         y = 8 + row * _ROW
         colour = _COLOURS.get(rec.media_type, _COLOURS["other"])
-        label = escape(f"#{rec.id} {rec.media_type} {_t(rec.start, tz)} – {_t(rec.end, tz)}")
+        label = escape(f"#{rec.id} {_(rec.media_type)} {_t(rec.start, tz)} – {_t(rec.end, tz)}")
         if rec.media_type == "photo" or not rec.end or rec.end <= rec.start:
             body.append(f'<circle cx="{x(rec.start):.1f}" cy="{y + 6}" r="5" fill="{colour}"><title>{label}</title>'
                         "</circle>")
@@ -109,14 +113,14 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
 
 def _table(recordings: list, tz: tzinfo, manual: set[int]) -> str:
     if not recordings:
-        return '<p class="bad">No recordings.</p>'
-    rows = ["<table><tr><th>#</th><th>type</th><th>officer</th><th>device</th><th>start</th><th>end</th>"
-            "<th>link</th><th>SHA-256</th><th>archive path</th></tr>"]
+        return f'<p class="bad">{escape(_("No recordings."))}</p>'
+    headers = ("#", _("type"), _("officer"), _("device"), _("start"), _("end"), _("link"), "SHA-256", _("archive path"))
+    rows = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"]
     for r in recordings:
         rows.append(
-            f"<tr><td>{r.id}</td><td>{escape(r.media_type)}</td><td>{escape(r.officer_no or '-')}</td>"
+            f"<tr><td>{r.id}</td><td>{escape(_(r.media_type))}</td><td>{escape(r.officer_no or '-')}</td>"
             f"<td>{escape(r.device_serial or '-')}</td><td>{_t(r.start, tz)}</td><td>{_t(r.end, tz)}</td>"
-            f"<td>{'manual' if r.id in manual else 'automatic'}</td><td><code>{r.sha256}</code></td>"
+            f"<td>{escape(_('manual') if r.id in manual else _('automatic'))}</td><td><code>{r.sha256}</code></td>"
             f"<td><code>{escape(r.archive_path)}</code></td></tr>")
     rows.append("</table>")
     return "".join(rows)

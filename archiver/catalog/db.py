@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.errors import ArchiveStorageError, DataDirError
+from archiver.i18n import _
 
 CATALOG_FILE = "catalog.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -97,12 +98,14 @@ class Catalog:
         try:
             current = self.revision()
         except SQLAlchemyError as exc:
-            raise DataDirError(f"cannot open the catalog {self.url}: {exc.orig or exc}") from exc
+            raise DataDirError(_("cannot open the catalog {url}: {value}").format(
+                                 url=self.url, value=exc.orig or exc)) from exc
         if current is None:
-            raise DataDirError(f"no catalog at {self.url}: run 'archiver init' first")
+            raise DataDirError(_("no catalog at {url}: run 'archiver init' first").format(url=self.url))
         if current != SCHEMA_HEAD:
-            raise DataDirError(f"the catalog {self.url} is at schema {current}, this program needs "
-                               f"{SCHEMA_HEAD}: run 'archiver init' to upgrade it")
+            raise DataDirError(_("the catalog {url} is at schema {current}, this program needs {schema_head}: "
+                                 "run 'archiver init' to upgrade it").format(
+                                 url=self.url, current=current, schema_head=SCHEMA_HEAD))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,8 +127,9 @@ def catalog_error(exc: SQLAlchemyError) -> ArchiveStorageError:
     """What a failed catalog operation means, in one line."""
     text = str(getattr(exc, "orig", exc))
     if "full" in text.lower():
-        return ArchiveStorageError(f"catalog disk full ({text}): free space, then run again")
+        return ArchiveStorageError(_("catalog disk full ({text}): free space, then run again").format(text=text))
     if "locked" in text.lower() or "busy" in text.lower():
-        return ArchiveStorageError(f"the catalog is held by another process ({text}) for longer than 30 s: "
-                                   "wait for it to finish (or stop it), then run again")
-    return ArchiveStorageError(f"cannot write the catalog: {text}")
+        return ArchiveStorageError(_("the catalog is held by another process ({text}) for longer than 30 s: wait "
+                                     "for it to finish (or stop it), then run again").format(
+                                     text=text))
+    return ArchiveStorageError(_("cannot write the catalog: {text}").format(text=text))

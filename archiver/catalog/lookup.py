@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from archiver.catalog import Catalog, Recording
 from archiver.errors import ArchiverError, NotFoundError
+from archiver.i18n import _
 
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
@@ -22,8 +23,8 @@ def parse_time(text: str, tz: tzinfo) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ArchiverError(f"cannot read time {text!r}: use ISO 8601, e.g. 2022-11-03T09:36:21+08:00 "
-                            "or 2022-11-03") from None
+        raise ArchiverError(_("cannot read time {text!r}: use ISO 8601, e.g. 2022-11-03T09:36:21+08:00 or "
+                              "2022-11-03").format(text=text)) from None
     if len(text.strip()) == 10:
         value = datetime.combine(value.date(), time())
     return value if value.tzinfo else value.replace(tzinfo=tz)
@@ -63,7 +64,8 @@ def find_recording(catalog: Catalog, ref: str) -> Recording:
     """A recording by id, or by sha256 (a prefix of 8 or more hex digits)."""
     ref = ref.strip()
     if not (ref.isdigit() or _HEX.match(ref)):
-        raise NotFoundError(f"{ref!r} is neither a recording id nor a sha256 prefix of 8+ hex digits")
+        raise NotFoundError(_("{ref!r} is neither a recording id nor a sha256 prefix of 8+ hex digits").format(
+                              ref=ref))
     query = select(Recording).options(selectinload(Recording.sightings))
     with catalog.reading() as session:
         matches = []
@@ -72,9 +74,10 @@ def find_recording(catalog: Catalog, ref: str) -> Recording:
         if not matches and ref.isdigit():
             matches = list(session.scalars(query.where(Recording.id == int(ref))))
     if not matches:
-        raise NotFoundError(f"no recording with id or sha256 prefix {ref}: see 'archiver recordings list'")
+        raise NotFoundError(_("no recording with id or sha256 prefix {ref}: see 'archiver recordings list'").format(
+                              ref=ref))
     if len(matches) > 1:
-        raise NotFoundError(f"sha256 prefix {ref} matches several recordings: give more digits")
+        raise NotFoundError(_("sha256 prefix {ref} matches several recordings: give more digits").format(ref=ref))
     return matches[0]
 
 

@@ -16,9 +16,11 @@ from sqlalchemy.exc import OperationalError
 
 from archiver import __version__
 from archiver.catalog.db import catalog_error
+from archiver.cli.localized import Group, localize_click
 from archiver.config import Config, load_config
 from archiver.errors import ArchiverError, InternalError, RefusedError
 from archiver.fs import UMASK
+from archiver.i18n import _, current, ngettext, speaking
 from archiver.service.access import Person
 from archiver.service.transfer import Files, LocalFiles
 from archiver.workspace import Workspace, open_workspace
@@ -64,12 +66,13 @@ class App:
         if self.person is None or not self.person.only_own(command):
             return None
         if not self.person.officer_no:
-            raise RefusedError(f"{self.person.user} is an officer with no officer number: an administrator adds "
-                               f"'{self.person.user} = \"JX…\"' under [access.officers]")
+            raise RefusedError(_("{user} is an officer with no officer number: an administrator adds '{user} = "
+                                 "\"JX…\"' under [access.officers]").format(
+                                 user=self.person.user))
         return self.person.officer_no
 
 
-class _Group(click.Group):
+class _Group(Group):
     """Loads subcommands lazily; turns an ArchiverError into one line `Error: ...` and its exit code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -82,6 +85,10 @@ class _Group(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
+        with speaking(current()):  # a --json command switches to English until it ends
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             try:
                 return super().invoke(ctx)
@@ -89,6 +96,9 @@ class _Group(click.Group):
                 raise catalog_error(exc) from exc
             except (ArchiverError, click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
+            except BrokenPipeError:  # `archiver ... | head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                ctx.exit(EXIT_PIPE)
             except Exception as exc:  # the crash boundary: a bug, never exit 1 ("found problems")
                 raise crash(exc) from exc
         except ArchiverError as exc:
@@ -97,8 +107,12 @@ class _Group(click.Group):
                 traceback.print_exc()
             if isinstance(exc, RefusedError) and isinstance(app, App):
                 app.record("denied", {"command": app.command}, {"reason": str(exc)})
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(_("Error: {message}").format(message=exc), err=True)
             ctx.exit(exc.exit_code)
+
+
+localize_click()
+EXIT_PIPE = 141  # what a shell reports for a program that SIGPIPE ended
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,8 +155,9 @@ def crash(exc: Exception) -> InternalError:
     except OSError:
         pass
     summary = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-    return InternalError(f"internal error ({summary}): this is a bug; the traceback "
-                         f"is in {where}; run again with -v to see it, and report it")
+    return InternalError(_("internal error ({summary}): this is a bug; the traceback is in {where}; run again "
+                           "with -v to see it, and report it").format(
+                           summary=summary, where=where))
 
 
 @main.command()
@@ -157,16 +172,20 @@ def init(app: App) -> None:
     tightened = tighten_data_dir(app.config.data_dir, reader_gid(app.config.access.reader_group))
     if tightened:
         app.record("tighten_permissions", {"data_dir": str(app.config.data_dir)}, {"entries": tightened})
-        click.echo(f"made {tightened} entr{'y' if tightened == 1 else 'ies'} of the data dir private (nothing for "
-                   f"others; the reader group {app.config.access.reader_group!r} may read)")
+        click.echo(ngettext("made {count} entry of the data dir private (nothing for others; the reader group "
+                            "{group!r} may read)",
+                            "made {count} entries of the data dir private (nothing for others; the reader group "
+                            "{group!r} may read)", tightened).format(count=tightened,
+                                                                     group=app.config.access.reader_group))
     before, after = ws.schema_before, ws.catalog.revision()
     if before is None:
-        state = f"catalog created at schema {after}"
+        state = _("catalog created at schema {schema}").format(schema=after)
     elif before == after:
-        state = f"catalog up to date (schema {after})"
+        state = _("catalog up to date (schema {schema})").format(schema=after)
     else:
-        state = f"catalog upgraded from schema {before} to {after}"
-    click.echo(f"Data dir {app.config.data_dir}: {state}; archive in {ws.archive.root}.")
+        state = _("catalog upgraded from schema {before} to {after}").format(before=before, after=after)
+    click.echo(_("Data dir {data_dir}: {state}; archive in {root}.").format(
+                 data_dir=app.config.data_dir, state=state, root=ws.archive.root))
 
 
 # Subcommands are imported when used, so `archiver cases show` does not pay for ffmpeg, rich

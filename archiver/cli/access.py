@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from archiver.cli import App
-from archiver.cli.output import console, echo_json
+from archiver.cli.localized import Group
+from archiver.cli.output import Column, echo_json, json_option, print_table
 from archiver.errors import NotFoundError
+from archiver.i18n import _
 from archiver.service import access as lib
 
 
-@click.group()
+@click.group(cls=Group)
 def access() -> None:
     """People and roles: Unix groups named in [access.groups] give roles; the matrix says what each may do."""
 
 
 @access.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @click.pass_obj
 def show(app: App, as_json: bool) -> None:
     """Every role: its group, the users in it and what it is for; then every command and the roles
@@ -35,30 +36,28 @@ def show(app: App, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    roles = Table("Role", "Group", "Users", "For")
-    for row in data["roles"]:
-        roles.add_row(row["role"], row["group"], ", ".join(row["users"]) or "-", row["purpose"])
-    matrix = Table("Command", *lib.ROLES)
-    for command, who in data["commands"].items():
-        marks = ["own" if r == "officer" and r in who and command in lib.OWN_ONLY else "yes" if r in who else ""
-                 for r in lib.ROLES]
-        matrix.add_row(command, *marks)
-    out = console()
-    out.print(roles)
-    out.print(matrix)
-    click.echo(f"root and {cfg.service_user} may run every command; 'own': an officer's own recordings and cases")
+    print_table([Column(_("Role")), Column(_("Group")), Column(_("Users"), wrap=True), Column(_("For"), wrap=True)],
+                [[row["role"], row["group"], ", ".join(row["users"]) or "-", _(row["purpose"])]
+                 for row in data["roles"]])
+    print_table([Column(_("Command")), *(Column(role) for role in lib.ROLES)],
+                [[command, *(_("own") if r == "officer" and r in who and command in lib.OWN_ONLY
+                             else _("yes") if r in who else "" for r in lib.ROLES)]
+                 for command, who in data["commands"].items()])
+    click.echo(_("root and {service_user} may run every command; 'own': an officer's own recordings and cases").format(
+                 service_user=cfg.service_user))
 
 
 @access.command("check")
 @click.argument("user")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @click.pass_obj
 def check(app: App, user: str, as_json: bool) -> None:
     """What one local USER may do: their roles (from their groups), officer number and commands."""
     try:
         person = lib.person_for(user, app.config.access)
     except KeyError:
-        raise NotFoundError(f"no local user {user!r}: see /etc/passwd (people are the machine's own users)") from None
+        raise NotFoundError(_("no local user {user!r}: see /etc/passwd (people are the machine's own users)").format(
+                              user=user)) from None
     commands = list(lib.MATRIX) if person.privileged else lib.allowed(person.roles)
     data = {"user": person.user, "uid": person.uid, "roles": list(person.roles), "officer_no": person.officer_no,
             "privileged": person.privileged, "commands": commands,
@@ -66,8 +65,10 @@ def check(app: App, user: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    what = "every right (root or the service user)" if person.privileged else \
-        ", ".join(person.roles) or "no role: nothing"
-    click.echo(f"{person.user} (uid {person.uid}): {what}; officer number {person.officer_no or '-'}")
+    what = _("every right (root or the service user)") if person.privileged else \
+        ", ".join(person.roles) or _("no role: nothing")
+    click.echo(_("{user} (uid {uid}): {what}; officer number {value}").format(
+                 user=person.user, uid=person.uid, what=what, value=person.officer_no or '-'))
     for command in commands:
-        click.echo(f"  {command}{'  (own recordings and cases only)' if command in data['own_only'] else ''}")
+        own = _("  (own recordings and cases only)") if command in data["own_only"] else ""
+        click.echo(f"  {command}{own}")

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.table import Table
 from sqlalchemy import func, select
 
 from archiver.audit.export import export_case, verify_export
@@ -16,14 +15,16 @@ from archiver.audit.verify import verify as run_verify
 from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
 from archiver.catalog.lookup import parse_time
 from archiver.cli import App
-from archiver.cli.output import TerminalProgress, console, echo_json, human_bytes
+from archiver.cli.localized import Command, Group
+from archiver.cli.output import Column, TerminalProgress, echo_fields, echo_json, human_bytes, json_option, print_table
 from archiver.errors import ArchiverError
+from archiver.i18n import _
 from archiver.ledger.anchor import parse_head
 from archiver.ledger.custody import actor_name, catalog_head, log_head, trail
 from archiver.ledger.keys import PublicKey, key_paths, load_public_key
 
 
-@click.group()
+@click.group(cls=Group)
 def keys() -> None:
     """The station's signing key."""
 
@@ -34,10 +35,11 @@ def keys_show(app: App) -> None:
     """Print the station's public key (what auditors check custody logs and exports against)."""
     key = load_public_key(app.config.data_dir)
     click.echo(key.text)
-    click.echo(f"fingerprint {key.fingerprint}; file {key_paths(app.config.data_dir)[1]}", err=True)
+    click.echo(_("fingerprint {fingerprint}; file {value}").format(
+                 fingerprint=key.fingerprint, value=key_paths(app.config.data_dir)[1]), err=True)
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--case", "case_no", metavar="CASE_NO", help="Only the recordings of this case.")
 @click.option("--since", metavar="TIME", help="Only recordings ingested at or after TIME (ISO 8601).")
 @click.option("--max-minutes", type=click.FloatRange(min=0), metavar="N",
@@ -45,7 +47,7 @@ def keys_show(app: App) -> None:
 @click.option("--head", "heads", multiple=True, metavar="SEQ:HASH",
               help="A custody-log head written down earlier (as `archiver status` shows it): the log must still "
                    "hold that line. Repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@json_option("Print the result as one JSON document.")
 @click.pass_obj
 def verify(app: App, case_no: str | None, since: str | None, max_minutes: float | None, heads: tuple[str, ...],
            as_json: bool) -> None:
@@ -55,7 +57,7 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
     recording has its ingest event and (without --case/--since) every ingest event its recording.
     Every problem is listed. Exit 1 on any."""
     if case_no and since:
-        raise ArchiverError("give --case or --since, not both")
+        raise ArchiverError(_("give --case or --since, not both"))
     ws = app.workspace()
     progress = TerminalProgress() if TerminalProgress.wanted() else None
     anchors = [parse_head(text) for text in heads]
@@ -65,17 +67,20 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
         echo_json(report.to_json())
     else:
         rate = report.bytes / report.seconds if report.seconds else 0
-        click.echo(f"checked {report.checked} file(s), {report.ok} intact, {human_bytes(report.bytes)} in "
-                   f"{report.seconds:.1f} s ({human_bytes(rate)}/s); {report.remaining} left for a later run; "
-                   f"custody log: {report.custody_events} event(s), checked against {len(report.anchors)} "
-                   f"head(s); {len(report.problems)} problem(s)")
+        click.echo(_("checked {checked} file(s), {ok} intact, {bytes} in {seconds:.1f} s ({rate}/s); {remaining} "
+                     "left for a later run; custody log: {custody_events} event(s), checked against {count} "
+                     "head(s); {count2} problem(s)").format(
+                     checked=report.checked, ok=report.ok, bytes=human_bytes(report.bytes), seconds=report.seconds,
+                     rate=human_bytes(rate), remaining=report.remaining, custody_events=report.custody_events,
+                     count=len(report.anchors), count2=len(report.problems)))
         for p in report.problems:
-            click.echo(f"PROBLEM {p['kind']} {p['path']}: {p['detail']}")
+            click.echo(_("PROBLEM {kind} {path}: {detail}").format(
+                         kind=p['kind'], path=p['path'], detail=p['detail']))
     click.get_current_context().exit(1 if report.problems else 0)
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.command(cls=Command)
+@json_option("Print one JSON object.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Data dir, counts and bytes, last ingest, last verify and its result, custody log head."""
@@ -108,21 +113,26 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"data dir      {data['data_dir']}")
-    click.echo(f"recordings    {count} ({human_bytes(int(size))}); cases {cases}; devices {devices}")
-    last = data["last_ingest"]
-    click.echo("last ingest   " + ("-" if last is None else
-                                   f"{last['finished_at']} {last['status']} ({last['ingested']} new, "
-                                   f"{last['failed']} failed) from {last['source']}"))
-    last = data["last_verify"]
-    click.echo("last verify   " + ("-" if last is None else
-                                   f"{last['finished_at']} {last['result']}: {last['checked']} checked, "
-                                   f"{last['problems']} problem(s), {last['remaining']} left ({last['scope']})"))
-    click.echo("custody head  " + ("-" if head is None else f"{head.seq}:{head.hash} (write it down: 'archiver "
-                                                           "verify --head' proves later that no line was cut)"))
+    ingest_line = verify_line = head_line = "-"
+    if (last := data["last_ingest"]) is not None:
+        ingest_line = _("{finished_at} {status} ({ingested} new, {failed} failed) from {source}").format(**last)
+    if (last := data["last_verify"]) is not None:
+        verify_line = _("{finished_at} {result}: {checked} checked, {problems} problem(s), {remaining} left "
+                        "({scope})").format(**last)
+    if head is not None:
+        head_line = _("{seq}:{hash} (write it down: 'archiver verify --head' proves later that no line was "
+                      "cut)").format(seq=head.seq, hash=head.hash)
+    echo_fields([
+        (_("data dir"), data["data_dir"]),
+        (_("recordings"), _("{count} ({size}); cases {cases}; devices {devices}").format(
+            count=count, size=human_bytes(int(size)), cases=cases, devices=devices)),
+        (_("last ingest"), ingest_line),
+        (_("last verify"), verify_line),
+        (_("custody head"), head_line),
+    ])
 
 
-@click.group()
+@click.group(cls=Group)
 def custody() -> None:
     """The custody log: who did what, when, to which recording or case."""
 
@@ -131,7 +141,7 @@ def custody() -> None:
 @click.option("--user", metavar="USER", help="Only the events of this person (their user name).")
 @click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601).")
 @click.option("--action", metavar="ACTION", help="Only this action (ingest, lookup, retrieve, export, denied, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the events, as signed.")
+@json_option("Print a JSON array of the events, as signed.")
 @click.pass_obj
 def custody_show(app: App, user: str | None, since: str | None, action: str | None, as_json: bool) -> None:
     """The custody trail as a table, oldest first: sequence number, time, person, role, action, what it was
@@ -143,15 +153,16 @@ def custody_show(app: App, user: str | None, since: str | None, action: str | No
     if as_json:
         echo_json(rows)
         return
-    table = Table("Seq", "Time", "User", "Role", "Action", "Subject", "Details")
+    table = []
     for event in rows:
         actor = event.get("actor")
         role = actor.get("role") if isinstance(actor, dict) else None
-        table.add_row(str(event.get("seq")), datetime.fromisoformat(event["time"]).astimezone(tz)
+        table.append([str(event.get("seq")), datetime.fromisoformat(event["time"]).astimezone(tz)
                       .strftime("%Y-%m-%d %H:%M:%S"), actor_name(event), role or "-", str(event.get("action")),
-                      _brief(event.get("subject")), _brief(event.get("details")))
-    console().print(table)
-    click.echo(f"{len(rows)} event(s)")
+                      _brief(event.get("subject")), _brief(event.get("details"))])
+    print_table([Column(_("Seq")), Column(_("Time")), Column(_("User")), Column(_("Role"), optional=True),
+                 Column(_("Action")), Column(_("Subject"), wrap=True), Column(_("Details"), wrap=True)], table)
+    click.echo(_("{count} event(s)").format(count=len(rows)))
 
 
 def _brief(value: object, limit: int = 160) -> str:
@@ -159,7 +170,7 @@ def _brief(value: object, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("case_no")
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.pass_obj
@@ -172,11 +183,11 @@ def export(app: App, case_no: str, dest: Path) -> None:
         result = export_case(ws, case_no, where)
     ws.custody.append("export", {"case_no": case_no}, {"dest": str(dest), "files": result.files,
                                                        "bytes": result.bytes})
-    click.echo(f"{case_no}: {result.files} recording(s), {human_bytes(result.bytes)}, {result.events} custody "
-               f"event(s) exported to {dest}")
+    click.echo(_("{case_no}: {files} recording(s), {bytes}, {events} custody event(s) exported to {dest}").format(
+                 case_no=case_no, files=result.files, bytes=human_bytes(result.bytes), events=result.events, dest=dest))
 
 
-@click.command("verify-export")
+@click.command("verify-export", cls=Command)
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--key", "key_text", metavar="ed25519:BASE64",
               help="The station's public key (default: this data dir's, as `archiver keys show` prints it).")
@@ -187,16 +198,18 @@ def verify_export_cmd(app: App, dest: Path, key_text: str | None) -> None:
     key = PublicKey.parse(key_text) if key_text else load_public_key(app.config.data_dir)
     source = app.files.input_tree(dest)
     if not source.is_dir():
-        raise ArchiverError(f"{dest} is not a folder: give the folder of an export")
+        raise ArchiverError(_("{dest} is not a folder: give the folder of an export").format(dest=dest))
     result = verify_export(source, key)
     for problem in result.problems:
-        click.echo(f"PROBLEM {problem}")
-    verdict = f"valid, signed by {key.fingerprint}" if not result.problems else f"{len(result.problems)} problem(s)"
-    click.echo(f"{dest}: case {result.case_no}, {result.files} file(s): {verdict}")
+        click.echo(_("PROBLEM {problem}").format(problem=problem))
+    verdict = (_("valid, signed by {fingerprint}").format(fingerprint=key.fingerprint) if not result.problems
+               else _("{count} problem(s)").format(count=len(result.problems)))
+    click.echo(_("{dest}: case {case_no}, {files} file(s): {verdict}").format(
+                 dest=dest, case_no=result.case_no, files=result.files, verdict=verdict))
     click.get_current_context().exit(1 if result.problems else 0)
 
 
-@click.command("rebuild-catalog")
+@click.command("rebuild-catalog", cls=Command)
 @click.pass_obj
 def rebuild_catalog_cmd(app: App) -> None:
     """Rebuild a lost catalog from the archive, the day manifests and the custody log (its ingest
@@ -205,12 +218,12 @@ def rebuild_catalog_cmd(app: App) -> None:
     report = rebuild_catalog(app.config)
     if report.problems and not report.recordings:
         for problem in report.problems:
-            click.echo(f"PROBLEM {problem}")
-        raise ArchiverError("the custody log or the archive does not check out: nothing rebuilt (see above)")
+            click.echo(_("PROBLEM {problem}").format(problem=problem))
+        raise ArchiverError(_("the custody log or the archive does not check out: nothing rebuilt (see above)"))
     app.record("rebuild_catalog", {"data_dir": str(app.config.data_dir)},
                {"recordings": report.recordings, "problems": report.problems})
     for problem in report.problems:
-        click.echo(f"PROBLEM {problem}")
-    click.echo(f"catalog rebuilt with {report.recordings} recording(s); import the case files again, then run "
-               "'archiver verify'")
+        click.echo(_("PROBLEM {problem}").format(problem=problem))
+    click.echo(_("catalog rebuilt with {recordings} recording(s); import the case files again, then run "
+                 "'archiver verify'").format(recordings=report.recordings))
     click.get_current_context().exit(1 if report.problems else 0)

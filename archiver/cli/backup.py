@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from archiver.backup.restore import restore_recordings, restore_station
 from archiver.backup.targets import (
@@ -19,18 +18,20 @@ from archiver.backup.targets import (
 from archiver.cases.links import recording_ids_for_case
 from archiver.catalog.lookup import find_recording
 from archiver.cli import App
-from archiver.cli.output import console, echo_json, human_bytes
+from archiver.cli.localized import Group
+from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.fs import reader_gid
+from archiver.i18n import _
 from archiver.ledger.keys import read_public_key
 
 
-@click.group()
+@click.group(cls=Group)
 def backup() -> None:
     """Write-only encrypted backups (age format) to backup.targets, checks and restores."""
 
 
 @backup.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@json_option("Print the counts as JSON.")
 @click.pass_obj
 def run(app: App, as_json: bool) -> None:
     """Encrypt every recording not yet on a target to backup.recipients, one .age object each, then a
@@ -42,15 +43,17 @@ def run(app: App, as_json: bool) -> None:
         echo_json(report.to_json())
     else:
         for target, counts in report.targets.items():
-            click.echo(f"{target}: {counts['objects']} new object(s), {human_bytes(counts['bytes'])}; "
-                       f"snapshot of {counts['snapshot_parts']} part(s)")
+            click.echo(_("{target}: {objects} new object(s), {bytes}; snapshot of {snapshot_parts} part(s)").format(
+                         target=target, objects=counts['objects'], bytes=human_bytes(counts['bytes']),
+                         snapshot_parts=counts['snapshot_parts']))
         for item in report.not_backed_up:
-            click.echo(f"NOT BACKED UP {item['path']} to {item['target']}: {item['detail']}", err=True)
+            click.echo(_("NOT BACKED UP {path} to {target}: {detail}").format(
+                         path=item['path'], target=item['target'], detail=item['detail']), err=True)
     click.get_current_context().exit(1 if report.not_backed_up else 0)
 
 
 @backup.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one entry per target.")
+@json_option("Print a JSON array, one entry per target.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Per target: objects, bytes, last run, and the lag (recordings not yet there, the oldest of them)."""
@@ -58,18 +61,19 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    table = Table("Target", "Present", "Objects", "Bytes", "Last run", "Not backed up", "Oldest not backed up")
-    for r in rows:
-        table.add_row(r["target"], "yes" if r["present"] else "NO", str(r["objects"]), human_bytes(r["bytes"]),
-                      (r["last_run"] or "-")[:19], f"{r['not_backed_up']} of {r['recordings']}",
-                      (r["oldest_not_backed_up"] or "-")[:19])
-    console().print(table)
+    print_table([Column(_("Target"), shorten=True), Column(_("Present")), Column(_("Objects"), optional=True),
+                 Column(_("Bytes"), optional=True), Column(_("Last run")), Column(_("Not backed up")),
+                 Column(_("Oldest not backed up"))],
+                [[r["target"], _("yes") if r["present"] else _("NO"), str(r["objects"]), human_bytes(r["bytes"]),
+                  local_time(r["last_run"]), _("{count} of {total}").format(count=r["not_backed_up"],
+                                                                            total=r["recordings"]),
+                  local_time(r["oldest_not_backed_up"])] for r in rows])
 
 
 @backup.command()
 @click.option("--identity", type=click.Path(path_type=Path, dir_okay=False),
               help="An age identity file: also decrypt every object and compare (a restore drill).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 @click.pass_obj
 def verify(app: App, identity: Path | None, as_json: bool) -> None:
     """Check every object on every target against its manifest (presence, size, ciphertext SHA-256),
@@ -81,9 +85,12 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json({"checked": checked, "problems": problems})
     else:
-        click.echo(f"checked {checked} object(s){' (decrypted)' if identity else ''}; {len(problems)} problem(s)")
+        text = _("checked {checked} object(s), decrypted; {count} problem(s)") if identity else \
+            _("checked {checked} object(s); {count} problem(s)")
+        click.echo(text.format(checked=checked, count=len(problems)))
         for p in problems:
-            click.echo(f"PROBLEM {p['kind']} {p['path']}: {p['detail']}")
+            click.echo(_("PROBLEM {kind} {path}: {detail}").format(
+                         kind=p['kind'], path=p['path'], detail=p['detail']))
     click.get_current_context().exit(1 if problems else 0)
 
 
@@ -109,14 +116,14 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     *refs, dest_text = args
     dest = app.files.absolute(Path(dest_text))
     if sum(map(bool, (refs, case_no, all_))) != 1:
-        raise BackupError("give recording references, --case or --all (one of them) and DEST")
+        raise BackupError(_("give recording references, --case or --all (one of them) and DEST"))
     if (station_key or trust_target) and not all_:
-        raise BackupError("--station-key and --trust-target go with --all; single recordings are checked against "
-                          "this station's own catalog")
+        raise BackupError(_("--station-key and --trust-target go with --all; single recordings are checked "
+                            "against this station's own catalog"))
     source = app.files.input_tree(target) if target else \
         (app.config.backup.targets[0] if app.config.backup.targets else None)
     if source is None or not source.is_dir():
-        raise BackupError(f"backup target {source} is missing: give --target or mount it")
+        raise BackupError(_("backup target {source} is missing: give --target or mount it").format(source=source))
     identities = _identities(app, identity)
     if all_:
         pinned = read_public_key(station_key) if station_key else None
@@ -124,11 +131,13 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
             count, snapshot = restore_station(source, where, identities, app.config.hashes, pinned, trust_target,
                                               reader_gid(app.config.access.reader_group))
         if pinned is None:
-            click.echo(f"WARNING: restored without a pinned key: the snapshot is signed by {snapshot.key.fingerprint} "
-                       f"({snapshot.key.text}); compare it with the station's key on paper before trusting it",
+            click.echo(_("WARNING: restored without a pinned key: the snapshot is signed by {fingerprint} "
+                         "({text}); compare it with the station's key on paper before trusting it").format(
+                         fingerprint=snapshot.key.fingerprint, text=snapshot.key.text),
                        err=True)
-        click.echo(f"restored a complete data dir with {count} recording(s) from snapshot {snapshot.stamp} into "
-                   f"{dest}; check it with 'archiver --data-dir {dest} verify'")
+        click.echo(_("restored a complete data dir with {count} recording(s) from snapshot {stamp} into {dest}; "
+                     "check it with 'archiver --data-dir {dest} verify'").format(
+                     count=count, stamp=snapshot.stamp, dest=dest))
         return
     ws = app.workspace()
     ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
@@ -137,7 +146,7 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     with app.files.output_tree(dest) as where:
         count = restore_recordings(source, recordings, where, identities, recorded_ciphertexts(ws, recordings))
     app.record("restore", {"sha256": [r.sha256 for r in recordings]}, {"target": str(source), "dest": str(dest)})
-    click.echo(f"restored {count} recording(s) into {dest}")
+    click.echo(_("restored {count} recording(s) into {dest}").format(count=count, dest=dest))
 
 
 def _identities(app: App, path: Path) -> list:

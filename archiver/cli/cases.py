@@ -6,21 +6,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from archiver.cases import links as lib
 from archiver.cases.casefile import read_case_file
 from archiver.cases.report import render_case
 from archiver.catalog.lookup import find_recording, recording_json
 from archiver.cli import App
-from archiver.cli.output import console, echo_json
+from archiver.cli.localized import Group
+from archiver.cli.output import Column, echo_json, echo_wrapped, json_option, local_time, print_table
 from archiver.errors import ArchiverError, RefusedError
 from archiver.fs import write_atomic
+from archiver.i18n import _
 
 CASE_FILE_LIMIT = 64 << 20
 
 
-@click.group()
+@click.group(cls=Group)
 def cases() -> None:
     """Enforcement cases, the recordings linked to them, and the full-process recording check."""
 
@@ -29,7 +30,7 @@ def cases() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--encoding", metavar="NAME", help="The CSV's encoding (default: UTF-8, else GB18030, detected).")
 @click.option("--check", "dry_run", is_flag=True, help="Show what would be imported; import nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@json_option("Print the counts as JSON.")
 @click.pass_obj
 def import_(app: App, file: Path, encoding: str | None, dry_run: bool, as_json: bool) -> None:
     """Import cases from FILE (.csv, .xlsx or .json), one row per enforcement action.
@@ -53,9 +54,11 @@ def import_(app: App, file: Path, encoding: str | None, dry_run: bool, as_json: 
     if as_json:
         echo_json(result.to_json())
         return
-    click.echo(f"{file}: {result.cases_created} case(s) created, {result.cases_updated} updated; actions "
-               f"{result.actions_added} added, {result.actions_updated} updated, {result.actions_removed} removed; "
-               f"{result.links} automatic link(s)")
+    click.echo(_("{file}: {cases_created} case(s) created, {cases_updated} updated; actions {actions_added} "
+                 "added, {actions_updated} updated, {actions_removed} removed; {links} automatic link(s)").format(
+                 file=file, cases_created=result.cases_created, cases_updated=result.cases_updated,
+                 actions_added=result.actions_added, actions_updated=result.actions_updated,
+                 actions_removed=result.actions_removed, links=result.links))
 
 
 def _show_records(file: Path, records: list, app: App, as_json: bool) -> None:
@@ -68,16 +71,16 @@ def _show_records(file: Path, records: list, app: App, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    table = Table("Case", "Title", "Stage", "Officers", "Start", "End", "Recording required")
-    for case in rows:
-        for action in case["actions"] or [{}]:
-            table.add_row(case["case_no"], case["title"], action.get("stage", "-"),
-                          "、".join(action.get("officers", [])) or "-", action.get("start", "-")[:16],
-                          action.get("end", "-")[:16],
-                          {True: "yes", False: "no"}.get(action.get("recording_required"), "-"))
-    console().print(table)
-    click.echo(f"{file}: {len(rows)} case(s), {sum(len(c['actions']) for c in rows)} action(s) would be imported; "
-               "nothing imported (--check)")
+    print_table([Column(_("Case")), Column(_("Title"), wrap=True), Column(_("Stage"), wrap=True),
+                 Column(_("Officers"), wrap=True), Column(_("Start")), Column(_("End")),
+                 Column(_("Recording required"))],
+                [[case["case_no"], case["title"], action.get("stage", "-"),
+                  "、".join(action.get("officers", [])) or "-",
+                  local_time(action.get("start"), minutes=True), local_time(action.get("end"), minutes=True),
+                  {True: _("yes"), False: _("no")}.get(action.get("recording_required"), "-")]
+                 for case in rows for action in case["actions"] or [{}]])
+    click.echo(_("{file}: {count} case(s), {sum} action(s) would be imported; nothing imported (--check)").format(
+                 file=file, count=len(rows), sum=sum(len(c['actions']) for c in rows)))
 
 
 def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:
@@ -86,17 +89,16 @@ def _case_rows(rows: list[dict], app: App, as_json: bool) -> None:
         echo_json([{**r, "start": r["start"].astimezone(tz).isoformat() if r["start"] else None,
                     "end": r["end"].astimezone(tz).isoformat() if r["end"] else None} for r in rows])
         return
-    table = Table("Case", "Title", "Actions", "From", "To")
-    for r in rows:
-        table.add_row(r["case_no"], r["title"], str(r["actions"]),
-                      r["start"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["start"] else "-",
-                      r["end"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["end"] else "-")
-    console().print(table)
-    click.echo(f"{len(rows)} case(s)")
+    print_table([Column(_("Case")), Column(_("Title"), wrap=True), Column(_("Actions")), Column(_("From")),
+                 Column(_("To"))],
+                [[r["case_no"], r["title"], str(r["actions"]),
+                  r["start"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["start"] else "-",
+                  r["end"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["end"] else "-"] for r in rows])
+    click.echo(_("{count} case(s)").format(count=len(rows)))
 
 
 @cases.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@json_option("Print a JSON array.")
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """List every case with its number of actions and time range."""
@@ -107,7 +109,7 @@ def list_(app: App, as_json: bool) -> None:
 
 @cases.command()
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@json_option("Print a JSON array.")
 @click.pass_obj
 def search(app: App, text: str, as_json: bool) -> None:
     """Cases whose number or title contains TEXT, or with an officer number containing it."""
@@ -118,7 +120,7 @@ def search(app: App, text: str, as_json: bool) -> None:
 
 @cases.command()
 @click.argument("case_no")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @click.pass_obj
 def show(app: App, case_no: str, as_json: bool) -> None:
     """A case: its actions, their coverage and gaps, and the linked recordings with hashes."""
@@ -126,8 +128,9 @@ def show(app: App, case_no: str, as_json: bool) -> None:
     case_no = lib.resolve_case_no(app.workspace().catalog, case_no)
     own = app.own_officer("cases show")
     if own is not None and not lib.acts_in(app.workspace().catalog, own, case_no):
-        raise RefusedError(f"{app.person.user} may look up only the cases they act in (officer {own}): {case_no} "
-                           "is not one of them")
+        raise RefusedError(_("{user} may look up only the cases they act in (officer {own}): {case_no} is not "
+                             "one of them").format(
+                             user=app.person.user, own=own, case_no=case_no))
     (check,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
     app.record("lookup", {"case_no": case_no}, {"command": "cases show"})
     data = lib.check_json(check, tz)
@@ -140,24 +143,41 @@ def show(app: App, case_no: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    out = console()
-    out.print(f"[bold]{check.case.case_no}[/bold]  {check.case.title}")
-    out.print("compliant" if check.compliant else "[red]NOT compliant[/red]")
+    echo_wrapped(f"{check.case.case_no}  {check.case.title}")
+    click.echo(_("compliant") if check.compliant else _("NOT compliant"))
     for entry in data["actions"]:
-        out.print(f"\n[bold]{entry['stage']}[/bold] {entry['start']} – {entry['end']}  officers "
-                  f"{', '.join(entry['officers']) or '-'}  required={entry['required']}  covered "
-                  f"{entry['covered_s']:.0f} s ({entry['coverage']:.1%})")
-        for gap in entry["gaps"]:
-            out.print(f"  [red]gap[/red] {gap['start']} – {gap['end']}")
-        table = Table("ID", "Type", "Officer", "Start", "End", "Link", "SHA-256", "Archive path")
-        for r in entry["recordings"]:
-            table.add_row(str(r["id"]), r["media_type"], r["officer_no"] or "-", r["start"] or "-", r["end"] or "-",
-                          r["link"], r["sha256"], r["archive_path"])
-        out.print(table)
-    for title, key in (("Linked by hand, outside every action window", "linked_by_hand"),
-                       ("Unlinked by hand", "unlinked_by_hand")):
+        click.echo("")
+        _echo_action(entry)
+        print_table([Column(_("ID")), Column(_("Type"), optional=True), Column(_("Officer")), Column(_("Start")),
+                     Column(_("End")), Column(_("Link"), optional=True), Column("SHA-256", prefix=True),
+                     Column(_("Archive path"), shorten=True)],
+                    [[str(r["id"]), _(r["media_type"]), r["officer_no"] or "-", local_time(r["start"]),
+                      _until(r["start"], r["end"]), _(r["link"]), r["sha256"], r["archive_path"]]
+                     for r in entry["recordings"]])
+    for title, key in ((_("Linked by hand, outside every action window"), "linked_by_hand"),
+                       (_("Unlinked by hand"), "unlinked_by_hand")):
         if data[key]:
-            out.print(f"\n{title}: " + ", ".join(f"#{r['id']} {r['archive_path']}" for r in data[key]))
+            click.echo("")
+            echo_wrapped(f"{title}: " + ", ".join(f"#{r['id']} {r['archive_path']}" for r in data[key]))
+
+
+def _until(start: str | None, end: str | None) -> str:
+    """An end time as a table shows it: the time of day alone when it falls on the start's day."""
+    shown = local_time(end)
+    return shown[11:] if start and end and start[:10] == end[:10] else shown
+
+
+def _echo_action(entry: dict, indent: str = "") -> None:
+    """An action of a case as `cases show` and `cases check` print it: its coverage, then each gap."""
+    required = _("recording required") if entry["required"] else _("recording not required")
+    echo_wrapped(_("{stage} {start} – {end} ({required}; officers {officers}): covered {covered_s:.0f} s, "
+                 "{coverage:.1%}").format(stage=entry["stage"], start=local_time(entry["start"]),
+                                          end=local_time(entry["end"]), required=required,
+                                          officers=", ".join(entry["officers"]) or "-",
+                                          covered_s=entry["covered_s"], coverage=entry["coverage"]), indent)
+    for gap in entry["gaps"]:
+        click.echo(indent + _("  gap {start} – {end}").format(start=local_time(gap["start"]),
+                                                             end=local_time(gap["end"])))
 
 
 @cases.command()
@@ -168,11 +188,11 @@ def remove(app: App, case_no: str, reason: str) -> None:
     """Remove a case imported by mistake: its actions and links go, every recording stays archived.
     The removal, with its reason, is a custody event; importing the case again brings it back."""
     if not reason.strip():
-        raise ArchiverError("--reason must say why the case is removed")
+        raise ArchiverError(_("--reason must say why the case is removed"))
     number, actions, recordings = lib.remove_case(app.workspace().catalog, case_no)
     app.record("case_remove", {"case_no": number}, {"reason": reason, "actions": actions, "recordings": recordings})
-    click.echo(f"{number}: removed with its {actions} action(s); {len(recordings)} recording(s) stay archived, "
-               "no longer linked to it")
+    click.echo(_("{number}: removed with its {actions} action(s); {count} recording(s) stay archived, no longer "
+                 "linked to it").format(number=number, actions=actions, count=len(recordings)))
 
 
 @cases.command()
@@ -200,19 +220,20 @@ def _manual(app: App, case_no: str, refs: tuple[str, ...], kind: str) -> None:
     ids = [r.id for r in recs]
     lib.set_manual_link(catalog, case_no, ids, kind, app.workspace().custody.actor["user"])
     app.record(kind.removesuffix("ed"), {"case_no": case_no}, {"recordings": ids, "sha256": [r.sha256 for r in recs]})
-    click.echo(f"{case_no}: {kind} {', '.join(f'#{i}' for i in ids)}")
+    click.echo("{case_no}: {kind} {items}".format(
+                 case_no=case_no, kind=kind, items=', '.join(f'#{i}' for i in ids)))
 
 
 @cases.command()
 @click.argument("case_nos", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Check every case.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one entry per case.")
+@json_option("Print a JSON array, one entry per case.")
 @click.pass_obj
 def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> None:
     """Full-process recording check: for each action the covered seconds, the coverage and every gap
     longer than linking.max_gap_s. Exit 1 when any checked case is not compliant."""
     if bool(case_nos) == all_:
-        raise ArchiverError("give case numbers or --all (not both)")
+        raise ArchiverError(_("give case numbers or --all (not both)"))
     tz = app.config.timezone
     failing = 0
     results = []
@@ -223,28 +244,20 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
             results.append(lib.check_json(item, tz))
         else:
             gaps = sum(len(a.coverage.gaps) for a in item.actions if a.action.recording_required)
-            click.echo(f"{'ok  ' if item.compliant else 'FAIL'} {item.case.case_no}: {len(item.actions)} action(s)"
-                       + ("" if item.compliant else f", {gaps} gap(s)"))
+            click.echo(_("ok   {case_no}: {actions} action(s)").format(case_no=item.case.case_no,
+                                                                      actions=len(item.actions)) if item.compliant
+                       else _("FAIL {case_no}: {actions} action(s), {gaps} gap(s)").format(
+                           case_no=item.case.case_no, actions=len(item.actions), gaps=gaps))
             if not all_:
-                _print_actions(lib.check_json(item, tz))
+                for entry in lib.check_json(item, tz)["actions"]:
+                    _echo_action(entry, "  ")
     app.record("lookup", {"case_no": None if all_ else list(case_nos)},
                {"command": "cases check", "all": all_, "not_compliant": failing})
     if as_json:
         echo_json(results)
     elif all_:
-        click.echo(f"{failing} case(s) not compliant")
+        click.echo(_("{failing} case(s) not compliant").format(failing=failing))
     click.get_current_context().exit(1 if failing else 0)
-
-
-def _print_actions(data: dict) -> None:
-    """Each action of a checked case: window, officers, covered seconds and coverage, and every gap."""
-    for entry in data["actions"]:
-        required = "required" if entry["required"] else "not required"
-        officers = ", ".join(entry["officers"]) or "-"
-        click.echo(f"  {entry['stage']} {entry['start']} – {entry['end']} ({required}; officers {officers}): "
-                   f"covered {entry['covered_s']:.0f} s, {entry['coverage']:.1%}")
-        for gap in entry["gaps"]:
-            click.echo(f"    gap {gap['start']} – {gap['end']}")
 
 
 @cases.command()
@@ -264,5 +277,7 @@ def report(app: App, case_no: str, html_file: Path) -> None:
         with app.files.output_file(html_file) as where:
             write_atomic(where, page.encode(), mode=0o644)
     except ArchiverError as exc:
-        raise ArchiverError(f"cannot write the report to {html_file}: {exc}") from exc
-    click.echo(f"{case_no}: report written to {html_file} ({'compliant' if item.compliant else 'NOT compliant'})")
+        raise ArchiverError(_("cannot write the report to {html_file}: {exc}").format(
+                              html_file=html_file, exc=exc)) from exc
+    click.echo(_("{case_no}: report written to {html_file} ({verdict})").format(
+        case_no=case_no, html_file=html_file, verdict=_("compliant") if item.compliant else _("NOT compliant")))

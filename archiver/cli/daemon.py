@@ -7,13 +7,15 @@ import logging
 import click
 
 from archiver.cli import App
+from archiver.cli.localized import Command
 from archiver.cli.output import human_bytes
 from archiver.cli.served import Runner
 from archiver.dock.daemon import Daemon, run_once, sources
+from archiver.i18n import _
 from archiver.service.server import StationService
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--once", is_flag=True, help="Ingest what is there now (inboxes, mounted recorders) and exit.")
 @click.pass_obj
 def daemon(app: App, once: bool) -> None:
@@ -30,15 +32,15 @@ def daemon(app: App, once: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to people
     ws = app.workspace(upgrade=True)
     cfg = app.config
-    click.echo(f"archiver daemon: data dir {cfg.data_dir}", err=True)
+    click.echo(_("archiver daemon: data dir {data_dir}").format(data_dir=cfg.data_dir), err=True)
     for inbox in cfg.dock.inboxes:
-        click.echo(f"  drop recordings into: {inbox}", err=True)
+        click.echo(_("  drop recordings into: {inbox}").format(inbox=inbox), err=True)
     for root in cfg.dock.mount_roots:
-        click.echo(f"  or mount a recorder below: {root}", err=True)
+        click.echo(_("  or mount a recorder below: {root}").format(root=root), err=True)
     if not once:
         service = StationService(ws, Runner())
         service.start()
-        click.echo(f"  people run 'archiver' commands through: {cfg.service.socket}", err=True)
+        click.echo(_("  people run 'archiver' commands through: {socket}").format(socket=cfg.service.socket), err=True)
         try:
             code = Daemon(ws).run()
         finally:
@@ -47,8 +49,10 @@ def daemon(app: App, once: bool) -> None:
     failed = 0
     for report in run_once(ws):
         failed += len(report.failed) + len(report.pending)
-        click.echo(f"{report.source}: {report.ingested} archived, {report.already_archived} already archived, "
-                   f"{len(report.failed)} failed, {human_bytes(report.bytes_copied)} copied", err=True)
+        click.echo(_("{source}: {ingested} archived, {already_archived} already archived, {count} failed, "
+                     "{bytes_copied} copied").format(
+                     source=report.source, ingested=report.ingested, already_archived=report.already_archived,
+                     count=len(report.failed), bytes_copied=human_bytes(report.bytes_copied)), err=True)
     if not sources(ws):
-        click.echo("no inbox configured and no recorder mounted: nothing to do", err=True)
+        click.echo(_("no inbox configured and no recorder mounted: nothing to do"), err=True)
     click.get_current_context().exit(1 if failed else 0)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from archiver.cli import App
-from archiver.cli.output import console, echo_json, human_bytes
+from archiver.cli.localized import Group
+from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.dock import devices as lib
+from archiver.i18n import _
 
 
-@click.group()
+@click.group(cls=Group)
 def devices() -> None:
     """Recorders the station knows."""
 
@@ -26,12 +27,13 @@ def add(app: App, serial: str, label: str | None, uuid: str | None, officer: str
     by its volume label or UUID (see `blkid`)."""
     device = lib.register(app.workspace(upgrade=True).catalog, serial, label, uuid, officer)
     app.record("device_register", {"device": serial}, {"label": label, "uuid": uuid, "officer": officer})
-    click.echo(f"registered {device.serial}: label={device.label or '-'} uuid={device.uuid or '-'} "
-               f"officer={device.officer_no or '-'}")
+    click.echo(_("registered {serial}: label={value} uuid={value2} officer={value3}").format(
+                 serial=device.serial, value=device.label or '-', value2=device.uuid or '-',
+                 value3=device.officer_no or '-'))
 
 
 @devices.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@json_option("Print a JSON array.")
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """Every known recorder: officers, last docked, recordings, bytes, last ingest."""
@@ -39,10 +41,10 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    table = Table("Serial", "Officers", "Label", "UUID", "Last docked", "Recordings", "Bytes", "Last ingest")
-    for r in rows:
-        last = r["last_ingest"]
-        table.add_row(r["serial"], ",".join(r["officers"]) or "-", r["label"] or "-", r["uuid"] or "-",
-                      (r["last_docked"] or "-")[:19], str(r["recordings"]), human_bytes(r["bytes"]),
-                      f"{last['status']} ({last['ingested']} new, {last['failed']} failed)" if last else "-")
-    console().print(table)
+    print_table([Column(_("Serial")), Column(_("Officers"), wrap=True), Column(_("Label"), wrap=True),
+                 Column("UUID", shorten=True), Column(_("Last docked")), Column(_("Recordings")),
+                 Column(_("Bytes"), optional=True), Column(_("Last ingest"), wrap=True)],
+                [[r["serial"], ",".join(r["officers"]) or "-", r["label"] or "-", r["uuid"] or "-",
+                  local_time(r["last_docked"]), str(r["recordings"]), human_bytes(r["bytes"]),
+                  _("{status} ({ingested} new, {failed} failed)").format(**r["last_ingest"]) if r["last_ingest"]
+                  else "-"] for r in rows])

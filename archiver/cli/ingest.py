@@ -7,17 +7,19 @@ from pathlib import Path
 import click
 
 from archiver.cli import App
-from archiver.cli.output import TerminalProgress, echo_json, human_bytes
+from archiver.cli.localized import Command
+from archiver.cli.output import TerminalProgress, echo_json, human_bytes, json_option
 from archiver.dock.daemon import sweep
+from archiver.i18n import _
 from archiver.ingest.pipeline import IngestOptions, IngestReport
 from archiver.ingest.pipeline import ingest as run_ingest
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--device", metavar="SERIAL", help="Device serial for files whose names do not carry one.")
 @click.option("--officer", metavar="NO", help="Officer number for files whose names do not carry one.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@json_option("Print the result as one JSON document.")
 @click.pass_obj
 def ingest(app: App, path: Path, device: str | None, officer: str | None, as_json: bool) -> None:
     """Copy every recording under PATH into the archive, verified, and catalog it.
@@ -43,16 +45,19 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
 def _print_summary(report: IngestReport) -> None:
     rate = report.bytes_copied / report.seconds if report.seconds > 0 else 0
     click.echo(
-        f"{report.source}: {report.ingested} archived, {report.already_archived} already archived, "
-        f"{report.flagged} flagged, {len(report.failed)} failed; "
-        f"{human_bytes(report.bytes_copied)} in {report.seconds:.1f} s ({human_bytes(rate)}/s)"
+        _("{source}: {ingested} archived, {already_archived} already archived, {flagged} flagged, {count} "
+          "failed; {bytes_copied} in {seconds:.1f} s ({rate}/s)").format(
+          source=report.source, ingested=report.ingested, already_archived=report.already_archived,
+          flagged=report.flagged, count=len(report.failed), bytes_copied=human_bytes(report.bytes_copied),
+          seconds=report.seconds, rate=human_bytes(rate))
     )
     if report.not_recordings:
-        click.echo(f"Not recordings (listed, not archived): {len(report.not_recordings)}")
+        click.echo(_("Not recordings (listed, not archived): {count}").format(count=len(report.not_recordings)))
         for item in report.not_recordings:
             click.echo(f"  {item.rel!r}: {item.reason}")
     for failure in report.failed:
-        click.echo(f"FAILED {failure['path']!r}: {failure['error']}", err=True)
+        click.echo(_("FAILED {path!r}: {error}").format(path=failure['path'], error=failure['error']), err=True)
     if report.pending:
-        click.echo(f"PENDING ({report.ended}): {len(report.pending)} file(s) not attempted; run the ingest again",
+        click.echo(_("PENDING ({ended}): {count} file(s) not attempted; run the ingest again").format(
+                     ended=report.ended, count=len(report.pending)),
                    err=True)

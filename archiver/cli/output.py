@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,10 +19,31 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
+from rich.text import Text
+
+from archiver.i18n import N_, _, use_english
+from archiver.i18n.text import cells, shorten_middle
+
+SHORTEST = 12  # columns a shortened path keeps at the least: its start, "…" and the end of its name
+PREFIX = 9  # columns a shortened hash keeps: 8 hex digits (enough to find a recording) and "…"
+COLUMN_GAP = 2  # between two columns of a table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Words of the catalog that tables show translated (JSON keeps them as they are).
+VOCABULARY = (N_("video"), N_("audio"), N_("photo"), N_("other"), N_("manual"), N_("automatic"))
 
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def echo_fields(rows: list[tuple[str, str]]) -> None:
+    """Label and value lines, the values lined up (by terminal columns: a Chinese label is twice as wide)."""
+    width = max(cells(label) for label, _value in rows) + 2
+    for label, value in rows:
+        click.echo(label + " " * (width - cells(label)) + value)
 
 
 def human_bytes(n: float) -> str:
@@ -44,6 +68,79 @@ def console() -> Console:
     return out
 
 
+def local_time(text: str | None, *, minutes: bool = False) -> str:
+    """An ISO 8601 time from the JSON form (already in the configured zone) as a table shows it."""
+    if not text:
+        return "-"
+    shown = text[:19].replace("T", " ")
+    return shown[:16] if minutes else shown
+
+
+def echo_wrapped(text: str, indent: str = "", hang: str = "    ") -> None:
+    """A line of prose for people, wrapped to the terminal by its columns (continuation lines indented by
+    `hang`); piped into a file or program, one line as it is."""
+    out = console()
+    if out.is_terminal:
+        click.echo(click.wrap_text(text, out.width, initial_indent=indent, subsequent_indent=indent + hang))
+    else:
+        click.echo(indent + text)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column, and what it may give up when the terminal is narrower than the table. Nothing
+    else is ever cut: times, ids and numbers are shown whole."""
+
+    header: str
+    shorten: bool = False  # lose its middle to "…": paths (their start and file name stay)
+    prefix: bool = False  # lose its end to "…": hashes (a prefix of 8+ digits still finds the recording)
+    wrap: bool = False  # wrap onto more lines: titles, details
+    optional: bool = False  # be left out when nothing else makes the table fit
+
+
+def print_table(columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> None:
+    """A table for people, on stdout, fitted to the terminal's width. Values are shown as they are,
+    never read as rich markup."""
+    out = console()
+    rows = [[str(value) for value in row] for row in rows]
+    keep = list(range(len(columns)))
+    width = {i: max([cells(c.header), *(cells(row[i]) for row in rows)]) for i, c in enumerate(columns)}
+
+    def total() -> int:
+        return sum(width[i] for i in keep) + COLUMN_GAP * (len(keep) - 1)
+
+    def narrowable(kind: str, least: int) -> list[int]:
+        return [i for i in keep if getattr(columns[i], kind) and width[i] > max(cells(columns[i].header), least)]
+
+    # What gives way first: text that wraps, then hashes (to a prefix), then optional columns, then paths.
+    while total() > out.width:
+        elastic = narrowable("wrap", SHORTEST) or narrowable("prefix", PREFIX) or []
+        optional = [i for i in keep if columns[i].optional]
+        if not elastic and not optional:
+            elastic = narrowable("shorten", SHORTEST)
+        if elastic:
+            width[max(elastic, key=width.__getitem__)] -= 1
+        elif optional:
+            keep.remove(optional[0])
+        else:
+            break
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for i in keep:
+        table.add_column(columns[i].header, no_wrap=not columns[i].wrap,
+                         overflow="fold" if columns[i].wrap else "ellipsis")
+    for row in rows:
+        table.add_row(*(Text(_fit(row[i], columns[i], width[i])) for i in keep))
+    out.print(table)
+
+
+def _fit(value: str, column: Column, width: int) -> str:
+    if column.shorten:
+        return shorten_middle(value, width)
+    if column.prefix and cells(value) > width:
+        return value[:width - 1] + "…"
+    return value
+
+
 class TerminalProgress:
     """Files, bytes and throughput on stderr while an ingest runs, when stderr is a terminal."""
 
@@ -62,7 +159,7 @@ class TerminalProgress:
 
     def begin(self, files: int, total_bytes: int) -> None:
         self._files = files
-        self._progress.update(self._task, total=total_bytes, description=f"ingest 0/{files} files")
+        self._progress.update(self._task, total=total_bytes, description=self._describe())
         self._progress.start()
 
     def advance(self, nbytes: int) -> None:
@@ -70,9 +167,24 @@ class TerminalProgress:
 
     def file_done(self, rel: str, outcome: str) -> None:
         self._done += 1
-        self._progress.update(self._task, description=f"ingest {self._done}/{self._files} files")
+        self._progress.update(self._task, description=self._describe())
         if outcome == "failed":
-            self._progress.console.print(f"[red]failed[/red] {rel!r}")
+            self._progress.console.print(_("[red]failed[/red] {rel!r}").format(rel=rel))
+
+    def _describe(self) -> str:
+        return _("ingest {done}/{files} files").format(done=self._done, files=self._files)
 
     def end(self) -> None:
         self._progress.stop()
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """`--json`: one JSON document on stdout. JSON is for scripts, so the whole command then speaks English
+    (its messages, errors and details), whatever the person's language."""
+
+    def english(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            use_english()
+        return value
+
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=english, help=help)

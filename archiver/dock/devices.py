@@ -14,6 +14,7 @@ from archiver.catalog import Catalog, Device, IngestRun, Recording
 from archiver.catalog.db import commit
 from archiver.dock.watch import Mount
 from archiver.errors import ArchiverError
+from archiver.i18n import _
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def volume_ids(mount: Mount) -> VolumeIds:
         except (OSError, subprocess.SubprocessError):
             out = ""
         for line in out.splitlines():
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             found.setdefault(key, value)
     return VolumeIds(found.get("LABEL") or None, found.get("UUID") or None)
 
@@ -49,14 +50,14 @@ def volume_ids(mount: Mount) -> VolumeIds:
 def register(catalog: Catalog, serial: str, label: str | None, uuid: str | None, officer: str | None) -> Device:
     """Add a recorder, or update its label/UUID/officer. A label or UUID belongs to one recorder."""
     if not (label or uuid):
-        raise ArchiverError("give --label or --uuid: how else would the docked recorder be recognised?")
+        raise ArchiverError(_("give --label or --uuid: how else would the docked recorder be recognised?"))
     with catalog.session() as session:
         clash = session.scalar(select(Device).where(
             Device.serial != serial,
             or_(Device.label == label if label else False, Device.uuid == uuid if uuid else False)))
         if clash is not None:
-            raise ArchiverError(f"that label or UUID is already registered to {clash.serial}: "
-                                "use another, or update that device")
+            raise ArchiverError(_("that label or UUID is already registered to {serial}: use another, or update "
+                                  "that device").format(serial=clash.serial))
         device = session.scalar(select(Device).where(Device.serial == serial))
         if device is None:
             device = Device(serial=serial)

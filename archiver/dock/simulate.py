@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 import click
 import ffmpeg
 
+from archiver.i18n import _
+
 LAYOUTS = {
     "record": {"video": "RECORD", "audio": "AUDIO", "photo": "PHOTO"},
     "dcim": {"video": "DCIM/100MEDIA", "audio": "DCIM/100MEDIA", "photo": "DCIM/100MEDIA"},
@@ -128,13 +130,13 @@ def make_recorder(root: Path, spec: RecorderSpec = RecorderSpec()) -> list[Path]
     if spec.device_files:
         log = root / "LOG" / "DEVICE.LOG"
         log.parent.mkdir(exist_ok=True)
-        log.write_text("".join(f"{spec.start:%Y-%m-%d %H:%M:%S} REC START {spec.serial}\n" for _ in range(3)))
+        log.write_text("".join(f"{spec.start:%Y-%m-%d %H:%M:%S} REC START {spec.serial}\n" for _line in range(3)))
         system = root / "SYSTEM" / "CONFIG.INI"
         system.parent.mkdir(exist_ok=True)
         system.write_text(f"[device]\nserial={spec.serial}\nofficer={spec.officer}\n")
     for path, end in made:
         _stamp(path, spec, end)
-    return [p for p, _ in made]
+    return [p for p, _spec in made]
 
 
 @click.command()
@@ -163,7 +165,8 @@ def main(directory: Path, serial, officer, start, segments, segment_seconds, gap
                         device_files=not no_device_files)
     made = make_recorder(directory, spec)
     total = sum(p.stat().st_size for p in made)
-    click.echo(f"made {len(made)} recordings ({total / 2**20:.1f} MiB) in {directory}")
+    click.echo(_("made {count} recordings ({value:.1f} MiB) in {directory}").format(
+                 count=len(made), value=total / 2 ** 20, directory=directory))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def parse_manifest(text: str) -> dict[str, str]:
     listed = {}
     for line in text.splitlines():
         escaped = line.startswith("\\")
-        digest, _, rel = line.lstrip("\\").partition("  ")
+        digest, _sep, rel = line.lstrip("\\").partition("  ")
         if escaped:
             rel = rel.replace("\\\\", "\0").replace("\\n", "\n").replace("\\r", "\r").replace("\0", "\\")
         listed[rel] = digest

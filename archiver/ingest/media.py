@@ -10,6 +10,8 @@ from typing import Any
 
 import ffmpeg
 
+from archiver.i18n import _
+
 _BY_EXTENSION = {
     **dict.fromkeys(("mp4", "mov", "avi", "mkv", "ts", "mts", "m4v", "3gp", "wmv", "flv", "h264", "h265"), "video"),
     **dict.fromkeys(("wav", "aac", "mp3", "amr", "m4a", "ogg", "opus", "flac", "wma"), "audio"),
@@ -101,7 +103,7 @@ def probe(path: Path) -> MediaInfo:
     fmt = data.get("format") or {}
     streams = tuple(data.get("streams") or ())
     if not streams:
-        raise ProbeError("no audio, video or image streams")
+        raise ProbeError(_("no audio, video or image streams"))
     return MediaInfo(
         format_name=fmt.get("format_name", ""),
         duration_s=_float(fmt.get("duration")),

@@ -41,6 +41,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
+from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
@@ -441,8 +442,9 @@ def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str
     if back != copied.digests:
         final.unlink(missing_ok=True)
         raise VerifyError(
-            f"the archived copy read back differs from the recorder's bytes (sha256 {back['sha256'][:16]}... "
-            f"!= {copied.digests['sha256'][:16]}...): check the archive disk, then ingest again"
+            _("the archived copy read back differs from the recorder's bytes (sha256 {value}... != {value2}...): "
+              "check the archive disk, then ingest again").format(
+              value=back['sha256'][:16], value2=copied.digests['sha256'][:16])
         )
 
 

@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from archiver.errors import SourceError
+from archiver.i18n import _
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,10 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
     try:
         top = os.stat(source)  # the path given may itself be a symlink to the mount point
     except FileNotFoundError:
-        raise SourceError(f"{source} does not exist: give the folder where the recorder is mounted") from None
+        raise SourceError(_("{source} does not exist: give the folder where the recorder is mounted").format(
+                            source=source)) from None
     except OSError as exc:
-        raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
+        raise SourceError(_("cannot read {source}: {strerror}").format(source=source, strerror=exc.strerror)) from exc
     root = Path(os.path.abspath(source))
     result = ScanResult(root, top.st_dev)
     if stat.S_ISREG(top.st_mode):
@@ -71,9 +73,9 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
         result.files.append(Found(root, root.name, top.st_size, top.st_mtime_ns))
         return result
     if not stat.S_ISDIR(top.st_mode):
-        raise SourceError(f"{source} is neither a folder nor a regular file")
+        raise SourceError(_("{source} is neither a folder nor a regular file").format(source=source))
     if not os.access(root, os.R_OK | os.X_OK):
-        raise SourceError(f"cannot read {source}: permission denied")
+        raise SourceError(_("cannot read {source}: permission denied").format(source=source))
 
     seen: set[tuple[int, int]] = {(top.st_dev, top.st_ino)}
     pending: list[tuple[Path, str, bool]] = [(root, "", False)]
@@ -84,9 +86,11 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             if folder == root:
-                raise SourceError(f"cannot read {source}: {exc.strerror}") from exc
+                raise SourceError(_("cannot read {source}: {strerror}").format(
+                                    source=source, strerror=exc.strerror)) from exc
             shown = printable_path(prefix.rstrip("/"))[0]
-            result.unreadable.append(Skipped(shown, f"folder not readable: {exc.strerror}"))
+            result.unreadable.append(Skipped(shown, _("folder not readable: {strerror}").format(
+                                                      strerror=exc.strerror)))
             continue
         subfolders = []
         for entry in entries:
@@ -95,23 +99,24 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                result.unreadable.append(Skipped(shown, f"cannot stat: {exc.strerror}"))
+                result.unreadable.append(Skipped(shown, _("cannot stat: {strerror}").format(
+                                                          strerror=exc.strerror)))
                 continue
             system = in_system or is_system_name(entry.name, system_files)
             if stat.S_ISLNK(st.st_mode):
-                result.skipped.append(Skipped(shown, "symlink, not followed"))
+                result.skipped.append(Skipped(shown, _("symlink, not followed")))
             elif stat.S_ISDIR(st.st_mode):
                 if st.st_dev != top.st_dev:
-                    result.skipped.append(Skipped(shown, "another filesystem mounted here, not crossed"))
+                    result.skipped.append(Skipped(shown, _("another filesystem mounted here, not crossed")))
                 elif (st.st_dev, st.st_ino) in seen:
-                    result.skipped.append(Skipped(shown, "folder already visited (directory loop), not entered"))
+                    result.skipped.append(Skipped(shown, _("folder already visited (directory loop), not entered")))
                 else:
                     seen.add((st.st_dev, st.st_ino))
                     subfolders.append((Path(entry.path), rel + "/", system))
             elif not stat.S_ISREG(st.st_mode):
-                result.skipped.append(Skipped(shown, "not a regular file"))
+                result.skipped.append(Skipped(shown, _("not a regular file")))
             elif system:
-                result.skipped.append(Skipped(shown, "device system or log file"))
+                result.skipped.append(Skipped(shown, _("device system or log file")))
             else:
                 text, raw = printable_path(rel)
                 result.files.append(Found(Path(entry.path), text, st.st_size, st.st_mtime_ns, raw))

@@ -28,6 +28,7 @@ from archiver.errors import (
     storage_error,
 )
 from archiver.fs import NAME_MAX, AtomicFile, Folder, check_private, fit_name, make_dirs, temp_name
+from archiver.i18n import _
 
 CHUNK = 1 << 20
 ARCHIVE_DIR = "archive"
@@ -156,9 +157,9 @@ class Archive:
         try:
             before = os.fstat(src_fd)
             if not stat.S_ISREG(before.st_mode):
-                raise SourceReadError("no longer a regular file")
+                raise SourceReadError(_("no longer a regular file"))
             if (before.st_size, before.st_mtime_ns) != (expected.size, expected.mtime_ns):
-                raise SourceChangedError("changed since the scan; ingest again once the recorder is idle")
+                raise SourceChangedError(_("changed since the scan; ingest again once the recorder is idle"))
             _advise(src_fd, os.POSIX_FADV_SEQUENTIAL)
             place = self.folder(folder)
             try:
@@ -175,8 +176,9 @@ class Archive:
             after = os.fstat(src_fd)
             if total != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise SourceChangedError(
-                    f"changed while being read (size {before.st_size} -> {after.st_size}, read {total}); "
-                    "ingest again once the recorder has finished writing"
+                    _("changed while being read (size {st_size} -> {st_size2}, read {total}); ingest again once "
+                      "the recorder has finished writing").format(
+                      st_size=before.st_size, st_size2=after.st_size, total=total)
                 )
         except BaseException:
             if out is not None:
@@ -207,7 +209,8 @@ class Archive:
         except OSError as exc:
             raise storage_error(exc, str(folder)) from exc
         copied.file.discard()
-        raise FileProblem(f"the archive already holds different files at {folder / name} and its alternate name")
+        raise FileProblem(_("the archive already holds different files at {value} and its alternate name").format(
+                            value=folder / name))
 
     def seal(self, path: Path) -> None:
         """Read-only for good (a file adopted from an interrupted run may not be yet)."""
@@ -268,7 +271,7 @@ class _ReadAhead:
         self._fd = fd
         self._free: queue.Queue[mmap.mmap | None] = queue.Queue()
         self._full: queue.Queue[tuple[mmap.mmap | None, int, BaseException | None]] = queue.Queue()
-        for _ in range(depth):
+        for _slot in range(depth):
             self._free.put(mmap.mmap(-1, CHUNK))
         self._thread = threading.Thread(target=self._read, name="read-ahead", daemon=True)
         self._thread.start()
@@ -342,10 +345,10 @@ def _open_source(source: Path) -> int:
             return os.open(source, flags | extra)
         except PermissionError:
             if not extra:
-                raise SourceReadError("permission denied") from None
+                raise SourceReadError(_("permission denied")) from None
         except OSError as exc:
             raise SourceReadError(_describe_read_error(exc)) from exc
-    raise SourceReadError("cannot open")  # pragma: no cover - loop always returns or raises
+    raise SourceReadError(_("cannot open"))  # pragma: no cover - loop always returns or raises
 
 
 def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
@@ -375,10 +378,11 @@ def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_
 
 def _describe_read_error(exc: OSError) -> str:
     if exc.errno in (errno.EIO, errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN):
-        return f"reading the recorder failed ({exc.strerror}): was it removed? dock it again to finish"
+        return _("reading the recorder failed ({strerror}): was it removed? dock it again to finish").format(
+            strerror=exc.strerror)
     if exc.errno == errno.ELOOP:
-        return "became a symlink after the scan; not followed"
-    return f"cannot read: {exc.strerror}"
+        return _("became a symlink after the scan; not followed")
+    return _("cannot read: {strerror}").format(strerror=exc.strerror)
 
 
 def _advise(fd: int, advice: int) -> None:
@@ -406,18 +410,20 @@ def prepare_data_dir(data_dir: Path, owners: set[int], group: int | None = None)
     except FileExistsError:
         pass
     except OSError as exc:
-        raise DataDirError(f"cannot create data dir {data_dir}: {exc.strerror}; set --data-dir to a writable "
-                           "folder") from exc
+        raise DataDirError(_("cannot create data dir {data_dir}: {strerror}; set --data-dir to a writable "
+                             "folder").format(data_dir=data_dir, strerror=exc.strerror)) from exc
     if not data_dir.is_dir():
-        raise DataDirError(f"data dir {data_dir} exists but is not a folder: set data_dir to a folder")
+        raise DataDirError(_("data dir {data_dir} exists but is not a folder: set data_dir to a folder").format(
+                             data_dir=data_dir))
     check_data_dir(data_dir, owners)
     probe = data_dir / temp_name("write-test")
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise DataDirError(f"data dir {data_dir} is not writable ({exc.strerror}): fix its permissions or set "
-                           "--data-dir") from exc
+        raise DataDirError(_("data dir {data_dir} is not writable ({strerror}): fix its permissions or set "
+                             "--data-dir").format(
+                             data_dir=data_dir, strerror=exc.strerror)) from exc
     archive = Archive(data_dir)
     archive.ensure_folder(archive.root)
     return archive
@@ -456,11 +462,12 @@ _OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-jour
 def check_data_dir(data_dir: Path, owners: set[int]) -> None:
     """Refuse a data dir (or its archive or keys folder) that others can change, and symlinks planted
     where the archiver's own files go (SQLite would follow them)."""
-    check_private(data_dir, "data dir", owners)
+    check_private(data_dir, _("data dir"), owners)
     if not os.access(data_dir, os.R_OK | os.X_OK):
-        raise DataDirError(f"the data dir {data_dir} is not open to you: the station's people run commands through "
-                           "the station service (is 'archiver daemon' running?), or run this as the service user")
+        raise DataDirError(_("the data dir {data_dir} is not open to you: the station's people run commands "
+                             "through the station service (is 'archiver daemon' running?), or run this as the "
+                             "service user").format(data_dir=data_dir))
     for name in (ARCHIVE_DIR, "keys"):
-        check_private(data_dir / name, f"the data dir's {name} folder", owners, follow=False)
+        check_private(data_dir / name, _("the data dir's {name} folder").format(name=name), owners, follow=False)
     for name in _OWN_FILES:
-        check_private(data_dir / name, "file", owners, follow=False)
+        check_private(data_dir / name, _("file"), owners, follow=False)

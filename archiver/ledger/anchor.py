@@ -16,6 +16,7 @@ from pathlib import Path
 
 from archiver.errors import ArchiverError
 from archiver.fs import Folder
+from archiver.i18n import _
 from archiver.ledger.custody import Head, log_head
 from archiver.ledger.keys import PublicKey, StationKey, sign_record, signed_by
 
@@ -49,16 +50,17 @@ def read_anchor(target: Path, key: PublicKey) -> tuple[Head | None, str | None]:
     except FileNotFoundError:
         return None, None
     except (OSError, ArchiverError, ValueError) as exc:
-        return None, f"unreadable ({exc})"
+        return None, _("unreadable ({error})").format(error=exc)
     if not signed_by(anchor, key) or not isinstance(anchor.get("seq"), int) or not isinstance(anchor.get("hash"), str):
-        return None, "not signed by this station's key"
+        return None, _("not signed by this station's key")
     return Head(anchor["seq"], anchor["hash"]), None
 
 
 def parse_head(text: str) -> Head:
     """A head as an auditor wrote it down: SEQ:HASH (as `archiver status` prints it)."""
-    seq, _, digest = text.strip().partition(":")
+    seq, _sep, digest = text.strip().partition(":")
     if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
-        raise ArchiverError(f"--head {text!r} is not SEQ:HASH (e.g. 1042:3fa9...: the sequence number and the "
-                            "64-hex-digit line hash that 'archiver status' shows)")
+        raise ArchiverError(_("--head {text!r} is not SEQ:HASH (e.g. 1042:3fa9...: the sequence number and the "
+                              "64-hex-digit line hash that 'archiver status' shows)").format(
+                              text=text))
     return Head(int(seq), digest.lower())

@@ -34,6 +34,7 @@ from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
 from archiver.errors import ArchiverError, ArchiveStorageError, UnsafePathError, storage_error
 from archiver.fs import Folder
+from archiver.i18n import _
 from archiver.ledger.keys import PublicKey, StationKey, canonical
 from archiver.problems import Kind
 
@@ -160,8 +161,9 @@ def open_log(path: Path, write: bool = False) -> BinaryIO:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UnsafePathError(f"the custody log {path} is a symlink: refusing to follow it; remove it (and find "
-                                  "out who put it there), then restore the log from a backup") from None
+            raise UnsafePathError(_("the custody log {path} is a symlink: refusing to follow it; remove it (and "
+                                    "find out who put it there), then restore the log from a backup").format(
+                                    path=path)) from None
         raise
     return os.fdopen(fd, "a+b" if write else "rb")
 
@@ -233,8 +235,9 @@ def _last(fh) -> tuple[int, str]:
     try:
         seq = int(json.loads(line)["seq"])
     except (ValueError, KeyError, TypeError):
-        raise ArchiveStorageError(f"the last line of the custody log {fh.name} is not an event: run "
-                                  "'archiver verify' and restore the log from a backup") from None
+        raise ArchiveStorageError(_("the last line of the custody log {name} is not an event: run 'archiver "
+                                    "verify' and restore the log from a backup").format(
+                                    name=fh.name)) from None
     return seq, hashlib.sha256(line).hexdigest()
 
 
@@ -313,17 +316,18 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
             seq = int(event["seq"])
             signature = base64.b64decode(event.pop("sig"), validate=True)
         except (ValueError, KeyError, TypeError, AttributeError):
-            problem(Kind.CUSTODY_CHAIN, f"? (line {number})", "not a well-formed custody event")
+            problem(Kind.CUSTODY_CHAIN, f"? (line {number})", _("not a well-formed custody event"))
             prev_hash, expected = digest, expected + 1
             continue
         if seq != expected:
-            problem(Kind.CUSTODY_CHAIN, seq, f"expected sequence number {expected} (line {number}): "
-                                          "a line was removed, inserted or moved")
+            problem(Kind.CUSTODY_CHAIN, seq, _("expected sequence number {expected} (line {number}): a line was "
+                                               "removed, inserted or moved").format(
+                                               expected=expected, number=number))
         if event.get("prev") != prev_hash:
-            problem(Kind.CUSTODY_CHAIN, seq, "does not chain to the line before it (that line was changed, removed "
-                                          "or moved)")
+            problem(Kind.CUSTODY_CHAIN, seq, _("does not chain to the line before it (that line was changed, "
+                                               "removed or moved)"))
         if not key.verify(signature, canonical(event)):
-            problem(Kind.CUSTODY_SIGNATURE, seq, "signature does not verify with the station key")
+            problem(Kind.CUSTODY_SIGNATURE, seq, _("signature does not verify with the station key"))
         if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
             result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
         if seq in wanted:
@@ -334,8 +338,11 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
     last = result.head.seq if result.head else 0
     for source, anchor in anchors:
         if last < anchor.seq:
-            problem(Kind.CUSTODY_TRUNCATED, anchor.seq, f"{source} holds the head at sequence {anchor.seq} but the log "
-                                                     f"ends at {last}: lines were cut off")
+            problem(Kind.CUSTODY_TRUNCATED, anchor.seq, _("{source} holds the head at sequence {seq} but the log "
+                                                          "ends at {last}: lines were cut off").format(
+                                                          source=source, seq=anchor.seq, last=last))
         elif hashes.get(anchor.seq) != anchor.hash:
-            problem(Kind.CUSTODY_CHAIN, anchor.seq, f"differs from the line {source} holds as the head (rewritten)")
+            problem(Kind.CUSTODY_CHAIN, anchor.seq, _("differs from the line {source} holds as the head "
+                                                      "(rewritten)").format(
+                                                      source=source))
     return result

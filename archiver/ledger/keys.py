@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from archiver.errors import DataDirError, storage_error
 from archiver.fs import Folder, check_private
+from archiver.i18n import _
 
 KEY_DIR = "keys"
 
@@ -73,7 +74,8 @@ class PublicKey:
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            raise DataDirError(f"not an Ed25519 public key: {text.strip()[:60]!r} (expected ed25519:<base64>)")
+            raise DataDirError(_("not an Ed25519 public key: {value!r} (expected ed25519:<base64>)").format(
+                                 value=text.strip()[:60]))
         return cls(raw)
 
 
@@ -114,26 +116,29 @@ def ensure_station_key(data_dir: Path) -> bool:
 
 def load_station_key(data_dir: Path, owners: set[int]) -> StationKey:
     """The station key, refused if it is a symlink, belongs to someone else, or others could read it."""
-    private_path, _ = key_paths(data_dir)
+    private_path, _public = key_paths(data_dir)
     try:
         with _keys_folder(data_dir) as folder:
             fd = folder.open_file("station.key")
             try:
-                check_private(private_path, "the station key", owners, secret=True, st=os.fstat(fd))
+                check_private(private_path, _("the station key"), owners, secret=True, st=os.fstat(fd))
                 with os.fdopen(os.dup(fd), "rb") as fh:
                     pem = fh.read()
             finally:
                 os.close(fd)
         key = serialization.load_pem_private_key(pem, password=None)
     except FileNotFoundError:
-        raise DataDirError(f"no station key at {private_path}: run 'archiver init'") from None
+        raise DataDirError(_("no station key at {private_path}: run 'archiver init'").format(
+                             private_path=private_path)) from None
     except PermissionError:
-        raise DataDirError(f"the station key {private_path} is readable only by the service user: run archiver as "
-                           "that user (e.g. sudo -u archiver archiver ...)") from None
+        raise DataDirError(_("the station key {private_path} is readable only by the service user: run archiver "
+                             "as that user (e.g. sudo -u archiver archiver ...)").format(
+                             private_path=private_path)) from None
     except (OSError, ValueError) as exc:
-        raise DataDirError(f"cannot read the station key {private_path}: {exc}") from exc
+        raise DataDirError(_("cannot read the station key {private_path}: {exc}").format(
+                             private_path=private_path, exc=exc)) from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise DataDirError(f"{private_path} is not an Ed25519 key")
+        raise DataDirError(_("{private_path} is not an Ed25519 key").format(private_path=private_path))
     return StationKey(key)
 
 
@@ -142,7 +147,8 @@ def load_public_key(data_dir: Path) -> PublicKey:
         with _keys_folder(data_dir) as folder:
             return PublicKey.parse(folder.read_bytes("station.pub").decode(errors="replace"))
     except FileNotFoundError:
-        raise DataDirError(f"no station public key at {key_paths(data_dir)[1]}: run 'archiver init'") from None
+        raise DataDirError(_("no station public key at {value}: run 'archiver init'").format(
+                             value=key_paths(data_dir)[1])) from None
 
 
 def read_public_key(value: str) -> PublicKey:
@@ -157,11 +163,13 @@ def read_public_key(value: str) -> PublicKey:
     try:
         content = path.read_text(errors="replace")
     except OSError as exc:
-        raise DataDirError(f"cannot read a station key from {value}: {exc.strerror}; give ed25519:BASE64, a "
-                           "station.pub file or an export folder") from exc
+        raise DataDirError(_("cannot read a station key from {value}: {strerror}; give ed25519:BASE64, a "
+                             "station.pub file or an export folder").format(
+                             value=value, strerror=exc.strerror)) from exc
     for line in content.splitlines():
-        _, _, rest = line.partition("Station-Key:")
+        rest = line.partition("Station-Key:")[2]
         candidate = (rest or line).strip()
         if candidate.startswith("ed25519:"):
             return PublicKey.parse(candidate)
-    raise DataDirError(f"{path} holds no station key (a line ed25519:BASE64 or Station-Key: ed25519:BASE64)")
+    raise DataDirError(_("{path} holds no station key (a line ed25519:BASE64 or Station-Key: ed25519:BASE64)").format(
+                         path=path))

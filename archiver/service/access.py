@@ -14,16 +14,18 @@ import pwd
 from dataclasses import dataclass
 
 from archiver.config import AccessConfig
+from archiver.i18n import N_, _
 
 ROLES = ("officer", "clerk", "legal", "auditor", "admin")
 
 # What each role is for, as `archiver access show` prints it.
 PURPOSE = {
-    "officer": "looks up their own recordings and the cases they act in",
-    "clerk": "docks recorders and keeps the archive: devices, ingest, status, backup status, recording lists",
-    "legal": "case officers (法制审核): imports, links and checks cases; looks up and retrieves recordings",
-    "auditor": "discipline and outside auditors (纪委): reads everything, verifies, exports; never changes anything",
-    "admin": "everything else: keys, backups and restores, device registration, the data dir itself",
+    "officer": N_("looks up their own recordings and the cases they act in"),
+    "clerk": N_("docks recorders and keeps the archive: devices, ingest, status, backup status, recording lists"),
+    "legal": N_("case officers (法制审核): imports, links and checks cases; looks up and retrieves recordings"),
+    "auditor": N_("discipline and outside auditors (纪委): reads everything, verifies, exports; never changes "
+                  "anything"),
+    "admin": N_("everything else: keys, backups and restores, device registration, the data dir itself"),
 }
 
 _ALL = frozenset(ROLES)
@@ -68,7 +70,7 @@ MATRIX: dict[str, frozenset[str]] = {
 OWN_ONLY = frozenset({"recordings list", "recordings show", "cases list", "cases search", "cases show"})
 
 # Commands the running service does not run for anyone: it is the daemon.
-NOT_SERVED = {"daemon": "the daemon is running already: the station service is part of it"}
+NOT_SERVED = {"daemon": N_("the daemon is running already: the station service is part of it")}
 
 
 @dataclass(frozen=True)
@@ -102,15 +104,17 @@ class Person:
     def refusal(self, command: str | None, groups: dict[str, str]) -> str | None:
         """Why this person may not run `command` (None: help and usage), in one line; None if they may."""
         if not self.privileged and not self.roles:
-            return (f"{self.user} holds no archiver role: an administrator adds them to one "
-                    f"(usermod -aG {groups['clerk']} {self.user}; see 'archiver access show')")
+            return _("{user} holds no archiver role: an administrator adds them to one (usermod -aG {group} {user}; "
+                     "see 'archiver access show')").format(user=self.user, group=groups["clerk"])
         if command is None:
             return None
         if not self.may(command):
             needs = who_may(command)
-            return (f"{self.user} may not run '{command}': it needs the role {' or '.join(needs)} (group "
-                    f"{' or '.join(groups[r] for r in needs)}); {self.user} holds {', '.join(self.roles)}")
-        return NOT_SERVED.get(command)
+            return _("{user} may not run '{command}': it needs the role {roles} (group {groups}); {user} holds "
+                     "{held}").format(user=self.user, command=command, roles=_(" or ").join(needs),
+                                      groups=_(" or ").join(groups[r] for r in needs), held=", ".join(self.roles))
+        reason = NOT_SERVED.get(command)
+        return _(reason) if reason else None
 
     def may_read(self, st_mode: int, st_uid: int, st_gid: int) -> bool:
         """Whether the file-mode bits let this person read an entry (and search it, if a folder)."""

@@ -12,8 +12,10 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
+from archiver import i18n
+from archiver.i18n import _
 from archiver.service import protocol as wire
 
 SYSTEM_CONFIG = "/etc/archiver/archiver.toml"
@@ -23,18 +25,22 @@ DEFAULT_SERVICE_USER = "archiver"
 
 def run(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    route = route_for(args)
+    config, forwarded, own_data_dir = _split_options(args)
+    settings = _settings([SYSTEM_CONFIG, *([config] if config else [])])
+    language = i18n.choose(os.environ, settings.language if settings else None)
+    i18n.install(language)
+    route = route_for(settings, own_data_dir)
     if route is None:
         from archiver.cli import main
 
         main(args=args, prog_name="archiver")
         return
-    path, service_uid, forwarded = route
-    sys.exit(call(path, service_uid, forwarded))
+    path, service_uid = route
+    sys.exit(call(path, service_uid, forwarded, language))
 
 
-def route_for(args: list[str]) -> tuple[str, int | None, list[str]] | None:
-    """(socket, the service user's uid, the arguments to send) when this command goes to the service."""
+def _split_options(args: list[str]) -> tuple[str | None, list[str], bool]:
+    """(the config file named, the arguments to send to the service, whether a data dir of one's own is named)."""
     config, own_data_dir = os.environ.get("ARCHIVER_CONFIG"), bool(os.environ.get("ARCHIVER_DATA_DIR"))
     forwarded: list[str] = []
     i = 0
@@ -49,21 +55,29 @@ def route_for(args: list[str]) -> tuple[str, int | None, list[str]] | None:
         own_data_dir |= arg == "--data-dir" or arg.startswith("--data-dir=")
         forwarded.append(arg)
         i += 1
-    forwarded += args[i:]
+    return config, forwarded + args[i:], own_data_dir
+
+
+def route_for(settings: Settings | None, own_data_dir: bool) -> tuple[str, int | None] | None:
+    """(socket, the service user's uid) when this command goes to the service."""
     if os.geteuid() == 0 or own_data_dir:
         return None
-    settings = _settings([SYSTEM_CONFIG, *([config] if config else [])])
     if settings is None:
         return None  # a config that does not parse: the command run here says what is wrong with it
-    path, user = settings
-    service_uid = _uid(user)
-    if os.geteuid() == service_uid or not os.path.exists(path):
+    service_uid = _uid(settings.user)
+    if os.geteuid() == service_uid or not os.path.exists(settings.socket):
         return None
-    return path, service_uid, forwarded
+    return settings.socket, service_uid
 
 
-def _settings(files: list[str]) -> tuple[str, str] | None:
-    path, user = DEFAULT_SOCKET, DEFAULT_SERVICE_USER
+class Settings(NamedTuple):
+    socket: str
+    user: str
+    language: str | None
+
+
+def _settings(files: list[str]) -> Settings | None:
+    path, user, language = DEFAULT_SOCKET, DEFAULT_SERVICE_USER, None
     for name in files:
         try:
             with open(name, "rb") as fh:
@@ -82,7 +96,10 @@ def _settings(files: list[str]) -> tuple[str, str] | None:
         value = data.get("access", {}).get("service_user")
         if isinstance(value, str) and value:
             user = value
-    return path, user
+        value = data.get("ui", {}).get("language")
+        if isinstance(value, str) and value:
+            language = value
+    return Settings(path, user, language)
 
 
 def _uid(user: str) -> int | None:
@@ -94,29 +111,31 @@ def _uid(user: str) -> int | None:
         return None
 
 
-def call(path: str, service_uid: int | None, argv: list[str]) -> int:
+def call(path: str, service_uid: int | None, argv: list[str], language: str = i18n.ENGLISH) -> int:
     """Send one command line to the service, print what it answers, do what it asks; its exit code."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
     except OSError as exc:
-        return _fail(f"the station service at {path} is not answering ({exc.strerror}): ask an administrator to "
-                     "start it (systemctl start archiver)")
+        return _fail(_("the station service at {path} is not answering ({strerror}): ask an administrator to "
+                       "start it (systemctl start archiver)").format(
+                       path=path, strerror=exc.strerror))
     _pid, uid = wire.peer_uid(sock)
     if uid not in (0, service_uid):
-        return _fail(f"{path} is served by uid {uid}, neither root nor the service user: not talking to it; "
-                     "tell an administrator")
+        return _fail(_("{path} is served by uid {uid}, neither root nor the service user: not talking to it; "
+                       "tell an administrator").format(path=path, uid=uid))
     conn = wire.Connection(sock)
     try:
         cwd = os.getcwd()
     except OSError:
         cwd = "/"
     try:
-        conn.send(wire.REQUEST, {"argv": argv, "cwd": cwd, "tty": [_isatty(1), _isatty(2)], "columns": _columns()})
+        conn.send(wire.REQUEST, {"argv": argv, "cwd": cwd, "tty": [_isatty(1), _isatty(2)], "columns": _columns(),
+                                 "language": language})
         return _Session(conn).serve()
     except (OSError, EOFError, wire.ProtocolError) as exc:
-        return _fail(f"the station service ended the connection before the command finished ({exc or 'closed'}); "
-                     "its log says why (journalctl -u archiver)")
+        return _fail(_("the station service ended the connection before the command finished ({value}); its log "
+                       "says why (journalctl -u archiver)").format(value=exc or 'closed'))
     except KeyboardInterrupt:
         return 130
     finally:
@@ -124,7 +143,7 @@ def call(path: str, service_uid: int | None, argv: list[str]) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"Error: {message}", file=sys.stderr)
+    print(_("Error: {message}").format(message=message), file=sys.stderr)
     return 3
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from archiver.errors import ArchiverError, InsecureError, ServiceError
+from archiver.i18n import ENGLISH, LANGUAGES, _, speaking
 from archiver.service import protocol as wire
 from archiver.service.access import Person, person_for_uid
 from archiver.service.transfer import Files
@@ -56,6 +57,7 @@ class Request:
     cwd: Path
     tty: tuple[bool, bool]
     columns: int | None
+    language: str = ENGLISH
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> Request:
@@ -65,7 +67,8 @@ class Request:
                 and all(isinstance(t, bool) for t in tty)
                 and (columns is None or (isinstance(columns, int) and 0 < columns < 10000))):
             raise wire.ProtocolError("not a request of this protocol")
-        return cls(argv, Path(cwd), (tty[0], tty[1]), columns)
+        language = data.get("language")
+        return cls(argv, Path(cwd), (tty[0], tty[1]), columns, language if language in LANGUAGES else ENGLISH)
 
 
 class StationService:
@@ -144,18 +147,21 @@ class StationService:
     def _run(self, channel: Channel, uid: int, request: Request) -> int:
         person = person_for_uid(uid, self.ws.cfg.access)
         command, global_options = self.runner.command_of(request.argv)
-        with serving(ClientStream(channel, wire.STDOUT, request.tty[0], request.columns),
-                     ClientStream(channel, wire.STDERR, request.tty[1], request.columns)):
+        with speaking(request.language), \
+                serving(ClientStream(channel, wire.STDOUT, request.tty[0], request.columns),
+                        ClientStream(channel, wire.STDERR, request.tty[1], request.columns)):
             ws = self.ws.acting(person.actor(command))
             if global_options:
-                print(f"Error: {' and '.join(global_options)} cannot be given through the station service: it "
-                      "serves its own data dir and configuration", file=sys.stderr)
+                print(_("Error: {options} cannot be given through the station service: it serves its own data "
+                        "dir and configuration").format(options=" and ".join(global_options)), file=sys.stderr)
                 return 2
             refusal = person.refusal(command, self.ws.cfg.access.groups)
             if refusal is not None:
-                ws.custody.append("denied", {"command": command}, {"reason": refusal})
+                with speaking(ENGLISH):  # the custody log is read by auditors anywhere: one language
+                    logged = person.refusal(command, self.ws.cfg.access.groups)
+                ws.custody.append("denied", {"command": command}, {"reason": logged})
                 log.info("service: refused user=%s uid=%d command=%s", person.user, person.uid, command)
-                print(f"Error: {refusal}", file=sys.stderr)
+                print(_("Error: {message}").format(message=refusal), file=sys.stderr)
                 return 4
             log.info("service: serving user=%s uid=%d command=%s", person.user, person.uid, command)
             files = ServedFiles(channel, request.cwd, person, self.ws.cfg.data_dir)
@@ -184,14 +190,16 @@ def _listen(path: Path) -> socket.socket:
         pass
     else:
         if not stat.S_ISSOCK(st.st_mode):
-            raise ServiceError(f"{path} exists and is not a socket: remove it (and find out who put it there)")
+            raise ServiceError(_("{path} exists and is not a socket: remove it (and find out who put it there)").format(
+                                 path=path))
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
         except OSError:
             os.unlink(path)  # a stale socket: nobody answers
         else:
-            raise ServiceError(f"another archiver daemon already serves {path}: stop it first")
+            raise ServiceError(_("another archiver daemon already serves {path}: stop it first").format(
+                                 path=path))
         finally:
             probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -202,7 +210,7 @@ def _listen(path: Path) -> socket.socket:
         listener.settimeout(0.5)
     except OSError as exc:
         listener.close()
-        raise ServiceError(f"cannot serve on {path}: {exc.strerror}") from exc
+        raise ServiceError(_("cannot serve on {path}: {strerror}").format(path=path, strerror=exc.strerror)) from exc
     return listener
 
 
@@ -248,12 +256,13 @@ class Channel:
             reply_kind, data, got = self.conn.receive_json()
         except (OSError, EOFError, wire.ProtocolError) as exc:
             self.gone = True
-            raise ServiceError(f"the client went away: {exc or 'closed'}") from None
+            raise ServiceError(_("the client went away: {value}").format(value=exc or 'closed')) from None
         if reply_kind != wire.REPLY:
             for fd in got:
                 os.close(fd)
             self.gone = True
-            raise ServiceError(f"the client answered {reply_kind!r} where a reply belongs")
+            raise ServiceError(_("the client answered {reply_kind!r} where a reply belongs").format(
+                                 reply_kind=reply_kind))
         if "error" in data:
             for fd in got:
                 os.close(fd)
@@ -288,7 +297,7 @@ class ClientStream:
         return True
 
     def fileno(self) -> int:
-        raise OSError("a served command's output has no descriptor")
+        raise OSError(_("a served command's output has no descriptor"))
 
 
 class OutputSwitch:
@@ -352,7 +361,7 @@ class ServedFiles:
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            raise ServiceError(f"the client sent no descriptor for {path}")
+            raise ServiceError(_("the client sent no descriptor for {path}").format(path=path))
         return fds[0]
 
     def read_input(self, path: Path, limit: int, *, secret: bool = False) -> bytes:
@@ -360,17 +369,20 @@ class ServedFiles:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise ArchiverError(f"{path} is not a regular file")
+                raise ArchiverError(_("{path} is not a regular file").format(path=path))
             if secret and (st.st_uid != self.person.uid or st.st_mode & 0o077):
-                raise InsecureError(f"identity file {path} must be {self.person.user}'s alone (chmod 600 {path})")
+                raise InsecureError(_("identity file {path} must be {user}'s alone (chmod 600 {path})").format(
+                                      path=path, user=self.person.user))
             if st.st_size > limit:
-                raise ArchiverError(f"{path} is larger than {limit >> 20} MiB: refused")
+                raise ArchiverError(_("{path} is larger than {value} MiB: refused").format(
+                                      path=path, value=limit >> 20))
             chunks, got = [], 0
             while got <= limit and (chunk := os.read(fd, 1 << 20)):
                 chunks.append(chunk)
                 got += len(chunk)
             if got > limit:
-                raise ArchiverError(f"{path} is larger than {limit >> 20} MiB: refused")
+                raise ArchiverError(_("{path} is larger than {value} MiB: refused").format(
+                                      path=path, value=limit >> 20))
             return b"".join(chunks)
         finally:
             os.close(fd)
@@ -385,8 +397,9 @@ class ServedFiles:
                     st = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
                     if not stat.S_ISLNK(st.st_mode) and not self.person.may_read(st.st_mode, st.st_uid, st.st_gid):
                         where = os.path.normpath(os.path.join(str(path), top, name))
-                        raise ArchiverError(f"{where} is not readable by {self.person.user}: the station service "
-                                            "reads only what you can read yourself")
+                        raise ArchiverError(_("{where} is not readable by {user}: the station service reads only "
+                                              "what you can read yourself").format(
+                                              where=where, user=self.person.user))
             return Path(os.readlink(f"/proc/self/fd/{fd}"))
         finally:
             os.close(fd)

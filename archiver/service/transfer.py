@@ -18,6 +18,7 @@ from typing import Protocol
 
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import AtomicFile, Folder, check_private, make_dirs, new_or_empty, staged_folder
+from archiver.i18n import _
 
 CHUNK = 1 << 20
 
@@ -41,8 +42,9 @@ def copy_checked(src: int, dest: Path, sha256: str | None = None, size: int | No
                 found = digest.hexdigest()
                 if (sha256 is not None and found != sha256) or (size is not None and copied != size):
                     out.discard()
-                    raise ArchiverError(f"the copy of {dest.name} does not match the catalog ({copied} bytes, "
-                                        f"sha256 {found[:16]}…): nothing kept; run 'archiver verify' on it")
+                    raise ArchiverError(_("the copy of {name} does not match the catalog ({copied} bytes, sha256 "
+                                          "{value}…): nothing kept; run 'archiver verify' on it").format(
+                                          name=dest.name, copied=copied, value=found[:16]))
             return found
     except OSError as exc:
         raise write_error(exc, dest.parent) from exc
@@ -51,8 +53,10 @@ def copy_checked(src: int, dest: Path, sha256: str | None = None, size: int | No
 def write_error(exc: OSError, where: Path) -> ArchiveStorageError:
     """Where a copy for a person could not be written, and why (their folder, not the archive)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ArchiveStorageError(f"no space left on the disk holding {where}: free some, or choose another folder")
-    return ArchiveStorageError(f"cannot write into {where}: {exc.strerror or exc}")
+        return ArchiveStorageError(_("no space left on the disk holding {where}: free some, or choose another "
+                                     "folder").format(where=where))
+    return ArchiveStorageError(_("cannot write into {where}: {value}").format(
+                                 where=where, value=exc.strerror or exc))
 
 
 def _existing(folder: Folder, dest: Path, sha256: str | None) -> str:
@@ -65,7 +69,8 @@ def _existing(folder: Folder, dest: Path, sha256: str | None) -> str:
     finally:
         os.close(fd)
     if sha256 is None or digest.hexdigest() != sha256:
-        raise ArchiveStorageError(f"{dest} already exists with other content: left alone; choose another folder")
+        raise ArchiveStorageError(_("{dest} already exists with other content: left alone; choose another "
+                                    "folder").format(dest=dest))
     return sha256
 
 
@@ -73,7 +78,8 @@ def _existing(folder: Folder, dest: Path, sha256: str | None) -> str:
 def building(dest: Path) -> Iterator[Path]:
     """A folder tree that appears at `dest` (absent or empty) only once complete."""
     if not new_or_empty(dest):
-        raise ArchiveStorageError(f"{dest} exists and is not an empty folder: choose a new one")
+        raise ArchiveStorageError(_("{dest} exists and is not an empty folder: choose a new one").format(
+                                    dest=dest))
     try:
         with staged_folder(dest, "receive", None) as staging:
             yield staging
@@ -85,7 +91,7 @@ def safe_relative(rel: str) -> Path:
     """A path inside a tree being built, never out of it."""
     parts = Path(rel).parts
     if not parts or Path(rel).is_absolute() or any(p in ("", ".", "..") for p in parts):
-        raise ArchiverError(f"refusing to write {rel!r}: not a path inside the destination")
+        raise ArchiverError(_("refusing to write {rel!r}: not a path inside the destination").format(rel=rel))
     return Path(*parts)
 
 
@@ -109,14 +115,15 @@ class LocalFiles:
     def read_input(self, path: Path, limit: int, *, secret: bool = False) -> bytes:
         """The bytes of a file the caller named; with `secret` (a private key), only if it is theirs alone."""
         if secret:
-            check_private(path, "identity file", {os.geteuid()}, secret=True)
+            check_private(path, _("identity file"), {os.geteuid()}, secret=True)
         try:
             with path.open("rb") as fh:
                 data = fh.read(limit + 1)
         except OSError as exc:
-            raise ArchiverError(f"cannot read {path}: {exc.strerror}") from exc
+            raise ArchiverError(_("cannot read {path}: {strerror}").format(path=path, strerror=exc.strerror)) from exc
         if len(data) > limit:
-            raise ArchiverError(f"{path} is larger than {limit >> 20} MiB: refused")
+            raise ArchiverError(_("{path} is larger than {value} MiB: refused").format(
+                                  path=path, value=limit >> 20))
         return data
 
     def input_tree(self, path: Path) -> Path:

@@ -21,6 +21,20 @@ ensure_debs() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The Chinese locale (zh_CN.UTF-8), as a Chinese office's machine has it: the tests run the interface under
+# it. The program itself needs no system locale for its messages (it ships its own catalogs).
+ensure_zh_locale() {
+    locale -a 2>/dev/null | grep -qix 'zh_CN.utf8' && return 0
+    ensure_debs locales
+    if [ "$(id -u)" -ne 0 ]; then
+        say "note: the zh_CN.UTF-8 locale is not generated (needs root: locale-gen); the tests run without it"
+        return 0
+    fi
+    grep -q '^zh_CN.UTF-8 UTF-8' /etc/locale.gen 2>/dev/null || echo 'zh_CN.UTF-8 UTF-8' >>/etc/locale.gen
+    say "generating the zh_CN.UTF-8 locale"
+    locale-gen >/dev/null
+}
+
 ensure_venv() {
     local extras=${1:-}
     # Debian's python, not one under /root (pyenv's), and files everyone may read, whatever the caller's
@@ -42,9 +56,12 @@ ensure_venv() {
     fi
     # Reinstall only when the project's dependencies change.
     local hash stamp
-    hash=$(sha256sum "$repo/pyproject.toml" | cut -c1-16)
+    # and again when a translation changes: installing compiles the catalogs
+    hash=$(cat "$repo/pyproject.toml" "$repo/setup.py" "$repo"/archiver/i18n/locale/*/LC_MESSAGES/*.po 2>/dev/null \
+        | sha256sum | cut -c1-16)
     stamp="$venv/.installed-$hash${extras:+-$extras}"
-    if [ ! -e "$stamp" ]; then
+    # An install with extras (the tests') holds everything a plain one does.
+    if [ ! -e "$stamp" ] && { [ -n "$extras" ] || ! compgen -G "$venv/.installed-$hash-*" >/dev/null; }; then
         say "installing the project into $venv (log: $venv/install.log)"
         if ! "$venv/bin/python" -m pip install -e "$repo${extras:+[$extras]}" >"$venv/install.log" 2>&1 \
             || ! "$venv/bin/python" -c 'import archiver.cli'; then

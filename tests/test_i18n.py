@@ -1,0 +1,252 @@
+"""The interface in the person's language: the catalogs are complete, and the real command speaks
+Chinese under a Chinese locale (or `ui.language`), English otherwise, JSON always English."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from archiver import i18n
+from archiver.i18n import catalogs
+from archiver.i18n.text import break_points, cells, shorten_middle
+
+ARCHIVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "archiver"
+CASE = "后叶罚〔2022〕12号"
+PLACEHOLDER = re.compile(r"\{[^{}]*\}|%\([a-z_]+\)[sd]")
+
+
+def _po():
+    with catalogs.po_file().open("rb") as fh:
+        return read_po(fh, locale=i18n.CHINESE)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else value[-1] if value else ""
+
+
+# -- the catalogs --------------------------------------------------------------------------------
+
+def test_every_message_in_the_code_has_a_chinese_translation():
+    """Every message the interface can show (marked in the code, every command's and option's help,
+    click's own words) is translated in zh_CN, keeps its placeholders, and is not fuzzy. A new message
+    fails here until `scripts/i18n` has merged it and someone has translated it."""
+    po = _po()
+    missing, broken = [], []
+    for message in catalogs.template():
+        if not message.id:
+            continue
+        key = message.id
+        found = po.get(key)
+        if found is None or found.fuzzy or not all(found.string if isinstance(found.string, tuple)
+                                                    else (found.string,)):
+            missing.append(_text(key))
+            continue
+        if sorted(set(PLACEHOLDER.findall(_text(key)))) != sorted(set(PLACEHOLDER.findall(_text(found.string)))):
+            broken.append(_text(key))
+    assert not missing, f"{len(missing)} message(s) without a Chinese translation (run scripts/i18n): {missing[:10]}"
+    assert not broken, f"translations that lose or add a placeholder: {broken[:10]}"
+
+
+def test_the_installed_catalog_is_compiled_from_the_po_in_the_repository():
+    """What the program reads (the .mo made on install) says what the .po says: a stale build fails here."""
+    po = _po()
+    compiled = i18n.translations(i18n.CHINESE)
+    assert compiled.info().get("language") == "zh_CN"
+    stale = [message.id for message in po if message.id and isinstance(message.id, str)
+             and compiled.gettext(message.id) != message.string]
+    assert not stale, f"the compiled catalog is older than the .po (reinstall: scripts/test does): {stale[:5]}"
+
+
+def test_the_glossary_terms_are_used_throughout():
+    """Each checked term of locale/glossary.md: every message whose English holds it holds its Chinese."""
+    text = (i18n.LOCALE_DIR / "glossary.md").read_text()
+    checked = text.split("## Checked terms")[1].split("## Other terms")[0]
+    terms = [(en.strip(), zh.strip()) for en, zh in re.findall(r"^\| ([^|]+) \| ([^|]+) \|", checked, re.M)
+             if en.strip() not in ("English", "---")]
+    assert len(terms) >= 10 and ("recorder", "执法记录仪") in terms and ("retrieve", "调阅") in terms
+    wrong = [(en, _text(m.id)) for m in _po() if m.id for en, zh in terms
+             if re.search(rf"\b{re.escape(en)}", _text(m.id), re.I) and zh not in _text(m.string)]
+    assert not wrong, wrong[:5]
+
+
+# -- choosing the language (pure) --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("environ", "configured", "language"), [
+    ({"LANG": "zh_CN.UTF-8"}, None, "zh_CN"),
+    ({"LANG": "zh_CN.GB18030"}, "auto", "zh_CN"),
+    ({"LANG": "C.UTF-8"}, None, "en"),
+    ({}, None, "en"),
+    ({"LANG": "zh_CN.UTF-8", "LC_MESSAGES": "C"}, None, "en"),
+    ({"LANG": "C", "LC_MESSAGES": "zh_CN.UTF-8"}, None, "zh_CN"),
+    ({"LC_ALL": "en_US.UTF-8", "LANG": "zh_CN.UTF-8"}, None, "en"),
+    ({"LANGUAGE": "zh_CN:en", "LANG": "C"}, None, "zh_CN"),
+    ({"LANG": "C.UTF-8"}, "zh_CN", "zh_CN"),
+    ({"LANG": "zh_CN.UTF-8"}, "en", "en"),
+])
+def test_the_language_follows_the_config_then_the_locale(environ, configured, language):
+    assert i18n.choose(environ, configured) == language
+
+
+def test_terminal_columns_and_line_breaks():
+    assert cells("abc") == 3 and cells("执法记录仪") == 10 and cells("〔2022〕") == 8
+    path = "archive/2022/11/03/TA00716/TA00716_JX0227_20221103093621.MP4"
+    short = shorten_middle(path, 30)
+    assert cells(short) == 30 and short.startswith("archive/") and short.endswith("093621.MP4") and "…" in short
+    assert shorten_middle(path, len(path)) == path
+    assert cells(shorten_middle("叶城罚〔2023〕31号关于某某违法建设的处罚", 21)) <= 21
+    # a line never starts with closing punctuation, never ends with an opening bracket
+    assert break_points("写法（2023/3/5、2023年），重复") == ["写", "法", "（2023/3/5、", "2023", "年），", "重", "复"]
+
+
+# -- the real command, in each language ----------------------------------------------------------------
+
+@pytest.fixture
+def station(card: Path, tmp_path: Path):
+    """A data dir with the card ingested and a case imported; `run(*args, lang=...)` runs the real
+    `archiver` executable (as a person at a terminal would, through its entry point)."""
+    config = tmp_path / "archiver.toml"
+    config.write_text("")
+    base = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    base |= {"ARCHIVER_DATA_DIR": str(tmp_path / "data"), "ARCHIVER_CONFIG": str(config)}
+
+    def run(*args: str, lang: str = "C.UTF-8", check: int | None = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(ARCHIVER), *map(str, args)], env=base | {"LANG": lang}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        if check is not None:
+            assert done.returncode == check, done.stderr
+        return done
+
+    run("ingest", card)
+    cases = tmp_path / "cases.csv"
+    cases.write_text("案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录\n"
+                     f"{CASE},某某占道经营案,调查取证,JX0227、JX0228,2022/11/3 9:36,2022/11/3 9:50,是\n",
+                     encoding="gb18030")
+    run("cases", "import", cases)
+    run.config = config
+    run.env = base
+    return run
+
+
+def test_help_is_in_the_persons_language(station):
+    zh, en = station("--help", lang="zh_CN.UTF-8").stdout, station("--help").stdout
+    assert zh.startswith("用法: archiver [OPTIONS] COMMAND [ARGS]...\n\n  执法记录仪证据存档系统")
+    assert "\n选项:\n" in zh and "\n命令:\n" in zh and "显示此帮助并退出。" in zh
+    assert en.startswith("Usage: archiver [OPTIONS] COMMAND [ARGS]...\n\n  Evidence archiver for body-camera")
+    assert "\nOptions:\n" in en and "Show this message and exit." in en and not re.search(r"[\u4e00-\u9fff]", en)
+    sub = station("recordings", "get", "--help", lang="zh_CN.UTF-8").stdout
+    assert "调阅事由：记入保管日志。" in sub and "把记录文件（编号或 sha256 前缀，或 --case）调阅到文件夹 DEST" in sub
+
+
+def test_tables_errors_and_usage_errors_are_in_the_persons_language(station):
+    zh = station("recordings", "list", lang="zh_CN.UTF-8").stdout
+    en = station("recordings", "list").stdout
+    for word in ("编号", "设备", "执法人员", "原始路径", "6 个记录文件"):
+        assert word in zh
+    for word in ("ID", "Device", "Officer", "Original path", "6 recording(s)"):
+        assert word in en
+    assert "视频" in zh and "照片" in zh and "video" in en
+    wrong = station("cases", "show", "后叶罚〔2022〕99号", lang="zh_CN.UTF-8", check=2)
+    assert wrong.stderr == "错误：没有案件 '后叶罚〔2022〕99号'：见 'archiver cases list' 或 'archiver cases search'\n"
+    assert station("cases", "show", "后叶罚〔2022〕99号", check=2).stderr == (
+        "Error: no case '后叶罚〔2022〕99号': see 'archiver cases list' or 'archiver cases search'\n")
+    typo = station("cases", "shw", lang="zh_CN.UTF-8", check=2).stderr
+    assert "错误：没有命令 'shw'。" in typo and "'show'" in typo and "运行 'archiver cases --help' 查看帮助。" in typo
+    checked = station("cases", "check", "后叶罚[2022]12号", lang="zh_CN.UTF-8", check=1).stdout
+    assert checked.startswith(f"不符合 {CASE}：1 个执法环节，2 处空档\n  调查取证 2022-11-03 09:36:00 – "
+                              "2022-11-03 09:50:00（需要记录；执法人员 JX0227, JX0228）：覆盖 12 秒，1.4%\n")
+
+
+def test_json_stays_english_and_stable_under_a_chinese_locale(station):
+    zh = station("cases", "check", CASE, "--json", lang="zh_CN.UTF-8", check=1).stdout
+    assert zh == station("cases", "check", CASE, "--json", check=1).stdout
+    assert json.loads(zh)[0]["compliant"] is False
+    error = station("cases", "show", "nothing", "--json", lang="zh_CN.UTF-8", check=2).stderr
+    assert error == "Error: no case 'nothing': see 'archiver cases list' or 'archiver cases search'\n"
+
+
+def test_the_html_report_is_in_the_persons_language(station, tmp_path: Path):
+    station("cases", "report", CASE, "--html", tmp_path / "zh.html", lang="zh_CN.UTF-8")
+    station("cases", "report", CASE, "--html", tmp_path / "en.html")
+    zh, en = (tmp_path / "zh.html").read_text(), (tmp_path / "en.html").read_text()
+    assert '<html lang="zh-CN">' in zh and '<html lang="en">' in en
+    assert 'id="verdict">不符合：记录存在空档</p>' in zh and "执法全过程记录检查，生成于" in zh
+    assert "<th>类型</th><th>执法人员</th>" in zh and "2 处空档" in zh
+    assert 'id="verdict">NOT compliant: recording gaps</p>' in en and "<th>type</th><th>officer</th>" in en
+    assert not re.search(r"<th>[^<]*[\u4e00-\u9fff]", en)
+
+
+def test_ui_language_in_the_config_wins_over_the_locale(station):
+    station.config.write_text('[ui]\nlanguage = "zh_CN"\n')
+    assert "用法:" in station("--help").stdout
+    station.config.write_text('[ui]\nlanguage = "en"\n')
+    assert station("status", lang="zh_CN.UTF-8").stdout.startswith("data dir ")
+    station.config.write_text('[ui]\nlanguage = "fr"\n')
+    bad = station("status", lang="zh_CN.UTF-8", check=2).stderr
+    assert bad == f"错误：{station.config} 中的 'ui.language' 必须是以下之一：auto, en, zh_CN\n"
+
+
+def _terminal(argv: list[str], env: dict[str, str], columns: int = 80) -> str:
+    """What a person sees running `argv` on a terminal `columns` wide (a real pty)."""
+    leader, follower = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                            env=env | {"COLUMNS": str(columns), "TERM": "dumb"}, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _w, _x = select.select([leader], [], [], 60)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("lang", ["C.UTF-8", "zh_CN.UTF-8"])
+def test_tables_fit_an_80_column_terminal_and_never_cut_a_time(station, lang: str):
+    for args in (["cases", "show", CASE], ["recordings", "list"], ["cases", "list"]):
+        seen = _terminal([str(ARCHIVER), *args], station.env | {"LANG": lang})
+        lines = seen.splitlines()
+        assert lines and max(cells(line) for line in lines) <= 80, seen
+        if args[1] != "list" or args[0] == "recordings":
+            times = re.findall(r"2022-11-03 \d\d:\d\d:\d\d", seen)
+            assert len(times) >= 6, seen  # every start (and end) shown whole, never "2022-11…"
+        assert "2022-11…" not in seen and "2022-1…" not in seen
+    shown = _terminal([str(ARCHIVER), "cases", "show", CASE], station.env | {"LANG": lang})
+    assert re.search(r"\barchive\S*…\S*093621\.MP4\b", shown), shown  # paths lose their middle, keep their ends
+
+
+def test_no_module_rebinds_the_translation_function():
+    """`_` is the translation function wherever it is imported: a throwaway `_` (a loop variable, an
+    unpacked value) in such a module makes a later message raise instead of printing."""
+    import ast
+
+    package = Path(i18n.__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        if not any(isinstance(n, ast.ImportFrom) and any(a.name == "_" for a in n.names) for n in ast.walk(tree)):
+            continue
+        offenders += [f"{path.relative_to(package)}:{n.lineno}" for n in ast.walk(tree)
+                      if isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)]
+    assert not offenders, offenders
