@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "recipients": [],
         "recipients_file": "",
         "after_ingest": False,
+        "keep_snapshots": 10,
     },
     "service": {
         "socket": "/run/archiver/archiver.sock",
@@ -115,6 +116,7 @@ class BackupConfig:
     recipients: tuple[str, ...]
     recipients_file: Path | None
     after_ingest: bool
+    keep_snapshots: int
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,9 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if int(dock["max_parallel"]) < 1 or dock["settle_seconds"] < 0:
         raise ConfigError(_("'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative in "
                             "{where}").format(where=where))
+    if raw["backup"]["keep_snapshots"] != int(raw["backup"]["keep_snapshots"]) or raw["backup"]["keep_snapshots"] < 1:
+        raise ConfigError(_("'backup.keep_snapshots' in {where} must be a whole number, at least 1").format(
+            where=where))
     if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
         raise ConfigError(_("'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's "
                             "limit)").format(where=where))
@@ -290,6 +295,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             recipients=tuple(raw["backup"]["recipients"]),
             recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
+            keep_snapshots=int(raw["backup"]["keep_snapshots"]),
         ),
         service=ServiceConfig(Path(raw["service"]["socket"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sqlite3
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -206,6 +208,11 @@ def test_export_validates_with_bagit_and_fails_after_tampering(cli, tmp_path: Pa
     assert result.exit_code == 0, result.output
     info = (dest / "bag-info.txt").read_text(encoding="utf-8")
     assert f"Case-Number: {CASE}" in info and "Custody-Log-Head: " in info and "Station-Key: ed25519:" in info
+    # times in the configured zone (Asia/Shanghai), the bagging date that zone's day of the export
+    (when,) = re.findall(r"^Export-Time: (\S+)$", info, re.M)
+    exported = datetime.fromisoformat(when)
+    assert when.endswith("+08:00") and abs((datetime.now(UTC) - exported).total_seconds()) < 120
+    assert f"Bagging-Date: {exported.date().isoformat()}\n" in info
     payload = sorted(p.name for p in (dest / "data").rglob("*") if p.is_file())
     assert len(payload) == 4
     events = [json.loads(line) for line in (dest / "custody-events.jsonl").read_bytes().splitlines()]

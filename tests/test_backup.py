@@ -105,6 +105,60 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
     assert archive_problems(station) == []
 
 
+def _snapshots(target: Path) -> list[str]:
+    return sorted(p.name for p in (target / "snapshots").iterdir())
+
+
+def _events(data_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
+
+
+def test_a_snapshot_only_when_something_changed_and_only_the_newest_are_kept(backed, cli, data_dir: Path,
+                                                                              tmp_path: Path):
+    run, (t1, t2) = backed["run"], backed["targets"]
+    backed["config"].write_text(backed["config"].read_text() + "keep_snapshots = 2\n")
+    assert run("backup", "run").exit_code == 0
+    first = {t: _snapshots(t) for t in (t1, t2)}
+    assert [len(f) for f in first.values()] == [1, 1]
+    # nothing new: no snapshot, no custody event, nothing written to a target
+    before, manifest = len(_events(data_dir)), (t1 / "backup-manifest.jsonl").read_bytes()
+    idle = run("backup", "run")
+    assert idle.exit_code == 0 and idle.stdout.count("no new snapshot: nothing changed since the last one") == 2
+    assert len(_events(data_dir)) == before and _snapshots(t1) == first[t1]
+    assert (t1 / "backup-manifest.jsonl").read_bytes() == manifest
+    # anything the custody log records (a lookup here) is worth a snapshot; the oldest beyond 2 go
+    for _round in range(3):
+        assert cli("recordings", "show", "1").exit_code == 0
+        assert run("backup", "run", "--json").exit_code == 0
+    for target in (t1, t2):
+        kept = _snapshots(target)
+        assert len(kept) == 2 and first[target][0] not in kept
+        lines = [json.loads(line) for line in (target / "backup-manifest.jsonl").read_text().splitlines()]
+        removed = [e["object"] for e in lines if e["kind"] == "removed"]
+        assert len(removed) == 2 * 5 and all(name.split("/")[1] not in kept for name in removed)
+        assert all(name.startswith(f"snapshots/{first[target][0]}/") for name in removed[:5])
+    events = _events(data_dir)
+    assert [e["action"] for e in events].count("backup_run") == 4
+    pruned = [e for e in events if e["action"] == "backup_prune"]
+    assert len(pruned) == 4 and pruned[0]["details"] == {"snapshots": first[t1], "kept": 2}
+    assert json.loads(run("backup", "verify", "--json").stdout)["problems"] == []
+    # the newest snapshot restores a whole station that verifies
+    station = tmp_path / "station"
+    whole = run("backup", "restore", "--identity", backed["office"], "--target", t1, "--all",
+                "--station-key", cli("keys", "show").stdout.strip(), station)
+    assert whole.exit_code == 0, whole.output
+    assert cli("verify", data=station).exit_code == 0
+    # a "removed" line the station did not sign is a forgery, and hides nothing
+    victim = next((t1 / "objects").rglob("*.age"))
+    name = str(victim.relative_to(t1))
+    with (t1 / "backup-manifest.jsonl").open("a") as fh:
+        fh.write(json.dumps({"object": name, "kind": "removed", "plain_sha256": "0" * 64,
+                             "ciphertext_sha256": "0" * 64, "size": 1, "time": "2026-01-01T00:00:00+00:00"}) + "\n")
+    victim.unlink()
+    kinds = {p["kind"] for p in json.loads(run("backup", "verify", "--json").stdout)["problems"]}
+    assert {"backup_manifest_signature", "backup_missing"} <= kinds
+
+
 def test_a_private_key_in_the_config_is_refused(backed, tmp_path: Path):
     config = backed["config"]
     config.write_text(config.read_text() + f"# {Path(backed['office']).read_text().splitlines()[-1]}\n")
@@ -190,7 +244,8 @@ def test_daemon_frees_a_card_only_once_it_is_on_every_target(tmpfs, card: Path, 
     assert left == ["LOG/DEVICE.LOG", "SYSTEM/CONFIG.INI"]
     log = daemon.log()
     assert log.index("backup after ingest done") < log.index("cleared from recorder")
-    assert re.search(r"backup after ingest done target=\S+ objects=\d+ bytes=\d+ snapshot_parts=\d+\n", log)
+    assert re.search(r"backup after ingest done target=\S+ objects=\d+ bytes=\d+ snapshot_parts=\d+ "
+                     r"snapshots_pruned=\d+\n", log)
     assert "alembic" not in log  # no migration chatter at start
     assert "not cleared yet: not on every backup target" in log  # the first pass, before the backup
 

@@ -73,7 +73,7 @@ def test_the_glossary_terms_are_used_throughout():
              if en.strip() not in ("English", "---")]
     assert len(terms) >= 10 and ("recorder", "执法记录仪") in terms and ("retrieve", "调阅") in terms
     wrong = [(en, _text(m.id)) for m in _po() if m.id for en, zh in terms
-             if re.search(rf"\b{re.escape(en)}", _text(m.id), re.I) and zh not in _text(m.string)]
+             if re.search(rf"\b{re.escape(en)}", PLACEHOLDER.sub("", _text(m.id)), re.I) and zh not in _text(m.string)]
     assert not wrong, wrong[:5]
 
 

@@ -24,6 +24,7 @@ from archiver.backup.targets import (
     DESCRIPTOR,
     SNAPSHOT_FORMAT,
     SNAPSHOT_PARTS,
+    STAMP,
     BackupError,
     HashingReader,
     HashingWriter,
@@ -40,7 +41,6 @@ from archiver.ingest.store import FOOTAGE_MODE, Archive
 from archiver.ledger.custody import LOG_NAME, log_head
 from archiver.ledger.keys import KEY_DIR, PublicKey, signed_by
 
-_STAMP = re.compile(r"^\d{8}T\d{12}Z$")
 _ARCHIVE_PATH = re.compile(r"^archive/\d{4}/\d{2}/\d{2}/[^/]+/[^/]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PLACES = {"catalog": (CATALOG_FILE, 0o640), "custody": (LOG_NAME, 0o640),
@@ -115,7 +115,7 @@ def find_snapshot(target: Path, pinned: PublicKey | None) -> tuple[Snapshot | No
     many snapshot folders were passed over (unsigned, signed by another key, malformed)."""
     try:
         with Folder.open(target, "snapshots") as folder:
-            stamps = sorted((n for n in os.listdir(folder.fd) if _STAMP.match(n)), reverse=True)
+            stamps = sorted((n for n in os.listdir(folder.fd) if STAMP.match(n)), reverse=True)
     except FileNotFoundError:
         return None, 0
     skipped = 0

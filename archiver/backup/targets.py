@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from archiver.backup.age import AgeError, Identity, Recipient, decrypt, encrypt, read_identities
 from archiver.catalog import BackupObject, Recording
@@ -41,7 +42,7 @@ from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_temp_files
 from archiver.i18n import _
 from archiver.ledger.anchor import publish_head
-from archiver.ledger.custody import LOG_NAME, log_head, open_log
+from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
 from archiver.problems import Kind
 from archiver.workspace import Workspace
@@ -53,6 +54,8 @@ DESCRIPTOR = "snapshot.json"
 SNAPSHOT_FORMAT = "archiver-snapshot/1"
 SNAPSHOT_PARTS = ("catalog", "custody", "station.key", "station.pub")
 WORKERS = 2
+REMOVED = "removed"  # the manifest line's kind for an object the station took off the target (old snapshots)
+STAMP = re.compile(r"^\d{8}T\d{12}Z$")  # a snapshot folder's name: its UTC time to the microsecond
 _ENTRY_KEYS = {"object": str, "kind": str, "plain_sha256": str, "ciphertext_sha256": str, "size": int, "time": str}
 
 
@@ -212,22 +215,39 @@ class BackupReport:
 
 
 def backup_run(ws: Workspace, cancel=None) -> BackupReport:
-    """Put every recording not yet on a target there, then a fresh signed snapshot of the station and
-    the custody log's head."""
+    """Put every recording not yet on a target there. Then, if anything happened since the newest
+    snapshot on some target (a recording backed up, a case imported, a lookup logged: the custody log
+    moved), a `backup_run` custody event and a fresh signed snapshot of the station on every target,
+    keeping the newest backup.keep_snapshots there. A run that finds nothing to do writes nothing."""
     to = recipients(ws.cfg)
     group = reader_gid(ws.cfg.access.reader_group)
     report = BackupReport()
-    for target in _targets(ws.cfg):
+    targets = _targets(ws.cfg)
+    for target in targets:
         _usable(target)
         sweep_temp_files(target)  # left by a run that was killed
-        counts = report.targets.setdefault(str(target), {"objects": 0, "bytes": 0, "snapshot_parts": 0})
+        counts = report.targets.setdefault(str(target), {"objects": 0, "bytes": 0, "snapshot_parts": 0,
+                                                         "snapshots_pruned": 0})
         try:
             _reconcile(ws, target)
             _backup_recordings(ws, target, to, counts, cancel, group, report)
-            _snapshot(ws, target, to, counts, group)
         except OSError as exc:
             raise _target_error(exc, target) from exc
-    for target in _targets(ws.cfg):  # the head after every target's events, on every target
+    head = log_head(ws.custody.path)
+    if all(_snapshot_head(ws, target) == head for target in targets):
+        return report  # every target's newest snapshot already holds the station as it is
+    ws.custody.append("backup_run", {"targets": [str(t) for t in targets]},
+                      {"objects": {t: c["objects"] for t, c in report.targets.items()},
+                       "bytes": {t: c["bytes"] for t, c in report.targets.items()},
+                       "not_backed_up": report.not_backed_up})
+    for target in targets:
+        counts = report.targets[str(target)]
+        try:
+            _snapshot(ws, target, to, counts, group)
+            counts["snapshots_pruned"] = _prune_snapshots(ws, target, ws.cfg.backup.keep_snapshots, group)
+        except OSError as exc:
+            raise _target_error(exc, target) from exc
+    for target in targets:  # the head after every target's events, on every target
         try:
             publish_head(ws.custody.path, ws.station_key, target, group)
         except OSError as exc:
@@ -357,6 +377,68 @@ def _snapshot(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str
     _record(ws, target, f"snapshots/{stamp}/{DESCRIPTOR}", "descriptor", None, digest, digest, len(data), group)
 
 
+def _snapshot_head(ws: Workspace, target: Path) -> Head | None | bool:
+    """The custody head that the newest snapshot this station wrote to `target` holds (None: the log was
+    empty then); False when there is none, or it is not as written (then a new one is due)."""
+    with ws.catalog.session() as session:
+        row = session.scalars(select(BackupObject).where(BackupObject.target == str(target),
+                                                         BackupObject.kind == "descriptor")
+                              .order_by(BackupObject.at.desc(), BackupObject.id.desc()).limit(1)).first()
+    if row is None:
+        return False
+    try:
+        with Folder.open(target, str(Path(row.name).parent)) as folder:
+            data = folder.read_bytes(DESCRIPTOR)
+        if hashlib.sha256(data).hexdigest() != row.plain_sha256:
+            return False
+        head = json.loads(data).get("custody_head")
+        return None if head is None else Head(int(head["seq"]), str(head["hash"]))
+    except (OSError, ArchiverError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _prune_snapshots(ws: Workspace, target: Path, keep: int, group: int | None) -> int:
+    """Remove this station's snapshots on `target` but the newest `keep`: each object is marked removed
+    in the manifest (a signed line) before it is deleted, then forgotten by the catalog; a run killed
+    half-way is finished by the next. Only snapshot folders this station recorded writing are touched.
+    Recordings are never removed. How many snapshots were removed."""
+    with ws.catalog.session() as session:
+        rows = list(session.scalars(select(BackupObject).where(
+            BackupObject.target == str(target), BackupObject.kind.in_(("descriptor", *SNAPSHOT_PARTS)))))
+    stamps = sorted({Path(row.name).parent.name for row in rows
+                     if STAMP.match(Path(row.name).parent.name) and Path(row.name).parent.parent.name == "snapshots"},
+                    reverse=True)
+    old = set(stamps[keep:])
+    if not old:
+        return 0
+    doomed = [row for row in rows if Path(row.name).parent.name in old]
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for row in doomed:
+        _list(target, sign_record(ws.station_key, {
+            "object": row.name, "kind": REMOVED, "plain_sha256": row.plain_sha256,
+            "ciphertext_sha256": row.ciphertext_sha256, "size": row.size, "time": now}), group)
+    with Folder.open(target, "snapshots") as snapshots:
+        for stamp in sorted(old):
+            try:
+                with snapshots.sub(stamp) as folder:
+                    # the descriptor first: a folder half removed is never taken for a whole snapshot
+                    for row in sorted(doomed, key=lambda r: r.kind != "descriptor"):
+                        if Path(row.name).parent.name == stamp:
+                            folder.unlink(Path(row.name).name)
+                    folder.sync()
+                os.rmdir(stamp, dir_fd=snapshots.fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # something else was put in that folder: left there, and said
+                log.warning("old snapshot folder not removed target=%s snapshot=%s error=%s", target, stamp, exc)
+        snapshots.sync()
+    with ws.catalog.session() as session:
+        session.execute(delete(BackupObject).where(BackupObject.id.in_([row.id for row in doomed])))
+        commit(session)
+    ws.custody.append("backup_prune", {"target": str(target)}, {"snapshots": sorted(old), "kept": keep})
+    return len(old)
+
+
 # -- checking the targets ------------------------------------------------------------------
 def read_manifest(target: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """(well-formed entries, [(line number, what is wrong)]): a torn or edited line is named, not fatal."""
@@ -413,12 +495,16 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
             problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("line {number}: {what}").format(
                                                                number=number, what=what))
         listed: dict[str, dict[str, Any]] = {}
+        # old snapshots' objects the station took off the target (only its own signed word counts)
+        removed = {e["object"] for e in entries if e["kind"] == REMOVED and signed_by(e, key)}
         for entry in entries:
-            listed[entry["object"]] = entry
             if not signed_by(entry, key):
                 problem(Kind.BACKUP_MANIFEST_SIGNATURE, target / MANIFEST,
                         _("{object}: the line is not signed by this station's key (forged or edited)").format(
                           object=entry['object']))
+            if entry["kind"] == REMOVED or entry["object"] in removed:
+                continue
+            listed[entry["object"]] = entry
             row = rows.get(entry["object"])
             if row is None:
                 problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, _("{object} is listed but this station never "

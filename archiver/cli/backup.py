@@ -34,18 +34,20 @@ def backup() -> None:
 @json_option("Print the counts as JSON.")
 @click.pass_obj
 def run(app: App, as_json: bool) -> None:
-    """Encrypt every recording not yet on a target to backup.recipients, one .age object each, then a
-    snapshot of the catalog, custody log and station keys. Resumes where a killed run stopped. An
+    """Encrypt every recording not yet on a target to backup.recipients, one .age object each; then, if
+    anything changed since the newest snapshot, a snapshot of the catalog, custody log and station keys
+    on every target, keeping the newest backup.keep_snapshots. Resumes where a killed run stopped. An
     archived file that no longer hashes as catalogued is not backed up: it is named, exit 1."""
     report = backup_run(app.workspace())
-    app.record("backup_run", {"targets": list(report.targets)}, report.to_json())
     if as_json:
         echo_json(report.to_json())
     else:
         for target, counts in report.targets.items():
-            click.echo(_("{target}: {objects} new object(s), {bytes}; snapshot of {snapshot_parts} part(s)").format(
-                         target=target, objects=counts['objects'], bytes=human_bytes(counts['bytes']),
-                         snapshot_parts=counts['snapshot_parts']))
+            snapshot = _("snapshot of {parts} part(s), {pruned} old snapshot(s) removed").format(
+                parts=counts["snapshot_parts"], pruned=counts["snapshots_pruned"]) if counts["snapshot_parts"] \
+                else _("no new snapshot: nothing changed since the last one")
+            click.echo(_("{target}: {objects} new object(s), {bytes}; {snapshot}").format(
+                target=target, objects=counts["objects"], bytes=human_bytes(counts["bytes"]), snapshot=snapshot))
         for item in report.not_backed_up:
             click.echo(_("NOT BACKED UP {path} to {target}: {detail}").format(
                          path=item['path'], target=item['target'], detail=item['detail']), err=True)
