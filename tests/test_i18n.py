@@ -143,6 +143,7 @@ def test_help_is_in_the_persons_language(station):
     assert "\nOptions:\n" in en and "Show this message and exit." in en and not re.search(r"[\u4e00-\u9fff]", en)
     sub = station("recordings", "get", "--help", lang="zh_CN.UTF-8").stdout
     assert "调阅事由：记入保管日志。" in sub and "把记录文件（编号或 sha256 前缀，或 --case）调阅到文件夹 DEST" in sub
+    assert "[必填]" in sub and "required" not in sub
 
 
 def test_tables_errors_and_usage_errors_are_in_the_persons_language(station):
