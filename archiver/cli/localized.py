@@ -11,7 +11,6 @@ import click
 from archiver.i18n import N_, _, ngettext
 from archiver.i18n.text import break_points, cells
 
-
 # Words click translates that its own source does not mark (it looks them up by a variable).
 CLICK_WORDS = (N_("required"),)
 
