@@ -20,6 +20,7 @@ from archiver.errors import ConfigError
 from archiver.fs import check_private
 from archiver.i18n import SETTINGS as LANGUAGE_SETTINGS
 from archiver.i18n import _
+from archiver.retention.rules import Period, parse_period
 
 SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
 SUPPORTED_HASHES = ("sha256", "sm3")
@@ -60,6 +61,22 @@ DEFAULTS: dict[str, Any] = {
         "recipients_file": "",
         "after_ingest": False,
         "keep_snapshots": 10,
+        "keep_purged": [],
+    },
+    "retention": {
+        "verified_within_days": 30,
+        "classes": {  # free-form: class name -> minimum keeping period
+            "invalid": "7 days",
+            "unlinked": "6 months",
+            "evidence": "permanent",
+            "major": "permanent",
+            "case_30y": "30 years",
+            "case_10y": "10 years",
+        },
+    },
+    "capacity": {
+        "warn_days": 30,
+        "min_free": "5 GiB",
     },
     "service": {
         "socket": "/run/archiver/archiver.sock",
@@ -82,11 +99,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Tables whose keys are the user's own (names of people), each value a string.
-_FREE_TABLES = {"access.officers"}
+_FREE_TABLES = {"access.officers", "retention.classes"}
 
 # Keys holding paths (resolved relative to the file that sets them).
 _PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file",
-              "service.socket"}
+              "service.socket", "backup.keep_purged"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,19 @@ class BackupConfig:
     recipients_file: Path | None
     after_ingest: bool
     keep_snapshots: int
+    keep_purged: tuple[Path, ...]  # targets that keep the objects of purged recordings
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    classes: dict[str, Period]  # class name -> minimum keeping period
+    verified_within_days: int
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    warn_days: int
+    min_free: int  # bytes
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,8 @@ class Config:
     backup: BackupConfig
     service: ServiceConfig
     access: AccessConfig
+    retention: RetentionConfig
+    capacity: CapacityConfig
     language: str  # "auto" (from the locale), "en" or "zh_CN"
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
@@ -296,10 +328,39 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
             keep_snapshots=int(raw["backup"]["keep_snapshots"]),
+            keep_purged=tuple(Path(p) for p in raw["backup"]["keep_purged"]),
         ),
         service=ServiceConfig(Path(raw["service"]["socket"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
+        retention=RetentionConfig(_classes(raw["retention"]["classes"], where),
+                                  int(raw["retention"]["verified_within_days"])),
+        capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
         language=raw["ui"]["language"],
         files=files,
     )
+
+
+def _classes(raw: dict[str, str], where: object) -> dict[str, Period]:
+    classes = {}
+    for name, text in raw.items():
+        try:
+            classes[name] = parse_period(text)
+        except ValueError:
+            raise ConfigError(_("'retention.classes.{name}' in {where} is {text!r}: give a period such as \"7 days\", "
+                                "\"6 months\", \"30 years\" or \"permanent\"").format(
+                name=name, where=where, text=text)) from None
+    return classes
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+_FACTORS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+            "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _bytes(text: str, where: object) -> int:
+    match = _SIZE.match(str(text))
+    if not match or (match.group(2) or "").lower() not in _FACTORS:
+        raise ConfigError(_("'capacity.min_free' in {where} is {text!r}: give a size such as \"5 GiB\" or "
+                            "\"500 MB\"").format(where=where, text=text))
+    return int(float(match.group(1)) * _FACTORS[(match.group(2) or "").lower()])

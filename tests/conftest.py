@@ -83,12 +83,16 @@ def files_state(root: Path) -> dict[str, tuple]:
 
 
 def archive_problems(data_dir: Path) -> list[str]:
-    """Everything that would make archive and catalog disagree; empty when consistent."""
+    """Everything that would make archive and catalog disagree; empty when consistent. A purged
+    recording (a tombstone) must be gone from the archive and from its day's manifests."""
     import sqlite3
 
     problems = []
     db = sqlite3.connect(data_dir / "catalog.db")
-    rows = db.execute("select archive_path, sha256, size from recordings").fetchall()
+    rows = db.execute("select archive_path, sha256, size from recordings where purged_at is null").fetchall()
+    for (rel,) in db.execute("select archive_path from recordings where purged_at is not null"):
+        if (data_dir / rel).exists():
+            problems.append(f"purged but still there {rel}")
     db.close()
     catalogued = set()
     for rel, sha256, size in rows:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _age_keygen
+from conftest import _age_keygen, archive_problems
 from daemon_util import ARCHIVER, DaemonProcess, catalog_rows, wait_for
 
 from archiver.dock.simulate import RecorderSpec, make_recorder
@@ -175,11 +175,18 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "backup restore": ["backup", "restore", "--identity", "identity.txt", "1", "restored"],
         "rebuild-catalog": ["rebuild-catalog"], "access show": ["access", "show"],
         "access check": ["access", "check", st.users["legal"]],
+        "recordings classify": ["recordings", "classify", "1", "major", "--reason", "复核"],
+        "hold add": ["hold", "add", "1", "--reason", "复核"],
+        "hold remove": ["hold", "remove", "1", "--reason", "复核"],
+        "hold list": ["hold", "list"], "retention plan": ["retention", "plan"],
+        "retention requests": ["retention", "requests"], "retention purge": ["retention", "purge", "999999"],
+        "retention approve": ["retention", "approve", "999999"],
     }
 
 
 # What an allowed command may still answer without having been refused (it ran, and said why not).
-_RAN_BUT_SAID_NO = {"rebuild-catalog": "exists: move it aside", "daemon": "the daemon is running already"}
+_RAN_BUT_SAID_NO = {"rebuild-catalog": "exists: move it aside", "daemon": "the daemon is running already",
+                    "retention purge": "no purge request 999999", "retention approve": "no purge request 999999"}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -514,3 +521,39 @@ def test_a_socket_served_by_someone_else_is_not_trusted(station: Station, tmp_pa
         out = server.communicate()[0]
         station.home("stranger").chmod(0o700)
     assert "secret reason" not in out
+
+
+# -- 6. retention: two people, each their own (last: it purges the station's unlinked footage) ----------
+def test_a_purge_takes_two_different_people_and_leaves_tombstones_that_verify(station: Station):
+    """An admin requests, an admin cannot approve, the requester cannot approve their own request (root
+    here, run directly), an auditor can; the purge then removes exactly what was listed."""
+    plan = json.loads(station.run("auditor", "retention", "plan", "--json", check_output=True).stdout)
+    due = {i["id"] for i in plan["due_now"]}
+    assert due and station.run("clerk", "retention", "plan").returncode == 4  # not the clerk's to see
+    assert station.run("auditor", "retention", "purge", "--request").returncode == 4  # nor the auditor's to ask
+    made = json.loads(station.run("admin", "retention", "purge", "--request", "--json", check_output=True).stdout)
+    assert {i["id"] for i in made["items"]} == due
+    assert station.run("admin", "retention", "approve", made["id"]).returncode == 4  # not an approver's role
+    early = station.run("admin", "retention", "purge", made["id"])
+    assert early.returncode == 2 and "must be approved by a second person first" in early.stderr
+    mine = station.root("retention", "purge", "--request", "--json")
+    own = json.loads(mine.stdout)["id"]
+    refused = station.root("retention", "approve", own)
+    assert refused.returncode == 4 and f"root requested purge {own}" in refused.stderr
+    assert station.run("auditor", "retention", "approve", made["id"], check_output=True)
+    done = json.loads(station.run("admin", "retention", "purge", made["id"], "--json", check_output=True).stdout)
+    assert done["purged"] == len(due) and done["skipped"] == []
+    listed = json.loads(station.root("recordings", "list", "--json").stdout)
+    assert {r["id"] for r in listed if "purged" in r["flags"]} == due
+    assert all(not (station.data / r["archive_path"]).exists() for r in listed if r["id"] in due)
+    assert station.root("verify").returncode == 0
+    assert archive_problems(station.data) == []
+    events = station.events()
+    (approval,) = [e for e in events if e["action"] == "purge_approve"]
+    assert approval["actor"]["user"] == station.users["auditor"] and approval["details"]["requested_by"] == \
+        station.users["admin"]
+    purges = [e for e in events if e["action"] == "purge"]
+    assert len(purges) == len(due) and {e["details"]["approved_by"] for e in purges} == {station.users["auditor"]}
+    gone = next(r for r in listed if r["id"] in due)
+    refused = station.run("legal", "recordings", "get", gone["id"], "x", "--reason", "look")
+    assert refused.returncode == 2 and "was purged on" in refused.stderr

@@ -61,7 +61,8 @@ def export_case(ws: Workspace, case_no: str, dest: Path) -> ExportResult:
     case_no = resolve_case_no(ws.catalog, case_no)  # as stored, however it was typed
     ids = recording_ids_for_case(ws.catalog, case_no, ws.cfg.linking)
     with ws.catalog.session() as session:
-        recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)))
+        recordings = list(session.scalars(select(Recording).where(Recording.id.in_(ids), Recording.purged_at.is_(None))
+                                          .order_by(Recording.id)))
     head = catalog_head(ws.catalog)
     with staged_folder(dest, "partial", reader_gid(ws.cfg.access.reader_group)) as staging:
         places = payload_paths(recordings)

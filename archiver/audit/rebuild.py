@@ -45,10 +45,13 @@ def rebuild_catalog(cfg: Config) -> RebuildReport:
         return report  # a log that does not check out is no basis for a catalog
     archive = Archive(data_dir)
     ingested: dict[str, dict] = {}
+    purged: dict[str, dict] = {}
     for _number, line in events(data_dir / LOG_NAME):
         event = json.loads(line)
         if event["action"] == "ingest":
             ingested.setdefault(event["subject"]["sha256"], event)
+        elif event["action"] == "purge":
+            purged[event["subject"]["sha256"]] = event
     catalog = Catalog.for_data_dir(data_dir)
     try:
         catalog.upgrade()
@@ -56,6 +59,9 @@ def rebuild_catalog(cfg: Config) -> RebuildReport:
         devices: set[str] = set()
         with catalog.session() as session:
             for sha256, event in ingested.items():
+                if sha256 in purged:  # a tombstone: its purge event says what it was and when it went
+                    session.add(_tombstone(sha256, event, purged[sha256]))
+                    continue
                 rec = _recording(cfg, archive, sha256, event, manifests, report)
                 if rec is None:
                     continue
@@ -72,6 +78,15 @@ def rebuild_catalog(cfg: Config) -> RebuildReport:
     finally:
         catalog.close()
     return report
+
+
+def _tombstone(sha256: str, ingest: dict, purge: dict) -> Recording:
+    details, gone = ingest["details"], datetime.fromisoformat(purge["time"])
+    return Recording(sha256=sha256, size=int(purge["details"].get("bytes") or 0), media_type="other",
+                     original_path=details["original_path"], device_serial=ingest["subject"].get("device"),
+                     archive_path=details["archive_path"], ingested_at=datetime.fromisoformat(ingest["time"]),
+                     verified_at=gone, flags=list(details.get("flags") or []), purged_at=gone,
+                     purge_request_id=purge["details"].get("request"))
 
 
 def _recording(cfg: Config, archive: Archive, sha256: str, event: dict, manifests: dict,

@@ -68,18 +68,21 @@ def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = N
     with ws.catalog.session() as session:
         selected = list(session.scalars(query))
     everything = case_no is None and since is None
+    # a purged recording (a tombstone) is expected gone: not hashed, not listed, its file unexpected
+    live = [r for r in selected if r.purged_at is None]
     if progress is not None:
-        progress.begin(len(selected), sum(r.size for r in selected))
-    checked, verified = _hash_all(ws.archive, selected, deadline, report, progress)
+        progress.begin(len(live), sum(r.size for r in live))
+    checked, verified = _hash_all(ws.archive, live, deadline, report, progress)
     _remember(ws, verified)
-    report.remaining = len(selected) - len(checked)
+    report.remaining = len(live) - len(checked)
     if progress is not None:
         progress.end()
 
     days = {Path(r.archive_path).parts[:4] for r in (selected if everything else checked)}
     _check_manifests(ws, days, report)
     if everything:
-        _find_unexpected(ws, {r.archive_path for r in selected}, report)
+        _find_unexpected(ws, {r.archive_path for r in live},
+                         {r.archive_path: r.purge_request_id for r in selected if r.purged_at is not None}, report)
     _check_custody(ws, selected, everything, list(heads), report)
     report.seconds = time.monotonic() - started
     scope = "all" if everything else f"case {case_no}" if case_no else f"since {since.isoformat()}"
@@ -193,7 +196,7 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                                                        rel=rel))
 
 
-def _find_unexpected(ws: Workspace, known: set[str], report: VerifyReport) -> None:
+def _find_unexpected(ws: Workspace, known: set[str], purged: dict[str, int | None], report: VerifyReport) -> None:
     """Entries in the archive that the catalog does not know (planted, or left by a crash); symlinks are
     reported, never followed."""
     root = ws.archive.root
@@ -207,8 +210,13 @@ def _find_unexpected(ws: Workspace, known: set[str], report: VerifyReport) -> No
                 report.problem(Kind.UNEXPECTED, rel, _("a symlink (to {readlink!r}), never followed: planted").format(
                                                        readlink=os.readlink(path)))
             elif name in files and rel not in known and not (depth == 3 and name.startswith("manifest-")):
-                what = "a temp file left by an interrupted write" if name.startswith(TEMP_PREFIX) else \
-                    "not in the catalog"
+                if rel in purged:
+                    what = _("purged (request {id}) but still in the archive: run 'archiver retention purge {id}' "
+                             "to finish").format(id=purged[rel])
+                elif name.startswith(TEMP_PREFIX):
+                    what = _("a temp file left by an interrupted write")
+                else:
+                    what = _("not in the catalog")
                 report.problem(Kind.UNEXPECTED, rel, what)
 
 

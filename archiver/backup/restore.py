@@ -201,7 +201,9 @@ def _catalogued(path: Path) -> tuple[list[Recording], dict[int, set[str]]]:
     with plain SQL (the catalog may be of an older schema than this program)."""
     db = sqlite3.connect(path)
     try:
-        rows = db.execute("SELECT id, sha256, archive_path FROM recordings ORDER BY id").fetchall()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(recordings)")}
+        live = " WHERE purged_at IS NULL" if "purged_at" in columns else ""  # tombstones have no file
+        rows = db.execute(f"SELECT id, sha256, archive_path FROM recordings{live} ORDER BY id").fetchall()
         objects = db.execute("SELECT recording_id, ciphertext_sha256 FROM backup_objects "
                              "WHERE kind = 'recording'").fetchall()
     except sqlite3.Error as exc:

@@ -29,7 +29,7 @@ import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, select
@@ -227,9 +227,10 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
         _usable(target)
         sweep_temp_files(target)  # left by a run that was killed
         counts = report.targets.setdefault(str(target), {"objects": 0, "bytes": 0, "snapshot_parts": 0,
-                                                         "snapshots_pruned": 0})
+                                                         "snapshots_pruned": 0, "purged_dropped": 0})
         try:
             _reconcile(ws, target)
+            counts["purged_dropped"] = drop_purged(ws, target, group)
             _backup_recordings(ws, target, to, counts, cancel, group, report)
         except OSError as exc:
             raise _target_error(exc, target) from exc
@@ -263,7 +264,8 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
     with ws.catalog.session() as session:
         done = set(session.scalars(select(BackupObject.recording_id).where(
             BackupObject.target == str(target), BackupObject.kind == "recording")))
-        todo = [r for r in session.scalars(select(Recording).order_by(Recording.id)) if r.id not in done]
+        todo = [r for r in session.scalars(select(Recording).where(Recording.purged_at.is_(None))
+                                           .order_by(Recording.id)) if r.id not in done]
     queue = iter(todo)
     running: dict[Future, tuple[Recording, str]] = {}
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
@@ -397,6 +399,44 @@ def _snapshot_head(ws: Workspace, target: Path) -> Head | None | bool:
         return False
 
 
+def drop_purged(ws: Workspace, target: Path, group: int | None) -> int:
+    """Take the objects of purged recordings off `target` (unless backup.keep_purged names it): a signed
+    `removed` manifest line, the file, the catalog row, then one custody event. How many objects."""
+    if target in ws.cfg.backup.keep_purged or not target.is_dir():
+        return 0
+    with ws.catalog.session() as session:
+        rows = list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
+                                    .where(BackupObject.target == str(target), BackupObject.kind == "recording",
+                                           Recording.purged_at.is_not(None))))
+    if not rows:
+        return 0
+    _remove_objects(ws, target, rows, group)
+    ws.custody.append("backup_drop_purged", {"target": str(target)},
+                      {"objects": [{"object": r.name, "plain_sha256": r.plain_sha256} for r in rows]})
+    return len(rows)
+
+
+def _remove_objects(ws: Workspace, target: Path, rows: list[BackupObject], group: int | None) -> None:
+    """Signed `removed` manifest lines first, then the files, then the catalog rows: killed anywhere, the
+    next run does it again, and `backup verify` never sees an object gone that the manifest still lists."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for row in rows:
+        _list(target, sign_record(ws.station_key, {
+            "object": row.name, "kind": REMOVED, "plain_sha256": row.plain_sha256,
+            "ciphertext_sha256": row.ciphertext_sha256, "size": row.size, "time": now}), group)
+    for row in rows:
+        name = PurePosixPath(row.name)
+        try:
+            with Folder.open(target, str(name.parent)) as folder:
+                folder.unlink(name.name)
+                folder.sync()
+        except FileNotFoundError:
+            continue
+    with ws.catalog.session() as session:
+        session.execute(delete(BackupObject).where(BackupObject.id.in_([row.id for row in rows])))
+        commit(session)
+
+
 def _prune_snapshots(ws: Workspace, target: Path, keep: int, group: int | None) -> int:
     """Remove this station's snapshots on `target` but the newest `keep`: each object is marked removed
     in the manifest (a signed line) before it is deleted, then forgotten by the catalog; a run killed
@@ -411,30 +451,18 @@ def _prune_snapshots(ws: Workspace, target: Path, keep: int, group: int | None) 
     old = set(stamps[keep:])
     if not old:
         return 0
-    doomed = [row for row in rows if Path(row.name).parent.name in old]
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    for row in doomed:
-        _list(target, sign_record(ws.station_key, {
-            "object": row.name, "kind": REMOVED, "plain_sha256": row.plain_sha256,
-            "ciphertext_sha256": row.ciphertext_sha256, "size": row.size, "time": now}), group)
+    # the descriptors first: a folder half removed is never taken for a whole snapshot
+    doomed = sorted((row for row in rows if Path(row.name).parent.name in old), key=lambda r: r.kind != "descriptor")
+    _remove_objects(ws, target, doomed, group)
     with Folder.open(target, "snapshots") as snapshots:
         for stamp in sorted(old):
             try:
-                with snapshots.sub(stamp) as folder:
-                    # the descriptor first: a folder half removed is never taken for a whole snapshot
-                    for row in sorted(doomed, key=lambda r: r.kind != "descriptor"):
-                        if Path(row.name).parent.name == stamp:
-                            folder.unlink(Path(row.name).name)
-                    folder.sync()
                 os.rmdir(stamp, dir_fd=snapshots.fd)
             except FileNotFoundError:
                 continue
             except OSError as exc:  # something else was put in that folder: left there, and said
                 log.warning("old snapshot folder not removed target=%s snapshot=%s error=%s", target, stamp, exc)
         snapshots.sync()
-    with ws.catalog.session() as session:
-        session.execute(delete(BackupObject).where(BackupObject.id.in_([row.id for row in doomed])))
-        commit(session)
     ws.custody.append("backup_prune", {"target": str(target)}, {"snapshots": sorted(old), "kept": keep})
     return len(old)
 
@@ -561,15 +589,16 @@ def backup_status(ws: Workspace) -> list[dict[str, Any]]:
     tz = ws.cfg.timezone
     rows = []
     with ws.catalog.session() as session:
-        total = session.scalar(select(func.count()).select_from(Recording))
+        live = Recording.purged_at.is_(None)
+        total = session.scalar(select(func.count()).select_from(Recording).where(live))
         for target in ws.cfg.backup.targets:
             where = BackupObject.target == str(target)
             objects, size, last = session.execute(select(func.count(), func.coalesce(func.sum(BackupObject.size), 0),
                                                          func.max(BackupObject.at)).where(where)).one()
             done = select(BackupObject.recording_id).where(where, BackupObject.kind == "recording")
-            missing = select(Recording).where(Recording.id.not_in(done))
+            missing = select(Recording).where(Recording.id.not_in(done), live)
             lag = session.scalar(select(func.count()).select_from(missing.subquery()))
-            oldest = session.scalar(select(func.min(Recording.ingested_at)).where(Recording.id.not_in(done)))
+            oldest = session.scalar(select(func.min(Recording.ingested_at)).where(Recording.id.not_in(done), live))
             rows.append({"target": str(target), "present": target.is_dir(), "objects": objects, "bytes": int(size),
                          "last_run": last.replace(tzinfo=UTC).astimezone(tz).isoformat() if last else None,
                          "recordings": total, "not_backed_up": lag,

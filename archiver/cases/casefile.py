@@ -40,7 +40,11 @@ HEADER_ALIASES = {
     "start": ("开始时间", "起始时间"),
     "end": ("结束时间", "截止时间"),
     "recording_required": ("是否需要记录", "是否需要执法记录", "需要记录", "是否记录"),
+    # optional, for the case as a whole: how long its footage is kept, and from when
+    "retention_class": ("保存期限", "保管期限", "保存类别", "保管类别"),
+    "closed_at": ("结案日期", "结案时间", "办结日期"),
 }
+OPTIONAL = ("retention_class", "closed_at")
 _HEADERS = {name: column for column, names in HEADER_ALIASES.items() for name in (column, *names)}
 ENCODINGS = ("utf-8", "gb18030")
 OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
@@ -75,6 +79,8 @@ class CaseRecord:
     case_no: str
     title: str
     actions: list[ActionRecord] = field(default_factory=list)
+    retention_class: str | None = None  # a class of retention.classes; None: the evidence class
+    closed_at: datetime | None = None  # None: open, its footage kept
 
 
 def read_case_file(name: str, data: bytes, tz: tzinfo,
@@ -159,7 +165,7 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
         raise CaseFileError(_("{name} line 1: {items}; the columns are {items2} (or "
                               "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)").format(
                               name=name, items='; '.join(parts), items2=','.join(COLUMNS)))
-    left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS]
+    left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS and h not in OPTIONAL]
     filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
     errors: list[str] = []
@@ -172,13 +178,14 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
                             line=line, count=len(row), count2=len(header)))
             continue
         filled.update(i for i, _h in left_out if str(row[i]).strip())
-        values = {h: row[i] for i, h in enumerate(header) if h in COLUMNS}
+        values = {h: row[i] for i, h in enumerate(header) if h in COLUMNS or h in OPTIONAL}
         try:
             case_no, title, action = _action(values, _officers(values["officers"]), tz)
+            case = cases.setdefault(case_no, CaseRecord(case_no, title))
+            _case_fields(case, values, tz)
         except ValueError as exc:
             errors.append(_("line {line}: {exc}").format(line=line, exc=exc))
             continue
-        case = cases.setdefault(case_no, CaseRecord(case_no, title))
         case.title = title or case.title
         case.actions.append(action)
     _raise_if(name, errors)
@@ -216,7 +223,7 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
         if not isinstance(item, dict) or not isinstance(item.get("actions"), list):
             errors.append(_("{where}: needs case_no, title and a list of actions").format(where=where))
             continue
-        extra = set(item) - {"case_no", "title", "actions"}
+        extra = set(item) - {"case_no", "title", "actions", *OPTIONAL}
         if extra:
             errors.append(_("{where}: unknown key(s) {items}").format(
                             where=where, items=', '.join(sorted(extra))))
@@ -244,6 +251,11 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
                 errors.append(_("{where} action {j}: {exc}").format(where=where, j=j, exc=exc))
                 continue
             case = cases.setdefault(case_no, CaseRecord(case_no, title))
+            try:
+                _case_fields(case, item, tz)
+            except ValueError as exc:
+                errors.append(_("{where}: {exc}").format(where=where, exc=exc))
+                continue
             case.title = title or case.title
             case.actions.append(parsed)
         if not item["actions"]:
@@ -304,6 +316,25 @@ def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo) -> tuple[st
         stage, names, start, end, _flag(values.get("recording_required")))
 
 
+def _case_fields(case: CaseRecord, values: dict[str, Any], tz: tzinfo) -> None:
+    """A case's retention class and closing date, from any of its rows (rows that disagree are refused)."""
+    name = _clean(values.get("retention_class"), "retention_class")
+    if name:
+        if case.retention_class not in (None, name):
+            raise ValueError(_("retention_class {name!r} differs from {other!r} on another row of {case_no}").format(
+                name=name, other=case.retention_class, case_no=case.case_no))
+        case.retention_class = name
+    raw = values.get("closed_at")
+    if raw not in (None, "") and str(raw).strip():
+        closed = raw if isinstance(raw, datetime) else parse_office_time(str(raw).strip(), need_time=False)
+        if closed is None:
+            raise ValueError(_("cannot read closed_at {text!r} (e.g. 2023-05-01 or 2023年5月1日)").format(text=raw))
+        closed = closed if closed.tzinfo else closed.replace(tzinfo=tz)
+        if case.closed_at not in (None, closed):
+            raise ValueError(_("closed_at differs from another row of {case_no}").format(case_no=case.case_no))
+        case.closed_at = closed
+
+
 def _time(value: Any, what: str, tz: tzinfo) -> datetime:
     if isinstance(value, datetime):  # a date cell of a workbook
         return value if value.tzinfo else value.replace(tzinfo=tz)
@@ -316,9 +347,10 @@ def _time(value: Any, what: str, tz: tzinfo) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def parse_office_time(text: str) -> datetime | None:
+def parse_office_time(text: str, *, need_time: bool = True) -> datetime | None:
     """ISO 8601, or a date and time as Excel and WPS write them (slashes, dots, 年月日, full-width
-    digits, one-digit months and hours). None when it is neither, or when the time of day is missing."""
+    digits, one-digit months and hours). None when it is neither, or when the time of day is missing
+    (unless not `need_time`: a date alone is then its midnight)."""
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -328,7 +360,7 @@ def parse_office_time(text: str) -> datetime | None:
     plain = re.sub(r"\s*日\s*", " ", plain)
     plain = re.sub(r"(?<=\d)[/.](?=\d)", "-", plain).strip()
     match = _EXCEL_TIME.match(plain)
-    if match is None or match.group(4) is None:
+    if match is None or (need_time and match.group(4) is None):
         return None
     try:
         return datetime(*(int(g) for g in match.groups(default="0")))

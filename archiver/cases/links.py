@@ -67,6 +67,8 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
             else:
                 case.title = record.title or case.title
                 result.cases_updated += 1
+            case.retention_class = record.retention_class or case.retention_class
+            case.closed_at = record.closed_at or case.closed_at
             old = {(a.stage, a.start): a for a in case.actions}
             for item in record.actions:
                 action = old.pop((item.stage, item.start), None)

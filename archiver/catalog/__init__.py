@@ -10,11 +10,13 @@ from archiver.catalog.models import (
     CaseLink,
     CustodyHead,
     Device,
+    Hold,
     IngestRun,
+    PurgeRequest,
     Recording,
     Sighting,
     VerifyRun,
 )
 
 __all__ = ["Action", "ActionLink", "ActionOfficer", "BackupObject", "Case", "CaseLink", "Catalog", "CustodyHead",
-           "Device", "IngestRun", "Recording", "Sighting", "VerifyRun"]
+           "Device", "Hold", "IngestRun", "PurgeRequest", "Recording", "Sighting", "VerifyRun"]

@@ -101,7 +101,7 @@ def recording_json(rec: Recording, tz: tzinfo, cases: list[str] | None = None) -
         "archive_path": rec.archive_path,
         "ingested_at": _iso(rec.ingested_at, tz),
         "verified_at": _iso(rec.verified_at, tz),
-        "flags": list(rec.flags or []),
+        "flags": list(rec.flags or []) + (["purged"] if rec.purged_at is not None else []),
         "cases": cases or [],
     }
 

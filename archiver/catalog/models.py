@@ -96,6 +96,9 @@ class Recording(Base):
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id"))
+    retention_class: Mapped[str | None] = mapped_column(String(64))  # set by a person (recordings classify)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a tombstone: the file was purged
+    purge_request_id: Mapped[int | None] = mapped_column(Integer)  # purge_requests.id
 
     sightings: Mapped[list[Sighting]] = relationship(back_populates="recording", order_by="Sighting.id")
 
@@ -132,6 +135,8 @@ class Case(Base):
     case_no: Mapped[str] = mapped_column(String(200), unique=True)
     title: Mapped[str] = mapped_column(Text, default="")
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retention_class: Mapped[str | None] = mapped_column(String(64))  # None: the evidence class
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: open (its footage is kept)
 
     actions: Mapped[list[Action]] = relationship(back_populates="case", order_by="Action.start",
                                                  cascade="all, delete-orphan")
@@ -234,3 +239,36 @@ class BackupObject(Base):
     ciphertext_sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)  # ciphertext bytes
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Hold(Base):
+    """A legal hold on a case (all its recordings) or one recording: never purged while it stands."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PurgeRequest(Base):
+    """A two-person purge: requested by one person (admin), approved by another (auditor or legal),
+    then carried out; `items` lists exactly the recordings due when it was requested."""
+
+    __tablename__ = "purge_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))  # requested, approved, purging, done
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,6 +22,8 @@ from archiver.i18n import _
 from archiver.ledger.anchor import parse_head
 from archiver.ledger.custody import actor_name, catalog_head, log_head, trail
 from archiver.ledger.keys import PublicKey, key_paths, load_public_key
+from archiver.retention.capacity import capacity
+from archiver.retention.clock import now
 
 
 @click.group(cls=Group)
@@ -109,6 +111,7 @@ def status(app: App, as_json: bool) -> None:
             "problems": len(checked.problems), "result": "ok" if not checked.problems else "problems"},
         "custody_head": None if head is None else {"seq": head.seq, "hash": head.hash},
         "custody_head_in_catalog": None if recorded is None else {"seq": recorded.seq, "hash": recorded.hash},
+        "capacity": capacity(ws, now()),
     }
     if as_json:
         echo_json(data)
@@ -122,8 +125,17 @@ def status(app: App, as_json: bool) -> None:
     if head is not None:
         head_line = _("{seq}:{hash} (write it down: 'archiver verify --head' proves later that no line was "
                       "cut)").format(seq=head.seq, hash=head.hash)
+    room = data["capacity"]
+    room_line = _("{free} free; growing {daily} a day over the last 30 days").format(
+        free=human_bytes(room["free_bytes"]), daily=human_bytes(room["daily_growth_bytes"]))
+    if room["days_until_full"] is not None:
+        room_line += _("; full in {days} day(s) at that rate, while retention frees {freed} by then").format(
+            days=room["days_until_full"], freed=human_bytes(room["retention_frees_bytes"] or 0))
+        if room["low"]:
+            room_line += _(" (WARNING: fewer than capacity.warn_days = {warn})").format(warn=room["warn_days"])
     echo_fields([
         (_("data dir"), data["data_dir"]),
+        (_("disk"), room_line),
         (_("recordings"), _("{count} ({size}); cases {cases}; devices {devices}").format(
             count=count, size=human_bytes(int(size)), cases=cases, devices=devices)),
         (_("last ingest"), ingest_line),

@@ -43,6 +43,11 @@ def import_(app: App, file: Path, encoding: str | None, dry_run: bool, as_json: 
     """
     data = app.files.read_input(file, CASE_FILE_LIMIT)
     records, notes = read_case_file(file.name, data, app.config.timezone, encoding)
+    unknown = sorted({r.retention_class for r in records} - set(app.config.retention.classes) - {None})
+    if unknown:
+        raise ArchiverError(_("{file}: retention class(es) {names} are not in retention.classes ({known}); nothing "
+                              "imported").format(file=file, names=", ".join(unknown),
+                                                 known=", ".join(sorted(app.config.retention.classes))))
     for note in notes:
         click.echo(f"{file}: {note}", err=True)
     if dry_run:

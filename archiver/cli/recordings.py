@@ -124,6 +124,14 @@ def get(app: App, refs: tuple[str, ...], dest: Path, reason: str, case_no: str |
     ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
     recs = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
         [find_recording(ws.catalog, ref) for ref in refs]
+    if ids is not None:
+        recs = [r for r in recs if r.purged_at is None]  # a case's purged recordings are tombstones
+    for rec in recs:
+        if rec.purged_at is not None:
+            raise ArchiverError(_("recording #{id} was purged on {date} (purge request {request}): only its "
+                                  "tombstone is kept").format(id=rec.id, request=rec.purge_request_id,
+                                                              date=rec.purged_at.astimezone(app.config.timezone)
+                                                              .date().isoformat()))
     names = {PurePosixPath(r.archive_path).name for r in recs}
     if len(names) < len({r.id for r in recs}):
         raise ArchiverError(_("two of these recordings have the same file name: retrieve them into separate "
@@ -140,3 +148,25 @@ def get(app: App, refs: tuple[str, ...], dest: Path, reason: str, case_no: str |
                      id=rec.id, name=target.name, size=human_bytes(rec.size), sha256=rec.sha256))
     click.echo(_("retrieved {count} recording(s), {total}, into {dest}").format(
                  count=len(recs), total=human_bytes(total), dest=dest))
+
+
+@recordings.command()
+@click.argument("ref")
+@click.argument("retention_class", metavar="CLASS")
+@click.option("--reason", required=True, help="Why this class: kept in the custody log.")
+@click.pass_obj
+def classify(app: App, ref: str, retention_class: str, reason: str) -> None:
+    """Set a recording's retention class (one of retention.classes). The longest period that applies
+    still wins; `invalid` (a file ingested by mistake) is refused on a recording linked to a case or held."""
+    from archiver.retention.plan import gather
+    from archiver.retention.purge import classify as set_class
+
+    if not reason.strip():
+        raise ArchiverError(_("--reason must say why"))
+    ws = app.workspace()
+    rec = find_recording(ws.catalog, ref)
+    (facts,) = gather(ws, [rec.id]) or [None]
+    if facts is None:
+        raise ArchiverError(_("recording #{id} was purged: only its tombstone is kept").format(id=rec.id))
+    set_class(ws, rec, retention_class, reason, linked=bool(facts.cases), held=facts.held)
+    click.echo(_("recording #{id}: class {name}").format(id=rec.id, name=retention_class))

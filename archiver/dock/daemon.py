@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from archiver.backup.targets import backup_run, on_every_target
+from archiver.catalog import Recording
 from archiver.dock import devices
 from archiver.dock.notify import Notifier
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
 from archiver.fs import sweep_temp_files
 from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest
+from archiver.retention.capacity import capacity, low_space
+from archiver.retention.clock import now
+from archiver.retention.purge import finish, unfinished
 from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ def ingest_then_clear(ws: Workspace, source: Path, options: IngestOptions, back_
     """Ingest a source, then the backup after ingest; once the new files are on every target, a second
     pass (nothing left to copy) frees the card when dock.clear_after = "backed_up"."""
     report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
-    if back_up() and options.clear and options.clear_when is not None and not report.pending:
+    if back_up() and options.clear and ws.cfg.dock.clear_after == "backed_up" and not report.pending:
         report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
     return report
 
@@ -96,8 +100,16 @@ def _options(ws: Workspace, mount: Mount | None, **extra: Any) -> IngestOptions:
     ids = devices.volume_ids(mount)
     device = devices.identify(ws.catalog, ids)
     clear = ws.cfg.dock.clear_after in ("verified", "backed_up") and not _read_only(mount)
-    if ws.cfg.dock.clear_after == "backed_up":
-        extra["clear_when"] = lambda rec: on_every_target(ws, rec.id)
+    backed_up = ws.cfg.dock.clear_after == "backed_up"
+
+    def not_yet(rec: Recording) -> str | None:
+        if low_space(ws):  # the archive disk nearly full: the recorder keeps its copy
+            return "the archive has less than capacity.min_free free"
+        if backed_up and not on_every_target(ws, rec.id):
+            return "not on every backup target"
+        return None
+
+    extra["clear_when"] = not_yet
     log.info("recorder docked mount=%s fstype=%s source=%s label=%s uuid=%s registered=%s read_only=%s clear=%s",
              mount.mount_point, mount.fstype, mount.source, ids.label, ids.uuid,
              device.serial if device else None, _read_only(mount), clear)
@@ -117,6 +129,7 @@ class Daemon:
         self.ws = ws
         self.cfg = ws.cfg
         self.notifier = notifier or Notifier()
+        self.capacity_warning: str | None = None
         self.stop = threading.Event()
         self.locks = KeyedLocks()
         self.pool = ThreadPoolExecutor(self.cfg.dock.max_parallel, thread_name_prefix="ingest")
@@ -146,6 +159,10 @@ class Daemon:
         poller = select.poll()
         poller.register(table, select.POLLPRI | select.POLLERR)
         poller.register(self._wake_r, select.POLLIN)
+        for request in unfinished(self.ws):  # a purge killed half way: finish its tombstones first
+            log.warning("finishing purge request=%d left half done", request)
+            finish(self.ws, request)
+        self.check_capacity()
         self._mounts_changed(table.read())
         self.notifier.ready(self._status())
         log.info("daemon ready data_dir=%s mount_roots=%s inboxes=%s max_parallel=%d", self.cfg.data_dir,
@@ -231,6 +248,7 @@ class Daemon:
             if not future.done():
                 continue
             del self.running[key]
+            self.check_capacity()
             try:
                 report = future.result()
             except ArchiverError as exc:
@@ -248,6 +266,20 @@ class Daemon:
                     self._start(key, fn, *args)
 
     def _status(self) -> str:
-        if not self.running:
-            return f"idle; {len(self.mounts)} recorder(s) mounted"
-        return "ingesting " + ", ".join(key.split(":", 1)[1] for key in self.running)
+        text = f"idle; {len(self.mounts)} recorder(s) mounted" if not self.running else \
+            "ingesting " + ", ".join(key.split(":", 1)[1] for key in self.running)
+        return f"{text}; {self.capacity_warning}" if self.capacity_warning else text
+
+    def check_capacity(self) -> None:
+        """Warn (log and systemd STATUS) when the archive disk fills within capacity.warn_days."""
+        try:
+            found = capacity(self.ws, now())
+        except (OSError, ArchiverError) as exc:
+            log.warning("capacity unknown error=%s", exc)
+            return
+        if found["low"]:
+            self.capacity_warning = f"archive disk full in {found['days_until_full']} day(s)"
+            log.warning("archive disk filling days_until_full=%s free_bytes=%d daily_growth_bytes=%d warn_days=%d",
+                        found["days_until_full"], found["free_bytes"], found["daily_growth_bytes"], found["warn_days"])
+        else:
+            self.capacity_warning = None

@@ -17,7 +17,8 @@ def day_entries(archive: Archive, catalog: Catalog, folder: Path, algorithms: It
     prefix = archive.relative(folder) + "/"
     with catalog.session() as session:
         rows = session.execute(select(Recording.archive_path, Recording.sha256, Recording.sm3)
-                               .where(Recording.archive_path.startswith(prefix, autoescape=True))).all()
+                               .where(Recording.archive_path.startswith(prefix, autoescape=True),
+                                      Recording.purged_at.is_(None))).all()
     entries = {}
     for algorithm in algorithms:
         digests = {path[len(prefix):]: (sha256 if algorithm == "sha256" else sm3) for path, sha256, sm3 in rows}

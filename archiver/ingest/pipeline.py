@@ -100,7 +100,7 @@ class IngestOptions:
     officer: str | None = None  # officer number for files whose names carry none
     only: frozenset[Path] | None = None  # just these files under the source (settled inbox drops)
     clear: bool = False  # delete each file from the source once its archived copy is verified
-    clear_when: Callable[[Recording], bool] | None = None  # and only if this agrees (e.g. backed up everywhere)
+    clear_when: Callable[[Recording], str | None] | None = None  # why not yet (not backed up everywhere), or None
     cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
     progress: Progress | None = None
@@ -358,8 +358,9 @@ class _Run:
         """Delete a file from the recorder: only when asked, and only once its copy is safe."""
         if not self.opts.clear:
             return
-        if self.opts.clear_when is not None and not self.opts.clear_when(recording):
-            log.info("not cleared yet: not on every backup target path=%r", found.rel)
+        why = self.opts.clear_when(recording) if self.opts.clear_when is not None else None
+        if why is not None:
+            log.info("not cleared yet: %s path=%r", why, found.rel)
             return
         archived = self.archive.data_dir / recording.archive_path
         try:

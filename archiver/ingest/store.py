@@ -224,12 +224,17 @@ class Archive:
     def write_manifest(self, day: Path, algorithm: str, entries: Iterable[tuple[str, str]]) -> Path:
         """Atomically rewrite `manifest-<algorithm>.txt` in a day folder from (relative path, digest).
 
-        Left alone when it already says exactly that.
+        Left alone when it already says exactly that; removed when nothing is left to list (every
+        recording of that day purged), so no empty manifest makes `sha256sum -c` fail.
         """
         data = "".join(_manifest_line(digest, rel) for rel, digest in sorted(entries)).encode()
         name = f"manifest-{algorithm}.txt"
         try:
             with self.folder(day) as folder:
+                if not data:
+                    folder.unlink(name)
+                    folder.sync()
+                    return day / name
                 try:
                     if folder.read_bytes(name) == data:
                         return day / name

@@ -64,6 +64,14 @@ MATRIX: dict[str, frozenset[str]] = {
     "rebuild-catalog": frozenset({"admin"}),
     "access show": frozenset({"auditor", "admin"}),
     "access check": frozenset({"auditor", "admin"}),
+    "recordings classify": frozenset({"legal", "admin"}),
+    "hold add": frozenset({"legal", "admin"}),
+    "hold remove": frozenset({"legal", "admin"}),
+    "hold list": _READERS,
+    "retention plan": _READERS,
+    "retention requests": _READERS,
+    "retention purge": frozenset({"admin"}),  # requests a purge, and carries out an approved one
+    "retention approve": frozenset({"auditor", "legal"}),  # never the person who requested it
 }
 
 # Commands an officer runs only over their own recordings and the cases they act in.

@@ -1,0 +1,239 @@
+"""Retention on a real station: due dates by a fake clock (ARCHIVER_NOW), holds, backups and open cases
+holding footage back, the two-person purge and its tombstones, a purge killed at random moments, and
+the archive disk's capacity."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import REPO, archive_problems, mount
+from daemon_util import DaemonProcess, wait_for
+
+from archiver.config import load_config
+from archiver.retention import purge as lib
+from archiver.workspace import open_workspace
+
+ARCHIVER = REPO / ".venv" / "bin" / "archiver"
+SHANGHAI_DAY = "T00:00:00+08:00"
+
+
+def _plan(run, when: str) -> dict:
+    os.environ["ARCHIVER_NOW"] = when
+    try:
+        result = run("retention", "plan", "--json")
+    finally:
+        del os.environ["ARCHIVER_NOW"]
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_footage_becomes_due_on_its_date_and_holds_cases_and_backups_keep_it(backed, cli, tmp_path: Path):
+    run = backed["run"]
+    backed["config"].write_text(backed["config"].read_text() + "[linking]\nclock_tolerance_s = 0\n")
+    assert run("backup", "run").exit_code == 0
+    # the card's footage ends on 3 November 2022: unlinked, kept six months, due on 4 May 2023
+    before = _plan(run, "2023-05-03T23:59:59+08:00")
+    assert before["due_now"] == [] and len(before["upcoming"]) == 6
+    assert {i["due"] for i in before["upcoming"]} == {"2023-05-04"} and {i["class"] for i in before["upcoming"]} == {
+        "unlinked"}
+    on_the_day = _plan(run, "2023-05-04" + SHANGHAI_DAY)
+    assert len(on_the_day["due_now"]) == 6 and on_the_day["classes"]["unlinked"]["due_now"] == 6
+    assert on_the_day["due_now_bytes"] == sum(i["bytes"] for i in on_the_day["due_now"]) > 0
+    # a hold keeps one; a case that is still open keeps the footage of its action
+    assert run("hold", "add", "1", "--reason", "appeal pending").exit_code == 0
+    held = _plan(run, "2023-05-04" + SHANGHAI_DAY)
+    assert [(i["id"], i["reason"]) for i in held["blocked"]] == [(1, "held")] and len(held["due_now"]) == 5
+    assert json.loads(run("hold", "list", "--json").stdout)[0]["reason"] == "appeal pending"
+    cases = tmp_path / "c.csv"
+    cases.write_text("case_no,title,stage,officers,start,end,recording_required\n"
+                     "C-1,t,调查取证,JX0227,2022-11-03T09:36:20,2022-11-03T09:36:27,true\n")
+    assert run("cases", "import", cases).exit_code == 0
+    linked = {r["id"] for r in json.loads(run("recordings", "list", "--case", "C-1", "--json").stdout)}
+    opened = _plan(run, "2023-05-04" + SHANGHAI_DAY)
+    assert 1 not in linked and 0 < len(linked) < 5
+    assert not linked & {i["id"] for i in opened["due_now"] + opened["blocked"]}
+    assert opened["kept"] == len(linked) and len(opened["due_now"]) == 6 - len(linked | {1})
+    # closed, with a class of ten years: due ten years and a day after the closing
+    cases.write_text("case_no,title,stage,officers,start,end,recording_required,保存期限,结案日期\n"
+                     "C-1,t,调查取证,JX0227,2022-11-03T09:36:20,2022-11-03T09:36:27,true,case_10y,2023/6/1\n")
+    assert run("cases", "import", cases).exit_code == 0
+    closed = _plan(run, "2033-06-01T23:00:00+08:00")
+    assert {i["id"] for i in closed["upcoming"]} == linked - {1}
+    assert {i["due"] for i in closed["upcoming"]} == {"2033-06-02"}
+    assert run("hold", "remove", "1", "--reason", "appeal decided").exit_code == 0
+    # a third target the footage is not on yet: nothing is due until the next backup run
+    config = backed["config"]
+    third = tmp_path / "t3"
+    third.mkdir()
+    config.write_text(config.read_text().replace(f"'{backed['targets'][1]}'", f"'{backed['targets'][1]}', '{third}'"))
+    waiting = _plan(run, "2023-05-04" + SHANGHAI_DAY)
+    assert waiting["due_now"] == [] and {i["reason"] for i in waiting["blocked"]} == {"not_backed_up"}
+    assert run("backup", "run").exit_code == 0
+    assert len(_plan(run, "2023-05-04" + SHANGHAI_DAY)["due_now"]) == 6 - len(linked)
+    # an unknown class in a case file is refused, nothing imported
+    cases.write_text("case_no,title,stage,officers,start,end,recording_required,保存期限\n"
+                     "C-2,t,s,JX0227,2022-11-03T09:36:20,2022-11-03T09:36:27,true,forever\n")
+    bad = run("cases", "import", cases)
+    assert bad.exit_code == 2 and "retention class(es) forever are not in retention.classes" in bad.output
+
+
+def test_invalid_is_set_by_a_person_with_a_reason_and_never_on_linked_footage(backed, tmp_path: Path):
+    run = backed["run"]
+    assert run("recordings", "classify", "2", "invalid", "--reason", "").exit_code == 2
+    assert run("recordings", "classify", "2", "nonsense", "--reason", "x").exit_code == 2
+    assert run("recordings", "classify", "2", "invalid", "--reason", "pocket recording").exit_code == 0
+    assert run("backup", "run").exit_code == 0
+    due = _plan(run, "2022-11-11" + SHANGHAI_DAY)  # seven days after 3 November, and a day
+    assert [(i["id"], i["class"]) for i in due["due_now"]] == [(2, "invalid")]
+    assert run("hold", "add", "2", "--reason", "complaint").exit_code == 0
+    assert run("recordings", "classify", "2", "invalid", "--reason", "again").exit_code == 2
+
+
+def _station(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    """A data dir with `count` small recordings of 1 March 2022, unlinked, ingested and verified."""
+    card = tmp_path / "card" / "RECORD"
+    card.mkdir(parents=True)
+    rng = random.Random(7)
+    for i in range(count):
+        (card / f"TX{i % 6:05d}_JX{i % 6:04d}_20220301{i // 60:02d}{i % 60:02d}00.MP4").write_bytes(
+            rng.randbytes(2000 + i))
+    data = tmp_path / "data"
+    config = tmp_path / "archiver.toml"
+    config.write_text("")
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
+    subprocess.run([str(ARCHIVER), "ingest", str(tmp_path / "card")], env=env, check=True, capture_output=True)
+    return data, config
+
+
+def _approved_request(data: Path, config: Path, when: str) -> int:
+    """A purge of everything due, requested by root and approved by a second person (the library, acting
+    as that person: the identity check is the same code the service runs)."""
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
+    made = subprocess.run([str(ARCHIVER), "retention", "purge", "--request", "--json"], env=env,
+                          capture_output=True, text=True, check=True)
+    request = json.loads(made.stdout)["id"]
+    same = subprocess.run([str(ARCHIVER), "retention", "approve", str(request)], env=env, capture_output=True,
+                          text=True)
+    assert same.returncode == 4 and "a different person (auditor or legal) must approve it" in same.stderr
+    ws = open_workspace(load_config(config, data), upgrade=False)
+    try:
+        lib.approve(ws.acting({"user": "auditor-wang", "uid": 12345, "role": "auditor"}), request,
+                    datetime.fromisoformat(when))
+    finally:
+        ws.close()
+    return request
+
+
+def test_a_purge_killed_at_ten_random_moments_then_run_once_leaves_each_recording_whole_or_a_tombstone(
+        tmp_path: Path):
+    data, config = _station(tmp_path, 200)
+    when = "2022-09-01T23:59:59+08:00"  # ended 1 March: six months run to 1 September, nothing due yet
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
+    nothing = subprocess.run([str(ARCHIVER), "retention", "purge", "--request"], env=env, capture_output=True,
+                             text=True)
+    assert nothing.returncode == 2 and "nothing is due for purging on 2022-09-01" in nothing.stderr
+    when = "2022-09-02" + SHANGHAI_DAY
+    request = _approved_request(data, config, when)
+    env["ARCHIVER_NOW"] = when
+    rng = random.Random(13)
+    for _kill in range(10):
+        proc = subprocess.Popen([str(ARCHIVER), "retention", "purge", str(request)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.05, 1.2))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        ws = open_workspace(load_config(config, data), upgrade=False)
+        try:
+            for rec in _recordings(ws):
+                on_disk = (data / rec.archive_path).exists()
+                assert rec.purged_at is not None or on_disk, rec.id  # never gone without its tombstone
+        finally:
+            ws.close()
+    done = subprocess.run([str(ARCHIVER), "retention", "purge", str(request), "--json"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ws = open_workspace(load_config(config, data), upgrade=False)
+    try:
+        recordings = _recordings(ws)
+    finally:
+        ws.close()
+    assert all(r.purged_at is not None and not (data / r.archive_path).exists() for r in recordings)
+    assert archive_problems(data) == []  # every manifest left passes sha256sum -c
+    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == [], verify.stdout
+    events = [json.loads(line) for line in (data / "custody.jsonl").read_text().splitlines()]
+    purged = {e["subject"]["sha256"] for e in events if e["action"] == "purge"}
+    assert purged == {r.sha256 for r in recordings}
+    assert [e["action"] for e in events].count("purge_done") == 1
+    assert not list((data / "archive").rglob("*.MP4"))
+
+
+def _recordings(ws):
+    from sqlalchemy import select
+
+    from archiver.catalog import Recording
+
+    with ws.catalog.session() as session:
+        rows = list(session.scalars(select(Recording).order_by(Recording.id)))
+        for row in rows:
+            session.expunge(row)
+    return rows
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_capacity_figures_the_warning_and_no_clearing_below_min_free(tmpfs, card: Path, tmp_path: Path):
+    data = tmpfs("archive-disk", "48m") / "data"
+    roots = tmp_path / "media"
+    staging = tmpfs("card", "16m")
+    shutil.copytree(card, staging, dirs_exist_ok=True)
+    daemon = DaemonProcess(tmp_path, data, [roots],
+                           extra='clear_after = "verified"\n[capacity]\nwarn_days = 1000000\nmin_free = "1 TiB"\n')
+    try:
+        (roots / "TA00716").mkdir(parents=True)
+        mount("--bind", str(staging), str(roots / "TA00716"))
+        wait_for(lambda: daemon.log().count("not cleared yet: the archive has less than capacity.min_free free") == 6,
+                 60, "clearing refused")
+        wait_for(lambda: "archive disk filling" in daemon.log(), 30, "the capacity warning")
+    finally:
+        assert daemon.stop() == 0
+        subprocess.run(["umount", "-l", str(roots / "TA00716")], check=False)
+    assert len([p for p in staging.rglob("*") if p.is_file()]) == 8  # nothing left the recorder
+    assert "cleared from recorder" not in daemon.log()
+    status = subprocess.run([str(ARCHIVER), "--config", str(daemon.config), "--data-dir", str(data), "status",
+                             "--json"], capture_output=True, text=True, check=True)
+    room = json.loads(status.stdout)["capacity"]
+    st = os.statvfs(data / "archive")
+    size = sum(p.stat().st_size for p in (data / "archive").rglob("*") if p.is_file() and "manifest" not in p.name)
+    assert abs(room["free_bytes"] - st.f_bavail * st.f_frsize) < 1 << 20
+    assert room["daily_growth_bytes"] == size // 30
+    assert room["days_until_full"] == room["free_bytes"] // room["daily_growth_bytes"]
+    assert room["low"] is True and room["warn_days"] == 1000000
+    text = subprocess.run([str(ARCHIVER), "--config", str(daemon.config), "--data-dir", str(data), "status"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "WARNING: fewer than capacity.warn_days = 1000000" in text
+
+
+def test_a_rebuilt_catalog_keeps_the_tombstones(tmp_path: Path):
+    data, config = _station(tmp_path, 12)
+    when = "2022-09-02" + SHANGHAI_DAY
+    request = _approved_request(data, config, when)
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
+    subprocess.run([str(ARCHIVER), "retention", "purge", str(request)], env=env, check=True, capture_output=True)
+    (data / "catalog.db").rename(tmp_path / "lost.db")
+    rebuilt = subprocess.run([str(ARCHIVER), "rebuild-catalog"], env=env, capture_output=True, text=True)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    listed = json.loads(subprocess.run([str(ARCHIVER), "recordings", "list", "--json"], env=env, check=True,
+                                       capture_output=True, text=True).stdout)
+    assert len(listed) == 12 and all("purged" in r["flags"] for r in listed)
+    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    assert json.loads(verify.stdout)["problems"] == []
