@@ -63,7 +63,7 @@ def main() -> None:
                                         closed_at=begin + timedelta(days=60))
                             session.add(case)
                             session.flush()
-                            session.add(CaseLink(case_id=case.id, recording_id=rec.id, kind="linked"))
+                            session.add(CaseLink(case_id=case.id, recording_id=rec.id, kind="linked", by="sim"))
                         total += size
                 day += timedelta(days=1)
             commit(session)
