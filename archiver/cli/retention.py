@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
+from sqlalchemy import select
 
+from archiver.cases.links import resolve_case_no
 from archiver.catalog import Case, Recording
 from archiver.catalog.lookup import find_recording
 from archiver.cli import App
@@ -126,16 +128,12 @@ def hold() -> None:
 
 
 def _targets(app: App, refs: tuple[str, ...], case_no: str | None) -> tuple[list[Recording], Case | None]:
-    from archiver.cases.links import resolve_case_no
-
     if bool(refs) == bool(case_no):
         raise ArchiverError(_("give recording references or --case (one of them)"))
     catalog = app.workspace().catalog
     if case_no:
         number = resolve_case_no(catalog, case_no)
         with catalog.reading() as session:
-            from sqlalchemy import select
-
             case = session.scalars(select(Case).where(Case.case_no == number)).first()
         if case is None:
             raise NotFoundError(_("no case {case_no!r}").format(case_no=case_no))
