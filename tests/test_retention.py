@@ -237,3 +237,24 @@ def test_a_rebuilt_catalog_keeps_the_tombstones(tmp_path: Path):
     assert len(listed) == 12 and all("purged" in r["flags"] for r in listed)
     verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
     assert json.loads(verify.stdout)["problems"] == []
+
+
+def test_a_tombstone_without_its_purge_event_is_reported_as_deleted_evidence(tmp_path: Path):
+    """Someone with the catalog in hand marks a recording purged and deletes its file: verify says so."""
+    import sqlite3
+
+    data, config = _station(tmp_path, 3)
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
+    db = sqlite3.connect(data / "catalog.db")
+    (rel,) = db.execute("select archive_path from recordings where id = 2").fetchone()
+    db.execute("update recordings set purged_at = '2022-10-01 00:00:00' where id = 2")
+    db.commit()
+    db.close()
+    path = data / rel
+    path.parent.chmod(0o750)
+    path.unlink()
+    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    problems = json.loads(verify.stdout)["problems"]
+    assert verify.returncode == 1
+    assert any(p["kind"] == "custody_missing_event" and "marked purged, but no purge event" in p["detail"]
+               for p in problems), problems

@@ -239,6 +239,11 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     report.custody_events = result.events
     report.anchors = [{"source": source, "seq": head.seq, "hash": head.hash} for source, head in anchors if head]
     for rec in selected:
+        if rec.purged_at is not None and rec.sha256 not in result.purged:
+            report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
+                           _("recording #{id} ({archive_path}) is marked purged, but no purge event in the log "
+                             "says so: deleted evidence, hidden as a purge").format(
+                             id=rec.id, archive_path=rec.archive_path))
         if rec.sha256 not in result.ingested:
             report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
                            _("recording #{id} ({archive_path}) has no ingest event").format(

@@ -264,6 +264,7 @@ class LogCheck:
     events: int = 0
     head: Head | None = None  # the log's own last line
     ingested: dict[str, int] = field(default_factory=dict)  # sha256 of each recording ingested -> its first event
+    purged: set[str] = field(default_factory=set)  # sha256 of each recording a signed `purge` event removed
 
 
 def events(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -330,6 +331,8 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
             problem(Kind.CUSTODY_SIGNATURE, seq, _("signature does not verify with the station key"))
         if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
             result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
+        if event.get("action") == "purge" and isinstance(event.get("subject"), dict):
+            result.purged.add(str(event["subject"].get("sha256")))
         if seq in wanted:
             hashes[seq] = digest
         prev_hash, expected = digest, max(expected, seq) + 1
