@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
         "warn_days": 30,
         "min_free": "5 GiB",
     },
+    "report": {
+        "late_dock_hours": 24,
+    },
     "service": {
         "socket": "/run/archiver/archiver.sock",
     },
@@ -144,6 +147,11 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    late_dock_hours: float
+
+
+@dataclass(frozen=True)
 class CapacityConfig:
     warn_days: int
     min_free: int  # bytes
@@ -176,6 +184,7 @@ class Config:
     access: AccessConfig
     retention: RetentionConfig
     capacity: CapacityConfig
+    report: ReportConfig
     language: str  # "auto" (from the locale), "en" or "zh_CN"
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
@@ -336,6 +345,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         retention=RetentionConfig(_classes(raw["retention"]["classes"], where),
                                   int(raw["retention"]["verified_within_days"])),
         capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
+        report=ReportConfig(float(raw["report"]["late_dock_hours"])),
         language=raw["ui"]["language"],
         files=files,
     )

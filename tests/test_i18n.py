@@ -251,3 +251,20 @@ def test_no_module_rebinds_the_translation_function():
         offenders += [f"{path.relative_to(package)}:{n.lineno}" for n in ast.walk(tree)
                       if isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)]
     assert not offenders, offenders
+
+
+def test_no_message_hides_inside_an_f_string():
+    """`f"{_('...')}"`: the extractor does not look inside f-strings, so such a message would never reach
+    the catalog (and stay English) without any other test noticing."""
+    import ast
+
+    package = Path(i18n.__file__).resolve().parents[1]
+    hidden = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                hidden += [f"{path.relative_to(package)}:{call.lineno}" for value in node.values
+                           if isinstance(value, ast.FormattedValue) for call in ast.walk(value.value)
+                           if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                           and call.func.id in ("_", "N_", "ngettext")]
+    assert not hidden, hidden

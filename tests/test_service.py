@@ -181,6 +181,8 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "hold list": ["hold", "list"], "retention plan": ["retention", "plan"],
         "retention requests": ["retention", "requests"], "retention purge": ["retention", "purge", "999999"],
         "retention approve": ["retention", "approve", "999999"],
+        "report year": ["report", "year", "2022"], "report period": ["report", "period", "--since", "2022-11-01",
+                                                                     "--until", "2022-12-01"],
     }
 
 

@@ -56,10 +56,10 @@ def render_case(check: CaseCheck, tz: tzinfo, generated: datetime) -> str:
         parts.append(_timeline(item.recordings, action.start, action.end, cov.gaps, tz, index))
         parts.append(_table(item.recordings, tz, item.manual))
     if check.linked_only:
-        parts.append(f"<h2>{escape(_('Linked by hand, outside every action window'))}</h2>")
+        parts.append("<h2>{}</h2>".format(escape(_("Linked by hand, outside every action window"))))
         parts.append(_table(check.linked_only, tz, {r.id for r in check.linked_only}))
     if check.unlinked:
-        parts.append(f"<h2>{escape(_('Unlinked by hand (not counted)'))}</h2>")
+        parts.append("<h2>{}</h2>".format(escape(_("Unlinked by hand (not counted)"))))
         parts.append(_table(check.unlinked, tz, set()))
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -80,7 +80,7 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
     body = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
             'role="img" aria-label="{}">'.format(escape(_("timeline of action {index}").format(index=index))),
             f'<rect x="{x(start):.1f}" y="2" width="{max(1.0, x(end) - x(start)):.1f}" height="{axis - 2}" '
-            f'fill="#e3ebf6"><title>{escape(_("action window"))}</title></rect>']
+            'fill="#e3ebf6"><title>{}</title></rect>'.format(escape(_("action window")))]
     for gap in gaps:
         left, width = x(gap.start), max(2.0, x(gap.end) - x(gap.start))
         tip = "<title>{}</title>".format(escape(_("gap {start} – {end}").format(start=_t(gap.start, tz),
@@ -94,7 +94,8 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
             continue
         y = 8 + row * _ROW
         colour = _COLOURS.get(rec.media_type, _COLOURS["other"])
-        label = escape(f"#{rec.id} {_(rec.media_type)} {_t(rec.start, tz)} – {_t(rec.end, tz)}")
+        kind = _(rec.media_type)
+        label = escape(f"#{rec.id} {kind} {_t(rec.start, tz)} – {_t(rec.end, tz)}")
         if rec.media_type == "photo" or not rec.end or rec.end <= rec.start:
             body.append(f'<circle cx="{x(rec.start):.1f}" cy="{y + 6}" r="5" fill="{colour}"><title>{label}</title>'
                         "</circle>")
@@ -113,14 +114,15 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
 
 def _table(recordings: list, tz: tzinfo, manual: set[int]) -> str:
     if not recordings:
-        return f'<p class="bad">{escape(_("No recordings."))}</p>'
+        return '<p class="bad">{}</p>'.format(escape(_("No recordings.")))
     headers = ("#", _("type"), _("officer"), _("device"), _("start"), _("end"), _("link"), "SHA-256", _("archive path"))
     rows = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"]
     for r in recordings:
+        kind, link = _(r.media_type), _("manual") if r.id in manual else _("automatic")
         rows.append(
-            f"<tr><td>{r.id}</td><td>{escape(_(r.media_type))}</td><td>{escape(r.officer_no or '-')}</td>"
+            f"<tr><td>{r.id}</td><td>{escape(kind)}</td><td>{escape(r.officer_no or '-')}</td>"
             f"<td>{escape(r.device_serial or '-')}</td><td>{_t(r.start, tz)}</td><td>{_t(r.end, tz)}</td>"
-            f"<td>{escape(_('manual') if r.id in manual else _('automatic'))}</td><td><code>{r.sha256}</code></td>"
+            f"<td>{escape(link)}</td><td><code>{r.sha256}</code></td>"
             f"<td><code>{escape(r.archive_path)}</code></td></tr>")
     rows.append("</table>")
     return "".join(rows)

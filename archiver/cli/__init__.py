@@ -203,6 +203,7 @@ _COMMANDS = {
     "keys": "archiver.cli.audit:keys",
     "rebuild-catalog": "archiver.cli.audit:rebuild_catalog_cmd",
     "recordings": "archiver.cli.recordings:recordings",
+    "report": "archiver.cli.report:report",
     "retention": "archiver.cli.retention:retention",
     "status": "archiver.cli.audit:status",
     "verify": "archiver.cli.audit:verify",

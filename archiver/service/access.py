@@ -72,6 +72,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "retention requests": _READERS,
     "retention purge": frozenset({"admin"}),  # requests a purge, and carries out an approved one
     "retention approve": frozenset({"auditor", "legal"}),  # never the person who requested it
+    "report year": frozenset({"auditor", "admin"}),
+    "report period": frozenset({"auditor", "admin"}),
 }
 
 # Commands an officer runs only over their own recordings and the cases they act in.

@@ -1,0 +1,100 @@
+"""`report year|period`: the rule-of-law report's figures, as text, JSON, CSV tables or one HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from archiver.audit.annual import csv_tables, figures
+from archiver.audit.annual_html import render
+from archiver.catalog.lookup import parse_time
+from archiver.cli import App
+from archiver.cli.localized import Group
+from archiver.cli.output import echo_fields, echo_json, json_option
+from archiver.errors import ArchiverError
+from archiver.fs import write_atomic
+from archiver.i18n import _
+
+
+@click.group(cls=Group)
+def report() -> None:
+    """The year at a glance: recorders, recordings, cases, the full-process recording rate, docking
+    discipline, backups, verify runs and the custody log, per year and month. These are the figures of
+    the yearly rule-of-law report (法治政府建设工作报告)."""
+
+
+def _outputs(f):
+    f = click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Also write one self-contained HTML page (prints on A4).")(f)
+    f = click.option("--csv", "csv_dir", type=click.Path(path_type=Path, file_okay=False),
+                     help="Also write one CSV table per file into this folder (UTF-8 with BOM, for Excel).")(f)
+    return json_option("Print every figure as one JSON object.")(f)
+
+
+@report.command()
+@click.argument("year", type=click.IntRange(2000, 2100))
+@_outputs
+@click.pass_obj
+def year(app: App, year: int, html_file: Path | None, csv_dir: Path | None, as_json: bool) -> None:
+    """The figures of one calendar YEAR, in the configured time zone."""
+    tz = app.config.timezone
+    _report(app, datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz),
+            _("Enforcement recording in {year}").format(year=year), html_file, csv_dir, as_json)
+
+
+@report.command()
+@click.option("--since", required=True, metavar="TIME", help="From this time (ISO 8601, or a date).")
+@click.option("--until", required=True, metavar="TIME", help="Up to this time, not included.")
+@_outputs
+@click.pass_obj
+def period(app: App, since: str, until: str, html_file: Path | None, csv_dir: Path | None, as_json: bool) -> None:
+    """The figures of any period [--since, --until)."""
+    start, end = parse_time(since, app.config.timezone), parse_time(until, app.config.timezone)
+    if end <= start:
+        raise ArchiverError(_("--until must be after --since"))
+    _report(app, start, end, _("Enforcement recording {since} – {until}").format(since=since, until=until),
+            html_file, csv_dir, as_json)
+
+
+def _report(app: App, since: datetime, until: datetime, title: str, html_file: Path | None, csv_dir: Path | None,
+            as_json: bool) -> None:
+    data = figures(app.workspace(), since, until, app.config.report.late_dock_hours)
+    app.record("lookup", {"report": title}, {"since": data["since"], "until": data["until"]})
+    if html_file is not None:
+        with app.files.output_file(html_file) as where:
+            write_atomic(where, render(data, title).encode(), mode=0o644)
+    if csv_dir is not None:
+        with app.files.output_tree(app.files.absolute(csv_dir)) as where:
+            where.mkdir(parents=True, exist_ok=True)
+            for name, rows in csv_tables(data).items():
+                buffer = io.StringIO()
+                columns = list(rows[0]) if rows else ["-"]
+                writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+                write_atomic(where / f"{name}.csv", ("\ufeff" + buffer.getvalue()).encode(), mode=0o644)
+    if as_json:
+        echo_json(data)
+        return
+    rate = data["compliance_rate"]
+    click.echo(title)
+    echo_fields([
+        (_("recorders"), str(data["recorders"])),
+        (_("recordings"), _("{count}: {video} h of video, {audio} h of audio, {photos} photo(s)").format(
+            count=data["recordings"], video=data["video_hours"], audio=data["audio_hours"], photos=data["photos"])),
+        (_("cases"), _("{cases}, {actions} action(s), {required} to be recorded, {compliant} without a gap "
+                       "({rate})").format(cases=data["cases"], actions=data["actions"],
+                                          required=data["required_actions"], compliant=data["compliant_actions"],
+                                          rate="-" if rate is None else f"{rate:.1%}")),
+        (_("docking"), _("median {median} h, 95% within {p95} h; {late} later than {hours} h").format(
+            median=data["dock_delay_hours"]["median"], p95=data["dock_delay_hours"]["p95"],
+            late=data["late_docks"], hours=data["late_dock_hours"])),
+        (_("backups"), _("{count} recording(s) not yet on every target").format(
+            count=data["backups"]["not_on_every_target"])),
+        (_("verify"), _("{runs} run(s), {problems} problem(s)").format(runs=data["verify_runs"],
+                                                                        problems=data["verify_problems"])),
+    ])
