@@ -76,3 +76,32 @@ def test_report_of_unknown_case_and_unwritable_target(cli, tmp_path: Path):
     assert cli("cases", "import", write(tmp_path / "cases.csv", HEADER + ROWS)).exit_code == 0
     bad = cli("cases", "report", CASE, "--html", tmp_path / "missing" / "x.html")
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: cannot write the report to")
+
+
+def test_report_shows_what_each_video_shows_made_once_and_kept_out_of_the_archive(cli, tmp_path: Path, data_dir):
+    from archiver.dock.simulate import RecorderSpec
+
+    card = tmp_path / "ten"
+    make_recorder(card, RecorderSpec(serial="TC00010", officer="JX0010", segments=10, audio=0, photos=0))
+    videos = sorted(card.rglob("*.MP4"))
+    assert len(videos) == 10
+    cut = videos[4]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 3])  # truncated: ffmpeg cannot read it
+    assert cli("ingest", card).exit_code in (0, 1)  # archived either way, the cut one flagged unreadable
+    rows = "case_no,title,stage,officers,start,end,recording_required\n" \
+           "图-1,t,调查取证,JX0010,2022-11-03T09:36:21,2022-11-03T09:37:01,true\n"
+    assert cli("cases", "import", write(tmp_path / "c.csv", rows)).exit_code == 0
+    page = tmp_path / "pictures.html"
+    assert cli("cases", "report", "图-1", "--html", page).exit_code == 0
+    html = page.read_text(encoding="utf-8")
+    assert html.count('<img class="frames"') == 9 and html.count("no pictures: ffmpeg cannot read this file") == 1
+    assert page.stat().st_size < 2 << 20 and not re.search(r"""(src|href)=["']?(https?:|//)""", html)
+    cache = data_dir / "cache" / "thumbnails"
+    made = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(made) == 10 and not list((data_dir / "archive").rglob("*.jpg"))
+    frame = Image.open(next(p for p in cache.iterdir() if p.stat().st_size))
+    assert frame.width == 4 * 160  # four frames side by side
+    again = tmp_path / "again.html"
+    assert cli("cases", "report", "图-1", "--html", again).exit_code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == made  # made once
+    assert re.findall(r'src="(data:[^"]+)"', again.read_text()) == re.findall(r'src="(data:[^"]+)"', html)

@@ -23,7 +23,7 @@ h1 {{ font-size: 22px; margin-bottom: 4px; }} h2 {{ font-size: 17px; margin: 28p
 table {{ border-collapse: collapse; font-size: 12px; margin-top: 8px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
 code {{ font-size: 11px; word-break: break-all; }} .meta {{ color: #555; font-size: 13px; }}
-svg {{ border: 1px solid #ddd; background: #fafafa; }}
+svg {{ border: 1px solid #ddd; background: #fafafa; }} img.frames {{ height: 60px; }}
 """
 
 
@@ -31,7 +31,11 @@ def _t(value: datetime | None, tz: tzinfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def render_case(check: CaseCheck, tz: tzinfo, generated: datetime) -> str:
+def render_case(check: CaseCheck, tz: tzinfo, generated: datetime,
+                pictures: dict[int, str | None] | None = None) -> str:
+    """The page; `pictures`: per video recording, a data: URI of its frames, or None (ffmpeg could not
+    read it: a note says so)."""
+    pictures = pictures or {}
     case = check.case
     verdict = _("compliant") if check.compliant else _("NOT compliant: recording gaps")
     lang = "zh-CN" if current().startswith("zh") else "en"
@@ -54,13 +58,13 @@ def render_case(check: CaseCheck, tz: tzinfo, generated: datetime) -> str:
         parts.append(f'<div class="meta">{escape(summary)} · '
                      f'<span class="{"ok" if item.compliant else "bad"}">{escape(status)}</span></div>')
         parts.append(_timeline(item.recordings, action.start, action.end, cov.gaps, tz, index))
-        parts.append(_table(item.recordings, tz, item.manual))
+        parts.append(_table(item.recordings, tz, item.manual, pictures))
     if check.linked_only:
         parts.append("<h2>{}</h2>".format(escape(_("Linked by hand, outside every action window"))))
-        parts.append(_table(check.linked_only, tz, {r.id for r in check.linked_only}))
+        parts.append(_table(check.linked_only, tz, {r.id for r in check.linked_only}, pictures))
     if check.unlinked:
         parts.append("<h2>{}</h2>".format(escape(_("Unlinked by hand (not counted)"))))
-        parts.append(_table(check.unlinked, tz, set()))
+        parts.append(_table(check.unlinked, tz, set(), pictures))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -112,7 +116,7 @@ def _timeline(recordings: list, start: datetime, end: datetime, gaps, tz: tzinfo
     return "".join(body)
 
 
-def _table(recordings: list, tz: tzinfo, manual: set[int]) -> str:
+def _table(recordings: list, tz: tzinfo, manual: set[int], pictures: dict[int, str | None]) -> str:
     if not recordings:
         return '<p class="bad">{}</p>'.format(escape(_("No recordings.")))
     headers = ("#", _("type"), _("officer"), _("device"), _("start"), _("end"), _("link"), "SHA-256", _("archive path"))
@@ -124,5 +128,10 @@ def _table(recordings: list, tz: tzinfo, manual: set[int]) -> str:
             f"<td>{escape(r.device_serial or '-')}</td><td>{_t(r.start, tz)}</td><td>{_t(r.end, tz)}</td>"
             f"<td>{escape(link)}</td><td><code>{r.sha256}</code></td>"
             f"<td><code>{escape(r.archive_path)}</code></td></tr>")
+        if r.id in pictures:
+            picture = pictures[r.id]
+            shown = (f'<img class="frames" alt="#{r.id}" src="{picture}">' if picture else
+                     '<span class="bad">{}</span>'.format(escape(_("no pictures: ffmpeg cannot read this file"))))
+            rows.append(f'<tr><td></td><td colspan="8">{shown}</td></tr>')
     rows.append("</table>")
     return "".join(rows)

@@ -10,6 +10,7 @@ import click
 from archiver.cases import links as lib
 from archiver.cases.casefile import read_case_file
 from archiver.cases.report import render_case
+from archiver.cases.thumbnails import strip
 from archiver.catalog.lookup import find_recording, recording_json
 from archiver.cli import App
 from archiver.cli.localized import Group
@@ -275,7 +276,11 @@ def report(app: App, case_no: str, html_file: Path) -> None:
     recording and the gaps in red, and the recordings with their hashes."""
     case_no = lib.resolve_case_no(app.workspace().catalog, case_no)
     (item,) = lib.check_cases(app.workspace().catalog, [case_no], app.config.linking, full=True)
-    page = render_case(item, app.config.timezone, datetime.now(UTC))
+    videos = {r.id: r for a in item.actions for r in a.recordings if r.media_type == "video"}
+    videos |= {r.id: r for r in item.linked_only if r.media_type == "video"}
+    pictures = {rid: strip(app.config.data_dir, r.archive_path, r.sha256, r.duration_s)
+                for rid, r in videos.items() if getattr(r, "purged_at", None) is None}
+    page = render_case(item, app.config.timezone, datetime.now(UTC), pictures)
     app.record("lookup", {"case_no": case_no}, {"command": "cases report",
                                                 "file": str(app.files.absolute(html_file))})
     try:

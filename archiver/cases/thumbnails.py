@@ -1,0 +1,58 @@
+"""Pictures of what a video shows, for the case report: a strip of small frames taken by ffmpeg at even
+intervals, made once per recording and kept in `<data_dir>/cache/thumbnails` (never in the archive's
+folders), then inlined in the page as a data: URI so the page stays self-contained."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import ffmpeg
+
+log = logging.getLogger(__name__)
+
+FRAMES = 4  # frames per strip, evenly spread over the recording
+WIDTH = 160  # pixels per frame
+CACHE = Path("cache") / "thumbnails"
+NONE = b""  # the cached answer for a file ffmpeg cannot read: not asked again
+
+
+def strip(data_dir: Path, archive_path: str, sha256: str, duration_s: float | None) -> str | None:
+    """A data: URI of the recording's strip (JPEG), or None when ffmpeg cannot read it."""
+    cache = data_dir / CACHE
+    cache.mkdir(parents=True, exist_ok=True, mode=0o750)
+    cached = cache / f"{sha256}.jpg"
+    try:
+        data = cached.read_bytes()
+    except FileNotFoundError:
+        data = _make(data_dir / archive_path, duration_s)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, cached)
+    if data == NONE:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def _make(path: Path, duration_s: float | None) -> bytes:
+    if not duration_s or duration_s <= 0:
+        return NONE
+    with tempfile.TemporaryDirectory(prefix="archiver-thumbs-") as scratch:
+        out = Path(scratch) / "strip.jpg"
+        try:
+            (ffmpeg.input(str(path))
+             .filter("fps", fps=f"{FRAMES}/{duration_s:.3f}")
+             .filter("scale", WIDTH, -2)
+             .filter("tile", f"{FRAMES}x1")
+             .output(str(out), vframes=1, **{"q:v": 6})
+             .overwrite_output().run(quiet=True))
+            return out.read_bytes() if out.exists() and out.stat().st_size else NONE
+        except ffmpeg.Error as exc:
+            log.info("no thumbnails path=%s error=%s", path, (exc.stderr or b"")[-200:])
+            return NONE
