@@ -20,9 +20,11 @@ from archiver.cases.links import import_cases
 from archiver.catalog import BackupObject, Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.config import load_config
+from archiver.i18n import speaking
 from archiver.workspace import open_workspace
 
 TZ = ZoneInfo("Asia/Shanghai")
+CASES_PER_KIND = 8  # per month: 8 cases of each kind A, B, D (288 cases in the year)
 BAR = (0x1F, 0x77, 0xB4)
 
 
@@ -73,12 +75,15 @@ def _seed(data: Path, config: Path) -> None:
             def at(hour: int, minute: int, day: datetime = day) -> datetime:
                 return day.replace(hour=hour, minute=minute)
 
-            records += [
-                CaseRecord(f"A-{month}", "a", [ActionRecord("调查取证", ("JX0000",), at(9, 1), at(9, 9), True),
-                                               ActionRecord("送达", ("JX0002",), at(9, 0), at(9, 5), False)]),
-                CaseRecord(f"B-{month}", "b", [ActionRecord("调查取证", ("JX0001",), at(9, 0), at(9, 15), True)]),
-                CaseRecord(f"D-{month}", "d", [ActionRecord("执行", ("JX9999",), at(14, 0), at(14, 30), True)]),
-            ]
+            for i in range(CASES_PER_KIND):
+                records += [
+                    CaseRecord(f"A-{month}-{i}", "a", [
+                        ActionRecord("调查取证", ("JX0000",), at(9, 1), at(9, 9), True),
+                        ActionRecord("送达", ("JX0002",), at(9, 0), at(9, 5), False)]),
+                    CaseRecord(f"B-{month}-{i}", "b", [
+                        ActionRecord("调查取证", ("JX0001",), at(9, 0), at(9, 15), True)]),
+                    CaseRecord(f"D-{month}-{i}", "d", [ActionRecord("执行", ("JX9999",), at(14, 0), at(14, 30), True)]),
+                ]
         import_cases(ws.catalog, records, ws.cfg.linking)
     finally:
         ws.close()
@@ -100,11 +105,13 @@ def test_every_figure_of_the_year_is_what_the_seeding_implies(seeded, tmp_path: 
     year = json.loads(result.stdout)
     assert (year["recorders"], year["recordings"], year["video_hours"], year["audio_hours"], year["photos"]) == \
         (6, 6 * 78, 78.0, 0.0, 0)
-    assert (year["cases"], year["actions"], year["required_actions"], year["compliant_actions"]) == (36, 48, 36, 12)
-    assert year["compliance_rate"] == round(12 / 36, 4)
-    assert len(year["gaps"]) == 24 and len(year["unrecorded_actions"]) == 12
+    n = CASES_PER_KIND
+    assert (year["cases"], year["actions"], year["required_actions"], year["compliant_actions"]) == \
+        (36 * n, 48 * n, 36 * n, 12 * n)
+    assert year["compliance_rate"] == round(1 / 3, 4)
+    assert len(year["gaps"]) == 24 * n and len(year["unrecorded_actions"]) == 12 * n
     assert {g["case_no"][0] for g in year["gaps"]} == {"B", "D"}
-    b_gap = next(g for g in year["gaps"] if g["case_no"] == "B-1")
+    b_gap = next(g for g in year["gaps"] if g["case_no"] == "B-1-0")
     assert (b_gap["start"], b_gap["end"]) == ("2022-01-05T09:10:00+08:00", "2022-01-05T09:15:00+08:00")
     assert year["late_docks"] == 12 and year["late_dock_hours"] == 24
     assert year["dock_delay_hours"]["median"] == 2.0 and year["dock_delay_hours"]["p95"] == 2.0
@@ -115,9 +122,9 @@ def test_every_figure_of_the_year_is_what_the_seeding_implies(seeded, tmp_path: 
     assert (year["verify_runs"], year["verify_problems"]) == (2, 1)
     assert [m["month"] for m in year["months"]] == [f"2022-{m:02d}" for m in range(1, 13)]
     for m, month in enumerate(year["months"], 1):
-        assert (month["recordings"], month["video_hours"], month["cases"], month["actions"],
+        assert (month["recorders"], month["recordings"], month["video_hours"], month["cases"], month["actions"],
                 month["required_actions"], month["compliant_actions"], month["late_docks"]) == \
-            (6 * m, m, 3, 4, 3, 1, 1), month
+            (6, 6 * m, m, 3 * n, 4 * n, 3 * n, n, 1), month
     for key in ("recorders", "recordings", "video_hours", "cases", "required_actions", "compliant_actions",
                 "compliance_rate", "late_docks", "months"):
         assert key in year
@@ -126,10 +133,10 @@ def test_every_figure_of_the_year_is_what_the_seeding_implies(seeded, tmp_path: 
     assert months.startswith("\ufeff".encode())
     rows = list(csv.DictReader(months.decode("utf-8-sig").splitlines()))
     assert [int(r["recordings"]) for r in rows] == [6 * m for m in range(1, 13)]
-    assert (tmp_path / "csv" / "gaps.csv").read_text(encoding="utf-8-sig").count("\n") == 25
+    assert (tmp_path / "csv" / "gaps.csv").read_text(encoding="utf-8-sig").count("\n") == 24 * n + 1
     # a period: the same counting, any bounds
     march = json.loads(seeded("report", "period", "--since", "2022-03-01", "--until", "2022-04-01", "--json").stdout)
-    assert (march["recordings"], march["cases"], march["late_docks"]) == (18, 3, 1)
+    assert (march["recordings"], march["cases"], march["late_docks"]) == (18, 3 * n, 1)
 
 
 def _chromium() -> str:
@@ -146,7 +153,13 @@ def test_the_html_is_self_contained_and_its_bars_match_the_months(seeded, tmp_pa
     assert seeded("report", "year", "2022", "--html", page).exit_code == 0
     html = page.read_text(encoding="utf-8")
     assert "<script" not in html and not re.search(r"""(src|href)=["']?(https?:|//)""", html)
-    assert "@page { size: A4" in html
+    assert "@page { size: A4" in html and '<html lang="en">' in html and "Recordings per month" in html
+    chinese = tmp_path / "年度.html"
+    with speaking("zh_CN"):  # what a person with a Chinese locale gets
+        assert seeded("report", "year", "2022", "--html", chinese).exit_code == 0
+    zh = chinese.read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in zh and "每月记录文件数" in zh and "执法全过程记录率" in zh
+    assert "2022 年执法记录情况" in zh
     first = html[html.index('id="recordings-per-month"'):html.index("</svg>", html.index('id="recordings-per-month"'))]
     assert [float(v) for v in re.findall(r'data-value="([\d.]+)"', first)] == [6 * m for m in range(1, 13)]
     shot = tmp_path / "year.png"

@@ -43,7 +43,8 @@ def _rate(part: int, whole: int) -> float | None:
 def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: float) -> dict[str, Any]:
     """Every figure of the period [since, until): recorders, recordings, hours, cases and the full-process
     check, docking discipline, backups, verify runs, custody events, retrievals, holds and purges."""
-    months = {m: {"month": m, "recordings": 0, "video_hours": 0.0, "audio_hours": 0.0, "photos": 0, "bytes": 0,
+    months = {m: {"month": m, "recorders": 0, "recordings": 0, "video_hours": 0.0, "audio_hours": 0.0, "photos": 0,
+                  "bytes": 0,
                   "cases": 0, "actions": 0, "required_actions": 0, "compliant_actions": 0, "compliance_rate": None,
                   "late_docks": 0} for m in months_between(since, until)}
     late = timedelta(hours=late_dock_hours)
@@ -59,6 +60,7 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
             on_targets[rid].add(target)
         verify_runs = list(session.execute(select(VerifyRun.finished_at, VerifyRun.checked, VerifyRun.problems)
                                            .where(VerifyRun.finished_at >= since, VerifyRun.finished_at < until)))
+    month_recorders: dict[str, set[str]] = defaultdict(set)
     per_recorder: dict[str, dict[str, Any]] = {}
     per_officer: dict[str, dict[str, Any]] = {}
     delays, late_docks = [], []
@@ -86,12 +88,16 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
             per_recorder[rec.device_serial or "-"]["late_docks"] += 1
             per_officer[rec.officer_no or "-"]["late_docks"] += 1
         if month is not None:
+            if rec.device_serial:
+                month_recorders[month["month"]].add(rec.device_serial)
             month["recordings"] += 1
             month["bytes"] += rec.size
             month["photos"] += rec.media_type == "photo"
             if rec.media_type in ("video", "audio"):
                 month[f"{rec.media_type}_hours"] += seconds / 3600
             month["late_docks"] += delay > late
+    for name, month in months.items():
+        month["recorders"] = len(month_recorders.get(name, ()))
     for row in (*per_recorder.values(), *per_officer.values(), *months.values()):
         row["video_hours"], row["audio_hours"] = round(row["video_hours"], 2), round(row["audio_hours"], 2)
 
