@@ -119,6 +119,14 @@ def archive_problems(data_dir: Path) -> list[str]:
     return problems
 
 
+def chromium() -> str:
+    """Headless Chromium, to screenshot the HTML reports."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return name
+    pytest.fail("chromium is missing: scripts/test installs Debian's chromium")
+
+
 def mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 

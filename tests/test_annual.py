@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import chromium
 from PIL import Image
 
 from archiver.cases.casefile import ActionRecord, CaseRecord
@@ -139,15 +140,6 @@ def test_every_figure_of_the_year_is_what_the_seeding_implies(seeded, tmp_path: 
     assert (march["recordings"], march["cases"], march["late_docks"]) == (18, 3 * n, 1)
 
 
-def _chromium() -> str:
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return name
-    pytest.fail("chromium is missing: scripts/test installs Debian's chromium")
-
-
 def test_the_html_is_self_contained_and_its_bars_match_the_months(seeded, tmp_path: Path):
     page = tmp_path / "year.html"
     assert seeded("report", "year", "2022", "--html", page).exit_code == 0
@@ -163,7 +155,7 @@ def test_the_html_is_self_contained_and_its_bars_match_the_months(seeded, tmp_pa
     first = html[html.index('id="recordings-per-month"'):html.index("</svg>", html.index('id="recordings-per-month"'))]
     assert [float(v) for v in re.findall(r'data-value="([\d.]+)"', first)] == [6 * m for m in range(1, 13)]
     shot = tmp_path / "year.png"
-    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=900,1200",
                     f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)

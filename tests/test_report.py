@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from conftest import chromium
 from PIL import Image
 from test_cases import CASE, HEADER, HOLEY, ROWS, write
 
 from archiver.cases.report import GAP_COLOUR
 from archiver.dock.simulate import make_recorder
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return name
-    pytest.fail("chromium is missing: scripts/test installs Debian's chromium")
 
 
 def _red_columns(png: Path) -> list[int]:
@@ -56,7 +48,7 @@ def test_report_renders_gaps_in_headless_chromium(cli, tmp_path: Path):
     assert shown == linked and len(shown) == 4  # every linked recording, with its full hash
 
     shot = tmp_path / "report.png"
-    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1100,1400",
                     f"--screenshot={shot}", page.as_uri()],
