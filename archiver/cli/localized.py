@@ -77,9 +77,9 @@ def help_text(help: str | None) -> str:
 def first_sentence(text: str, limit: int) -> str:
     """The first sentence of `text` (ended by '. ' or '。'), cut to `limit` columns."""
     sentence = text.split("\n\n")[0].replace("\n", " ")
-    for end in ("。", "；", ". "):
+    for end, mark in (("。", "。"), ("；", "。"), (". ", ".")):
         if end in sentence:
-            sentence = sentence.split(end)[0] + end.strip()
+            sentence = sentence.split(end)[0] + mark
     if cells(sentence) <= limit:
         return sentence.strip()
     out, used = "", 0
