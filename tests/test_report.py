@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,10 @@ def test_report_shows_what_each_video_shows_made_once_and_kept_out_of_the_archiv
     assert cli("cases", "report", "图-1", "--html", again).exit_code == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == made  # made once
     assert re.findall(r'src="(data:[^"]+)"', again.read_text()) == re.findall(r'src="(data:[^"]+)"', html)
+    # a symlink planted where the cache lives is never written through
+    shutil.rmtree(cache)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cache.symlink_to(elsewhere)
+    planted = cli("cases", "report", "图-1", "--html", tmp_path / "third.html")
+    assert planted.exit_code == 3 and "symlink" in planted.stderr and not list(elsewhere.iterdir())

@@ -6,35 +6,30 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import ffmpeg
+
+from archiver.fs import Folder
 
 log = logging.getLogger(__name__)
 
 FRAMES = 4  # frames per strip, evenly spread over the recording
 WIDTH = 160  # pixels per frame
-CACHE = Path("cache") / "thumbnails"
+CACHE = PurePosixPath("cache/thumbnails")
 NONE = b""  # the cached answer for a file ffmpeg cannot read: not asked again
 
 
 def strip(data_dir: Path, archive_path: str, sha256: str, duration_s: float | None) -> str | None:
     """A data: URI of the recording's strip (JPEG), or None when ffmpeg cannot read it."""
-    cache = data_dir / CACHE
-    cache.mkdir(parents=True, exist_ok=True, mode=0o750)
-    cached = cache / f"{sha256}.jpg"
-    try:
-        data = cached.read_bytes()
-    except FileNotFoundError:
-        data = _make(data_dir / archive_path, duration_s)
-        fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, cached)
+    name = f"{sha256}.jpg"
+    with Folder.open(data_dir, CACHE, create=True) as cache:  # no symlink in the data dir is followed
+        try:
+            data = cache.read_bytes(name)
+        except FileNotFoundError:
+            data = _make(data_dir / archive_path, duration_s)
+            cache.write_file(name, data)
     if data == NONE:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
@@ -46,7 +41,7 @@ def _make(path: Path, duration_s: float | None) -> bytes:
     with tempfile.TemporaryDirectory(prefix="archiver-thumbs-") as scratch:
         out = Path(scratch) / "strip.jpg"
         try:
-            (ffmpeg.input(str(path))
+            (ffmpeg.input(f"file:{path.absolute()}")  # a name with ':' is a file, never a protocol
              .filter("fps", fps=f"{FRAMES}/{duration_s:.3f}")
              .filter("scale", WIDTH, -2)
              .filter("tile", f"{FRAMES}x1")
