@@ -87,6 +87,17 @@ DEFAULTS: dict[str, Any] = {
     "ui": {
         "language": "auto",
     },
+    "station": {
+        "id": "",  # this station's name in the county (houye): what the centre knows it by
+    },
+    "central": {
+        "url": "",  # the county's central catalog (postgresql+psycopg://...); empty: no sync
+        "interval_s": 30,  # the daemon syncs this often, and after each ingest
+        "max_backoff_s": 600,  # while the centre is unreachable, retries back off up to this
+    },
+    "catalog": {
+        "url": "",  # empty: SQLite in the data dir; the centre sets its PostgreSQL here
+    },
     "access": {
         "service_user": "archiver",
         "reader_group": "archiver",
@@ -171,6 +182,13 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class CentralConfig:
+    url: str  # empty: this station does not sync
+    interval_s: float
+    max_backoff_s: float
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     timezone: ZoneInfo
@@ -186,6 +204,9 @@ class Config:
     capacity: CapacityConfig
     report: ReportConfig
     language: str  # "auto" (from the locale), "en" or "zh_CN"
+    station_id: str  # empty: a station of its own, in no county
+    central: CentralConfig
+    catalog_url: str  # empty: SQLite in the data dir
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
 
@@ -314,6 +335,20 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if raw["ui"]["language"] not in LANGUAGE_SETTINGS:
         raise ConfigError(_("'ui.language' in {where} must be one of {items}").format(
                             where=where, items=', '.join(LANGUAGE_SETTINGS)))
+    station_id, central = raw["station"]["id"], raw["central"]
+    if station_id and not STATION_ID.match(station_id):
+        raise ConfigError(_("'station.id' in {where} is {value!r}: use 1 to 64 letters, digits, '-' or '_' (such as "
+                            "houye)").format(where=where, value=station_id))
+    for name, url in (("central.url", central["url"]), ("catalog.url", raw["catalog"]["url"])):
+        if url and not url.startswith(("postgresql://", "postgresql+psycopg://", "sqlite:///")):
+            raise ConfigError(_("'{name}' in {where} must be a database URL such as postgresql+psycopg://user@host/"
+                                "db, not {value!r}").format(name=name, where=where, value=url.split("@")[-1]))
+    if central["url"] and not station_id:
+        raise ConfigError(_("'central.url' is set in {where} but 'station.id' is not: give this station its name "
+                            "in the county ([station] id = \"houye\")").format(where=where))
+    if central["interval_s"] <= 0 or central["max_backoff_s"] < central["interval_s"]:
+        raise ConfigError(_("'central.interval_s' must be above 0 and 'central.max_backoff_s' at least as long, "
+                            "in {where}").format(where=where))
     if not raw["data_dir"]:
         raise ConfigError(_("'data_dir' in {where} is empty: give the folder for the archive and catalog").format(
                             where=where))
@@ -347,6 +382,10 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
         report=ReportConfig(float(raw["report"]["late_dock_hours"])),
         language=raw["ui"]["language"],
+        station_id=station_id,
+        central=CentralConfig(_database_url(central["url"]), float(central["interval_s"]),
+                              float(central["max_backoff_s"])),
+        catalog_url=_database_url(raw["catalog"]["url"]),
         files=files,
     )
 
@@ -361,6 +400,14 @@ def _classes(raw: dict[str, str], where: object) -> dict[str, Period]:
                                 "\"6 months\", \"30 years\" or \"permanent\"").format(
                 name=name, where=where, text=text)) from None
     return classes
+
+
+STATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _database_url(url: str) -> str:
+    """SQLAlchemy's name for PostgreSQL through psycopg 3 (plain postgresql:// would ask for psycopg2)."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)

@@ -67,6 +67,13 @@ class ServiceError(ArchiverError):
     exit_code = 3
 
 
+class CentralError(ArchiverError):
+    """The central catalog cannot be reached or does not answer: the station goes on working on its own,
+    and the next sync ships what waited."""
+
+    exit_code = 3
+
+
 class InternalError(ArchiverError):
     """An exception outside this hierarchy: a bug. The traceback goes to the log, not to the user."""
 

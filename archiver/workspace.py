@@ -48,7 +48,7 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     owners = trusted_owners(cfg)
     if upgrade:
         archive = prepare_data_dir(cfg.data_dir, owners, reader_gid(cfg.access.reader_group))
-        catalog = Catalog.for_data_dir(cfg.data_dir)
+        catalog = Catalog.for_config(cfg)
         before, _after = catalog.upgrade()
         created = ensure_station_key(cfg.data_dir)
     else:
@@ -57,7 +57,7 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
                                  data_dir=cfg.data_dir))
         check_data_dir(cfg.data_dir, owners)
         archive = Archive(cfg.data_dir)
-        catalog = Catalog.for_data_dir(cfg.data_dir)
+        catalog = Catalog.for_config(cfg)
         catalog.require_current()
         before, created = catalog.revision(), False
     key = load_station_key(cfg.data_dir, owners)

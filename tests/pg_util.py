@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL server for the tests (Debian's postgresql 15): initdb in a temporary folder,
-listening on a Unix socket only, run as the unprivileged `postgres` user (it refuses root)."""
+"""A throwaway PostgreSQL server for the tests (Debian's postgresql 15), started and stopped by
+`scripts/engines`: initdb in a temporary folder, a Unix socket only, run as the `postgres` user."""
 
 from __future__ import annotations
 
@@ -12,41 +12,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+REPO = Path(__file__).resolve().parent.parent
+ENGINES = REPO / "scripts" / "engines"
+CREATEDB = "/usr/lib/postgresql/15/bin/createdb"
 
-BIN = Path("/usr/lib/postgresql/15/bin")
 
+class PostgresServer:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.host = str(base)  # the folder of its socket: the `host` of a URL
 
-def _as_postgres(*args: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+    def _engines(self, verb: str) -> None:
+        subprocess.run([str(ENGINES), "postgres", verb, self.host], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._engines("start")
+
+    def stop(self) -> None:
+        self._engines("stop")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; `start` recovers it."""
+        self._engines("kill")
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a server; yield the folder of its socket (the `host` of a URL); stop and remove it after."""
-    if not (BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is missing: scripts/test installs Debian's postgresql")
-    base = Path(tempfile.mkdtemp(prefix="arcv-pg-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-    subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                "--encoding=UTF8", "--locale=C.UTF-8"), check=True, capture_output=True)
-    subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "start", "-D", str(data), "-w", "-l", str(base / "log"),
-                                "-o", f"-k {base} -c listen_addresses='' -c fsync=off"),
-                   check=True, capture_output=True)
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running server; stopped and removed after."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="arcv-pg-", dir="/tmp")))
+    server.start()
     try:
-        yield str(base)
+        yield server
     finally:
-        subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        subprocess.run([str(ENGINES), "postgres", "kill", server.host], capture_output=True)
+        shutil.rmtree(server.base, ignore_errors=True)
 
 
-def new_database(host: str) -> str:
+def new_database(server: PostgresServer) -> str:
     """A fresh, empty database on the server; its SQLAlchemy URL (psycopg 3)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    subprocess.run(_as_postgres(str(BIN / "createdb"), "-h", host, "-U", "postgres", name), check=True,
+    command = [CREATEDB, "-h", server.host, "-U", "postgres", name]
+    subprocess.run(["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command, check=True,
                    capture_output=True)
-    return f"postgresql+psycopg://postgres@/{name}?host={host}"
+    return f"postgresql+psycopg://postgres@/{name}?host={server.host}"
+

@@ -35,8 +35,8 @@ LINKING = LinkingConfig(clock_tolerance_s=30, max_gap_s=3)
 
 @pytest.fixture(scope="module")
 def postgres():
-    with postgres_server() as host:
-        yield host
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,8 +15,13 @@ from archiver.catalog.models import (
     PurgeRequest,
     Recording,
     Sighting,
+    Station,
+    StationEvent,
+    StationRefusal,
+    SyncState,
     VerifyRun,
 )
 
 __all__ = ["Action", "ActionLink", "ActionOfficer", "BackupObject", "Case", "CaseLink", "Catalog", "CustodyHead",
-           "Device", "Hold", "IngestRun", "PurgeRequest", "Recording", "Sighting", "VerifyRun"]
+           "Device", "Hold", "IngestRun", "PurgeRequest", "Recording", "Sighting", "Station", "StationEvent",
+           "StationRefusal", "SyncState", "VerifyRun"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archiver.errors import ArchiveStorageError, DataDirError
 from archiver.i18n import _
+
+if TYPE_CHECKING:
+    from archiver.config import Config
 
 CATALOG_FILE = "catalog.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -17,7 +21,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The newest migration; tests/test_catalog.py checks it against Alembic's own head. Kept as a
 # constant so that commands that only read the catalog need not import Alembic (start-up time).
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 def _alembic_config():
@@ -57,8 +61,8 @@ class Catalog:
     """A catalog database: the engine plus a session factory."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.engine: Engine = create_engine(url)
+        self.url = shown_url(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -68,6 +72,15 @@ class Catalog:
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Catalog:
         return cls(f"sqlite:///{data_dir / CATALOG_FILE}")
+
+    @classmethod
+    def for_config(cls, cfg: Config) -> Catalog:
+        """The catalog a config names: `catalog.url` (the centre's PostgreSQL), else SQLite in the data dir."""
+        return cls(cfg.catalog_url) if cfg.catalog_url else cls.for_data_dir(cfg.data_dir)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     def session(self) -> Session:
         return self._sessions()
@@ -109,6 +122,11 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def shown_url(url: str) -> str:
+    """A database URL as messages may show it: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def commit(session: Session) -> None:

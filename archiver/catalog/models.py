@@ -99,6 +99,9 @@ class Recording(Base):
     retention_class: Mapped[str | None] = mapped_column(String(64))  # set by a person (recordings classify)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a tombstone: the file was purged
     purge_request_id: Mapped[int | None] = mapped_column(Integer)  # purge_requests.id
+    # In a central catalog: the station whose archive holds the file (its archive_path is then
+    # "<station>:<path>"); None in a station's own catalog.
+    station: Mapped[str | None] = mapped_column(String(64), index=True)
 
     sightings: Mapped[list[Sighting]] = relationship(back_populates="recording", order_by="Sighting.id")
 
@@ -272,3 +275,59 @@ class PurgeRequest(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16))  # requested, approved, purging, done
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Station(Base):
+    """A central catalog's station: its registered public key, and how far its custody log was applied."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(128))  # ed25519:<base64>
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)  # the last event applied
+    hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of that event's line (64 zeros before the first)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StationEvent(Base):
+    """One custody event of a station, exactly as its line was, once checked and applied centrally."""
+
+    __tablename__ = "station_events"
+
+    station: Mapped[str] = mapped_column(ForeignKey("stations.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(64))
+    line: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StationRefusal(Base):
+    """An event the centre refused (bad signature, gap, fork, malformed): kept for `stations check`."""
+
+    __tablename__ = "station_refusals"
+    __table_args__ = (Index("ix_station_refusals_station_seq", "station", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))  # of the refused line: the same line refused again is one row
+    line: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncState(Base):
+    """A station's view of its sync to the centre: the last sequence number the centre holds."""
+
+    __tablename__ = "sync_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    central_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)  # the last attempt's failure; None when it went through
+    error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -205,7 +205,9 @@ _COMMANDS = {
     "recordings": "archiver.cli.recordings:recordings",
     "report": "archiver.cli.report:report",
     "retention": "archiver.cli.retention:retention",
+    "stations": "archiver.cli.central:stations",
     "status": "archiver.cli.audit:status",
+    "sync": "archiver.cli.central:sync",
     "verify": "archiver.cli.audit:verify",
     "verify-export": "archiver.cli.audit:verify_export_cmd",
 }

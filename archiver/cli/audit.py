@@ -16,7 +16,16 @@ from archiver.catalog import Case, Device, IngestRun, Recording, VerifyRun
 from archiver.catalog.lookup import parse_time
 from archiver.cli import App
 from archiver.cli.localized import Command, Group
-from archiver.cli.output import Column, TerminalProgress, echo_fields, echo_json, human_bytes, json_option, print_table
+from archiver.cli.output import (
+    Column,
+    TerminalProgress,
+    echo_fields,
+    echo_json,
+    human_bytes,
+    json_option,
+    local_time,
+    print_table,
+)
 from archiver.errors import ArchiverError
 from archiver.i18n import _
 from archiver.ledger.anchor import parse_head
@@ -112,6 +121,7 @@ def status(app: App, as_json: bool) -> None:
         "custody_head": None if head is None else {"seq": head.seq, "hash": head.hash},
         "custody_head_in_catalog": None if recorded is None else {"seq": recorded.seq, "hash": recorded.hash},
         "capacity": capacity(ws, now()),
+        "central": _central_lag(ws, tz),
     }
     if as_json:
         echo_json(data)
@@ -141,7 +151,36 @@ def status(app: App, as_json: bool) -> None:
         (_("last ingest"), ingest_line),
         (_("last verify"), verify_line),
         (_("custody head"), head_line),
+        *([(_("central"), _central_line(data["central"]))] if data["central"] else []),
     ])
+
+
+def _central_lag(ws, tz) -> dict | None:
+    from archiver.central.sync import lag
+
+    behind = lag(ws)
+    if behind is None:
+        return None
+
+    def when(value):
+        return value.astimezone(tz).isoformat() if value else None
+
+    return {"url": behind.url, "station": behind.station, "central_seq": behind.central_seq, "head": behind.head,
+            "events_behind": behind.events, "recordings_behind": behind.recordings,
+            "oldest_behind": when(behind.oldest), "synced_at": when(behind.synced_at),
+            "error": behind.error, "error_at": when(behind.error_at)}
+
+
+def _central_line(lag: dict) -> str:
+    line = _("{station} at {url}: {events_behind} event(s) not yet central ({recordings_behind} recording(s))").format(
+        **lag)
+    if lag["oldest_behind"]:
+        line += _(", the oldest from {time}").format(time=local_time(lag["oldest_behind"]))
+    line += _("; last sync {time}").format(time=local_time(lag["synced_at"]))
+    if lag["error"]:
+        line += _("; the last attempt failed at {time}: {error}").format(time=local_time(lag["error_at"]),
+                                                                          error=lag["error"])
+    return line
 
 
 @click.group(cls=Group)

@@ -43,6 +43,7 @@ from archiver.errors import (
 )
 from archiver.i18n import _
 from archiver.ingest import media
+from archiver.ingest.facts import signed_facts
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
@@ -325,7 +326,7 @@ class _Run:
                     "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
                     **({"original_path_b64": base64.b64encode(found.raw).decode()} if found.raw else {}),
                     "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
-                    "flags": recording.flags}, session)
+                    "flags": recording.flags, **signed_facts(recording)}, session)
                 self._seen(session, recording, planned)
             except IntegrityError:
                 # Another process catalogued the same bytes meanwhile: theirs stands, ours goes.

@@ -74,6 +74,10 @@ MATRIX: dict[str, frozenset[str]] = {
     "retention approve": frozenset({"auditor", "legal"}),  # never the person who requested it
     "report year": frozenset({"auditor", "admin"}),
     "report period": frozenset({"auditor", "admin"}),
+    "sync": frozenset({"admin"}),
+    "stations add": frozenset({"admin"}),
+    "stations list": _READERS,
+    "stations check": frozenset({"auditor", "admin"}),
 }
 
 # Commands an officer runs only over their own recordings and the cases they act in.

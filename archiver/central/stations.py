@@ -1,0 +1,124 @@
+"""The centre's stations: registering a station's public key, listing them, and checking again
+everything the centre holds of each (chain, signatures, head) together with the refusals on record."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from archiver.catalog import Recording, Station, StationEvent, StationRefusal
+from archiver.catalog.db import commit
+from archiver.config import STATION_ID
+from archiver.errors import ConfigError
+from archiver.i18n import _
+from archiver.ledger.custody import GENESIS
+from archiver.ledger.keys import PublicKey, canonical
+from archiver.workspace import Workspace
+
+_STREAM = 5000  # events read per round trip when checking: memory stays flat whatever the log's length
+
+
+def add_station(ws: Workspace, station_id: str, key_text: str) -> Station:
+    """Register a station under its public key; the same key again is a no-op, another key is refused."""
+    if not STATION_ID.match(station_id):
+        raise ConfigError(_("{value!r} is not a station id: use 1 to 64 letters, digits, '-' or '_'").format(
+                            value=station_id))
+    key = PublicKey.parse(key_text)
+    with ws.catalog.session() as session:
+        row = session.get(Station, station_id)
+        if row is not None:
+            if row.public_key != key.text:
+                raise ConfigError(_("station {station} is registered already with another key ({fingerprint}); a "
+                                    "station keeps its key for good").format(
+                                    station=station_id, fingerprint=PublicKey.parse(row.public_key).fingerprint))
+            return row
+        row = Station(id=station_id, public_key=key.text, added_by=ws.custody.actor.get("user") or "?", seq=0,
+                      hash=GENESIS)
+        session.add(row)
+        ws.custody.append("station_add", {"station": station_id}, {"key": key.text}, session)
+        commit(session)
+        return row
+
+
+@dataclass
+class StationSummary:
+    id: str
+    fingerprint: str
+    seq: int
+    recordings: int
+    synced_at: datetime | None
+    refusals: int
+
+
+def list_stations(ws: Workspace) -> list[StationSummary]:
+    with ws.catalog.reading() as session:
+        counts = dict(session.execute(select(Recording.station, func.count()).group_by(Recording.station)).all())
+        refusals = dict(session.execute(select(StationRefusal.station, func.count())
+                                        .group_by(StationRefusal.station)).all())
+        return [StationSummary(row.id, PublicKey.parse(row.public_key).fingerprint, row.seq, counts.get(row.id, 0),
+                               row.synced_at, refusals.get(row.id, 0))
+                for row in session.scalars(select(Station).order_by(Station.id))]
+
+
+@dataclass
+class StationCheck:
+    station: str
+    events: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)  # {"station", "seq", "kind", "detail"}
+
+
+def check_stations(ws: Workspace, only: str | None = None) -> list[StationCheck]:
+    """Every station's events as the centre holds them, checked again from the first: numbering, chain,
+    signature, the recorded head; and the refusals on record, each a problem."""
+    results = []
+    with ws.catalog.reading() as session:
+        stations = session.scalars(select(Station).order_by(Station.id)
+                                   .where(Station.id == only if only else True)).all()
+    if only and not stations:
+        raise ConfigError(_("no station {station} at the centre: see 'archiver stations list'").format(station=only))
+    for station in stations:
+        results.append(_check_one(ws, station))
+    return results
+
+
+def _check_one(ws: Workspace, station: Station) -> StationCheck:
+    result = StationCheck(station.id)
+    key = PublicKey.parse(station.public_key)
+
+    def problem(kind: str, seq: int | None, detail: str) -> None:
+        result.problems.append({"station": station.id, "seq": seq, "kind": kind, "detail": detail})
+
+    prev, expected = GENESIS, 1
+    with ws.catalog.reading() as session:
+        rows = session.execute(select(StationEvent.seq, StationEvent.hash, StationEvent.line)
+                               .where(StationEvent.station == station.id).order_by(StationEvent.seq)
+                               .execution_options(yield_per=_STREAM))
+        for seq, digest, line in rows:
+            raw = line.encode()
+            if seq != expected:
+                problem("gap", seq, _("expected sequence {expected}").format(expected=expected))
+            if hashlib.sha256(raw).hexdigest() != digest:
+                problem("changed", seq, _("the stored line no longer has the hash it was received with"))
+            try:
+                event = json.loads(raw)
+                signature = base64.b64decode(event.pop("sig"), validate=True)
+                ok = event.get("seq") == seq and event.get("prev") == prev and key.verify(signature, canonical(event))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                ok = False
+            if not ok:
+                problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
+            prev, expected = digest, seq + 1
+            result.events += 1
+        if (result.events and station.seq != expected - 1) or station.hash != prev:
+            problem("head", station.seq, _("the centre's head for the station is not its last stored event"))
+        for refusal in session.scalars(select(StationRefusal).where(StationRefusal.station == station.id)
+                                       .order_by(StationRefusal.id)):
+            problem(refusal.kind, refusal.seq, _("refused at {time}: {detail}").format(
+                time=refusal.at.isoformat(timespec="seconds"), detail=refusal.detail))
+    return result

@@ -1,0 +1,252 @@
+"""Many stations, one county, on a real PostgreSQL server started here: stations sync their signed custody
+logs to the central catalog; a joint case is checked across stations; an offline station catches up; a
+centre killed mid-sync loses nothing; forged, missing and rewritten events are refused and reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from central_util import (
+    centre_config,
+    extend_log,
+    log_lines,
+    other_key,
+    signed_line,
+    station_config,
+    station_key,
+)
+from pg_util import new_database, postgres_server
+from sqlalchemy import func, select
+
+from archiver.catalog import Catalog, Recording, Sighting, Station, StationEvent, StationRefusal
+from archiver.central.receive import Delivery, receive
+from archiver.dock.simulate import RecorderSpec, make_recorder
+
+CASE = "县联合〔2022〕7号"
+# Two officers of a joint action: JX0227 of the township (houye) films the investigation, JX0300 of the
+# county department (xzj) the service of the decision; each recorder docks at its own station.
+HOUYE = RecorderSpec(serial="TA00716", officer="JX0227", segments=3, segment_seconds=4, audio=0, photos=0,
+                     device_files=False)
+XZJ = RecorderSpec(serial="TB00002", officer="JX0300", start=HOUYE.start.replace(second=40), segments=3,
+                   segment_seconds=4, audio=0, photos=0, device_files=False)
+CASE_FILE = ("case_no,title,stage,officers,start,end,recording_required\n"
+             f"{CASE},联合执法,调查取证,JX0227,2022-11-03T09:36:21,2022-11-03T09:36:33,是\n"
+             f"{CASE},联合执法,送达,JX0300,2022-11-03T09:36:40,2022-11-03T09:36:52,是\n")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = {}
+    for name, spec in (("houye", HOUYE), ("xzj", XZJ)):
+        made[name] = tmp_path_factory.mktemp(name)
+        make_recorder(made[name], spec)
+    return made
+
+
+@pytest.fixture
+def county(cli, tmp_path: Path):
+    """A centre on a fresh database and a way to make stations; `run(who, *args)` runs `archiver` as one."""
+    def make(url: str, names: list[str]) -> dict:
+        configs = {"centre": centre_config(tmp_path, url)}
+        assert cli("init", config=configs["centre"], data=tmp_path / "centre").exit_code == 0
+        for name in names:
+            configs[name] = station_config(tmp_path, name, url)
+            assert cli("init", config=configs[name], data=tmp_path / name).exit_code == 0
+            key = cli("keys", "show", config=configs[name], data=tmp_path / name).stdout.strip()
+            added = cli("stations", "add", name, "--key", key, config=configs["centre"], data=tmp_path / "centre")
+            assert added.exit_code == 0, added.output
+
+        def run(who: str, *args: str):
+            return cli(*args, config=configs[who], data=tmp_path / who)
+        return run
+    return make
+
+
+def as_json(result) -> dict:
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def compliant(run, who: str) -> list[bool]:
+    (case,) = as_json(run(who, "cases", "check", CASE, "--json"))
+    return [a["gaps"] == [] for a in case["actions"]]
+
+
+def test_a_joint_case_is_whole_only_at_the_centre(county, postgres, cards, tmp_path: Path):
+    run = county(new_database(postgres), ["houye", "xzj"])
+    case_file = tmp_path / "joint.csv"
+    case_file.write_text(CASE_FILE)
+    for name in ("houye", "xzj"):
+        assert run(name, "ingest", cards[name]).exit_code == 0
+        assert run(name, "cases", "import", case_file).exit_code == 0
+    # Each station alone sees its own officer's half of the action.
+    assert compliant(run, "houye") == [True, False]
+    assert compliant(run, "xzj") == [False, True]
+
+    for name in ("houye", "xzj"):
+        synced = as_json(run(name, "sync", "--json"))
+        assert synced["refused"] == [] and synced["behind"] == 0 and synced["applied"] == synced["head"]
+    assert run("centre", "cases", "import", case_file).exit_code == 0
+    assert compliant(run, "centre") == [True, True]
+    (case,) = as_json(run("centre", "cases", "check", CASE, "--json"))
+    assert case["compliant"] is True
+    listed = as_json(run("centre", "recordings", "list", "--json"))
+    assert sorted({r["officer_no"] for r in listed}) == ["JX0227", "JX0300"] and len(listed) == 6
+    shown = as_json(run("centre", "recordings", "show", listed[0]["sha256"][:12], "--json"))
+    assert shown["archive_path"].split(":")[0] in ("houye", "xzj")
+
+    stations = {s["station"]: s for s in as_json(run("centre", "stations", "list", "--json"))}
+    assert {k: (v["recordings"], v["refusals"]) for k, v in stations.items()} == {"houye": (3, 0), "xzj": (3, 0)}
+    checked = as_json(run("centre", "stations", "check", "--json"))
+    assert checked["problems"] == 0 and all(s["events"] > 0 for s in checked["stations"])
+
+    # The centre's recordings are the stations' own, fact for fact, each with its signed ingest event.
+    local = {r["sha256"]: r for r in as_json(run("houye", "recordings", "list", "--json"))}
+    for row in listed:
+        if row["sha256"] in local:
+            assert {k: row[k] for k in ("officer_no", "device_serial", "start", "end", "size", "media_type")} == \
+                   {k: local[row["sha256"]][k] for k in ("officer_no", "device_serial", "start", "end", "size",
+                                                          "media_type")}
+
+
+def _counts(url: str) -> dict[str, int]:
+    catalog = Catalog(url)
+    try:
+        with catalog.reading() as session:
+            return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                    for model in (Recording, Sighting, StationEvent, StationRefusal)}
+    finally:
+        catalog.close()
+
+
+def test_an_offline_station_catches_up_and_a_killed_centre_loses_nothing(county, cards, tmp_path: Path):
+    with postgres_server() as server:  # its own server: this test stops and kills it
+        url = new_database(server)
+        run = county(url, ["houye"])
+        data = tmp_path / "houye"
+        assert run("houye", "ingest", cards["houye"]).exit_code == 0
+        first = as_json(run("houye", "sync", "--json"))
+        assert first["behind"] == 0 and first["applied"] > 0
+
+        server.stop()  # the centre goes away; the station goes on docking
+        card = tmp_path / "later"
+        make_recorder(card, RecorderSpec(serial="TC00003", officer="JX0411", segments=2, audio=1, photos=0,
+                                         device_files=False))
+        assert run("houye", "ingest", card).exit_code == 0
+        failed = run("houye", "sync")
+        assert failed.exit_code == 3 and "cannot reach the central catalog" in failed.stderr
+        assert failed.stderr.count("\n") == 1 and "password" not in failed.stderr
+        lag = as_json(run("houye", "status", "--json"))["central"]
+        assert lag["events_behind"] >= 3 and lag["recordings_behind"] == 3 and lag["oldest_behind"]
+        assert "cannot reach" in lag["error"]
+        assert "not yet central" in run("houye", "status").stdout
+
+        # Thousands of events, and the centre killed (SIGKILL) in the middle of taking them.
+        lines = extend_log(data, 20000)
+        server.start()
+        env = {**os.environ, "ARCHIVER_CONFIG": str(tmp_path / "houye.toml"), "ARCHIVER_DATA_DIR": str(data)}
+        syncing = subprocess.Popen([str(Path(sys.executable).parent / "archiver"), "sync"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        catalog = Catalog(url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with catalog.reading() as session:
+                held = session.scalar(select(Station.seq).where(Station.id == "houye"))
+            if held > first["head"] + 500:
+                break
+            time.sleep(0.05)
+        catalog.close()
+        server.kill()
+        _out, err = syncing.communicate(timeout=60)
+        assert syncing.returncode == 3 and "cannot reach the central catalog" in err
+        assert held < len(lines), "the sync finished before the centre was killed: kill sooner"
+
+        server.start()
+        caught = as_json(run("houye", "sync", "--json"))
+        assert caught["refused"] == [] and caught["central_seq"] == caught["head"] == len(lines)
+        counts = _counts(url)
+        assert counts == {"recordings": 6, "sightings": 6, "station_events": len(lines), "station_refusals": 0}
+        lag = as_json(run("houye", "status", "--json"))["central"]
+        assert (lag["events_behind"], lag["recordings_behind"], lag["error"]) == (0, 0, None)
+
+        # The same events delivered again change nothing.
+        again = receive(Catalog(url), "houye", [Delivery(line) for line in lines[:1000]])
+        assert (again.applied, again.duplicates, again.refused) == (0, 1000, [])
+        assert as_json(run("houye", "sync", "--json"))["applied"] == 0
+        assert _counts(url) == counts
+        assert as_json(run("centre", "stations", "check", "--json"))["problems"] == 0
+
+
+def test_forged_missing_and_rewritten_events_are_refused_and_reported(county, postgres, cards, tmp_path: Path):
+    url = new_database(postgres)
+    run = county(url, ["houye"])
+    data = tmp_path / "houye"
+    assert run("houye", "ingest", cards["houye"]).exit_code == 0
+    assert as_json(run("houye", "sync", "--json"))["behind"] == 0
+    lines = log_lines(data)
+    head, central = len(lines), Catalog(url)
+    before = _counts(url)
+
+    forged = signed_line(other_key(), head + 1, lines[-1], action="purge")  # the right place, another key
+    gap = signed_line(station_key(data), head + 2, lines[-1])  # head + 1 never delivered
+    fork = signed_line(station_key(data), head - 1, lines[-3])  # another line where the centre holds one
+    for line, kind in ((forged, "signature"), (gap, "gap"), (fork, "fork"), (b"{not json", "malformed")):
+        got = receive(central, "houye", [Delivery(line)])
+        assert [r["kind"] for r in got.refused] == [kind] and got.applied == 0 and got.seq == head
+    # A refused event stops the delivery: what follows it is not applied either.
+    got = receive(central, "houye", [Delivery(forged), Delivery(signed_line(station_key(data), head + 2, forged))])
+    assert got.applied == 0 and len(got.refused) == 1
+    assert _counts(url) == {**before, "station_refusals": 4}  # the forged line again is the same report
+
+    # A station whose log was rewritten after it synced: the sync is refused, exit 1, and nothing applied.
+    extend_log(data, 3, keep=head - 2)
+    refused = run("houye", "sync")
+    assert refused.exit_code == 1 and f"REFUSED seq {head} (fork)" in refused.stdout
+    checked = run("centre", "stations", "check")
+    assert checked.exit_code == 1
+    kinds = [p["kind"] for p in as_json(run("centre", "stations", "check", "--json"))["stations"][0]["problems"]]
+    assert sorted(kinds) == ["fork", "fork", "gap", "malformed", "signature"]
+    assert "(signature)" in checked.stdout and "(gap)" in checked.stdout and "(fork)" in checked.stdout
+    with central.reading() as session:
+        assert session.scalar(select(Station.seq).where(Station.id == "houye")) == head
+    central.close()
+
+    # A log cut shorter than what the centre holds is reported too (the centre is never asked to go back).
+    extend_log(data, 0, keep=2)
+    cut = run("houye", "sync")
+    assert cut.exit_code == 1 and "REFUSED seq 2 (truncated)" in cut.stdout
+
+
+def test_registration_and_configuration_errors_are_plain(county, postgres, cli, tmp_path: Path):
+    url = new_database(postgres)
+    run = county(url, ["houye"])
+    other = other_key().public.text
+    taken = run("centre", "stations", "add", "houye", "--key", other)
+    assert taken.exit_code == 2 and "registered already with another key" in taken.stderr
+    assert run("centre", "stations", "add", "bad/id", "--key", other).exit_code == 2
+    assert run("centre", "stations", "add", "x", "--key", "ed25519:nope").exit_code == 2
+    # A station the centre does not know, and one that claims another station's name.
+    (tmp_path / "stray.toml").write_text(f'[station]\nid = "stray"\n[central]\nurl = "{url}"\n')
+    assert cli("init", config=tmp_path / "stray.toml", data=tmp_path / "stray").exit_code == 0
+    stray = cli("sync", config=tmp_path / "stray.toml", data=tmp_path / "stray")
+    assert stray.exit_code == 2 and "archiver stations add stray --key ed25519:" in stray.stderr
+    (tmp_path / "impostor.toml").write_text(f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n')
+    assert cli("init", config=tmp_path / "impostor.toml", data=tmp_path / "imp").exit_code == 0
+    impostor = cli("sync", config=tmp_path / "impostor.toml", data=tmp_path / "imp")
+    assert impostor.exit_code == 2 and "another key" in impostor.stderr
+    (tmp_path / "nameless.toml").write_text(f'[central]\nurl = "{url}"\n')
+    nameless = cli("status", config=tmp_path / "nameless.toml")
+    assert nameless.exit_code == 2 and "'station.id' is not" in nameless.stderr
+    assert cli("sync").exit_code == 2  # no [central] url at all
