@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from central_util import (
     station_config,
     station_key,
 )
+from daemon_util import DaemonProcess, wait_for
 from pg_util import new_database, postgres_server
 from sqlalchemy import func, select
 
@@ -111,6 +113,9 @@ def test_a_joint_case_is_whole_only_at_the_centre(county, postgres, cards, tmp_p
     assert {k: (v["recordings"], v["refusals"]) for k, v in stations.items()} == {"houye": (3, 0), "xzj": (3, 0)}
     checked = as_json(run("centre", "stations", "check", "--json"))
     assert checked["problems"] == 0 and all(s["events"] > 0 for s in checked["stations"])
+
+    verified = run("centre", "verify", "--central")
+    assert verified.exit_code == 0 and "2 station(s)" in verified.stdout and "0 problem(s)" in verified.stdout
 
     # The centre's recordings are the stations' own, fact for fact, each with its signed ingest event.
     local = {r["sha256"]: r for r in as_json(run("houye", "recordings", "list", "--json"))}
@@ -250,3 +255,57 @@ def test_registration_and_configuration_errors_are_plain(county, postgres, cli, 
     nameless = cli("status", config=tmp_path / "nameless.toml")
     assert nameless.exit_code == 2 and "'station.id' is not" in nameless.stderr
     assert cli("sync").exit_code == 2  # no [central] url at all
+
+
+def test_the_daemon_syncs_as_it_docks_and_catches_up_after_an_outage(county, cards, cli, tmp_path: Path):
+    with postgres_server() as server:
+        url = new_database(server)
+        run = county(url, ["houye"])
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        daemon = DaemonProcess(tmp_path, tmp_path / "houye", [], [inbox],
+                               extra=f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n'
+                                     'interval_s = 0.5\nmax_backoff_s = 2\n')
+        try:
+            def central_recordings() -> int:
+                return len(as_json(run("centre", "recordings", "list", "--json")))
+
+            shutil.copytree(cards["houye"], inbox / "first")
+            wait_for(lambda: central_recordings() == 3, 60, "the first card at the centre", step=0.3)
+            server.stop()
+            later = tmp_path / "later"
+            make_recorder(later, RecorderSpec(serial="TC00003", officer="JX0411", segments=2, audio=1, photos=0,
+                                              device_files=False))
+            shutil.copytree(later, inbox / "later")
+            wait_for(lambda: "central sync failed" in daemon.log(), 60, "a failed sync logged", step=0.2)
+            wait_for(lambda: as_json(run("houye", "status", "--json"))["central"]["recordings_behind"] == 3, 60,
+                     "the station's lag", step=0.3)
+            server.start()
+            wait_for(lambda: central_recordings() == 6, 60, "the centre caught up", step=0.3)
+            lag = as_json(run("houye", "status", "--json"))["central"]
+            assert lag["events_behind"] == 0 and lag["error"] is None
+        finally:
+            assert daemon.stop() == 0, daemon.log()
+        assert "retry_in=" in daemon.log()
+
+
+def test_verify_central_reports_what_a_database_writer_changed(county, postgres, cards, tmp_path: Path):
+    url = new_database(postgres)
+    run = county(url, ["houye"])
+    assert run("houye", "ingest", cards["houye"]).exit_code == 0
+    assert run("houye", "sync").exit_code == 0
+    central = Catalog(url)
+    with central.session() as session:  # someone with write access to the central database, not a sync
+        first, second = session.scalars(select(Recording).order_by(Recording.id)).all()[:2]
+        second.officer_no = "JX9999"
+        session.add(Recording(sha256="f" * 64, size=1, media_type="video", original_path="x.MP4",
+                              archive_path="houye:archive/x.MP4", verified_at=first.verified_at, station="houye"))
+        event = session.get(StationEvent, ("houye", 2))
+        event.line = event.line.replace('"flags":[', '"flags":["forged",')
+        session.commit()
+    central.close()
+    result = run("centre", "verify", "--central", "--json")
+    assert result.exit_code == 1
+    kinds = sorted((p["kind"], p["seq"]) for p in json.loads(result.stdout)["problems"])
+    # the forged line no longer vouches for its recording: that one is unsigned now, beside the planted one
+    assert kinds == [("changed", 2), ("changed", 3), ("signature", 2), ("unsigned", None), ("unsigned", None)]

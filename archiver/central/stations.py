@@ -17,6 +17,7 @@ from archiver.catalog.db import commit
 from archiver.config import STATION_ID
 from archiver.errors import ConfigError
 from archiver.i18n import _
+from archiver.ingest.facts import has_facts, read_facts
 from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import PublicKey, canonical
 from archiver.workspace import Workspace
@@ -71,6 +72,7 @@ class StationCheck:
     station: str
     events: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)  # {"station", "seq", "kind", "detail"}
+    ingested: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha256 -> what its ingest event states
 
 
 def check_stations(ws: Workspace, only: str | None = None) -> list[StationCheck]:
@@ -113,6 +115,8 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
                 ok = False
             if not ok:
                 problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
+            elif event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
+                result.ingested.setdefault(str(event["subject"].get("sha256")), {**event["details"], "seq": seq})
             prev, expected = digest, seq + 1
             result.events += 1
         if (result.events and station.seq != expected - 1) or station.hash != prev:
@@ -122,3 +126,33 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
             problem(refusal.kind, refusal.seq, _("refused at {time}: {detail}").format(
                 time=refusal.at.isoformat(timespec="seconds"), detail=refusal.detail))
     return result
+
+
+def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, Any]]]:
+    """`verify --central`: every station checked as by `stations check`, and every recording the centre
+    holds matched against its station's signed ingest event (a row nobody's event states is reported)."""
+    checks = check_stations(ws)
+    problems = [p for c in checks for p in c.problems]
+    events = {c.station: c.ingested for c in checks}
+    with ws.catalog.reading() as session:
+        rows = session.execute(select(Recording.sha256, Recording.station, Recording.size, Recording.archive_path,
+                                      Recording.officer_no, Recording.start)
+                               .where(Recording.station.is_not(None)).execution_options(yield_per=_STREAM))
+        for sha256, station, size, archive_path, officer, start in rows:
+            stated = events.get(station, {}).get(sha256)
+            if stated is None:
+                problems.append({"station": station, "seq": None, "kind": "unsigned", "detail": _(
+                    "recording {sha256} has no ingest event of its station: it was not put there by a sync").format(
+                    sha256=sha256)})
+                continue
+            found = {"size": size, "archive_path": archive_path.split(":", 1)[-1]}
+            wanted = {"size": stated.get("size"), "archive_path": stated.get("archive_path")}
+            if has_facts(stated):
+                facts = read_facts(stated)
+                found.update(officer=officer, start=start)
+                wanted.update(officer=facts["officer_no"], start=facts["start"])
+            if found != wanted:
+                problems.append({"station": station, "seq": stated["seq"], "kind": "changed", "detail": _(
+                    "recording {sha256} differs from what its ingest event states: {fields}").format(
+                    sha256=sha256, fields=", ".join(k for k in found if found[k] != wanted[k]))})
+    return checks, problems

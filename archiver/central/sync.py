@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,8 +54,10 @@ def open_central(ws: Workspace) -> Catalog:
     return Catalog(cfg.central.url)
 
 
-def sync(ws: Workspace, batch: int = BATCH, progress: Callable[[int], None] | None = None) -> SyncReport:
-    """Deliver every event the centre lacks; record the outcome in the station's own catalog."""
+def sync(ws: Workspace, batch: int = BATCH, progress: Callable[[int], None] | None = None,
+         cancel: threading.Event | None = None) -> SyncReport:
+    """Deliver every event the centre lacks (until `cancel` is set, between batches); record the outcome in
+    the station's own catalog."""
     central = open_central(ws)
     report = SyncReport(ws.cfg.station_id)
     head = log_head(ws.custody.path)
@@ -71,7 +74,7 @@ def sync(ws: Workspace, batch: int = BATCH, progress: Callable[[int], None] | No
         for _seq, line in _after(ws, max(0, report.central_seq - 1)):
             pending.append(Delivery(line, None))
             if len(pending) >= batch:
-                if not _deliver(ws, central, pending, report, progress):
+                if not _deliver(ws, central, pending, report, progress) or (cancel and cancel.is_set()):
                     break
                 pending = []
         else:

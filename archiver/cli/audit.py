@@ -58,10 +58,13 @@ def keys_show(app: App) -> None:
 @click.option("--head", "heads", multiple=True, metavar="SEQ:HASH",
               help="A custody-log head written down earlier (as `archiver status` shows it): the log must still "
                    "hold that line. Repeatable.")
+@click.option("--central", is_flag=True,
+              help="At the centre (the centre's config): check every station's events instead, and every "
+                   "recording against its station's signed ingest event.")
 @json_option("Print the result as one JSON document.")
 @click.pass_obj
 def verify(app: App, case_no: str | None, since: str | None, max_minutes: float | None, heads: tuple[str, ...],
-           as_json: bool) -> None:
+           central: bool, as_json: bool) -> None:
     """Re-hash archived files (two workers) and compare them with the catalog and the manifests; find
     missing and unexpected files; check the custody log's chain and signatures, its tail against the
     catalog's head, the signed heads on the backup targets and every --head; check that every
@@ -69,6 +72,9 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
     Every problem is listed. Exit 1 on any."""
     if case_no and since:
         raise ArchiverError(_("give --case or --since, not both"))
+    if central:
+        _verify_central(app, as_json)
+        return
     ws = app.workspace()
     progress = TerminalProgress() if TerminalProgress.wanted() else None
     anchors = [parse_head(text) for text in heads]
@@ -88,6 +94,21 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
             click.echo(_("PROBLEM {kind} {path}: {detail}").format(
                          kind=p['kind'], path=p['path'], detail=p['detail']))
     click.get_current_context().exit(1 if report.problems else 0)
+
+
+def _verify_central(app: App, as_json: bool) -> None:
+    from archiver.central.stations import verify_central
+
+    checks, problems = verify_central(app.workspace())
+    app.record("verify", {"scope": "central"}, {"stations": len(checks), "problems": len(problems)})
+    if as_json:
+        echo_json({"stations": [{"station": c.station, "events": c.events} for c in checks], "problems": problems})
+    else:
+        click.echo(_("{count} station(s), {events} event(s) checked; {problems} problem(s)").format(
+                     count=len(checks), events=sum(c.events for c in checks), problems=len(problems)))
+        for p in problems:
+            click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(**p))
+    click.get_current_context().exit(1 if problems else 0)
 
 
 @click.command(cls=Command)

@@ -25,6 +25,7 @@ from archiver.backup.targets import backup_run, on_every_target
 from archiver.catalog import Recording
 from archiver.dock import devices
 from archiver.dock.notify import Notifier
+from archiver.dock.syncing import ContinuousSync
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
 from archiver.fs import sweep_temp_files
@@ -138,6 +139,7 @@ class Daemon:
         self.mounts: dict[Path, Mount] = {}
         self.inbox_queue: dict[Path, set[Path]] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.syncing = ContinuousSync(ws, self.stop)
 
     def wake(self) -> None:
         try:
@@ -163,6 +165,7 @@ class Daemon:
             log.warning("finishing purge request=%d left half done", request)
             finish(self.ws, request)
         self.check_capacity()
+        self.syncing.start()
         self._mounts_changed(table.read())
         self.notifier.ready(self._status())
         log.info("daemon ready data_dir=%s mount_roots=%s inboxes=%s max_parallel=%d", self.cfg.data_dir,
@@ -193,6 +196,7 @@ class Daemon:
             log.info("daemon stopping: discarding the files in hand running=%d", len(self.running))
             inboxes.stop()
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.syncing.join()
             table.close()
         log.info("daemon stopped")
         return 0
@@ -249,6 +253,7 @@ class Daemon:
                 continue
             del self.running[key]
             self.check_capacity()
+            self.syncing.poke()
             try:
                 report = future.result()
             except ArchiverError as exc:
