@@ -98,6 +98,13 @@ DEFAULTS: dict[str, Any] = {
     "catalog": {
         "url": "",  # empty: SQLite in the data dir; the centre sets its PostgreSQL here
     },
+    "s3": {  # for backup targets s3://bucket/prefix; empty keys come from the usual AWS_* variables
+        "endpoint_url": "",
+        "region": "",
+        "access_key_id": "",
+        "secret_access_key": "",
+        "rolling_lock_days": 365,  # footage kept for good (open cases) is locked this far ahead, renewed
+    },
     "access": {
         "service_user": "archiver",
         "reader_group": "archiver",
@@ -149,6 +156,12 @@ class BackupConfig:
     after_ingest: bool
     keep_snapshots: int
     keep_purged: tuple[Path, ...]  # targets that keep the objects of purged recordings
+    s3_targets: tuple[str, ...] = ()  # s3://bucket/prefix entries of backup.targets
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every target as the catalog names it: folders and s3:// URLs."""
+        return (*(str(t) for t in self.targets), *self.s3_targets)
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,15 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    rolling_lock_days: int
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     url: str  # empty: this station does not sync
     interval_s: float
@@ -207,6 +229,7 @@ class Config:
     station_id: str  # empty: a station of its own, in no county
     central: CentralConfig
     catalog_url: str  # empty: SQLite in the data dir
+    s3: S3Config
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
 
@@ -238,12 +261,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
     check_private(path, _("config file"), {0, os.geteuid()})
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            layer = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(_("cannot read config file {path}: {strerror}").format(
                             path=path, strerror=exc.strerror)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_("config file {path} is not valid TOML: {exc}").format(path=path, exc=exc)) from exc
+    if _holds_secret(layer) and path.stat().st_mode & 0o004:
+        raise ConfigError(_("config file {path} holds a secret (an S3 secret key or a database password) and "
+                            "everyone may read it: chmod o-r {path}").format(path=path))
+    return layer
+
+
+def _holds_secret(layer: dict[str, Any]) -> bool:
+    def table(name: str) -> dict[str, Any]:
+        value = layer.get(name)
+        return value if isinstance(value, dict) else {}
+
+    urls = [table("central").get("url"), table("catalog").get("url")]
+    return bool(table("s3").get("secret_access_key")) or any(
+        isinstance(url, str) and re.match(r"^[a-z+]+://[^/@:]+:[^/@]+@", url) for url in urls)
 
 
 def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix: str) -> None:
@@ -290,8 +327,8 @@ def _check_type(name: str, default: Any, value: Any, source: Path) -> None:
 
 def _resolve(value: str | list[str], base: Path) -> str | list[str]:
     if isinstance(value, list):
-        return [os.path.abspath(base / v) if v else v for v in value]
-    return os.path.abspath(base / value) if value else value
+        return [_resolve(v, base) for v in value]  # type: ignore[misc]
+    return os.path.abspath(base / value) if value and not value.startswith(S3_SCHEME) else value
 
 
 def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
@@ -346,6 +383,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if central["url"] and not station_id:
         raise ConfigError(_("'central.url' is set in {where} but 'station.id' is not: give this station its name "
                             "in the county ([station] id = \"houye\")").format(where=where))
+    if int(raw["s3"]["rolling_lock_days"]) < 1:
+        raise ConfigError(_("'s3.rolling_lock_days' in {where} must be at least 1").format(where=where))
     if central["interval_s"] <= 0 or central["max_backoff_s"] < central["interval_s"]:
         raise ConfigError(_("'central.interval_s' must be above 0 and 'central.max_backoff_s' at least as long, "
                             "in {where}").format(where=where))
@@ -367,12 +406,13 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         ),
         linking=LinkingConfig(float(raw["linking"]["clock_tolerance_s"]), float(raw["linking"]["max_gap_s"])),
         backup=BackupConfig(
-            targets=tuple(Path(p) for p in raw["backup"]["targets"]),
+            targets=tuple(Path(p) for p in raw["backup"]["targets"] if not p.startswith(S3_SCHEME)),
             recipients=tuple(raw["backup"]["recipients"]),
             recipients_file=Path(raw["backup"]["recipients_file"]) if raw["backup"]["recipients_file"] else None,
             after_ingest=raw["backup"]["after_ingest"],
             keep_snapshots=int(raw["backup"]["keep_snapshots"]),
             keep_purged=tuple(Path(p) for p in raw["backup"]["keep_purged"]),
+            s3_targets=tuple(_s3_url(p, where) for p in raw["backup"]["targets"] if p.startswith(S3_SCHEME)),
         ),
         service=ServiceConfig(Path(raw["service"]["socket"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
@@ -386,6 +426,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         central=CentralConfig(_database_url(central["url"]), float(central["interval_s"]),
                               float(central["max_backoff_s"])),
         catalog_url=_database_url(raw["catalog"]["url"]),
+        s3=S3Config(raw["s3"]["endpoint_url"], raw["s3"]["region"], raw["s3"]["access_key_id"],
+                    raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),
         files=files,
     )
 
@@ -403,6 +445,15 @@ def _classes(raw: dict[str, str], where: object) -> dict[str, Period]:
 
 
 STATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+S3_SCHEME = "s3://"
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
+
+
+def _s3_url(url: str, where: object) -> str:
+    if not _S3_URL.match(url) or "//" in url[5:] or "/../" in url + "/" or "/./" in url + "/":
+        raise ConfigError(_("'backup.targets' entry {url!r} in {where} is not a usable S3 target: write "
+                            "s3://bucket or s3://bucket/prefix (lower-case bucket name)").format(url=url, where=where))
+    return url.rstrip("/")
 
 
 def _database_url(url: str) -> str:

@@ -35,3 +35,5 @@ class Kind(StrEnum):
     BACKUP_MISMATCH = "backup_mismatch"  # an object that does not hash as written (bit rot, substitution)
     BACKUP_DECRYPT = "backup_decrypt"  # with --identity: an object that does not decrypt
     BACKUP_PLAINTEXT = "backup_plaintext"  # with --identity: an object that decrypts to other bytes
+    BACKUP_OVERWRITTEN = "backup_overwritten"  # S3: a later version was put over the one the station wrote
+    BACKUP_LOCK = "backup_lock"  # S3: the version is not locked (COMPLIANCE) as long as the station set

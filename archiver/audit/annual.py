@@ -102,7 +102,7 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
         row["video_hours"], row["audio_hours"] = round(row["video_hours"], 2), round(row["audio_hours"], 2)
 
     cases = _cases(ws, since, until, months)
-    targets = {str(t) for t in ws.cfg.backup.targets}
+    targets = set(ws.cfg.backup.names)
     behind = [r for r in recordings if r.purged_at is None and targets and not targets <= on_targets[r.id]]
     custody = _custody(ws, since, until)
     return {

@@ -34,10 +34,11 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, select
 
-from archiver.backup.age import AgeError, Identity, Recipient, decrypt, encrypt, read_identities
+from archiver.backup.age import AgeError, Identity, Recipient, encrypt, read_identities
+from archiver.backup.objects import HashingReader, HashingWriter, check_stream, object_name
 from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import CATALOG_FILE, commit
-from archiver.config import Config
+from archiver.config import S3_SCHEME, Config
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_temp_files
 from archiver.i18n import _
@@ -98,8 +99,10 @@ def recipients(cfg: Config) -> list[Recipient]:
 
 
 def _targets(cfg: Config) -> tuple[Path, ...]:
-    if not cfg.backup.targets:
-        raise BackupError(_("backup.targets is empty: add the folders (second disk, NAS mount) to back up to"))
+    """The folder targets (S3 targets are backup/s3.py's); refused when there are no targets at all."""
+    if not cfg.backup.names:
+        raise BackupError(_("backup.targets is empty: add the folders (second disk, NAS mount) or s3://bucket/prefix "
+                            "stores to back up to"))
     return cfg.backup.targets
 
 
@@ -122,51 +125,11 @@ def _target_error(exc: OSError, target: Path) -> BackupTargetError:
                                target=target, value=exc.strerror or exc))
 
 
-class HashingWriter:
-    """A write-only sink that hashes and counts what goes through it, passing it on to `fh` if given."""
-
-    def __init__(self, fh: BinaryIO | None = None) -> None:
-        self._fh, self.sha256, self.size = fh, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self._fh.write(data) if self._fh is not None else len(data)
-
-
-class HashingReader:
-    """Reads `fh`, hashing what was read: the ciphertext's hash comes out of the same pass as decryption."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh, self.sha256, self.size = fh, hashlib.sha256(), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self._fh.readline(limit)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> str:
-        while self.read(1 << 20):
-            pass
-        return self.sha256.hexdigest()
-
-
 def open_object(target: Path, name: str) -> BinaryIO:
     """An object on a target, opened without following symlinks on the way."""
     folder, _sep, base = name.rpartition("/")
     with Folder.open(target, folder) as where:
         return os.fdopen(where.open_file(base), "rb")
-
-
-def object_name(sha256: str) -> str:
-    return f"objects/{sha256[:2]}/{sha256}.age"
 
 
 class _Rotten(Exception):
@@ -234,6 +197,8 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
             _backup_recordings(ws, target, to, counts, cancel, group, report)
         except OSError as exc:
             raise _target_error(exc, target) from exc
+    if ws.cfg.backup.s3_targets:
+        _backup_s3(ws, to, report, cancel)
     head = log_head(ws.custody.path)
     if all(_snapshot_head(ws, target) == head for target in targets):
         return report  # every target's newest snapshot already holds the station as it is
@@ -254,6 +219,21 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
         except OSError as exc:
             raise _target_error(exc, target) from exc
     return report
+
+
+def _backup_s3(ws: Workspace, to: list[Recipient], report: BackupReport, cancel) -> None:
+    from archiver.backup.s3 import backup_to_s3, drop_purged_s3
+
+    def rotten(rec: Recording, found: str) -> None:
+        report.not_backed_up.append({"target": url, "path": rec.archive_path, "detail": _(
+            "recording #{id} hashes as {found} now, the catalog says {sha256}: run 'archiver verify'").format(
+            id=rec.id, found=found, sha256=rec.sha256)})
+
+    for url in ws.cfg.backup.s3_targets:
+        counts = report.targets.setdefault(url, {"objects": 0, "bytes": 0, "snapshot_parts": 0,
+                                                 "snapshots_pruned": 0, "purged_dropped": 0})
+        counts["purged_dropped"], counts["purged_locked"] = drop_purged_s3(ws, url)
+        backup_to_s3(ws, url, to, counts, cancel, datetime.now(UTC), rotten)
 
 
 def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts: dict[str, int], cancel,
@@ -512,6 +492,12 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
     def problem(kind: Kind, path: Path | str, detail: str) -> None:
         problems.append({"kind": kind, "path": str(path), "detail": detail})
 
+    for url in ws.cfg.backup.s3_targets:
+        from archiver.backup.s3 import verify_s3
+
+        count, found = verify_s3(ws, url, identities)
+        checked += count
+        problems += found
     for target in _targets(ws.cfg):
         if not target.is_dir():
             problem(Kind.BACKUP_TARGET, target, _("missing (not mounted?)"))
@@ -562,27 +548,7 @@ def _check_object(target: Path, row: BackupObject, identities: list[Identity] | 
         return Kind.BACKUP_MISSING, _("written by this station but not on the target")
     except ArchiverError as exc:
         return Kind.BACKUP_UNSAFE, str(exc)
-    with fh:
-        reader = HashingReader(fh)
-        plain = HashingWriter()
-        failure = None
-        if identities is not None and row.kind != "descriptor":
-            try:
-                decrypt(reader, plain, identities)
-            except AgeError as exc:
-                failure = (Kind.BACKUP_DECRYPT, str(exc))
-        digest = reader.drain()
-    if reader.size != row.size:
-        return Kind.BACKUP_SIZE, _("{size} bytes, the station wrote {written}").format(size=reader.size,
-                                                                                       written=row.size)
-    if digest != row.ciphertext_sha256:
-        return Kind.BACKUP_MISMATCH, _("ciphertext SHA-256 differs from what the station wrote (bit rot or "
-                                       "substitution)")
-    if failure:
-        return failure
-    if identities is not None and row.kind != "descriptor" and plain.sha256.hexdigest() != row.plain_sha256:
-        return Kind.BACKUP_PLAINTEXT, _("decrypts to other bytes than were backed up")
-    return None
+    return check_stream(fh, row, identities if row.kind != "descriptor" else None)
 
 
 def backup_status(ws: Workspace) -> list[dict[str, Any]]:
@@ -591,15 +557,16 @@ def backup_status(ws: Workspace) -> list[dict[str, Any]]:
     with ws.catalog.session() as session:
         live = Recording.purged_at.is_(None)
         total = session.scalar(select(func.count()).select_from(Recording).where(live))
-        for target in ws.cfg.backup.targets:
-            where = BackupObject.target == str(target)
+        for target in ws.cfg.backup.names:
+            where = BackupObject.target == target
             objects, size, last = session.execute(select(func.count(), func.coalesce(func.sum(BackupObject.size), 0),
                                                          func.max(BackupObject.at)).where(where)).one()
             done = select(BackupObject.recording_id).where(where, BackupObject.kind == "recording")
             missing = select(Recording).where(Recording.id.not_in(done), live)
             lag = session.scalar(select(func.count()).select_from(missing.subquery()))
             oldest = session.scalar(select(func.min(Recording.ingested_at)).where(Recording.id.not_in(done), live))
-            rows.append({"target": str(target), "present": target.is_dir(), "objects": objects, "bytes": int(size),
+            present = None if target.startswith(S3_SCHEME) else Path(target).is_dir()  # S3: see backup verify
+            rows.append({"target": target, "present": present, "objects": objects, "bytes": int(size),
                          "last_run": last.replace(tzinfo=UTC).astimezone(tz).isoformat() if last else None,
                          "recordings": total, "not_backed_up": lag,
                          "oldest_not_backed_up": oldest.astimezone(tz).isoformat() if oldest else None})
@@ -609,14 +576,15 @@ def backup_status(ws: Workspace) -> list[dict[str, Any]]:
 def on_every_target(ws: Workspace, recording_id: int) -> bool:
     """Whether a recording is on every configured target as the station wrote it (for clear_after =
     backed_up): each object is read back and must hash as recorded; a substituted one frees no card."""
-    targets = [str(t) for t in ws.cfg.backup.targets]
+    targets = ws.cfg.backup.names
     if not targets:
         return False
     with ws.catalog.session() as session:
         rows = {r.target: r for r in session.scalars(select(BackupObject).where(
             BackupObject.recording_id == recording_id, BackupObject.kind == "recording"))}
-    return all(t in rows and ciphertext_digest(Path(t), rows[t].name) == (rows[t].ciphertext_sha256, rows[t].size)
-               for t in targets)
+    # On S3 the version the station wrote is locked (COMPLIANCE): recorded is enough, nobody can change it.
+    return all(t in rows and (t.startswith(S3_SCHEME) or ciphertext_digest(Path(t), rows[t].name) == (
+               rows[t].ciphertext_sha256, rows[t].size)) for t in targets)
 
 
 def recorded_ciphertexts(ws: Workspace, recordings: list[Recording]) -> dict[int, set[str]]:

@@ -242,6 +242,10 @@ class BackupObject(Base):
     ciphertext_sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)  # ciphertext bytes
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # On an S3 target: the version written (what verify and restore read), its COMPLIANCE lock and legal hold.
+    version_id: Mapped[str | None] = mapped_column(String(255))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    legal_hold: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Hold(Base):

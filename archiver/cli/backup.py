@@ -66,7 +66,8 @@ def status(app: App, as_json: bool) -> None:
     print_table([Column(_("Target"), shorten=True), Column(_("Present")), Column(_("Objects"), optional=True),
                  Column(_("Bytes"), optional=True), Column(_("Last run")), Column(_("Not backed up")),
                  Column(_("Oldest not backed up"))],
-                [[r["target"], _("yes") if r["present"] else _("NO"), str(r["objects"]), human_bytes(r["bytes"]),
+                [[r["target"], {True: _("yes"), False: _("NO"), None: "-"}[r["present"]], str(r["objects"]),
+                  human_bytes(r["bytes"]),
                   local_time(r["last_run"]), _("{count} of {total}").format(count=r["not_backed_up"],
                                                                             total=r["recordings"]),
                   local_time(r["oldest_not_backed_up"])] for r in rows])
@@ -82,7 +83,7 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
     needing no key; with --identity also decrypt and compare the plaintext. Exit 1 on any problem."""
     ws = app.workspace()
     checked, problems = backup_verify(ws, _identities(app, identity) if identity else None)
-    app.record("backup_verify", {"targets": [str(t) for t in app.config.backup.targets]},
+    app.record("backup_verify", {"targets": list(app.config.backup.names)},
                {"checked": checked, "problems": len(problems), "decrypted": identity is not None})
     if as_json:
         echo_json({"checked": checked, "problems": problems})

@@ -41,7 +41,7 @@ class Plan:
 
 def gather(ws: Workspace, ids: list[int] | None = None) -> list[Facts]:
     """The facts about every recording not purged (or those of `ids`)."""
-    targets = {str(t) for t in ws.cfg.backup.targets}
+    targets = set(ws.cfg.backup.names)
     with ws.catalog.reading() as session:
         query = select(Recording).where(Recording.purged_at.is_(None))
         if ids is not None:

@@ -1,5 +1,6 @@
 """Many stations, one county: registered stations, their applied custody events and refusals (in a
-central catalog), the station a recording lives at, and a station's own sync state.
+central catalog), the station a recording lives at, a station's own sync state, and the version, lock
+and legal hold of an object on an S3 target.
 
 Revision ID: 0007
 Revises: 0006
@@ -19,6 +20,10 @@ def upgrade() -> None:
     with op.batch_alter_table('recordings') as batch:
         batch.add_column(sa.Column('station', sa.String(64), nullable=True))
         batch.create_index('ix_recordings_station', ['station'])
+    with op.batch_alter_table('backup_objects') as batch:
+        batch.add_column(sa.Column('version_id', sa.String(255), nullable=True))
+        batch.add_column(sa.Column('locked_until', sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column('legal_hold', sa.Boolean(), nullable=True))
     op.create_table(
         'stations',
         sa.Column('id', sa.String(64), primary_key=True),
@@ -66,6 +71,10 @@ def downgrade() -> None:
     op.drop_table('station_refusals')
     op.drop_table('station_events')
     op.drop_table('stations')
+    with op.batch_alter_table('backup_objects') as batch:
+        batch.drop_column('legal_hold')
+        batch.drop_column('locked_until')
+        batch.drop_column('version_id')
     with op.batch_alter_table('recordings') as batch:
         batch.drop_index('ix_recordings_station')
         batch.drop_column('station')

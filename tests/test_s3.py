@@ -1,0 +1,164 @@
+"""Backups to S3 with Object Lock, on a real one-node Ceph radosgw started here: the same age objects as on
+disk, written once under a COMPLIANCE lock until the recording's retention date, legal holds mirrored;
+neither the station's credentials nor the bucket's owner can delete or shorten them; a version put over
+one is caught by `backup verify`; a purge deletes only what the lock allows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import REPO
+from s3_util import ADMIN, STATION, client, locked_bucket, radosgw
+from sqlalchemy import select
+
+from archiver.backup import s3 as lib
+from archiver.backup.targets import recipients
+from archiver.catalog import BackupObject, Recording
+from archiver.config import load_config
+from archiver.retention import purge
+from archiver.workspace import open_workspace
+
+ARCHIVER = REPO / ".venv" / "bin" / "archiver"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture(scope="module")
+def rgw():
+    with radosgw() as endpoint:
+        yield endpoint
+
+
+def _config(tmp_path: Path, endpoint: str, bucket: str, recipients: list[str], who: tuple[str, str]) -> Path:
+    config = tmp_path / "s3.toml"
+    config.write_text(f'[backup]\ntargets = ["s3://{bucket}/houye"]\nrecipients = {recipients!r}\n'
+                      f'[s3]\nendpoint_url = "{endpoint}"\naccess_key_id = "{who[0]}"\n'
+                      f'secret_access_key = "{who[1]}"\n')
+    config.chmod(0o600)
+    return config
+
+
+def _midnight(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_unseen(
+        cli, recorder: Path, tmp_path: Path, keys, rgw: str):
+    bucket = locked_bucket(rgw)
+    config = _config(tmp_path, rgw, bucket, keys["recipients"], STATION)
+
+    def run(*args):
+        return cli(*args, config=config)
+
+    assert run("ingest", recorder).exit_code == 0
+    listed = json.loads(run("recordings", "list", "--json").stdout)
+    classified, held = listed[0], listed[1]
+    assert run("recordings", "classify", classified["sha256"][:12], "case_10y", "--reason", "案卷 10 年").exit_code == 0
+    assert run("hold", "add", held["sha256"][:12], "--reason", "复议").exit_code == 0
+
+    first = run("backup", "run", "--json")
+    assert first.exit_code == 0, first.output
+    counts = json.loads(first.stdout)["targets"][f"s3://{bucket}/houye"]
+    assert counts["objects"] == len(listed) == 6
+
+    admin, station = client(rgw, ADMIN), client(rgw, STATION)
+    tomorrow = (datetime.now(SHANGHAI) + timedelta(days=1)).date().isoformat()
+    versions = {}
+    for rec in listed:
+        key = f"houye/objects/{rec['sha256'][:2]}/{rec['sha256']}.age"
+        versions[rec["sha256"]] = version = admin.list_object_versions(Bucket=bucket, Prefix=key)["Versions"][0]
+        retention = admin.get_object_retention(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Retention"]
+        hold = admin.get_object_legal_hold(Bucket=bucket, Key=key, VersionId=version["VersionId"])["LegalHold"]
+        assert retention["Mode"] == "COMPLIANCE"
+        # 10 years after the footage ends (3 Nov 2022): due 4 Nov 2032; unlinked footage was due in 2023
+        # already, so it stays locked only until tomorrow, waiting for its purge.
+        assert retention["RetainUntilDate"] == _midnight("2032-11-04" if rec is classified else tomorrow)
+        assert hold["Status"] == ("ON" if rec is held else "OFF")
+        for who in (station, admin):  # the station may not delete; nobody may, under COMPLIANCE
+            with pytest.raises(ClientError, match="AccessDenied"):
+                who.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+        with pytest.raises(ClientError, match="AccessDenied"):  # nor shorten the lock
+            admin.put_object_retention(Bucket=bucket, Key=key, VersionId=version["VersionId"], Retention={
+                "Mode": "COMPLIANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(minutes=1)})
+        assert version["Size"] > 0
+
+    clean = run("backup", "verify", "--identity", keys["office"], "--json")
+    assert clean.exit_code == 0, clean.output
+    assert run("backup", "run", "--json").exit_code == 0
+    assert len(admin.list_object_versions(Bucket=bucket)["Versions"]) == 6  # nothing written twice
+
+    # A credential that may write puts a copy with one byte flipped over an object.
+    target = listed[2]
+    key = f"houye/objects/{target['sha256'][:2]}/{target['sha256']}.age"
+    body = bytearray(station.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    station.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    caught = run("backup", "verify", "--json")
+    assert caught.exit_code == 1
+    problems = json.loads(caught.stdout)["problems"]
+    assert [(p["kind"], p["path"].rsplit("/", 1)[-1]) for p in problems] == [
+        ("backup_overwritten", f"{target['sha256']}.age")]
+    # The version the station wrote is still there, intact and locked: it is what verify read.
+    original = versions[target["sha256"]]["VersionId"]
+    assert station.get_object(Bucket=bucket, Key=key, VersionId=original)["ContentLength"] == \
+        versions[target["sha256"]]["Size"]
+
+    # A hold lifted at the station is lifted on the store at the next run; the custody log says so.
+    assert run("hold", "remove", held["sha256"][:12], "--reason", "复议结束").exit_code == 0
+    lifted = json.loads(run("backup", "run", "--json").stdout)["targets"][f"s3://{bucket}/houye"]
+    assert lifted["holds_changed"] == 1
+    key = f"houye/objects/{held['sha256'][:2]}/{held['sha256']}.age"
+    status = admin.get_object_legal_hold(Bucket=bucket, Key=key, VersionId=versions[held["sha256"]]["VersionId"])
+    assert status["LegalHold"]["Status"] == "OFF"
+    shown = run("custody", "show", "--action", "backup_legal_hold", "--json")
+    assert [e["details"]["on"] for e in json.loads(shown.stdout)] == [False]
+
+
+def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path, tmp_path: Path, keys, rgw: str):
+    bucket = locked_bucket(rgw)
+    config = _config(tmp_path, rgw, bucket, keys["recipients"], ADMIN)  # the county's credentials: may delete
+    data = tmp_path / "data"
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
+    subprocess.run([str(ARCHIVER), "ingest", str(recorder)], env=env, check=True, capture_output=True)
+    cfg = load_config(config, data)
+    ws = open_workspace(cfg, upgrade=False)
+    try:
+        with ws.catalog.reading() as session:
+            recordings = list(session.scalars(select(Recording).order_by(Recording.id)))
+        # Locks of seconds, so the test can outlive them: written by the library the backup run uses.
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+        target, s3 = lib.S3Target(cfg.backup.s3_targets[0]), lib.client(cfg)
+        to = recipients(cfg)
+        for rec in recordings:
+            lib._put(ws, target, s3, rec, to, until, hold=rec is recordings[0])
+
+        when = (datetime.now(SHANGHAI) + timedelta(days=1)).isoformat()  # due since 2023, verified today
+        made = subprocess.run([str(ARCHIVER), "retention", "purge", "--request", "--json"],
+                              env={**env, "ARCHIVER_NOW": when}, capture_output=True, text=True, check=True)
+        request = json.loads(made.stdout)["id"]
+        purge.approve(ws.acting({"user": "auditor-wang", "uid": 12345, "role": "auditor"}), request,
+                      datetime.fromisoformat(when))
+        subprocess.run([str(ARCHIVER), "retention", "purge", str(request)], env={**env, "ARCHIVER_NOW": when},
+                       check=True, capture_output=True)
+
+        assert lib.drop_purged_s3(ws, target.url) == (0, 6)  # every version still locked: the store refuses
+        time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
+        assert lib.drop_purged_s3(ws, target.url) == (5, 1)  # past the date; the legal hold still keeps one
+        left = client(rgw, ADMIN).list_object_versions(Bucket=bucket).get("Versions", [])
+        assert [v["Key"].rsplit("/", 1)[-1] for v in left] == [f"{recordings[0].sha256}.age"]
+        with ws.catalog.reading() as session:
+            rows = list(session.scalars(select(BackupObject)))
+        assert [r.recording_id for r in rows] == [recordings[0].id]
+    finally:
+        ws.close()
+    shown = subprocess.run([str(ARCHIVER), "custody", "show", "--action", "backup_drop_purged", "--json"], env=env,
+                           capture_output=True, text=True, check=True)
+    (event,) = json.loads(shown.stdout)
+    assert len(event["details"]["objects"]) == 5
