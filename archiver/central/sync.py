@@ -114,9 +114,9 @@ def _registered(central: Catalog, ws: Workspace) -> int:
         raise NotFoundError(_("station {station} is not registered at the centre: there, run 'archiver stations add "
                              "{station} --key {key}'").format(station=station_id, key=own.text))
     if row.public_key != own.text:
-        raise ConfigError(_("the centre knows station {station} by another key: this station is not the one "
-                             "registered under that name (check [station] id, or re-register its key)").format(
-                             station=station_id))
+        raise ConfigError(_("the centre knows station {station} by another key: this is not the station registered "
+                            "under that name; check [station] id (a station keeps its key for good)").format(
+                            station=station_id))
     return row.seq
 
 
