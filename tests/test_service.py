@@ -183,12 +183,15 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "retention approve": ["retention", "approve", "999999"],
         "report year": ["report", "year", "2022"], "report period": ["report", "period", "--since", "2022-11-01",
                                                                      "--until", "2022-12-01"],
+        "sync": ["sync"], "stations add": ["stations", "add", f"s-{who}", "--key", "ed25519:" + "A" * 43 + "="],
+        "stations list": ["stations", "list"], "stations check": ["stations", "check"],
     }
 
 
 # What an allowed command may still answer without having been refused (it ran, and said why not).
 _RAN_BUT_SAID_NO = {"rebuild-catalog": "exists: move it aside", "daemon": "the daemon is running already",
-                    "retention purge": "no purge request 999999", "retention approve": "no purge request 999999"}
+                    "retention purge": "no purge request 999999", "retention approve": "no purge request 999999",
+                    "sync": "no central catalog configured"}
 
 
 @pytest.mark.parametrize("role", ROLES)
