@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from botocore.exceptions import ClientError
 from conftest import REPO
-from s3_util import ADMIN, STATION, client, locked_bucket, radosgw
+from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
 
 from archiver.backup import s3 as lib
@@ -50,9 +50,9 @@ def _midnight(day: str) -> datetime:
 
 
 def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_unseen(
-        cli, recorder: Path, tmp_path: Path, keys, rgw: str):
-    bucket = locked_bucket(rgw)
-    config = _config(tmp_path, rgw, bucket, keys["recipients"], STATION)
+        cli, recorder: Path, tmp_path: Path, keys, rgw: Radosgw):
+    bucket = locked_bucket(rgw.base)
+    config = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], STATION)
 
     def run(*args):
         return cli(*args, config=config)
@@ -68,7 +68,7 @@ def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_
     counts = json.loads(first.stdout)["targets"][f"s3://{bucket}/houye"]
     assert counts["objects"] == len(listed) == 6
 
-    admin, station = client(rgw, ADMIN), client(rgw, STATION)
+    admin, station = client(rgw.endpoint, ADMIN), client(rgw.endpoint, STATION)
     tomorrow = (datetime.now(SHANGHAI) + timedelta(days=1)).date().isoformat()
     versions = {}
     for rec in listed:
@@ -121,9 +121,9 @@ def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_
     assert [e["details"]["on"] for e in json.loads(shown.stdout)] == [False]
 
 
-def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path, tmp_path: Path, keys, rgw: str):
-    bucket = locked_bucket(rgw)
-    config = _config(tmp_path, rgw, bucket, keys["recipients"], ADMIN)  # the county's credentials: may delete
+def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path, tmp_path: Path, keys, rgw: Radosgw):
+    bucket = locked_bucket(rgw.base)
+    config = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], ADMIN)  # the county's credentials: may delete
     data = tmp_path / "data"
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
     subprocess.run([str(ARCHIVER), "ingest", str(recorder)], env=env, check=True, capture_output=True)
@@ -151,7 +151,7 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
         assert lib.drop_purged_s3(ws, target.url) == (0, 6)  # every version still locked: the store refuses
         time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
         assert lib.drop_purged_s3(ws, target.url) == (5, 1)  # past the date; the legal hold still keeps one
-        left = client(rgw, ADMIN).list_object_versions(Bucket=bucket).get("Versions", [])
+        left = client(rgw.endpoint, ADMIN).list_object_versions(Bucket=bucket).get("Versions", [])
         assert [v["Key"].rsplit("/", 1)[-1] for v in left] == [f"{recordings[0].sha256}.age"]
         with ws.catalog.reading() as session:
             rows = list(session.scalars(select(BackupObject)))

@@ -70,16 +70,21 @@ def client(cfg: Config):
                           read_timeout=120))
 
 
+def _code(exc: Exception) -> str | None:
+    """The S3 error code of a botocore ClientError (AccessDenied, NoSuchVersion, ...); None for others."""
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
 def _failure(target: S3Target, exc: Exception) -> S3TargetError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-    reason = code or " ".join(str(exc).split())[:200]
+    reason = _code(exc) or " ".join(str(exc).split())[:200]
     return S3TargetError(_("backup target {target}: {reason}; check the endpoint, the credentials and that the "
                            "bucket has Object Lock enabled, then run the backup again").format(
                            target=target.url, reason=reason))
 
 
 def _refused(exc: Exception) -> bool:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code") in ("AccessDenied", "InvalidRequest")
+    return _code(exc) in ("AccessDenied", "InvalidRequest")
 
 
 # -- locks (pure) ---------------------------------------------------------------------------------
@@ -274,8 +279,7 @@ def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tup
             found = check_stream(answer["Body"], row, identities)
             latest = s3.head_object(Bucket=target.bucket, Key=key)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-            if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
                 problem(Kind.BACKUP_MISSING, row, _("written by this station (version {version}) but not in the "
                                                     "store").format(version=row.version_id))
                 continue

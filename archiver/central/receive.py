@@ -58,6 +58,7 @@ def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Re
             raise NotFoundError(_("station {station} is not registered at the centre: run 'archiver stations add "
                                   "{station} --key ed25519:...' with the centre's config").format(station=station_id))
         key = PublicKey.parse(station.public_key)
+        arrived: list[int] = []  # recordings new to the centre: linked to the central cases once, at the end
         for delivery in deliveries:
             digest = hashlib.sha256(delivery.line).hexdigest()
             try:
@@ -69,11 +70,12 @@ def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Re
             if event is None:
                 result.duplicates += 1
                 continue
-            _apply(session, station_id, event, delivery.facts)
+            _apply(session, station_id, event, delivery.facts, arrived)
             session.add(StationEvent(station=station_id, seq=event["seq"], hash=digest, time=_time(event),
                                      action=str(event.get("action"))[:64], line=delivery.line.decode()))
             station.seq, station.hash = event["seq"], digest
             result.applied += 1
+        link_recordings(session, arrived)
         station.synced_at = utcnow()
         result.seq = station.seq
         session.commit()  # a failure is the caller's to name (sync: the centre out of reach)
@@ -125,13 +127,14 @@ def _time(event: dict[str, Any]) -> datetime:
 
 
 # -- applying ---------------------------------------------------------------------------------
-def _apply(session: Session, station_id: str, event: dict[str, Any], facts: dict[str, Any] | None) -> None:
+def _apply(session: Session, station_id: str, event: dict[str, Any], facts: dict[str, Any] | None,
+           arrived: list[int]) -> None:
     """The catalog facts an event states: a recording and where it was seen; a purge; a retention class."""
     action, subject, details = event.get("action"), event.get("subject"), event.get("details")
     if not isinstance(subject, dict) or not isinstance(details, dict) or not isinstance(subject.get("sha256"), str):
         return
     if action == "ingest":
-        _ingest(session, station_id, event, subject, details, facts)
+        _ingest(session, station_id, event, subject, details, facts, arrived)
         return
     rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"],
                                                  Recording.station == station_id))
@@ -144,7 +147,7 @@ def _apply(session: Session, station_id: str, event: dict[str, Any], facts: dict
 
 
 def _ingest(session: Session, station_id: str, event: dict[str, Any], subject: dict[str, Any],
-            details: dict[str, Any], facts: dict[str, Any] | None) -> None:
+            details: dict[str, Any], facts: dict[str, Any] | None, arrived: list[int]) -> None:
     when, device = _time(event), subject.get("device")
     device = device if isinstance(device, str) and device else None
     fields = read_facts(details if has_facts(details) else facts or {})
@@ -160,7 +163,7 @@ def _ingest(session: Session, station_id: str, event: dict[str, Any], subject: d
                         station=station_id, **fields)
         session.add(rec)
         session.flush()
-        link_recordings(session, [rec.id])  # to the central cases' actions it falls in
+        arrived.append(rec.id)
     session.add(Sighting(recording=rec, device_key=device or "", source=f"{station_id}:{details.get('source', '')}",
                          original_path=original, size=size, mtime_ns=0, seen_at=when))
     if device is not None:
