@@ -18,7 +18,7 @@ from pg_util import ENGINES
 ADMIN = ("admin", "admin-secret")  # owns the buckets; may delete what no lock keeps
 STATION = ("station", "station-secret")  # a station's credentials: put, never delete
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port with the two after it free too (the monitor takes them)."""
     for _attempt in range(50):
         with socket.socket() as probe:
@@ -49,7 +49,7 @@ def radosgw() -> Iterator[Radosgw]:
     """A running radosgw; stopped and removed after."""
     base = Path(tempfile.mkdtemp(prefix="arcv-rgw-", dir="/tmp"))
     try:
-        started = subprocess.run([str(ENGINES), "rgw", "start", str(base), str(_free_port())], capture_output=True,
+        started = subprocess.run([str(ENGINES), "rgw", "start", str(base), str(free_port())], capture_output=True,
                                  text=True)
         assert started.returncode == 0, started.stderr + "".join(
             p.read_text(errors="replace")[-2000:] for p in (base / "log").glob("*.out"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -126,7 +127,7 @@ class Catalog:
 
 def shown_url(url: str) -> str:
     """A database URL as messages may show it: without its password."""
-    return make_url(url).render_as_string(hide_password=True)
+    return unquote(make_url(url).render_as_string(hide_password=True))  # ?host=/run/... as written, not %2F
 
 
 def commit(session: Session) -> None:

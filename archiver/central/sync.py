@@ -70,8 +70,9 @@ def sync(ws: Workspace, batch: int = BATCH, progress: Callable[[int], None] | No
                 "off; run 'archiver verify' and restore the log from a backup").format(
                 seq=report.central_seq, head=report.head)})
         pending: list[Delivery] = []
+        held = report.central_seq
         # From the last line the centre holds: it confirms that line (a duplicate) or finds the log rewritten.
-        for _seq, line in _after(ws, max(0, report.central_seq - 1)):
+        for _seq, line in _after(ws, max(0, held - 1)):
             pending.append(Delivery(line, None))
             if len(pending) >= batch:
                 if not _deliver(ws, central, pending, report, progress) or (cancel and cancel.is_set()):
@@ -80,6 +81,8 @@ def sync(ws: Workspace, batch: int = BATCH, progress: Callable[[int], None] | No
         else:
             if pending:
                 _deliver(ws, central, pending, report, progress)
+        if held and report.duplicates:
+            report.duplicates -= 1  # the line the centre held last, sent again to confirm it: not news
     except SQLAlchemyError as exc:
         error = unreachable(central, exc)
         _note(ws, report.central_seq, error)
