@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from archiver.cases.links import link_recordings
@@ -25,6 +25,7 @@ from archiver.catalog.models import utcnow
 from archiver.errors import NotFoundError
 from archiver.i18n import _
 from archiver.ingest.facts import has_facts, read_facts
+from archiver.ledger.custody import Head
 from archiver.ledger.keys import PublicKey, canonical
 
 
@@ -50,7 +51,7 @@ class Refused(Exception):
 
 
 def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Received:
-    """Check and apply `deliveries` (in log order) for one station; one transaction."""
+    """Check `deliveries` (in log order) for one station, then apply what passed in bulk; one transaction."""
     result = Received(station_id)
     with central.session() as session:
         station = session.get(Station, station_id, with_for_update=True)  # one delivery per station at a time
@@ -58,11 +59,12 @@ def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Re
             raise NotFoundError(_("station {station} is not registered at the centre: run 'archiver stations add "
                                   "{station} --key ed25519:...' with the centre's config").format(station=station_id))
         key = PublicKey.parse(station.public_key)
-        arrived: list[int] = []  # recordings new to the centre: linked to the central cases once, at the end
+        head = Head(station.seq, station.hash)
+        accepted: list[Accepted] = []
         for delivery in deliveries:
             digest = hashlib.sha256(delivery.line).hexdigest()
             try:
-                event = _check(session, station, key, delivery.line, digest)
+                event = _check(session, station_id, head, key, delivery.line, digest)
             except Refused as refusal:
                 _refuse(session, station_id, refusal, delivery.line, digest)
                 result.refused.append({"seq": refusal.seq, "kind": refusal.kind, "detail": refusal.detail})
@@ -70,20 +72,28 @@ def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Re
             if event is None:
                 result.duplicates += 1
                 continue
-            _apply(session, station_id, event, delivery.facts, arrived)
-            session.add(StationEvent(station=station_id, seq=event["seq"], hash=digest, time=_time(event),
-                                     action=str(event.get("action"))[:64], line=delivery.line.decode()))
-            station.seq, station.hash = event["seq"], digest
-            result.applied += 1
-        link_recordings(session, arrived)
-        station.synced_at = utcnow()
-        result.seq = station.seq
+            accepted.append(Accepted(event, delivery.line, digest, delivery.facts))
+            head = Head(event["seq"], digest)
+        if accepted:
+            _apply(session, station_id, accepted)
+        station.seq, station.hash, station.synced_at = head.seq, head.hash, utcnow()
+        result.seq, result.applied = head.seq, len(accepted)
         session.commit()  # a failure is the caller's to name (sync: the centre out of reach)
     return result
 
 
-def _check(session: Session, station: Station, key: PublicKey, line: bytes, digest: str) -> dict[str, Any] | None:
-    """The event, checked; None for a line the centre holds already; Refused for anything else."""
+@dataclass(frozen=True)
+class Accepted:
+    event: dict[str, Any]  # without its `sig`
+    line: bytes
+    digest: str
+    facts: dict[str, Any] | None
+
+
+def _check(session: Session, station_id: str, head: Head, key: PublicKey, line: bytes,
+           digest: str) -> dict[str, Any] | None:
+    """The event, checked against the centre's head; None for a line the centre holds already; Refused
+    for anything else."""
     try:
         event = json.loads(line)
         seq = event["seq"]
@@ -93,18 +103,18 @@ def _check(session: Session, station: Station, key: PublicKey, line: bytes, dige
         _time(event)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise Refused("malformed", None, _("not a well-formed custody event")) from None
-    if seq <= station.seq:
-        held = session.get(StationEvent, (station.id, seq))
+    if seq <= head.seq:
+        held = session.get(StationEvent, (station_id, seq))
         if held is not None and held.hash == digest:
             return None
         raise Refused("fork", seq, _("the centre holds another line at sequence {seq}: the station's log was "
                                      "rewritten or restored from an older copy").format(seq=seq))
-    if seq != station.seq + 1:
+    if seq != head.seq + 1:
         raise Refused("gap", seq, _("expected sequence {expected}: events {expected} to {before} are "
-                                    "missing").format(expected=station.seq + 1, before=seq - 1))
-    if event.get("prev") != station.hash:
+                                    "missing").format(expected=head.seq + 1, before=seq - 1))
+    if event.get("prev") != head.hash:
         raise Refused("fork", seq, _("does not chain to the line the centre holds at sequence {seq}: the station's "
-                                     "log was rewritten").format(seq=station.seq))
+                                     "log was rewritten").format(seq=head.seq))
     if not key.verify(signature, canonical(event)):
         raise Refused("signature", seq, _("signature does not verify with the station's registered key"))
     return event
@@ -127,48 +137,80 @@ def _time(event: dict[str, Any]) -> datetime:
 
 
 # -- applying ---------------------------------------------------------------------------------
-def _apply(session: Session, station_id: str, event: dict[str, Any], facts: dict[str, Any] | None,
-           arrived: list[int]) -> None:
-    """The catalog facts an event states: a recording and where it was seen; a purge; a retention class."""
-    action, subject, details = event.get("action"), event.get("subject"), event.get("details")
-    if not isinstance(subject, dict) or not isinstance(details, dict) or not isinstance(subject.get("sha256"), str):
-        return
-    if action == "ingest":
-        _ingest(session, station_id, event, subject, details, facts, arrived)
-        return
-    rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"],
-                                                 Recording.station == station_id))
-    if rec is None:
-        return
-    if action == "purge":
-        rec.purged_at, rec.purge_request_id = _time(event), None
-    elif action == "classify" and isinstance(details.get("class"), str):
-        rec.retention_class = details["class"]
+def _apply(session: Session, station_id: str, accepted: list[Accepted]) -> None:
+    """What the accepted events state, in a few statements per delivery whatever its size: the lines
+    themselves, new recordings (the same bytes docked at two stations are one recording, seen twice),
+    sightings and devices, linked to the central cases; then purges and classes, in log order."""
+    now = utcnow()
+    session.execute(insert(StationEvent), [
+        {"station": station_id, "seq": a.event["seq"], "hash": a.digest, "time": _time(a.event),
+         "action": str(a.event.get("action"))[:64], "line": a.line.decode(), "received_at": now} for a in accepted])
+    ingests = [a for a in accepted if a.event.get("action") == "ingest" and _stated(a.event)]
+    if ingests:
+        _ingests(session, station_id, ingests)
+    for item in accepted:
+        action, subject, details = item.event.get("action"), item.event.get("subject"), item.event.get("details")
+        if action not in ("purge", "classify") or not _stated(item.event):
+            continue
+        rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"],
+                                                     Recording.station == station_id))
+        if rec is None:
+            continue
+        if action == "purge":
+            rec.purged_at, rec.purge_request_id = _time(item.event), None
+        elif isinstance(details.get("class"), str):
+            rec.retention_class = details["class"]
 
 
-def _ingest(session: Session, station_id: str, event: dict[str, Any], subject: dict[str, Any],
-            details: dict[str, Any], facts: dict[str, Any] | None, arrived: list[int]) -> None:
-    when, device = _time(event), subject.get("device")
-    device = device if isinstance(device, str) and device else None
-    fields = read_facts(details if has_facts(details) else facts or {})
-    original = str(details.get("original_path", ""))
-    size = details.get("size") if isinstance(details.get("size"), int) else 0
-    rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"]))
-    if rec is None:  # the same bytes docked at two stations are one recording, seen twice
-        raw = details.get("original_path_b64")
-        rec = Recording(sha256=subject["sha256"], sm3=details.get("sm3"), size=size, original_path=original,
-                        original_path_bytes=base64.b64decode(raw) if isinstance(raw, str) else None,
-                        device_serial=device, archive_path=f"{station_id}:{details.get('archive_path', '')}",
-                        ingested_at=when, verified_at=when, flags=[str(f) for f in details.get("flags") or []],
-                        station=station_id, **fields)
-        session.add(rec)
-        session.flush()
-        arrived.append(rec.id)
-    session.add(Sighting(recording=rec, device_key=device or "", source=f"{station_id}:{details.get('source', '')}",
-                         original_path=original, size=size, mtime_ns=0, seen_at=when))
-    if device is not None:
-        row = session.scalar(select(Device).where(Device.serial == device))
+def _stated(event: dict[str, Any]) -> bool:
+    subject, details = event.get("subject"), event.get("details")
+    return isinstance(subject, dict) and isinstance(details, dict) and isinstance(subject.get("sha256"), str)
+
+
+def _ingests(session: Session, station_id: str, ingests: list[Accepted]) -> None:
+    shas = list({a.event["subject"]["sha256"] for a in ingests})
+    known = dict(session.execute(select(Recording.sha256, Recording.id).where(Recording.sha256.in_(shas))).all())
+    new: dict[str, dict[str, Any]] = {}
+    sightings, devices = [], {}
+    for item in ingests:
+        event, subject, details = item.event, item.event["subject"], item.event["details"]
+        when, device = _time(event), subject.get("device")
+        device = device if isinstance(device, str) and device else None
+        fields = read_facts(details if has_facts(details) else item.facts or {})
+        original = str(details.get("original_path", ""))
+        size = details.get("size") if isinstance(details.get("size"), int) else 0
+        sha = subject["sha256"]
+        if sha not in known and sha not in new:
+            raw = details.get("original_path_b64")
+            new[sha] = {"sha256": sha, "sm3": details.get("sm3"), "size": size, "original_path": original,
+                        "original_path_bytes": base64.b64decode(raw) if isinstance(raw, str) else None,
+                        "device_serial": device, "archive_path": f"{station_id}:{details.get('archive_path', '')}",
+                        "ingested_at": when, "verified_at": when, "station": station_id,
+                        "flags": [str(f) for f in details.get("flags") or []], "media": None,
+                        "retention_class": None, "purged_at": None, "purge_request_id": None, **fields}
+        sightings.append({"sha256": sha, "device_key": device or "", "original_path": original, "size": size,
+                          "source": f"{station_id}:{details.get('source', '')}", "mtime_ns": 0, "seen_at": when})
+        if device is not None:
+            seen = devices.setdefault(device, {"officer_no": fields["officer_no"], "first": when, "last": when})
+            seen["last"] = max(seen["last"], when)
+    arrived = []
+    if new:
+        for rid, sha in session.execute(insert(Recording).returning(Recording.id, Recording.sha256),
+                                        list(new.values())):
+            known[sha] = rid
+            arrived.append(rid)
+    session.execute(insert(Sighting), [{**{k: v for k, v in s.items() if k != "sha256"},
+                                        "recording_id": known[s["sha256"]], "ingest_run_id": None} for s in sightings])
+    _devices(session, devices)
+    link_recordings(session, arrived)  # to the central cases' actions they fall in
+
+
+def _devices(session: Session, seen: dict[str, dict[str, Any]]) -> None:
+    held = {d.serial: d for d in session.scalars(select(Device).where(Device.serial.in_(list(seen))))}
+    for serial, what in seen.items():
+        row = held.get(serial)
         if row is None:
-            session.add(Device(serial=device, officer_no=fields["officer_no"], first_seen=when, last_docked=when))
-        elif row.last_docked is None or row.last_docked < when:
-            row.last_docked = when
+            session.add(Device(serial=serial, officer_no=what["officer_no"], first_seen=what["first"],
+                               last_docked=what["last"]))
+        elif row.last_docked is None or row.last_docked < what["last"]:
+            row.last_docked = what["last"]
