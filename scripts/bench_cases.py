@@ -57,19 +57,8 @@ def build(data_dir: Path, recordings: int, cases: int, seed: int = 7) -> None:
                     rows = []
         if rows:
             conn.execute(insert(Recording), rows)
-        case_rows, action_rows, officer_rows, aid = [], [], [], 0
-        for c in range(1, cases + 1):
-            case_rows.append({"id": c, "case_no": f"县综执罚〔2024〕{c}号", "title": f"synthetic case {c}",
-                              "imported_at": now})
-            for stage in ("调查取证", "送达"):
-                aid += 1
-                crew = rng.sample(range(officers), k=min(officers, rng.choice((1, 2))))
-                start = rng.choice(starts[crew[0]]) + timedelta(minutes=rng.randrange(10))
-                end = start + timedelta(minutes=rng.choice((5, 15, 30)))
-                action_rows.append({"id": aid, "case_id": c, "stage": stage, "start": start, "end": end,
-                                    "recording_required": True, "link_from": start - SLACK, "link_to": end + SLACK,
-                                    "scan_from": start - SLACK - LONGEST_RECORDING})
-                officer_rows.extend({"action_id": aid, "officer_no": f"JX{o:04d}"} for o in crew)
+        case_rows, action_rows, officer_rows = synthetic_cases(
+            {f"JX{o:04d}": mine for o, mine in starts.items()}, cases, rng, "县综执罚〔2024〕{}号")
         for table, data in ((Case, case_rows), (Action, action_rows), (ActionOfficer, officer_rows)):
             for i in range(0, len(data), 20000):
                 conn.execute(insert(table), data[i:i + 20000])
@@ -81,6 +70,26 @@ def build(data_dir: Path, recordings: int, cases: int, seed: int = 7) -> None:
     print(f"linked {len(ids)} actions: {links} automatic links in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     catalog.close()
+
+
+def synthetic_cases(starts: dict[str, list[datetime]], cases: int, rng: random.Random,
+                    number: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rows of `cases` cases of two actions each, by one or two officers, placed where the first of them
+    recorded (`starts`: officer -> starts of their recordings): (cases, actions, action officers)."""
+    officers, now = sorted(starts), utcnow()
+    case_rows, action_rows, officer_rows, aid = [], [], [], 0
+    for c in range(1, cases + 1):
+        case_rows.append({"id": c, "case_no": number.format(c), "title": f"synthetic case {c}", "imported_at": now})
+        for stage in ("调查取证", "送达"):
+            aid += 1
+            crew = rng.sample(officers, k=min(len(officers), rng.choice((1, 2))))
+            start = rng.choice(starts[crew[0]]) + timedelta(minutes=rng.randrange(10))
+            end = start + timedelta(minutes=rng.choice((5, 15, 30)))
+            action_rows.append({"id": aid, "case_id": c, "stage": stage, "start": start, "end": end,
+                                "recording_required": True, "link_from": start - SLACK, "link_to": end + SLACK,
+                                "scan_from": start - SLACK - LONGEST_RECORDING})
+            officer_rows.extend({"action_id": aid, "officer_no": o} for o in crew)
+    return case_rows, action_rows, officer_rows
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:

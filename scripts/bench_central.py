@@ -20,12 +20,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench_cases import synthetic_cases
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, insert, select, text
 
-from archiver.cases.links import LONGEST_RECORDING, relink_actions
+from archiver.cases.links import relink_actions
 from archiver.catalog import Action, ActionOfficer, Case, Catalog, Recording, Station
-from archiver.catalog.models import utcnow
 from archiver.central.receive import Delivery, receive
 from archiver.ingest.store import prepare_data_dir
 from archiver.ledger.custody import GENESIS
@@ -33,7 +33,6 @@ from archiver.ledger.keys import StationKey, canonical, ensure_station_key
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
-SLACK = timedelta(seconds=30)
 BATCH = 500
 
 
@@ -71,20 +70,7 @@ def station_log(key: StationKey, station: int, recordings: int, rng: random.Rand
 
 def add_cases(central: Catalog, starts: dict[str, list[datetime]], cases: int, rng: random.Random) -> float:
     """`cases` cases of two actions each, by one or two officers (often of two stations: joint actions)."""
-    officers, now = sorted(starts), utcnow()
-    case_rows, action_rows, officer_rows, aid = [], [], [], 0
-    for c in range(1, cases + 1):
-        case_rows.append({"id": c, "case_no": f"县联合〔2024〕{c}号", "title": f"synthetic case {c}",
-                          "imported_at": now})
-        for stage in ("调查取证", "送达"):
-            aid += 1
-            crew = rng.sample(officers, k=rng.choice((1, 2)))
-            start = rng.choice(starts[crew[0]]) + timedelta(minutes=rng.randrange(10))
-            end = start + timedelta(minutes=rng.choice((5, 15, 30)))
-            action_rows.append({"id": aid, "case_id": c, "stage": stage, "start": start, "end": end,
-                                "recording_required": True, "link_from": start - SLACK, "link_to": end + SLACK,
-                                "scan_from": start - SLACK - LONGEST_RECORDING})
-            officer_rows.extend({"action_id": aid, "officer_no": o} for o in crew)
+    case_rows, action_rows, officer_rows = synthetic_cases(starts, cases, rng, "县联合〔2024〕{}号")
     with central.engine.begin() as conn:
         for table, data in ((Case, case_rows), (Action, action_rows), (ActionOfficer, officer_rows)):
             for i in range(0, len(data), 20000):
