@@ -114,6 +114,11 @@ def test_a_joint_case_is_whole_only_at_the_centre(county, postgres, cards, tmp_p
     checked = as_json(run("centre", "stations", "check", "--json"))
     assert checked["problems"] == 0 and all(s["events"] > 0 for s in checked["stations"])
 
+    html = tmp_path / "joint.html"
+    assert run("centre", "cases", "report", CASE, "--html", html).exit_code == 0
+    assert "houye:archive/" in html.read_text() and "xzj:archive/" in html.read_text()
+    year = as_json(run("centre", "report", "year", "2022", "--json"))
+    assert (year["recordings"], year["recorders"]) == (6, 2)
     verified = run("centre", "verify", "--central")
     assert verified.exit_code == 0 and "2 station(s)" in verified.stdout and "0 problem(s)" in verified.stdout
 
