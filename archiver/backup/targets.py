@@ -225,9 +225,7 @@ def _backup_s3(ws: Workspace, to: list[Recipient], report: BackupReport, cancel)
     from archiver.backup.s3 import backup_to_s3, drop_purged_s3
 
     def rotten(rec: Recording, found: str) -> None:
-        report.not_backed_up.append({"target": url, "path": rec.archive_path, "detail": _(
-            "recording #{id} hashes as {found} now, the catalog says {sha256}: run 'archiver verify'").format(
-            id=rec.id, found=found, sha256=rec.sha256)})
+        report.not_backed_up.append(_rotten(url, rec, found))
 
     for url in ws.cfg.backup.s3_targets:
         counts = report.targets.setdefault(url, {"objects": 0, "bytes": 0, "snapshot_parts": 0,
@@ -266,10 +264,7 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
                     try:
                         _plain, digest, size = future.result()
                     except _Rotten as rotten:
-                        report.not_backed_up.append({
-                            "target": str(target), "path": rec.archive_path,
-                            "detail": _("recording #{id} hashes as {found} now, the catalog says {sha256}: run "
-                                        "'archiver verify'").format(id=rec.id, found=rotten, sha256=rec.sha256)})
+                        report.not_backed_up.append(_rotten(str(target), rec, str(rotten)))
                         log.error("not backed up: the archived file no longer hashes as catalogued path=%s",
                                   rec.archive_path)
                         continue
@@ -283,6 +278,12 @@ def _backup_recordings(ws: Workspace, target: Path, to: list[Recipient], counts:
             for future in running:  # let the other writer finish or clean up its temp file
                 future.cancel()
             wait(running)
+
+
+def _rotten(target: str, rec: Recording, found: str) -> dict[str, str]:
+    return {"target": target, "path": rec.archive_path, "detail": _(
+        "recording #{id} hashes as {found} now, the catalog says {sha256}: run 'archiver verify'").format(
+        id=rec.id, found=found, sha256=rec.sha256)}
 
 
 def _reconcile(ws: Workspace, target: Path) -> None:
@@ -493,9 +494,13 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
         problems.append({"kind": kind, "path": str(path), "detail": detail})
 
     for url in ws.cfg.backup.s3_targets:
-        from archiver.backup.s3 import verify_s3
+        from archiver.backup.s3 import S3TargetError, verify_s3
 
-        count, found = verify_s3(ws, url, identities)
+        try:
+            count, found = verify_s3(ws, url, identities)
+        except S3TargetError as exc:  # out of reach, as a disk that is not mounted: a problem, and on to the next
+            problem(Kind.BACKUP_TARGET, url, str(exc))
+            continue
         checked += count
         problems += found
     for target in _targets(ws.cfg):
