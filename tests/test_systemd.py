@@ -25,8 +25,10 @@ def test_systemd_units_verify(tmp_path: Path):
         if unit.suffix in (".service", ".timer", ".mount"):
             # point the installed paths at this checkout so the executables exist
             (units / unit.name).write_text(unit.read_text().replace("/opt/archiver", str(repo)))
+        elif unit.suffix == ".d":  # drop-ins (county.conf) are verified with their unit
+            shutil.copytree(unit, units / unit.name)
     names = []
-    for unit in sorted(units.iterdir()):
+    for unit in sorted(u for u in units.iterdir() if u.is_file()):
         if "@" in unit.name:  # a template is verified through an instance of it
             instance = units / unit.name.replace("@.", "@sdb1.")
             instance.symlink_to(unit)
