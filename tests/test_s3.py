@@ -50,7 +50,7 @@ def _midnight(day: str) -> datetime:
 
 
 def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_unseen(
-        cli, recorder: Path, tmp_path: Path, keys, rgw: Radosgw):
+        cli, recorder: Path, tmp_path: Path, keys, rgw: Radosgw, monkeypatch):
     bucket = locked_bucket(rgw.base)
     config = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], STATION)
 
@@ -119,6 +119,22 @@ def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_
     assert status["LegalHold"]["Status"] == "OFF"
     shown = run("custody", "show", "--action", "backup_legal_hold", "--json")
     assert [e["details"]["on"] for e in json.loads(shown.stdout)] == [False]
+
+    # The endpoint and credentials from the usual AWS variables instead of [s3]; wrong ones: a plain error.
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[backup]\ntargets = ["s3://{bucket}/houye"]\nrecipients = {keys["recipients"]!r}\n')
+    monkeypatch.setenv("AWS_ENDPOINT_URL", rgw.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", STATION[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", STATION[1])
+    again = cli("backup", "verify", "--json", config=bare)
+    assert again.exit_code == 1 and [p["kind"] for p in json.loads(again.stdout)["problems"]] == ["backup_overwritten"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    wrong = cli("backup", "verify", "--json", config=bare)
+    (problem,) = json.loads(wrong.stdout)["problems"]
+    assert wrong.exit_code == 1 and problem["kind"] == "backup_target" and "SignatureDoesNotMatch" in problem["detail"]
+    config.chmod(0o644)  # the secret in [s3] readable by everyone: refused
+    loose = run("backup", "status")
+    assert loose.exit_code == 2 and "chmod o-r" in loose.stderr
 
 
 def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path, tmp_path: Path, keys, rgw: Radosgw):

@@ -62,7 +62,8 @@ def client(cfg: Config):
     from botocore.config import Config as BotoConfig
 
     s3 = cfg.s3
-    return boto3.client(
+    # a session of its own: boto3's default one is process-wide and keeps the credentials it first found
+    return boto3.session.Session().client(
         "s3", endpoint_url=s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
         region_name=s3.region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
         aws_access_key_id=s3.access_key_id or None, aws_secret_access_key=s3.secret_access_key or None,
