@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -93,6 +94,20 @@ def test_objects_are_locked_until_their_date_held_and_never_deleted_or_replaced_
     assert clean.exit_code == 0, clean.output
     assert run("backup", "run", "--json").exit_code == 0
     assert len(admin.list_object_versions(Bucket=bucket)["Versions"]) == 6  # nothing written twice
+
+    # A run killed after a PUT answered, before the catalog recorded it: the next run adopts that version
+    # (signed entry, reads back as signed) instead of putting a second locked copy.
+    db = sqlite3.connect(tmp_path / "data" / "catalog.db")
+    db.execute("delete from backup_objects where plain_sha256 = ?", (listed[3]["sha256"],))
+    db.commit()
+    db.close()
+    key3 = f"houye/objects/{listed[3]['sha256'][:2]}/{listed[3]['sha256']}.age"
+    resumed = json.loads(run("backup", "run", "--json").stdout)["targets"][f"s3://{bucket}/houye"]
+    assert resumed["objects"] == 1
+    assert len(admin.list_object_versions(Bucket=bucket, Prefix=key3)["Versions"]) == 1  # no second copy
+    (event,) = json.loads(run("custody", "show", "--action", "backup", "--json").stdout)[-1:]
+    assert event["details"]["adopted"] is True and event["details"]["version"] == versions[listed[3]["sha256"]][
+        "VersionId"]
 
     # A credential that may write puts a copy with one byte flipped over an object.
     target = listed[2]

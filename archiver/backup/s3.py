@@ -29,7 +29,7 @@ from archiver.catalog.db import commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.i18n import _
-from archiver.ledger.keys import sign_record
+from archiver.ledger.keys import sign_record, signed_by
 from archiver.problems import Kind
 from archiver.retention.plan import gather
 from archiver.retention.rules import due
@@ -129,15 +129,21 @@ def backup_to_s3(ws: Workspace, url: str, to: list[Recipient], counts: dict[str,
         if cancel is not None and cancel.is_set():
             return
         want = wanted[rec.id]
-        try:
-            row = _put(ws, target, s3, rec, to, want.until, want.hold)
-        except _Rotten as rotten:
-            report_rotten(rec, str(rotten))
-            continue
+        row = _adopt(ws, target, s3, rec)
+        adopted = row is not None
+        if row is not None:
+            _record(ws, row)
+        else:
+            try:
+                row = _put(ws, target, s3, rec, to, want.until, want.hold)
+            except _Rotten as rotten:
+                report_rotten(rec, str(rotten))
+                continue
         ws.custody.append("backup", {"sha256": rec.sha256, "device": rec.device_serial},
                           {"target": url, "object": row.name, "version": row.version_id,
                            "ciphertext_sha256": row.ciphertext_sha256, "size": row.size,
-                           "locked_until": want.until.isoformat(), "legal_hold": want.hold})
+                           "locked_until": row.locked_until.isoformat() if row.locked_until else None,
+                           "legal_hold": row.legal_hold, **({"adopted": True} if adopted else {})})
         counts["objects"] += 1
         counts["bytes"] += row.size
     counts["locks_extended"], counts["holds_changed"] = _maintain(ws, target, s3, now)
@@ -178,10 +184,44 @@ def _put(ws: Workspace, target: S3Target, s3, rec: Recording, to: list[Recipient
                               "Object Lock enabled (create it with Object Lock)").format(target=target.url, name=name))
     row = BackupObject(target=target.url, name=name, kind="recording", recording_id=rec.id, plain_sha256=rec.sha256,
                        ciphertext_sha256=digest, size=size, version_id=version, locked_until=until, legal_hold=hold)
+    _record(ws, row)
+    return row
+
+
+def _record(ws: Workspace, row: BackupObject) -> None:
     with ws.catalog.session() as session:
         session.add(row)
         commit(session)
-    return row
+
+
+def _adopt(ws: Workspace, target: S3Target, s3, rec: Recording) -> BackupObject | None:
+    """A version a killed run put but did not record (the PUT answered, the catalog never heard): adopted
+    if the station signed the entry it carries and it reads back as that entry says, so a run killed at
+    any moment leaves no second locked copy behind. Planted versions (unsigned, or not as signed) are not."""
+    name = object_name(rec.sha256)
+    key = target.key(name)
+    try:
+        listed = s3.list_object_versions(Bucket=target.bucket, Prefix=key).get("Versions", [])
+        for version in (v for v in listed if v["Key"] == key):
+            head = s3.head_object(Bucket=target.bucket, Key=key, VersionId=version["VersionId"])
+            try:
+                entry = json.loads(head.get("Metadata", {}).get(ENTRY_META, "null"))
+            except ValueError:
+                continue
+            if not signed_by(entry, ws.station_key.public) or entry.get("object") != name \
+                    or entry.get("plain_sha256") != rec.sha256:
+                continue
+            row = BackupObject(target=target.url, name=name, kind="recording", recording_id=rec.id,
+                               plain_sha256=rec.sha256, ciphertext_sha256=entry["ciphertext_sha256"],
+                               size=entry["size"], version_id=version["VersionId"],
+                               locked_until=head.get("ObjectLockRetainUntilDate"),
+                               legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON")
+            body = s3.get_object(Bucket=target.bucket, Key=key, VersionId=version["VersionId"])["Body"]
+            if check_stream(body, row, None) is None:
+                return row
+    except Exception as exc:
+        raise _failure(target, exc) from exc
+    return None
 
 
 def _maintain(ws: Workspace, target: S3Target, s3, now: datetime) -> tuple[int, int]:
