@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from archiver.cases.casefile import CaseRecord, case_key
 from archiver.cases.coverage import Coverage, Span, coverage, overlaps
 from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Recording
-from archiver.catalog.db import commit
+from archiver.catalog.db import commit, one_of
 from archiver.config import LinkingConfig
 from archiver.errors import ArchiverError, NotFoundError
 from archiver.i18n import _
@@ -100,7 +100,7 @@ def _in_chunks(session: Session, query, column, values: list[Any], rows: bool = 
     """Run `query` for `values` of `column` in chunks; ORM objects, or plain rows with `rows`."""
     run = session.execute if rows else session.scalars
     for i in range(0, len(values), _CHUNK):
-        yield from run(query.where(column.in_(values[i:i + _CHUNK])))
+        yield from run(query.where(one_of(session, column, values[i:i + _CHUNK])))
 
 
 # -- automatic links -------------------------------------------------------------------------
@@ -245,11 +245,11 @@ def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingCo
 
 def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig, columns) -> Iterator[CaseCheck]:
     cases = {c.id: c for c in session.execute(select(Case.id, Case.case_no, Case.title)
-                                              .where(Case.id.in_(case_ids)))}
+                                              .where(one_of(session, Case.id, case_ids)))}
     actions: dict[int, list[Any]] = defaultdict(list)
     for a in session.execute(select(Action.id, Action.case_id, Action.stage, Action.start, Action.end,
                                     Action.recording_required)
-                             .where(Action.case_id.in_(case_ids)).order_by(Action.start, Action.id)):
+                             .where(one_of(session, Action.case_id, case_ids)).order_by(Action.start, Action.id)):
         actions[a.case_id].append(a)
     action_ids = [a.id for group in actions.values() for a in group]
     officers: dict[int, list[str]] = defaultdict(list)
@@ -263,7 +263,8 @@ def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig, 
         auto[action_id].add(recording_id)
     manual: dict[int, dict[int, str]] = defaultdict(dict)
     for case_id, recording_id, kind in session.execute(
-            select(CaseLink.case_id, CaseLink.recording_id, CaseLink.kind).where(CaseLink.case_id.in_(case_ids))):
+            select(CaseLink.case_id, CaseLink.recording_id, CaseLink.kind)
+            .where(one_of(session, CaseLink.case_id, case_ids))):
         manual[case_id][recording_id] = kind
     wanted = set().union(*auto.values(), *(m.keys() for m in manual.values()))
     recordings = {r.id: r for r in _in_chunks(session, select(*columns), Recording.id, sorted(wanted), rows=True)}

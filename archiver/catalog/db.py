@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, any_, create_engine, event, literal, make_url, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,6 +124,14 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def one_of(session: Session, column, values: list):
+    """`column IN (values)`. On PostgreSQL, `= ANY(array)`: one parameter, not one per value, so a batch of
+    thousands of ids is not compiled and parsed value by value (it was most of `cases check --all`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(values)
 
 
 def shown_url(url: str) -> str:
