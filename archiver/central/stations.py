@@ -22,7 +22,7 @@ from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import PublicKey, canonical
 from archiver.workspace import Workspace
 
-_STREAM = 5000  # events read per round trip when checking: memory stays flat whatever the log's length
+_STREAM = 5000  # events read per round trip when checking (the lines are streamed, never all in memory)
 
 
 def add_station(ws: Workspace, station_id: str, key_text: str) -> Station:
