@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from botocore.exceptions import ClientError
 from conftest import REPO
+from pg_util import new_database, postgres_server
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
 
@@ -193,3 +194,39 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
                            capture_output=True, text=True, check=True)
     (event,) = json.loads(shown.stdout)
     assert len(event["details"]["objects"]) == 5
+
+
+def test_verify_central_reads_back_every_object_the_stations_signed_for(cli, recorder: Path, tmp_path: Path, keys,
+                                                                         rgw: Radosgw):
+    """The centre needs no station's catalog: the signed `backup` events say what is in the store."""
+    bucket = locked_bucket(rgw.base)
+    with postgres_server() as server:
+        url = new_database(server)
+        centre = tmp_path / "centre.toml"
+        centre.write_text(f'[catalog]\nurl = "{url}"\n[s3]\nendpoint_url = "{rgw.endpoint}"\n'
+                          f'access_key_id = "{ADMIN[0]}"\nsecret_access_key = "{ADMIN[1]}"\n')
+        centre.chmod(0o600)
+        station = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], STATION)
+        with station.open("a") as fh:
+            fh.write(f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n')
+
+        def at_centre(*args):
+            return cli(*args, config=centre, data=tmp_path / "centre")
+
+        assert at_centre("init").exit_code == 0
+        assert cli("ingest", recorder, config=station).exit_code == 0
+        key = cli("keys", "show", config=station).stdout.strip()
+        assert at_centre("stations", "add", "houye", "--key", key).exit_code == 0
+        assert cli("backup", "run", config=station).exit_code == 0
+        assert cli("sync", config=station).exit_code == 0
+        clean = at_centre("verify", "--central", "--json")
+        assert clean.exit_code == 0 and json.loads(clean.stdout)["objects"] == 6, clean.output
+
+        listed = json.loads(cli("recordings", "list", "--json", config=station).stdout)
+        key = f"houye/objects/{listed[0]['sha256'][:2]}/{listed[0]['sha256']}.age"
+        client(rgw.endpoint, STATION).put_object(Bucket=bucket, Key=key, Body=b"not what was signed")
+        caught = at_centre("verify", "--central", "--json")
+        assert caught.exit_code == 1
+        assert [(p["kind"], p["path"].rsplit("/", 1)[-1]) for p in json.loads(caught.stdout)["problems"]] == [
+            ("backup_overwritten", f"{listed[0]['sha256']}.age")]
+        assert "1 problem(s)" in at_centre("verify", "--central").stdout

@@ -304,11 +304,17 @@ def drop_purged_s3(ws: Workspace, url: str) -> tuple[int, int]:
 def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tuple[int, list[dict[str, str]]]:
     """Every version the station wrote read back (streamed): size and ciphertext hash as recorded, the
     lock at least as long as recorded, no later version on top; with identities, decrypted and compared."""
-    target, s3 = S3Target(url), client(ws.cfg)
-    problems: list[dict[str, str]] = []
     with ws.catalog.reading() as session:
         rows = list(session.scalars(select(BackupObject).where(BackupObject.target == url)
                                     .order_by(BackupObject.name)))
+    return len(rows), check_versions(ws.cfg, url, rows, identities)
+
+
+def check_versions(cfg: Config, url: str, rows: list[BackupObject],
+                   identities: list[Identity] | None) -> list[dict[str, str]]:
+    """`rows` (objects as written: name, version, ciphertext hash and size, lock) checked in the store."""
+    target, s3 = S3Target(url), client(cfg)
+    problems: list[dict[str, str]] = []
 
     def problem(kind: Kind, row: BackupObject, detail: str) -> None:
         problems.append({"kind": kind, "path": f"{url}/{row.name}", "detail": detail})
@@ -318,7 +324,9 @@ def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tup
         try:
             answer = s3.get_object(Bucket=target.bucket, Key=key, VersionId=row.version_id)
             found = check_stream(answer["Body"], row, identities)
-            latest = s3.head_object(Bucket=target.bucket, Key=key)
+            # listed, not read: a version someone else put on top may not even be readable by us
+            listed = s3.list_object_versions(Bucket=target.bucket, Prefix=key).get("Versions", [])
+            latest = next((v["VersionId"] for v in listed if v["Key"] == key and v.get("IsLatest")), None)
         except Exception as exc:
             if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
                 problem(Kind.BACKUP_MISSING, row, _("written by this station (version {version}) but not in the "
@@ -327,14 +335,13 @@ def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tup
             raise _failure(target, exc) from exc
         if found:
             problem(found[0], row, found[1])
-        if latest.get("VersionId") != row.version_id:
+        if latest != row.version_id:
             problem(Kind.BACKUP_OVERWRITTEN, row, _("a later version ({version}) was put over the one this station "
-                                                    "wrote; that one is still there, locked").format(
-                                                    version=latest.get("VersionId")))
+                                                    "wrote; that one is still there, locked").format(version=latest))
         locked = answer.get("ObjectLockRetainUntilDate")
         if row.locked_until is not None and (answer.get("ObjectLockMode") != "COMPLIANCE" or locked is None
                                              or locked < row.locked_until - timedelta(seconds=1)):
             problem(Kind.BACKUP_LOCK, row, _("locked {mode} until {found}; the station set COMPLIANCE until "
                                              "{until}").format(mode=answer.get("ObjectLockMode") or "-",
                                                                found=locked, until=row.locked_until))
-    return len(rows), problems
+    return problems

@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.catalog import Recording, Station, StationEvent, StationRefusal
+from archiver.catalog import BackupObject, Recording, Station, StationEvent, StationRefusal
 from archiver.catalog.db import commit
-from archiver.config import STATION_ID
+from archiver.config import S3_SCHEME, STATION_ID
 from archiver.errors import ConfigError
 from archiver.i18n import _
 from archiver.ingest.facts import has_facts, read_facts
@@ -73,6 +74,9 @@ class StationCheck:
     events: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)  # {"station", "seq", "kind", "detail"}
     ingested: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha256 -> what its ingest event states
+    # S3 objects its signed `backup` events say it wrote, less those its `backup_drop_purged` events took off:
+    # (target, object, version) -> {"ciphertext_sha256", "size", "locked_until"}
+    stored: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 def check_stations(ws: Workspace, only: str | None = None) -> list[StationCheck]:
@@ -117,6 +121,8 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
                 problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
             elif event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
                 result.ingested.setdefault(str(event["subject"].get("sha256")), {**event["details"], "seq": seq})
+            else:
+                _note_stored(result.stored, event)
             prev, expected = digest, seq + 1
             result.events += 1
         if (result.events and station.seq != expected - 1) or station.hash != prev:
@@ -128,11 +134,41 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
     return result
 
 
-def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, Any]]]:
-    """`verify --central`: every station checked as by `stations check`, and every recording the centre
-    holds matched against its station's signed ingest event (a row nobody's event states is reported)."""
+def _note_stored(stored: dict[tuple[str, str, str], dict[str, Any]], event: dict[str, Any]) -> None:
+    details = event.get("details")
+    if not isinstance(details, dict) or not str(details.get("target", "")).startswith(S3_SCHEME):
+        return
+    if event.get("action") == "backup" and details.get("version"):
+        stored[(details["target"], str(details.get("object")), str(details["version"]))] = details
+    elif event.get("action") == "backup_drop_purged":
+        for gone in details.get("objects") or []:
+            if isinstance(gone, dict):
+                stored.pop((details["target"], str(gone.get("object")), str(gone.get("version"))), None)
+
+
+def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, Any]], int]:
+    """`verify --central`: every station checked as by `stations check`; every recording the centre
+    holds matched against its station's signed ingest event (a row nobody's event states is reported);
+    and every object the stations' signed `backup` events put in an S3 store read back there (streamed:
+    size and ciphertext hash as signed, the lock, no later version on top). (checks, problems, objects)."""
     checks = check_stations(ws)
     problems = [p for c in checks for p in c.problems]
+    objects = 0
+    by_target: dict[str, list[BackupObject]] = defaultdict(list)
+    for check in checks:
+        for (target, name, version), what in sorted(check.stored.items()):
+            by_target[target].append(BackupObject(
+                target=target, name=name, version_id=version, ciphertext_sha256=what.get("ciphertext_sha256"),
+                size=what.get("size"), kind="recording", plain_sha256="",
+                locked_until=datetime.fromisoformat(what["locked_until"]) if what.get("locked_until") else None))
+    from archiver.backup.s3 import S3TargetError, check_versions  # boto3 only when there is a store to read
+
+    for target, rows in sorted(by_target.items()):
+        objects += len(rows)
+        try:
+            problems += check_versions(ws.cfg, target, rows, None)
+        except S3TargetError as exc:
+            problems.append({"kind": "backup_target", "path": target, "detail": str(exc)})
     events = {c.station: c.ingested for c in checks}
     with ws.catalog.reading() as session:
         rows = session.execute(select(Recording.sha256, Recording.station, Recording.size, Recording.archive_path,
@@ -155,4 +191,4 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, An
                 problems.append({"station": station, "seq": stated["seq"], "kind": "changed", "detail": _(
                     "recording {sha256} differs from what its ingest event states: {fields}").format(
                     sha256=sha256, fields=", ".join(k for k in found if found[k] != wanted[k]))})
-    return checks, problems
+    return checks, [{"station": None, "seq": None, "path": None, **p} for p in problems], objects  # one shape

@@ -99,15 +99,20 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
 def _verify_central(app: App, as_json: bool) -> None:
     from archiver.central.stations import verify_central
 
-    checks, problems = verify_central(app.workspace())
-    app.record("verify", {"scope": "central"}, {"stations": len(checks), "problems": len(problems)})
+    checks, problems, objects = verify_central(app.workspace())
+    app.record("verify", {"scope": "central"}, {"stations": len(checks), "objects": objects,
+                                                "problems": len(problems)})
     if as_json:
-        echo_json({"stations": [{"station": c.station, "events": c.events} for c in checks], "problems": problems})
+        echo_json({"stations": [{"station": c.station, "events": c.events} for c in checks], "objects": objects,
+                   "problems": problems})
     else:
-        click.echo(_("{count} station(s), {events} event(s) checked; {problems} problem(s)").format(
-                     count=len(checks), events=sum(c.events for c in checks), problems=len(problems)))
+        click.echo(_("{count} station(s), {events} event(s) checked; {objects} object(s) in S3 stores; {problems} "
+                     "problem(s)").format(count=len(checks), events=sum(c.events for c in checks), objects=objects,
+                                          problems=len(problems)))
         for p in problems:
-            click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(**p))
+            click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(
+                station=p.get("station") or p.get("path", "-"), seq=p.get("seq") or "-", kind=p["kind"],
+                detail=p["detail"]))
     click.get_current_context().exit(1 if problems else 0)
 
 
