@@ -212,13 +212,16 @@ def test_forged_missing_and_rewritten_events_are_refused_and_reported(county, po
     forged = signed_line(other_key(), head + 1, lines[-1], action="purge")  # the right place, another key
     gap = signed_line(station_key(data), head + 2, lines[-1])  # head + 1 never delivered
     fork = signed_line(station_key(data), head - 1, lines[-3])  # another line where the centre holds one
-    for line, kind in ((forged, "signature"), (gap, "gap"), (fork, "fork"), (b"{not json", "malformed")):
+    # Signed by the station's own key, but nothing a recording row can hold: refused, not a failed insert.
+    nonsense = signed_line(station_key(data), head + 1, lines[-1], action="ingest", size="big")
+    for line, kind in ((forged, "signature"), (gap, "gap"), (fork, "fork"), (b"{not json", "malformed"),
+                       (nonsense, "malformed")):
         got = receive(central, "houye", [Delivery(line)])
         assert [r["kind"] for r in got.refused] == [kind] and got.applied == 0 and got.seq == head
     # A refused event stops the delivery: what follows it is not applied either.
     got = receive(central, "houye", [Delivery(forged), Delivery(signed_line(station_key(data), head + 2, forged))])
     assert got.applied == 0 and len(got.refused) == 1
-    assert _counts(url) == {**before, "station_refusals": 4}  # the forged line again is the same report
+    assert _counts(url) == {**before, "station_refusals": 5}  # the forged line again is the same report
 
     # A station whose log was rewritten after it synced: the sync is refused, exit 1, and nothing applied.
     extend_log(data, 3, keep=head - 2)
@@ -227,7 +230,7 @@ def test_forged_missing_and_rewritten_events_are_refused_and_reported(county, po
     checked = run("centre", "stations", "check")
     assert checked.exit_code == 1
     kinds = [p["kind"] for p in as_json(run("centre", "stations", "check", "--json"))["stations"][0]["problems"]]
-    assert sorted(kinds) == ["fork", "fork", "gap", "malformed", "signature"]
+    assert sorted(kinds) == ["fork", "fork", "gap", "malformed", "malformed", "signature"]
     assert "(signature)" in checked.stdout and "(gap)" in checked.stdout and "(fork)" in checked.stdout
     with central.reading() as session:
         assert session.scalar(select(Station.seq).where(Station.id == "houye")) == head

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -117,7 +118,24 @@ def _check(session: Session, station_id: str, head: Head, key: PublicKey, line: 
                                      "log was rewritten").format(seq=head.seq))
     if not key.verify(signature, canonical(event)):
         raise Refused("signature", seq, _("signature does not verify with the station's registered key"))
+    if event.get("action") == "ingest" and not _fits(event):
+        raise Refused("malformed", seq, _("an ingest event whose hash, device or size the catalog cannot hold"))
     return event
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _fits(event: dict[str, Any]) -> bool:
+    """Whether an ingest event states what a recording row can hold (even a station's own key can sign
+    nonsense: refused here, it never reaches the database as a failed insert)."""
+    subject, details = event.get("subject"), event.get("details")
+    if not isinstance(subject, dict) or not isinstance(details, dict):
+        return False
+    device, size = subject.get("device"), details.get("size")
+    return (isinstance(subject.get("sha256"), str) and bool(_SHA256.match(subject["sha256"]))
+            and (device is None or isinstance(device, str) and len(device) <= 64)
+            and isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**63)
 
 
 def _refuse(session: Session, station_id: str, refusal: Refused, line: bytes, digest: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import PublicKey, canonical
 from archiver.workspace import Workspace
 
+_OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{64}\.age$")  # what a station writes in a store
 _STREAM = 5000  # events read per round trip when checking (the lines are streamed, never all in memory)
 
 
@@ -135,11 +137,20 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
 
 
 def _note_stored(stored: dict[tuple[str, str, str], dict[str, Any]], event: dict[str, Any]) -> None:
+    """Keep what a signed `backup` event says it put in an S3 store; only recording objects under the
+    target's own prefix, with a hash, a size and a lock date that parse (anything else is no claim)."""
     details = event.get("details")
     if not isinstance(details, dict) or not str(details.get("target", "")).startswith(S3_SCHEME):
         return
     if event.get("action") == "backup" and details.get("version"):
-        stored[(details["target"], str(details.get("object")), str(details["version"]))] = details
+        try:
+            locked = datetime.fromisoformat(details["locked_until"]) if details.get("locked_until") else None
+        except (TypeError, ValueError):
+            return
+        if _OBJECT.match(str(details.get("object"))) and isinstance(details.get("size"), int) \
+                and isinstance(details.get("ciphertext_sha256"), str):
+            stored[(details["target"], details["object"], str(details["version"]))] = {**details,
+                                                                                       "locked_until": locked}
     elif event.get("action") == "backup_drop_purged":
         for gone in details.get("objects") or []:
             if isinstance(gone, dict):
@@ -159,9 +170,8 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, An
         for (target, name, version), what in sorted(check.stored.items()):
             by_target[target].append(BackupObject(
                 target=target, name=name, version_id=version, ciphertext_sha256=what.get("ciphertext_sha256"),
-                size=what.get("size"), kind="recording", plain_sha256="",
-                locked_until=datetime.fromisoformat(what["locked_until"]) if what.get("locked_until") else None))
-    from archiver.backup.s3 import S3TargetError, check_versions  # boto3 only when there is a store to read
+                size=what.get("size"), kind="recording", plain_sha256="", locked_until=what["locked_until"]))
+    from archiver.backup.s3 import S3TargetError, check_versions  # boto3 itself loads only for a client
 
     for target, rows in sorted(by_target.items()):
         objects += len(rows)

@@ -10,6 +10,7 @@ from typing import Any
 from archiver.catalog import Recording
 
 FACT_KEYS = ("officer", "start", "end", "duration_s", "media_type")
+MEDIA_TYPES = ("video", "audio", "photo", "other")
 
 
 def signed_facts(rec: Recording) -> dict[str, Any]:
@@ -34,10 +35,10 @@ def read_facts(facts: dict[str, Any]) -> dict[str, Any]:
 
     duration = facts.get("duration_s")
     officer, media_type = facts.get("officer"), facts.get("media_type")
-    return {"officer_no": officer if isinstance(officer, str) and officer else None,
+    return {"officer_no": officer if isinstance(officer, str) and 0 < len(officer) <= 64 else None,
             "start": when("start"), "end": when("end"),
             "duration_s": float(duration) if isinstance(duration, (int, float)) else None,
-            "media_type": media_type if isinstance(media_type, str) and media_type else "other"}
+            "media_type": media_type if media_type in MEDIA_TYPES else "other"}
 
 
 def _iso(value: datetime | None) -> str | None:
