@@ -119,6 +119,11 @@ def test_a_joint_case_is_whole_only_at_the_centre(county, postgres, cards, tmp_p
     assert "houye:archive/" in html.read_text() and "xzj:archive/" in html.read_text()
     year = as_json(run("centre", "report", "year", "2022", "--json"))
     assert (year["recordings"], year["recorders"]) == (6, 2)
+    # Station tools that would make an empty SQLite catalog beside the centre's PostgreSQL refuse instead.
+    for command in (("backup", "run"), ("rebuild-catalog",)):
+        refused = run("centre", *command)
+        assert refused.exit_code == 2 and "postgresql+psycopg://postgres@/" in refused.stderr, refused.stderr
+    assert not (tmp_path / "centre" / "catalog.db").exists()
     verified = run("centre", "verify", "--central")
     assert verified.exit_code == 0 and "2 station(s)" in verified.stdout and "0 problem(s)" in verified.stdout
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from archiver.catalog import Catalog, Device, Recording, Sighting
-from archiver.catalog.db import CATALOG_FILE, commit
+from archiver.catalog.db import CATALOG_FILE, commit, shown_url
 from archiver.config import Config
 from archiver.errors import DataDirError
 from archiver.i18n import _
@@ -36,6 +36,9 @@ class RebuildReport:
 
 def rebuild_catalog(cfg: Config) -> RebuildReport:
     data_dir = cfg.data_dir
+    if cfg.catalog_url:  # a centre's catalog is rebuilt from the stations' logs, by syncing them again
+        raise DataDirError(_("the catalog is set to {url} ([catalog] url): rebuild-catalog rebuilds a station's "
+                             "SQLite catalog only").format(url=shown_url(cfg.catalog_url)))
     if (data_dir / CATALOG_FILE).exists():
         raise DataDirError(_("{value} exists: move it aside first; rebuild-catalog never overwrites a catalog").format(
                              value=data_dir / CATALOG_FILE))

@@ -182,6 +182,9 @@ def backup_run(ws: Workspace, cancel=None) -> BackupReport:
     snapshot on some target (a recording backed up, a case imported, a lookup logged: the custody log
     moved), a `backup_run` custody event and a fresh signed snapshot of the station on every target,
     keeping the newest backup.keep_snapshots there. A run that finds nothing to do writes nothing."""
+    if not ws.catalog.is_sqlite:  # a snapshot would copy an empty SQLite file made beside it
+        raise BackupError(_("the catalog is on {url}, not in the data dir: back it up with the database's own "
+                            "tools; 'backup run' is for a station").format(url=ws.catalog.url))
     to = recipients(ws.cfg)
     group = reader_gid(ws.cfg.access.reader_group)
     report = BackupReport()
