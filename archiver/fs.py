@@ -229,26 +229,34 @@ class AtomicFile:
         self.folder, self.name, self.mode = folder, name, mode
         self.temp = temp_name(name)
         self.fd = folder.open_file(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self.done = False
+        self.done = self.synced = False
         if group is not None:
             give_group(self.fd, group)
 
     def write(self, data: bytes | memoryview) -> int:
+        self.synced = False
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
         return len(data)
 
+    def sync(self) -> None:
+        """Make the bytes written so far durable."""
+        os.fsync(self.fd)
+        self.synced = True
+
     def flush(self) -> None:
         """Make the bytes durable (and close the descriptor): the content is final."""
         if self.fd >= 0:
-            os.fsync(self.fd)
+            if not self.synced:
+                os.fsync(self.fd)
             os.fchmod(self.fd, self.mode)
             os.close(self.fd)
             self.fd = -1
 
-    def commit(self, name: str | None = None, *, replace: bool = True) -> bool:
-        """Give the content its name. With `replace=False`, False (temp kept) if the name is taken."""
+    def commit(self, name: str | None = None, *, replace: bool = True, sync_folder: bool = True) -> bool:
+        """Give the content its name. With `replace=False`, False (temp kept) if the name is taken.
+        With `sync_folder=False` the caller makes the new name durable (one folder fsync for many)."""
         name = name or self.name
         _check_name(name)
         self.flush()
@@ -258,7 +266,8 @@ class AtomicFile:
             self.folder.unlink(self.temp)
         else:
             return False
-        self.folder.sync()
+        if sync_folder:
+            self.folder.sync()
         self.done = True
         return True
 

@@ -1,4 +1,5 @@
-"""The ingest pipeline: scan -> plan -> copy+hash -> place -> read back -> seal -> catalog.
+"""The ingest pipeline: scan -> plan, then four stages that overlap across files: copy+hash ->
+sync+place -> read back+probe+seal -> catalog (a batch at a time).
 
 `ingest()` is what both `archiver ingest` and the daemon call. It writes nothing to the source
 unless asked to clear it (`IngestOptions.clear`), and then deletes a file only after its archived
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import queue
 import stat
 import threading
 import time
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
-from archiver.catalog.db import commit
+from archiver.catalog.db import commit, one_of
 from archiver.catalog.models import utcnow
 from archiver.config import Config
 from archiver.errors import (
@@ -158,6 +160,39 @@ class _SourceGone(Exception):
     """The recorder disappeared (pulled, unmounted) during the run."""
 
 
+# How far the stages may run ahead of each other. Items carry no file data (only descriptors and
+# digests), so memory stays flat; copies waiting for their fsync hold two descriptors each.
+_SYNC_QUEUE, _PROVE_QUEUE, _RECORD_QUEUE = 8, 64, 512
+_SYNC_BATCH, _RECORD_BATCH = 32, 256  # files made durable together / catalogued in one transaction
+
+
+@dataclass(eq=False)
+class _Item:
+    """One file on its way through the stages; `error` or `outcome` once it is decided."""
+
+    index: int
+    planned: Planned
+    known: Recording | None = None  # this very file (device, path, size, mtime) was archived before
+    folder: Path | None = None
+    copied: Copied | None = None
+    final: Path | None = None  # placed here, not catalogued yet
+    adopted: bool = False  # an identical file was already at that name (left by an interrupted run)
+    twin: _Item | None = None  # the same bytes came earlier in this run
+    existing: int | None = None  # the recording that already holds these bytes
+    probed: media.MediaInfo | None = None
+    recording: Recording | None = None
+    error: str | None = None  # why it failed
+    dropped: bool = False  # let go when the run halted: pending
+
+    @property
+    def live(self) -> bool:
+        """Still to be copied, placed or proved (not failed, and not a file the catalog knows)."""
+        return self.error is None and not self.dropped and self.known is None and self.copied is not None
+
+
+_END = None  # what a stage puts after its last item
+
+
 def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
            options: IngestOptions | None = None) -> IngestReport:
     """Archive every recording under `source`. Raises SourceError if it cannot be read at all."""
@@ -178,32 +213,8 @@ def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
     run = _Run(cfg, archive, catalog, opts, report, progress, scanned.device)
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
     progress.begin(len(plans), sum(p.found.size for p in plans))
-    days: set[date] = set()
     try:
-        for index, planned in enumerate(plans):
-            try:
-                if opts.cancel is not None and opts.cancel.is_set():
-                    raise Cancelled("stopped before this file")
-                outcome = run.one(planned)
-            except FileProblem as exc:
-                outcome = "failed"
-                report.failed.append({"path": planned.found.rel, "error": str(exc)})
-                log.warning("file not archived source=%s path=%r error=%s", report.source, planned.found.rel, exc)
-            except (ArchiveStorageError, _SourceGone, Cancelled) as exc:
-                report.pending = [p.found.rel for p in plans[index:]]
-                if isinstance(exc, ArchiveStorageError):
-                    report.stopped, report.ended = exc, "archive"
-                else:
-                    report.ended = "cancelled" if isinstance(exc, Cancelled) else "source removed"
-                log.error("ingest ended early source=%s reason=%s pending=%d error=%s",
-                          report.source, report.ended, len(report.pending), exc)
-                break
-            if outcome != "failed":
-                days.add(planned.day)
-            progress.file_done(planned.found.rel, outcome)
-        run.refresh_manifests(days)
-    except ArchiveStorageError as exc:
-        report.stopped = report.stopped or exc
+        run.run(plans)
     finally:
         progress.end()
         report.seconds = time.monotonic() - started
@@ -217,7 +228,19 @@ def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
 
 
 class _Run:
-    """One ingest run: the per-file steps and the run's catalog record."""
+    """One ingest run as a pipeline of four stages, each a thread, joined by bounded queues:
+
+    1. copy (the calling thread): read the source, hash, write a temp file in the day folder;
+    2. sync: fsync a batch of copies, give each its final name, fsync each folder once;
+    3. prove: read each copy back past the page cache and compare, probe it, make it read-only;
+    4. record: catalogue a batch of proven files in one transaction, their custody events with one fsync.
+
+    So the card, the archive's writes and its reads are busy at once, and small files share their
+    syncs. Nothing is catalogued before its read-back matched; a kill leaves copies that are either
+    temp files (removed by the next run) or complete, placed and uncatalogued (adopted by the next run
+    after reading them back). A problem with the archive, a stop request or an unexpected error halts
+    the run (see `_halt`); what is not catalogued by then is listed as pending.
+    """
 
     def __init__(self, cfg: Config, archive: Archive, catalog: Catalog, opts: IngestOptions,
                  report: IngestReport, progress: Progress, source_device: int) -> None:
@@ -226,7 +249,14 @@ class _Run:
         # Day manifests are rewritten at most every MANIFEST_EVERY_S while a run goes on, and at its end:
         # rewriting a day's manifest per file would cost O(files^2) on a card of thousands of files.
         self._pending_days: set[date] = set()
+        self._days: set[date] = set()
         self._manifests_at = time.monotonic()
+        self._decided: set[int] = set()  # indexes of the plans with an outcome
+        self._created: list[list[Path]] = []  # folders this run made, per file
+        self._placed: dict[str, _Item] = {}  # sha256 -> the item of this run that placed those bytes
+        self._halted = threading.Event()
+        self._dropping = False  # halted for a reason that makes the stages drop what they hold
+        self._crash: BaseException | None = None
         with catalog.session() as session:
             row = IngestRun(source=str(report.source), device_serial=report.device_serial,
                             files_seen=report.files_seen, failures=[])
@@ -234,119 +264,321 @@ class _Run:
             commit(session)
             self.run_id = report.run_id = row.id
 
-    # -- one file --------------------------------------------------------------------------
-    def one(self, planned: Planned) -> str:
-        found = planned.found
-        if planned.serial:
-            with self.catalog.session() as session:
-                known = _known_recording(session, planned)
-                if known is not None:
-                    _touch_device(session, planned)
-                    commit(session)
-                    self.progress.advance(found.size)
-                    self.report.already_archived += 1
-                    self._clear(found, known)
-                    return "already archived"
-
-        folder = self.archive.day_folder(planned.day) / planned.device_folder
-        created = self.archive.ensure_folder(folder)
+    # -- the stages -------------------------------------------------------------------------
+    def run(self, plans: list[Planned]) -> None:
+        to_sync: queue.Queue[_Item | None] = queue.Queue(_SYNC_QUEUE)
+        to_prove: queue.Queue[_Item | None] = queue.Queue(_PROVE_QUEUE)
+        to_record: queue.Queue[_Item | None] = queue.Queue(_RECORD_QUEUE)
+        stages = [
+            threading.Thread(target=self._stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH),
+                             name="ingest-sync", daemon=True),
+            threading.Thread(target=self._stage, args=(to_prove, self._prove, to_record, 1),
+                             name="ingest-prove", daemon=True),
+            threading.Thread(target=self._stage, args=(to_record, self._record, None, _RECORD_BATCH),
+                             name="ingest-record", daemon=True),
+        ]
+        for thread in stages:
+            thread.start()
         try:
-            copied = self.archive.copy_in(found.path, folder, planned.name, self.cfg.hashes,
-                                          SourceStat(found.size, found.mtime_ns), self.progress.advance,
-                                          self.opts.cancel)
-        except SourceReadError:
-            self.archive.drop_empty(created)
-            if self._source_gone():
-                raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
-            raise
-        except BaseException:
-            self.archive.drop_empty(created)
-            raise
-        self.report.bytes_copied += copied.size
-        try:
-            with self.opts.locks.hold("sha256:" + copied.digests["sha256"]), \
-                    self.opts.locks.hold(f"folder:{folder}"):
-                recording, outcome = self._archive_copy(planned, folder, copied)
+            for index, planned in enumerate(plans):
+                if self._halted.is_set():
+                    break
+                if self.opts.cancel is not None and self.opts.cancel.is_set():
+                    self._halt(Cancelled("stopped before this file"))
+                    break
+                to_sync.put(self._copy(_Item(index, planned)))
+        except BaseException as exc:
+            self._fail(exc)
         finally:
-            copied.close()
-            self.archive.drop_empty(created)  # only folders left empty go
-        if outcome == "ingested":
-            self.report.ingested += 1
-            self.report.recording_ids.append(recording.id)
-            if recording.flags:
-                self.report.flagged += 1
-            self._pending_days.add(planned.day)
-            if time.monotonic() - self._manifests_at >= MANIFEST_EVERY_S:
-                self.refresh_manifests(self._pending_days)
-        else:
-            self.report.already_archived += 1
-        self._clear(found, recording)
-        return outcome
+            to_sync.put(_END)
+            for thread in stages:
+                thread.join()
+            for created in reversed(self._created):
+                self.archive.drop_empty(created)  # only folders left empty go
+        self.report.pending = [p.found.rel for i, p in enumerate(plans) if i not in self._decided]
+        if self._crash is not None:
+            raise self._crash
+        if self.report.pending:
+            log.error("ingest ended early source=%s reason=%s pending=%d error=%s", self.report.source,
+                      self.report.ended, len(self.report.pending), self.report.stopped or self.report.ended)
+        try:
+            self.refresh_manifests(self._days)
+        except ArchiveStorageError as exc:
+            self.report.stopped = self.report.stopped or exc
 
-    def _archive_copy(self, planned: Planned, folder: Path, copied: Copied) -> tuple[Recording, str]:
-        found = planned.found
-        with self.catalog.session() as session:
-            existing = session.scalar(select(Recording).where(Recording.sha256 == copied.digests["sha256"]))
-            if existing is not None:
-                # The same evidence under another name or path: keep one copy, note where it was seen.
-                copied.file.discard()
-                self._seen(session, existing, planned)
-                return existing, "already archived"
-
-            final, adopted = self.archive.place(copied, folder, planned.name)
-            # ffprobe (a separate process) reads the archived copy while we read it back.
-            with ThreadPoolExecutor(1) as pool:
-                probing = pool.submit(_probe, final)
-                if not adopted:
-                    _verify(self.archive, final, copied, self.cfg.hashes, self.opts.cancel)
-                probed = probing.result()
-            self.archive.seal(final)
-            now = utcnow()
-            recording = Recording(
-                sha256=copied.digests["sha256"],
-                sm3=copied.digests.get("sm3"),
-                size=copied.size,
-                original_path=found.rel,
-                original_path_bytes=found.raw,
-                device_serial=planned.serial,
-                officer_no=planned.officer,
-                archive_path=self.archive.relative(final),
-                verified_at=now,
-                ingested_at=now,
-                ingest_run_id=self.run_id,
-                **describe_media(planned, probed, self.cfg.timezone),
-            )
+    def _stage(self, inbox: queue.Queue, work: Callable[[list[_Item]], None], outbox: queue.Queue | None,
+               batch: int) -> None:
+        """Take what is waiting (up to `batch` items), work on it, pass it on; to the end, whatever happens
+        (a stage that stopped taking would block the one before it)."""
+        ended = False
+        while not ended:
+            items = [inbox.get()]
+            while len(items) < batch and items[-1] is not _END:
+                try:
+                    items.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            ended = items[-1] is _END
+            items = [i for i in items if i is not _END]
             try:
-                session.add(recording)
-                session.flush()
-                link_recordings(session, [recording.id])  # to the cases' actions it falls in
+                if self._dropping:
+                    self._drop(items)
+                if items and (outbox is None or not self._dropping):  # the last stage still counts failures
+                    work(items)
+            except (ArchiveStorageError, Cancelled) as exc:
+                self._halt(exc)
+                self._drop(items)
+            except BaseException as exc:
+                self._fail(exc)
+                self._drop(items)
+            if outbox is not None:
+                for item in items:
+                    outbox.put(item)
+        if outbox is not None:
+            outbox.put(_END)
+
+    def _copy(self, item: _Item) -> _Item:
+        """Stage 1: the source's bytes into a temp file of their day folder, hashed on the way."""
+        planned, found = item.planned, item.planned.found
+        try:
+            if planned.serial:
+                with self.catalog.session() as session:
+                    item.known = _known_recording(session, planned)
+                if item.known is not None:
+                    return item
+            item.folder = self.archive.day_folder(planned.day) / planned.device_folder
+            self._created.append(self.archive.ensure_folder(item.folder))
+            try:
+                item.copied = self.archive.copy_in(found.path, item.folder, planned.name, self.cfg.hashes,
+                                                   SourceStat(found.size, found.mtime_ns), self.progress.advance,
+                                                   self.opts.cancel, sync=False)
+            except SourceReadError:
+                if self._source_gone():
+                    raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
+                raise
+            self.report.bytes_copied += item.copied.size
+        except FileProblem as exc:
+            item.error = str(exc)
+        except (ArchiveStorageError, _SourceGone, Cancelled) as exc:
+            self._halt(exc)
+            item.dropped = True
+        return item
+
+    def _sync(self, items: list[_Item]) -> None:
+        """Stage 2: make a batch of copies durable and give each its final name (or none, when the catalog
+        or this run already holds those bytes); then one fsync per folder for all the new names."""
+        live = [i for i in items if i.live]
+        for item in live:
+            item.copied.sync(item.folder)
+        with self.catalog.session() as session:
+            shas = [i.copied.digests["sha256"] for i in live]
+            held = dict(session.execute(select(Recording.sha256, Recording.id)
+                                        .where(one_of(session, Recording.sha256, shas))).all()) if shas else {}
+        folders: set[Path] = set()
+        try:
+            for item in live:
+                sha256 = item.copied.digests["sha256"]
+                if sha256 in held:
+                    item.existing = held[sha256]
+                elif sha256 in self._placed:
+                    item.twin = self._placed[sha256]
+                else:
+                    try:
+                        item.final, item.adopted = self.archive.place(item.copied, item.folder, item.planned.name,
+                                                                      sync_folder=False)
+                    except FileProblem as exc:
+                        item.error = str(exc)
+                        continue
+                    self._placed[sha256] = item
+                    folders.add(item.folder)
+                item.copied.close()  # drops the temp file where nothing was placed
+        finally:
+            for folder in sorted(folders):
+                self.archive.sync_folder(folder)
+
+    def _prove(self, items: list[_Item]) -> None:
+        """Stage 3: read the placed copy back and compare (anything but a match removes it), probe it, seal it."""
+        for item in items:
+            if item.final is None or item.error is not None:
+                continue
+            try:
+                if not item.adopted:
+                    with ThreadPoolExecutor(1) as pool:  # ffprobe reads the copy while we read it back
+                        probing = pool.submit(_probe, item.final, self.cfg.timezone)
+                        _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
+                        item.probed = probing.result()
+                else:
+                    item.probed = _probe(item.final, self.cfg.timezone)
+                self.archive.seal(item.final)
+            except FileProblem as exc:
+                item.error, item.final = str(exc), None
+                self._placed.pop(item.copied.digests["sha256"], None)
+            except (ArchiveStorageError, Cancelled) as exc:
+                self._halt(exc)
+                self._drop([i for i in items if i.final is not None])  # the rest of the batch too
+                return
+
+    def _record(self, items: list[_Item]) -> None:
+        """Stage 4: catalogue a batch in one transaction (one fsync of the custody log for all its events),
+        then count each file, and clear it from the recorder where asked."""
+        ready = [i for i in items if i.error is None and not i.dropped]
+        try:
+            self._catalogue(ready)
+        except IntegrityError:
+            # Another process catalogued some of the same bytes meanwhile: one by one, theirs stands.
+            for item in ready:
+                try:
+                    self._catalogue([item])
+                except IntegrityError:
+                    if item.final is None:
+                        raise
+                    self._lost_race(item)
+        except OSError as exc:
+            raise storage_error(exc, str(self.archive.data_dir)) from exc
+        for item in items:
+            if not item.dropped:
+                self._decide(item)
+        if self._pending_days and time.monotonic() - self._manifests_at >= MANIFEST_EVERY_S:
+            self.refresh_manifests(self._pending_days)
+
+    # -- one batch in the catalog ---------------------------------------------------------------
+    def _catalogue(self, items: list[_Item]) -> None:
+        if not items:
+            return
+        with self.catalog.session() as session:
+            new = [i for i in items if i.final is not None]
+            for item in new:
+                item.recording = self._new_recording(item)
+                session.add(item.recording)
+            session.flush()
+            link_recordings(session, [i.recording.id for i in new])  # to the cases' actions they fall in
+            if new and self.opts.custody is not None:
                 # logged before the commit, with the head in the same transaction: a crash in between leaves
-                # an event whose recording the next run archives again, never a recording without its event
-                self._event("ingest", recording, {
-                    "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
-                    **({"original_path_b64": base64.b64encode(found.raw).decode()} if found.raw else {}),
-                    "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
-                    "flags": recording.flags, **signed_facts(recording)}, session)
-                self._seen(session, recording, planned)
-            except IntegrityError:
-                # Another process catalogued the same bytes meanwhile: theirs stands, ours goes.
-                session.rollback()
-                existing = session.scalar(select(Recording).where(Recording.sha256 == copied.digests["sha256"]))
-                if existing is None:
-                    raise
-                if existing.archive_path != recording.archive_path:
-                    final.unlink(missing_ok=True)
-                self._seen(session, existing, planned)
-                return existing, "already archived"
-            return recording, "ingested"
+                # events whose recordings the next run archives again, never a recording without its event
+                self.opts.custody.append_many([self._ingest_event(i) for i in new], session)
+            for item in items:
+                if item.known is not None:
+                    _touch_device(session, item.planned)
+                    continue
+                if item.twin is not None:
+                    twin = item.twin.recording  # catalogued in this batch or an earlier one
+                    item.recording = twin if twin is None or twin in session else session.get(Recording, twin.id)
+                elif item.existing is not None:
+                    item.recording = session.get(Recording, item.existing)
+                if item.recording is None:  # its twin was not archived
+                    continue
+                self._seen(session, item.recording, item.planned)
+            commit(session)
+
+    def _new_recording(self, item: _Item) -> Recording:
+        planned, copied, now = item.planned, item.copied, utcnow()
+        return Recording(
+            sha256=copied.digests["sha256"],
+            sm3=copied.digests.get("sm3"),
+            size=copied.size,
+            original_path=planned.found.rel,
+            original_path_bytes=planned.found.raw,
+            device_serial=planned.serial,
+            officer_no=planned.officer,
+            archive_path=self.archive.relative(item.final),
+            verified_at=now,
+            ingested_at=now,
+            ingest_run_id=self.run_id,
+            **describe_media(planned, item.probed, self.cfg.timezone),
+        )
+
+    def _ingest_event(self, item: _Item) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        recording, found = item.recording, item.planned.found
+        return "ingest", _subject(recording), {
+            "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
+            **({"original_path_b64": base64.b64encode(found.raw).decode()} if found.raw else {}),
+            "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
+            "flags": recording.flags, **signed_facts(recording)}
+
+    def _lost_race(self, item: _Item) -> None:
+        """Another process catalogued these bytes first: theirs stands, our copy goes, this is a sighting."""
+        with self.catalog.session() as session:
+            existing = session.scalar(select(Recording).where(Recording.sha256 == item.copied.digests["sha256"]))
+            if existing is None:
+                raise ArchiveStorageError(_("the catalog refused {rel!r} for a reason other than a duplicate; "
+                                            "run 'archiver verify'").format(rel=item.planned.found.rel))
+            if item.final is not None and existing.archive_path != self.archive.relative(item.final):
+                item.final.unlink(missing_ok=True)
+            item.final, item.existing, item.recording = None, existing.id, existing
+            self._seen(session, existing, item.planned)
+            commit(session)
 
     def _seen(self, session: Session, recording: Recording, planned: Planned) -> None:
         session.add(Sighting(recording=recording, ingest_run_id=self.run_id, device_key=planned.serial or "",
                              source=str(self.report.source), original_path=planned.found.rel,
                              size=planned.found.size, mtime_ns=planned.found.mtime_ns))
         _touch_device(session, planned)
-        commit(session)
 
+    def _decide(self, item: _Item) -> None:
+        """Count a file whose batch is committed (or that failed), and clear it from the recorder if asked."""
+        report, rel = self.report, item.planned.found.rel
+        self._decided.add(item.index)
+        if item.known is not None:
+            self.progress.advance(item.planned.found.size)
+            item.recording, outcome = item.known, "already archived"
+        elif item.recording is None:
+            outcome = "failed"
+            error = item.error or _("the same bytes as another file of this run, which was not archived: ingest "
+                                    "again")
+            report.failed.append({"path": rel, "error": error})
+            log.warning("file not archived source=%s path=%r error=%s", report.source, rel, error)
+        elif item.final is not None:
+            outcome = "ingested"
+            report.ingested += 1
+            report.recording_ids.append(item.recording.id)
+            report.flagged += bool(item.recording.flags)
+        else:
+            outcome = "already archived"
+        if outcome != "failed":
+            self._days.add(item.planned.day)
+            if outcome == "ingested":
+                self._pending_days.add(item.planned.day)
+            if outcome == "already archived":
+                report.already_archived += 1
+            self._clear(item.planned.found, item.recording)
+        self.progress.file_done(rel, outcome)
+
+    # -- halting -----------------------------------------------------------------------------
+    def _halt(self, exc: BaseException) -> None:
+        """End the run early. No new file is started; on a stop request the stages drop what they hold (a
+        stop takes a second or two, not the read-back of every file in flight), otherwise (a pulled recorder,
+        a full archive disk) they finish it where they still can."""
+        if self._halted.is_set():
+            return
+        report = self.report
+        if isinstance(exc, ArchiveStorageError):
+            report.stopped, report.ended = exc, "archive"
+        else:
+            report.ended = "cancelled" if isinstance(exc, Cancelled) else "source removed"
+        self._dropping = isinstance(exc, Cancelled)
+        self._halted.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        """An error nobody expected: stop everything, and raise it once the stages have ended."""
+        self._crash = self._crash or exc
+        self._dropping = True
+        self._halted.set()
+
+    def _drop(self, items: list[_Item]) -> None:
+        """Let go of files not catalogued: temp copies go, and so do copies this run placed (the next run
+        copies them again); each stays pending. Files that failed stay failed."""
+        for item in items:
+            if item.copied is not None:
+                item.copied.close()
+            if item.final is not None and not item.adopted:
+                try:
+                    item.final.unlink(missing_ok=True)
+                except OSError:
+                    pass  # the next run adopts it after reading it back
+            item.final = None
+            item.dropped = item.error is None
+
+    # -- the recorder --------------------------------------------------------------------------
     def _source_gone(self) -> bool:
         # Listing the root does real I/O: a dead FUSE mount may still answer stat() from its cache.
         try:
@@ -381,11 +613,9 @@ class _Run:
         log.info("cleared from recorder source=%s path=%r sha256=%s archive=%s", self.report.source, found.rel,
                  recording.sha256, recording.archive_path)
 
-    def _event(self, action: str, recording: Recording, details: dict[str, Any],
-               session: Session | None = None) -> None:
+    def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
         if self.opts.custody is not None:
-            self.opts.custody.append(action, {"sha256": recording.sha256, "device": recording.device_serial},
-                                     details, session)
+            self.opts.custody.append(action, _subject(recording), details)
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:
@@ -419,10 +649,20 @@ class _Run:
             report.stopped = report.stopped or exc
 
 
-def _probe(path: Path) -> media.MediaInfo | None:
-    """ffprobe, for files that can be media by extension or by their first bytes (ffprobe is a
-    process: spawning one per log file or tiny attachment would dominate a card of small files)."""
-    if media.type_by_extension(path.name) == "other" and not media.looks_like_media(path):
+def _probe(path: Path, tz: tzinfo) -> media.MediaInfo | None:
+    """What the archived copy is: a JPEG or PNG read in-process; ffprobe for what can be media by extension
+    or by its first bytes (ffprobe is a process: spawning one per photo, log file or tiny attachment
+    would dominate a card of small files)."""
+    kind = media.type_by_extension(path.name)
+    if kind == "photo":
+        try:
+            with path.open("rb") as fh:
+                photo = media.photo_info(fh.read(media.PHOTO_HEAD), tz)
+        except OSError:
+            photo = None
+        if photo is not None:
+            return photo
+    elif kind == "other" and not media.looks_like_media(path):
         return None
     try:
         return media.probe(path)
@@ -473,3 +713,7 @@ def _touch_device(session: Session, planned: Planned) -> None:
     device.last_docked = utcnow()
     if planned.officer and not device.officer_no:
         device.officer_no = planned.officer
+
+
+def _subject(recording: Recording) -> dict[str, Any]:
+    return {"sha256": recording.sha256, "device": recording.device_serial}

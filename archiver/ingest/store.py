@@ -99,6 +99,16 @@ class Copied:
     size: int
     digests: dict[str, str]
 
+    def sync(self, folder: Path) -> None:
+        """Make the copy's bytes durable (copy_in(sync=False) leaves that to a later stage)."""
+        try:
+            if self.file.fd >= 0:
+                self.file.sync()
+                _advise(self.file.fd, os.POSIX_FADV_DONTNEED)  # the read-back goes to the disk anyway
+            self.file.flush()
+        except OSError as exc:
+            raise storage_error(exc, str(folder)) from exc
+
     def close(self) -> None:
         """Drop the temp file if it was not placed, and let go of the folder."""
         self.file.discard()
@@ -144,10 +154,13 @@ class Archive:
 
     # -- writing ------------------------------------------------------------------------
     def copy_in(self, source: Path, folder: Path, name: str, algorithms: Iterable[str],
-                expected: SourceStat, on_bytes=None, cancel: threading.Event | None = None) -> Copied:
+                expected: SourceStat, on_bytes=None, cancel: threading.Event | None = None,
+                sync: bool = True) -> Copied:
         """Copy `source` to a temp file in `folder`, hashing in the same read pass.
 
-        The temp file is fsynced before this returns. Raises SourceChangedError if the source's
+        The temp file is fsynced before this returns, unless `sync` is False: then the caller calls
+        `Copied.sync` before placing it (the pipeline does, in a stage of its own, while the next file
+        is read). Raises SourceChangedError if the source's
         size or mtime moved during the copy, SourceReadError if reading it failed, and an
         ArchiveStorageError if writing failed; in every case the temp file is gone.
         """
@@ -167,12 +180,9 @@ class Archive:
             except OSError as exc:
                 place.close()
                 raise storage_error(exc, str(folder)) from exc
-            total = _pump(src_fd, out.fd, hashers.values(), folder, on_bytes, cancel)
-            try:
-                os.fsync(out.fd)
-            except OSError as exc:
-                raise storage_error(exc, str(folder)) from exc
-            _advise(out.fd, os.POSIX_FADV_DONTNEED)
+            total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
+            if sync:
+                Copied(out, total, {}).sync(folder)
             after = os.fstat(src_fd)
             if total != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise SourceChangedError(
@@ -191,16 +201,18 @@ class Archive:
                 pass  # a read-only descriptor on a pulled recorder (ENOTCONN, EIO): nothing to lose
         return Copied(out, total, {a: h.hexdigest() for a, h in hashers.items()})
 
-    def place(self, copied: Copied, folder: Path, name: str) -> tuple[Path, bool]:
+    def place(self, copied: Copied, folder: Path, name: str, sync_folder: bool = True) -> tuple[Path, bool]:
         """Give the temp file its final name without ever replacing a file; the file is then read-only.
 
         Returns (final path, adopted). `adopted` is True when an identical file was already at
         the final name (left by a run that stopped before cataloguing it); the temp is dropped.
+        With `sync_folder` False the new name is durable only once the caller fsyncs the folder
+        (`Archive.sync_folder`), which the pipeline does once for a batch of files.
         """
         sha256 = copied.digests["sha256"]
         try:
             for candidate in (name, alternate_name(name, sha256)):
-                if copied.file.commit(candidate, replace=False):
+                if copied.file.commit(candidate, replace=False, sync_folder=sync_folder):
                     return folder / candidate, False
                 if self.read_back(folder / candidate, ["sha256"])["sha256"] == sha256:
                     copied.file.discard()
@@ -211,6 +223,14 @@ class Archive:
         copied.file.discard()
         raise FileProblem(_("the archive already holds different files at {value} and its alternate name").format(
                             value=folder / name))
+
+    def sync_folder(self, folder: Path) -> None:
+        """Make the names given in `folder` durable."""
+        try:
+            with self.folder(folder) as opened:
+                opened.sync()
+        except OSError as exc:
+            raise storage_error(exc, str(folder)) from exc
 
     def seal(self, path: Path) -> None:
         """Read-only for good (a file adopted from an interrupted run may not be yet)."""
@@ -313,6 +333,30 @@ class _ReadAhead:
         self.close()
 
 
+class _Direct:
+    """Chunks of a small file read in this thread: a read-ahead thread would cost more than the read."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
+
+    def __iter__(self) -> Iterator[memoryview]:
+        while n := os.readv(self._fd, [self._buf]):
+            with memoryview(self._buf) as view:
+                yield view[:n]
+
+    def __enter__(self) -> _Direct:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # the buffer goes with its last view
+
+
+def _chunks(fd: int, size: int) -> _Direct | _ReadAhead:
+    """Read ahead in a helper thread only where there is more than one chunk to overlap."""
+    return _Direct(fd) if size < CHUNK else _ReadAhead(fd)
+
+
 def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable[str],
                cancel: threading.Event | None = None) -> dict[str, str]:
     hashers = {a: new_hasher(a) for a in algorithms}
@@ -325,7 +369,7 @@ def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable
     try:
         if not extra_flags:
             _advise(fd, os.POSIX_FADV_DONTNEED)
-        with _ReadAhead(fd) as chunks:
+        with _chunks(fd, os.fstat(fd).st_size) as chunks:
             try:
                 for chunk in chunks:
                     if cancel is not None and cancel.is_set():
@@ -356,11 +400,11 @@ def _open_source(source: Path) -> int:
     raise SourceReadError(_("cannot open"))  # pragma: no cover - loop always returns or raises
 
 
-def _pump(src_fd: int, out_fd: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
+def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
           cancel: threading.Event | None) -> int:
     hashers = list(hashers)
     total = 0
-    with _ReadAhead(src_fd) as chunks:
+    with _chunks(src_fd, size) as chunks:
         try:
             for chunk in chunks:
                 if cancel is not None and cancel.is_set():

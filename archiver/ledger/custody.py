@@ -101,18 +101,25 @@ class CustodyLog:
         """Append one signed event. With `session`, the catalog's head is updated in that transaction
         (committed with the change the event records); otherwise in a transaction of its own, unless a
         later head is recorded already."""
+        return self.append_many([(action, subject, details or {})], session)[-1]
+
+    def append_many(self, events: list[tuple[str, dict[str, Any], dict[str, Any]]],
+                    session: Session | None = None) -> list[Head]:
+        """Append (action, subject, details) events, in order and made durable together; as `append`."""
         writer = self._writer
-        pending = _Pending(self.actor, action, subject, details or {})
+        mine = [_Pending(self.actor, action, subject, details) for action, subject, details in events]
         with writer.queue:
-            writer.waiting.append(pending)
-        with writer.lock:  # the first to get it writes every event queued by then, this one's or not
-            if pending.head is None and pending.error is None:
+            writer.waiting.extend(mine)
+        with writer.lock:  # the first to get it writes every event queued by then, these or not
+            if mine[-1].head is None and mine[-1].error is None:
                 with writer.queue:
                     batch, writer.waiting = writer.waiting, []
                 self._write(batch)
-        if pending.error is not None:
-            raise pending.error
-        head = pending.head
+        for pending in mine:
+            if pending.error is not None:
+                raise pending.error
+        heads = [pending.head for pending in mine]
+        head = heads[-1]
         assert head is not None
         # The head is recorded outside the lock: waiting for the catalog while holding it would deadlock
         # with an ingest whose open transaction waits for the lock to log its own event.
@@ -123,7 +130,7 @@ class CustodyLog:
                 _record(own, head)
                 commit(own)
             writer.recorded = max(writer.recorded, head.seq)
-        return head
+        return heads
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
