@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, archive_problems, mount, tree_state, umount
 
+from archiver.dock.simulate import RecorderSpec, make_photo
+
 ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
 SEED = int(os.environ.get("FAULT_SEED", "20261126"))
 
@@ -211,3 +213,70 @@ def test_a_lost_catalog_is_rebuilt_from_the_custody_log_archive_and_manifests(cl
     assert listing() == before
     assert cli("verify").exit_code == 0
     assert archive_problems(data_dir) == []
+
+
+def _stages_in_flight(data_dir: Path) -> tuple[int, int, int]:
+    """(temp copies, placed files not catalogued yet, catalogued recordings) in a data dir an ingest writes."""
+    archive = data_dir / "archive"
+    temps, placed = 0, set()
+    for path in archive.rglob("*") if archive.is_dir() else ():
+        if path.name.startswith(".tmp-"):
+            temps += 1
+        elif path.is_file() and not path.name.startswith("manifest-"):
+            placed.add(path.relative_to(data_dir).as_posix())
+    try:
+        db = sqlite3.connect(f"file:{data_dir / 'catalog.db'}?mode=ro", uri=True, timeout=1)
+        catalogued = {r[0] for r in db.execute("select archive_path from recordings")}
+        db.close()
+    except sqlite3.Error:
+        return temps, 0, 0
+    return temps, len(placed - catalogued), len(catalogued)
+
+
+def test_the_pipeline_killed_with_files_in_every_stage_loses_nothing(tmp_path: Path, data_dir: Path):
+    """SIGKILL while one file is being copied, others are placed and being proved or waiting for their batch, and
+    others are catalogued; the next run finishes the job with every recording archived exactly once."""
+    rec = tmp_path / "rec"
+    rng = random.Random(SEED + 2)
+    for i in range(24):
+        folder = rec / "RECORD"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"TA00716_JX0227_20221103{10 + i // 60:02d}{i % 60:02d}00.MP4").write_bytes(rng.randbytes(6 << 20))
+    (rec / "PHOTO").mkdir()
+    spec = RecorderSpec(size="64x48")
+    make_photo(tmp_path / "seed.jpg", spec, spec.start, 0)
+    photo = (tmp_path / "seed.jpg").read_bytes()
+    for i in range(300):  # real photos, each with its own tail after the end-of-image marker
+        (rec / "PHOTO" / f"TA00716_JX0227_2022110311{i // 60:02d}{i % 60:02d}.JPG").write_bytes(
+            photo + rng.randbytes(3000))
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    env = _env(data_dir, config)
+    before = tree_state(rec)
+    caught = None
+    for _attempt in range(5):
+        proc = subprocess.Popen([ARCHIVER, "ingest", str(rec)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            state = _stages_in_flight(data_dir)
+            if all(state):
+                proc.send_signal(signal.SIGKILL)
+                caught = state
+                break
+            time.sleep(0.002)
+        proc.wait()
+        if caught:
+            break
+    assert caught, "never saw a copy, a placed file and a catalogued one at the same time"
+    final = subprocess.run([ARCHIVER, "ingest", str(rec), "--json"], env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    report = json.loads(final.stdout)
+    assert report["failed"] == [] and report["pending"] == []
+    assert archive_problems(data_dir) == []
+    rows = sqlite3.connect(data_dir / "catalog.db").execute("select original_path from recordings").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(str(p.relative_to(rec)) for p in rec.rglob("*") if p.is_file())
+    archived = [p for p in (data_dir / "archive").rglob("*") if p.is_file() and not p.name.startswith("manifest-")]
+    assert len(archived) == len(rows) == 324  # exactly once, and no temp file left
+    check = subprocess.run([ARCHIVER, "verify", "--json"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert tree_state(rec) == before

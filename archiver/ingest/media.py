@@ -73,9 +73,14 @@ def looks_like_media(path: Path) -> bool:
     """A cheap look at the first bytes: could ffprobe make something of this file?"""
     try:
         with path.open("rb") as fh:
-            head = fh.read(16)
+            return looks_like(fh.read(16))
     except OSError:
         return False
+
+
+def looks_like(head: bytes) -> bool:
+    """Whether a file starting with these bytes could be media."""
+    head = head[:16]
     if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
         return True
     if head[:1] == b"\x47" and len(head) >= 1:  # MPEG-TS sync byte

@@ -26,7 +26,7 @@ from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,7 @@ from archiver.ingest.facts import signed_facts
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
-from archiver.ingest.store import Archive, Cancelled, Copied, SourceStat
+from archiver.ingest.store import CHUNK, Archive, Cancelled, Copied, SourceStat
 from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,10 @@ class _SourceGone(Exception):
 # digests), so memory stays flat; copies waiting for their fsync hold two descriptors each.
 _SYNC_QUEUE, _PROVE_QUEUE, _RECORD_QUEUE = 8, 64, 512
 _SYNC_BATCH, _RECORD_BATCH = 32, 256  # files made durable together / catalogued in one transaction
+_PROVERS = 4  # files read back at once
+# How long a stage waits for more files to join a batch: small files arrive every millisecond or so and
+# share their syncs and their transaction; a big file waits this long once, next to seconds of copying.
+_LINGER_S = 0.05
 
 
 @dataclass(eq=False)
@@ -172,7 +176,7 @@ class _Item:
 
     index: int
     planned: Planned
-    known: Recording | None = None  # this very file (device, path, size, mtime) was archived before
+    known: int | None = None  # this very file (device, path, size, mtime) was archived before, as this recording
     folder: Path | None = None
     copied: Copied | None = None
     final: Path | None = None  # placed here, not catalogued yet
@@ -210,15 +214,16 @@ def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
         not_recordings=scanned.skipped,
         failed=[{"path": s.rel, "error": s.reason} for s in scanned.unreadable],
     )
-    run = _Run(cfg, archive, catalog, opts, report, progress, scanned.device)
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
-    progress.begin(len(plans), sum(p.found.size for p in plans))
-    try:
-        run.run(plans)
-    finally:
-        progress.end()
-        report.seconds = time.monotonic() - started
-        run.finish()
+    with archive.holding_folders() as held:
+        run = _Run(cfg, held, catalog, opts, report, progress, scanned.device)
+        progress.begin(len(plans), sum(p.found.size for p in plans))
+        try:
+            run.run(plans)
+        finally:
+            progress.end()
+            report.seconds = time.monotonic() - started
+            run.finish()
     log.info(
         "ingest finished source=%s device=%s ingested=%d already=%d failed=%d pending=%d bytes=%d cleared=%d "
         "seconds=%.1f", report.source, report.device_serial, report.ingested, report.already_archived,
@@ -254,6 +259,8 @@ class _Run:
         self._decided: set[int] = set()  # indexes of the plans with an outcome
         self._created: list[list[Path]] = []  # folders this run made, per file
         self._placed: dict[str, _Item] = {}  # sha256 -> the item of this run that placed those bytes
+        self._folders: set[Path] = set()  # day folders made sure of in this run
+        self._known: dict[tuple[str, str, int, int], int] = {}
         self._halted = threading.Event()
         self._dropping = False  # halted for a reason that makes the stages drop what they hold
         self._crash: BaseException | None = None
@@ -272,14 +279,16 @@ class _Run:
         stages = [
             threading.Thread(target=self._stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH),
                              name="ingest-sync", daemon=True),
-            threading.Thread(target=self._stage, args=(to_prove, self._prove, to_record, 1),
+            threading.Thread(target=self._stage, args=(to_prove, self._prove, to_record, _PROVERS),
                              name="ingest-prove", daemon=True),
             threading.Thread(target=self._stage, args=(to_record, self._record, None, _RECORD_BATCH),
                              name="ingest-record", daemon=True),
         ]
         for thread in stages:
             thread.start()
+        self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
         try:
+            self._known = _known_files(self.catalog, plans)
             for index, planned in enumerate(plans):
                 if self._halted.is_set():
                     break
@@ -293,6 +302,7 @@ class _Run:
             to_sync.put(_END)
             for thread in stages:
                 thread.join()
+            self._provers.shutdown()
             for created in reversed(self._created):
                 self.archive.drop_empty(created)  # only folders left empty go
         self.report.pending = [p.found.rel for i, p in enumerate(plans) if i not in self._decided]
@@ -313,9 +323,10 @@ class _Run:
         ended = False
         while not ended:
             items = [inbox.get()]
+            until = time.monotonic() + _LINGER_S
             while len(items) < batch and items[-1] is not _END:
                 try:
-                    items.append(inbox.get_nowait())
+                    items.append(inbox.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             ended = items[-1] is _END
@@ -341,13 +352,13 @@ class _Run:
         """Stage 1: the source's bytes into a temp file of their day folder, hashed on the way."""
         planned, found = item.planned, item.planned.found
         try:
-            if planned.serial:
-                with self.catalog.session() as session:
-                    item.known = _known_recording(session, planned)
-                if item.known is not None:
-                    return item
+            item.known = self._known.get((planned.serial or "", found.rel, found.size, found.mtime_ns))
+            if item.known is not None:
+                return item
             item.folder = self.archive.day_folder(planned.day) / planned.device_folder
-            self._created.append(self.archive.ensure_folder(item.folder))
+            if item.folder not in self._folders:
+                self._created.append(self.archive.ensure_folder(item.folder))
+                self._folders.add(item.folder)
             try:
                 item.copied = self.archive.copy_in(found.path, item.folder, planned.name, self.cfg.hashes,
                                                    SourceStat(found.size, found.mtime_ns), self.progress.advance,
@@ -368,9 +379,13 @@ class _Run:
         """Stage 2: make a batch of copies durable and give each its final name (or none, when the catalog
         or this run already holds those bytes); then one fsync per folder for all the new names."""
         live = [i for i in items if i.live]
+        if len(live) > 1 and all(i.copied.size < CHUNK for i in live):
+            # small files: one syncfs writes them all out with one journal commit, where an fsync each
+            # would wait for a commit each (and for the other stages' commits in between)
+            self.archive.sync_all()
         for item in live:
             item.copied.sync(item.folder)
-        with self.catalog.session() as session:
+        with self.catalog.reading() as session:  # never waits for the catalogue stage's write lock
             shas = [i.copied.digests["sha256"] for i in live]
             held = dict(session.execute(select(Recording.sha256, Recording.id)
                                         .where(one_of(session, Recording.sha256, shas))).all()) if shas else {}
@@ -397,26 +412,37 @@ class _Run:
                 self.archive.sync_folder(folder)
 
     def _prove(self, items: list[_Item]) -> None:
-        """Stage 3: read the placed copy back and compare (anything but a match removes it), probe it, seal it."""
-        for item in items:
-            if item.final is None or item.error is not None:
-                continue
-            try:
-                if not item.adopted:
-                    with ThreadPoolExecutor(1) as pool:  # ffprobe reads the copy while we read it back
-                        probing = pool.submit(_probe, item.final, self.cfg.timezone)
-                        _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
-                        item.probed = probing.result()
-                else:
-                    item.probed = _probe(item.final, self.cfg.timezone)
-                self.archive.seal(item.final)
-            except FileProblem as exc:
-                item.error, item.final = str(exc), None
-                self._placed.pop(item.copied.digests["sha256"], None)
-            except (ArchiveStorageError, Cancelled) as exc:
-                self._halt(exc)
-                self._drop([i for i in items if i.final is not None])  # the rest of the batch too
-                return
+        """Stage 3: read each placed copy back and compare (anything but a match removes it), probe it; a few
+        at once (a disk serves several small reads at once about as fast as one), passed on in their order."""
+        placed = [i for i in items if i.final is not None and i.error is None]
+        stops = list(self._provers.map(self._prove_one, placed)) if len(placed) > 1 else \
+            [self._prove_one(i) for i in placed]
+        stop = next((e for e in stops if e is not None), None)
+        if stop is not None:
+            self._halt(stop)
+            self._drop(placed)
+
+    def _prove_one(self, item: _Item) -> ArchiverError | Cancelled | None:
+        """One file: None when proved or failed on its own; the error when the archive or a stop ended it."""
+        try:
+            if item.adopted:  # read back already, when it was found at its name
+                item.probed = _probe(item.final, self.cfg.timezone)
+                self.archive.seal(item.final)  # its interrupted run may not have made it read-only
+            elif item.copied.size < CHUNK:  # its bytes, read back, are enough to tell a photo
+                head = bytearray()
+                _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel, head)
+                item.probed = _probe(item.final, self.cfg.timezone, bytes(head))
+            else:
+                with ThreadPoolExecutor(1) as pool:  # ffprobe reads the copy while we read it back
+                    probing = pool.submit(_probe, item.final, self.cfg.timezone)
+                    _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
+                    item.probed = probing.result()
+        except FileProblem as exc:
+            item.error, item.final = str(exc), None
+            self._placed.pop(item.copied.digests["sha256"], None)
+        except (ArchiveStorageError, Cancelled) as exc:
+            return exc
+        return None
 
     def _record(self, items: list[_Item]) -> None:
         """Stage 4: catalogue a batch in one transaction (one fsync of the custody log for all its events),
@@ -445,29 +471,29 @@ class _Run:
     def _catalogue(self, items: list[_Item]) -> None:
         if not items:
             return
-        with self.catalog.session() as session:
+        with self.catalog.session() as session, session.no_autoflush:
             new = [i for i in items if i.final is not None]
             for item in new:
                 item.recording = self._new_recording(item)
-                session.add(item.recording)
+            session.add_all([i.recording for i in new])
             session.flush()
             link_recordings(session, [i.recording.id for i in new])  # to the cases' actions they fall in
             if new and self.opts.custody is not None:
                 # logged before the commit, with the head in the same transaction: a crash in between leaves
                 # events whose recordings the next run archives again, never a recording without its event
                 self.opts.custody.append_many([self._ingest_event(i) for i in new], session)
+            held = {r.id: r for r in session.scalars(select(Recording).where(one_of(
+                session, Recording.id, [i.known or i.existing for i in items if i.known or i.existing])))}
             for item in items:
                 if item.known is not None:
-                    _touch_device(session, item.planned)
+                    item.recording = held[item.known]
                     continue
                 if item.twin is not None:
-                    twin = item.twin.recording  # catalogued in this batch or an earlier one
-                    item.recording = twin if twin is None or twin in session else session.get(Recording, twin.id)
+                    item.recording = item.twin.recording  # catalogued in this batch or an earlier one
                 elif item.existing is not None:
-                    item.recording = session.get(Recording, item.existing)
-                if item.recording is None:  # its twin was not archived
-                    continue
-                self._seen(session, item.recording, item.planned)
+                    item.recording = held[item.existing]
+            self._seen(session, [i for i in items if i.known is None and i.recording is not None])
+            _touch_devices(session, [i.planned for i in items])
             commit(session)
 
     def _new_recording(self, item: _Item) -> Recording:
@@ -505,14 +531,18 @@ class _Run:
             if item.final is not None and existing.archive_path != self.archive.relative(item.final):
                 item.final.unlink(missing_ok=True)
             item.final, item.existing, item.recording = None, existing.id, existing
-            self._seen(session, existing, item.planned)
+            self._seen(session, [item])
+            _touch_devices(session, [item.planned])
             commit(session)
 
-    def _seen(self, session: Session, recording: Recording, planned: Planned) -> None:
-        session.add(Sighting(recording=recording, ingest_run_id=self.run_id, device_key=planned.serial or "",
-                             source=str(self.report.source), original_path=planned.found.rel,
-                             size=planned.found.size, mtime_ns=planned.found.mtime_ns))
-        _touch_device(session, planned)
+    def _seen(self, session: Session, items: list[_Item]) -> None:
+        """Where each file was found (what lets a re-dock skip it), as one insert."""
+        if items:
+            session.execute(insert(Sighting), [
+                {"recording_id": i.recording.id, "ingest_run_id": self.run_id, "device_key": i.planned.serial or "",
+                 "source": str(self.report.source), "original_path": i.planned.found.rel,
+                 "size": i.planned.found.size, "mtime_ns": i.planned.found.mtime_ns, "seen_at": utcnow()}
+                for i in items])
 
     def _decide(self, item: _Item) -> None:
         """Count a file whose batch is committed (or that failed), and clear it from the recorder if asked."""
@@ -520,7 +550,7 @@ class _Run:
         self._decided.add(item.index)
         if item.known is not None:
             self.progress.advance(item.planned.found.size)
-            item.recording, outcome = item.known, "already archived"
+            outcome = "already archived"
         elif item.recording is None:
             outcome = "failed"
             error = item.error or _("the same bytes as another file of this run, which was not archived: ingest "
@@ -649,20 +679,22 @@ class _Run:
             report.stopped = report.stopped or exc
 
 
-def _probe(path: Path, tz: tzinfo) -> media.MediaInfo | None:
-    """What the archived copy is: a JPEG or PNG read in-process; ffprobe for what can be media by extension
-    or by its first bytes (ffprobe is a process: spawning one per photo, log file or tiny attachment
-    would dominate a card of small files)."""
+def _probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo | None:
+    """What the archived copy is: a JPEG or PNG read in-process (from `head`, its first bytes, if given);
+    ffprobe for what can be media by extension or by its first bytes (ffprobe is a process: spawning one
+    per photo, log file or tiny attachment would dominate a card of small files)."""
     kind = media.type_by_extension(path.name)
     if kind == "photo":
         try:
-            with path.open("rb") as fh:
-                photo = media.photo_info(fh.read(media.PHOTO_HEAD), tz)
+            if head is None:
+                with path.open("rb") as fh:
+                    head = fh.read(media.PHOTO_HEAD)
+            photo = media.photo_info(head, tz)
         except OSError:
             photo = None
         if photo is not None:
             return photo
-    elif kind == "other" and not media.looks_like_media(path):
+    elif kind == "other" and not (media.looks_like(head) if head is not None else media.looks_like_media(path)):
         return None
     try:
         return media.probe(path)
@@ -671,10 +703,10 @@ def _probe(path: Path, tz: tzinfo) -> media.MediaInfo | None:
 
 
 def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...],
-            cancel: threading.Event | None) -> None:
+            cancel: threading.Event | None, head: bytearray | None = None) -> None:
     """Read the placed copy back; anything but a match removes it (it is not catalogued yet)."""
     try:
-        back = archive.read_back(final, algorithms, cancel)
+        back = archive.read_back(final, algorithms, cancel, head)
     except Cancelled:
         final.unlink(missing_ok=True)
         raise
@@ -690,29 +722,44 @@ def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str
         )
 
 
-def _known_recording(session: Session, planned: Planned) -> Recording | None:
-    """The recording this device's file was already archived as, if this exact file was seen before."""
-    found = planned.found
-    return session.scalar(
-        select(Recording).join(Sighting).where(
-            Sighting.device_key == planned.serial,
-            Sighting.original_path == found.rel,
-            Sighting.size == found.size,
-            Sighting.mtime_ns == found.mtime_ns,
-        ).limit(1)
-    )
+def _known_files(catalog: Catalog, plans: list[Planned]) -> dict[tuple[str, str, int, int], int]:
+    """{(device, path, size, mtime): recording} for the files of this run archived before from the same
+    device (a re-dock), looked up a few hundred paths at a time."""
+    known: dict[tuple[str, str, int, int], int] = {}
+    serials = sorted({p.serial for p in plans if p.serial})
+    if not serials:
+        return known
+    paths = sorted({p.found.rel for p in plans if p.serial})
+    with catalog.reading() as session:
+        for i in range(0, len(paths), 500):
+            rows = session.execute(select(Sighting.device_key, Sighting.original_path, Sighting.size,
+                                          Sighting.mtime_ns, Sighting.recording_id)
+                                   .where(one_of(session, Sighting.device_key, serials),
+                                          one_of(session, Sighting.original_path, paths[i:i + 500])))
+            for device, path, size, mtime_ns, recording_id in rows:
+                known.setdefault((device, path, size, mtime_ns), recording_id)
+    return known
 
 
-def _touch_device(session: Session, planned: Planned) -> None:
-    if not planned.serial:
+def _touch_devices(session: Session, plans: list[Planned]) -> None:
+    """The recorders of these files: docked now; created if new, given the officer their names carry."""
+    officers: dict[str, str | None] = {}
+    for planned in plans:
+        if planned.serial:
+            officers[planned.serial] = officers.get(planned.serial) or planned.officer
+    if not officers:
         return
-    device = session.scalar(select(Device).where(Device.serial == planned.serial))
-    if device is None:
-        device = Device(serial=planned.serial)
-        session.add(device)
-    device.last_docked = utcnow()
-    if planned.officer and not device.officer_no:
-        device.officer_no = planned.officer
+    devices = {d.serial: d for d in session.scalars(select(Device).where(one_of(session, Device.serial,
+                                                                                  list(officers))))}
+    now = utcnow()
+    for serial, officer in officers.items():
+        device = devices.get(serial)
+        if device is None:
+            device = Device(serial=serial)
+            session.add(device)
+        device.last_docked = now
+        if officer and not device.officer_no:
+            device.officer_no = officer
 
 
 def _subject(recording: Recording) -> dict[str, Any]:

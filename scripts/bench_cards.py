@@ -1,0 +1,326 @@
+"""`scripts/bench cards`: a verified ingest against the copy and the disk's floor, source by source, in one run.
+
+    scripts/bench cards [--card-mib N] [--six-mib N] [--runs N] [--cases same-disk,usb2,usb3,six]
+
+- same disk: the recorder's files on the archive's disk, already in the page cache; `cp -r; sync` and
+  `archiver ingest` beside the floor measured on that disk with the same number of bytes: `dd conv=fsync`
+  (write and sync) and `dd iflag=direct` (read past the cache), one after the other and both at once
+  (a verified ingest writes every byte and reads it back; the better of the two is the floor).
+- usb2 / usb3: the files on an ext4 image loop-mounted read-only, its reads throttled by the blkio
+  cgroup (`blkio.throttle.read_bps_device` on the loop device) to 40 or 200 MiB/s, cold caches.
+- six: six such USB 2 cards mounted at once under the mount root of a running `archiver daemon`, timed
+  from the mounts to the sixth `ingest finished` line, against six `cp -r; sync` run at once.
+
+The recordings are the real MP4s of `scripts/bench` (made once, kept under $BENCH_DIR). Run as root.
+Medians of --runs; the two sides alternate which goes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import drop_caches, make_card
+
+REPO = Path(__file__).resolve().parent.parent
+ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
+BLKIO = Path("/sys/fs/cgroup/blkio")
+USB2, USB3 = 40, 200  # MiB/s
+TARGETS = {"same-disk": 1.5, "usb2": 1.03, "usb3": 1.10, "six": 1.10}
+FLOOR_TARGET = 1.15
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, cgroup: Path | None = None) -> float:
+    """Seconds one command takes (in the cgroup if given)."""
+    if cgroup is not None:
+        cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *cmd]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[-3:])} failed (exit {done.returncode}): {done.stderr[-400:]}")
+    return seconds
+
+
+def pick(card: Path, mib: float, skip: set[Path]) -> list[Path]:
+    """Recordings of the bench card adding up to about `mib` (largest first), none of those in `skip`."""
+    want, chosen, total = mib * 2**20, [], 0
+    for path in sorted(card.rglob("*.MP4"), key=lambda p: p.stat().st_size, reverse=True):
+        if path not in skip and total < want * 0.9 and total + path.stat().st_size <= want * 1.15:
+            chosen.append(path)
+            total += path.stat().st_size
+    if total < want / 2:
+        raise SystemExit(f"the bench card holds too little for {mib:g} MiB more; make it bigger (scripts/bench --size)")
+    return chosen
+
+
+def make_image(base: Path, name: str, files: list[Path]) -> Path:
+    """An ext4 image (mkfs -d, no mount needed) holding `files` under RECORD/."""
+    image = base / f"{name}.img"
+    if image.exists():
+        return image
+    tree = base / f"{name}.tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "RECORD").mkdir(parents=True)
+    for path in files:
+        os.link(path, tree / "RECORD" / path.name)
+    size = sum(p.stat().st_size for p in files) * 1.1 + (64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image), f"{int(size) >> 20}M"], check=True)
+    shutil.rmtree(tree)
+    return image
+
+
+@contextmanager
+def mounted(image: Path, where: Path):
+    """The image loop-mounted read-only at `where`; yields its loop device."""
+    loop = subprocess.run(["losetup", "--find", "--show", "--read-only", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["mount", "-o", "ro,noload", loop, str(where)], check=True)
+        try:
+            yield loop
+        finally:
+            subprocess.run(["umount", str(where)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+@contextmanager
+def throttled(loops: list[str], mib_s: int):
+    """A blkio cgroup whose members read each of these loop devices at most `mib_s` MiB/s."""
+    group = BLKIO / f"archiver-bench-{os.getpid()}"
+    group.mkdir()
+    try:
+        for loop in loops:
+            st = os.stat(loop)
+            (group / "blkio.throttle.read_bps_device").write_text(
+                f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)} {mib_s << 20}\n")
+        yield group
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():
+            (BLKIO / "cgroup.procs").write_text(pid)
+        group.rmdir()
+
+
+def clean(*paths: Path) -> None:
+    for path in paths:
+        if path.exists():
+            subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
+            shutil.rmtree(path)
+
+
+def station(base: Path, name: str, extra: str = "") -> dict[str, str]:
+    config = base / f"{name}.toml"
+    config.write_text(extra)
+    return {"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(base / f"{name}-data")}
+
+
+def side_by_side(runs: int, copy, ingest) -> tuple[float, float]:
+    """Medians of `runs` (copy, ingest) pairs, alternating which goes first."""
+    copies, ingests = [], []
+    for i in range(runs):
+        steps = [(copies, copy), (ingests, ingest)]
+        for figures, step in steps if i % 2 == 0 else reversed(steps):
+            drop_caches()
+            figures.append(step())
+    return statistics.median(copies), statistics.median(ingests)
+
+
+def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
+    source = base / "same-disk.card" / "RECORD"
+    if not source.exists():
+        source.mkdir(parents=True)
+        for path in files:
+            os.link(path, source / path.name)
+    total = sum(p.stat().st_size for p in files)
+    env = station(base, "same-disk")
+    data, copy = Path(env["ARCHIVER_DATA_DIR"]), base / "same-disk.copy"
+
+    def warm() -> None:
+        for path in source.iterdir():
+            with path.open("rb") as fh:
+                while fh.read(8 << 20):
+                    pass
+
+    def cp() -> float:
+        clean(copy)
+        warm()
+        return run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(source.parent), str(copy)])
+
+    def ingest() -> float:
+        clean(data)
+        warm()
+        return run([ARCHIVER, "ingest", str(source.parent)], env)
+
+    cp_s, ingest_s = side_by_side(runs, cp, ingest)
+    clean(copy, data)
+    floor = base / "floor"
+    floor.mkdir(exist_ok=True)
+    count = str(total >> 20)
+    write = ["dd", "if=/dev/zero", f"of={floor}/w", "bs=1M", f"count={count}", "conv=fsync", "status=none"]
+    read = ["dd", f"if={floor}/r", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
+    run(["dd", "if=/dev/urandom", f"of={floor}/r", "bs=1M", f"count={count}", "conv=fsync", "status=none"])
+    writes, reads, both = [], [], []
+    for _ in range(runs):
+        (floor / "w").unlink(missing_ok=True)
+        drop_caches()
+        writes.append(run(write))
+        drop_caches()
+        reads.append(run(read))
+        (floor / "w").unlink()
+        drop_caches()
+        both.append(run(["sh", "-c", f'{" ".join(write)} & {" ".join(read)}; wait']))
+    shutil.rmtree(floor)
+    write_s, read_s, both_s = (statistics.median(x) for x in (writes, reads, both))
+    return {"bytes": total, "cp": cp_s, "ingest": ingest_s, "write": write_s, "read": read_s,
+            "floor": min(write_s + read_s, both_s), "both": both_s}
+
+
+def card(base: Path, files: list[Path], mib_s: int, runs: int, name: str) -> dict[str, float]:
+    image = make_image(base, "card", files)
+    env = station(base, name)
+    data, copy, where = Path(env["ARCHIVER_DATA_DIR"]), base / f"{name}.copy", base / f"{name}.mnt"
+    with mounted(image, where) as loop, throttled([loop], mib_s) as group:
+        def cp() -> float:
+            clean(copy)
+            return run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(where), str(copy)], cgroup=group)
+
+        def ingest() -> float:
+            clean(data)
+            return run([ARCHIVER, "ingest", str(where)], env, cgroup=group)
+
+        cp_s, ingest_s = side_by_side(runs, cp, ingest)
+    clean(copy, data)
+    return {"bytes": sum(p.stat().st_size for p in files), "cp": cp_s, "ingest": ingest_s}
+
+
+def six_cards(base: Path, cards: list[list[Path]], runs: int) -> dict[str, float]:
+    images = [make_image(base, f"six-{i}", files) for i, files in enumerate(cards)]
+    media = base / "six.media"
+    env = station(base, "six", f'[dock]\nmount_roots = ["{media}"]\ninboxes = []\nsettle_seconds = 0.2\n')
+    data = Path(env["ARCHIVER_DATA_DIR"])
+    copies, ingests = [], []
+    for i in range(runs):
+        for side in (("cp", "ingest") if i % 2 == 0 else ("ingest", "cp")):
+            drop_caches()
+            with _all_mounted(images, media) as (loops, wheres), throttled(loops, USB2) as group:
+                if side == "cp":
+                    targets = [base / f"six.copy-{n}" for n in range(len(wheres))]
+                    clean(*targets)
+                    script = " & ".join(f'cp -r "{w}" "{t}"' for w, t in zip(wheres, targets, strict=True))
+                    copies.append(run(["sh", "-c", f"{script}; wait; sync"], cgroup=group))
+                    clean(*targets)
+                else:
+                    ingests.append(_docked(data, env, group, media, wheres))
+            clean(data)
+    return {"bytes": sum(p.stat().st_size for files in cards for p in files), "cp": statistics.median(copies),
+            "ingest": statistics.median(ingests)}
+
+
+@contextmanager
+def _all_mounted(images: list[Path], media: Path):
+    """Every image attached to a loop device first, then mounted (under `media`) one right after another."""
+    loops = [subprocess.run(["losetup", "--find", "--show", "--read-only", str(image)], check=True,
+                            capture_output=True, text=True).stdout.strip() for image in images]
+    wheres = [media / f"card{n}" for n in range(len(images))]
+    try:
+        yield loops, wheres
+    finally:
+        for where in wheres:
+            subprocess.run(["umount", "-q", str(where)], check=False)
+        for loop in loops:
+            subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def _docked(data: Path, env: dict[str, str], group: Path, media: Path, wheres: list[Path]) -> float:
+    """Seconds from mounting the cards under a running daemon (in the cgroup) to its last 'ingest finished'."""
+    media.mkdir(exist_ok=True)
+    for where in wheres:
+        where.mkdir(exist_ok=True)
+    log_path = data.parent / "six-daemon.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen(["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", ARCHIVER,
+                                   "daemon"], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        _wait_for(log_path, b"daemon ready", 1, daemon)
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        start = time.perf_counter()
+        for where in wheres:
+            image_loop = next(line.split(":")[0] for line in loops.splitlines()
+                              if f"six-{where.name[4:]}.img" in line)
+            subprocess.run(["mount", "-o", "ro,noload", image_loop, str(where)], check=True)
+        _wait_for(log_path, b"ingest finished", len(wheres), daemon)
+        seconds = time.perf_counter() - start
+        if b"pending=0" not in log_path.read_bytes() or b"failed=0" not in log_path.read_bytes():
+            raise SystemExit(f"the daemon did not archive everything: {log_path}")
+        return seconds
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def _wait_for(log: Path, line: bytes, count: int, proc: subprocess.Popen) -> None:
+    end = time.monotonic() + 600
+    while log.read_bytes().count(line) < count:
+        if proc.poll() is not None or time.monotonic() > end:
+            raise SystemExit(f"the daemon stopped or took too long: {log}")
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench cards", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--card-mib", type=float, default=1200, help="the single card's size (default 1200)")
+    parser.add_argument("--six-mib", type=float, default=180, help="each of the six cards' size (default 180)")
+    parser.add_argument("--runs", type=int, default=2, help="runs of each side; medians (default 2)")
+    parser.add_argument("--cases", default="same-disk,usb2,usb3,six", help="which (default all)")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or not BLKIO.is_dir():
+        sys.exit("run scripts/bench cards as root on a machine with the cgroup v1 blkio controller")
+    base = Path(os.environ.get("BENCH_DIR", "/var/tmp/archiver-bench"))
+    base.mkdir(parents=True, exist_ok=True)
+    source = make_card(base, 3.0)
+    one = pick(source, args.card_mib, set())
+    used = set(one)
+    six = []
+    for _ in range(6):
+        six.append(pick(source, args.six_mib, used) if args.six_mib else [])
+        used.update(six[-1])
+    cases = args.cases.split(",")
+    results = {}
+    if "same-disk" in cases:
+        results["same-disk"] = same_disk(base, one, args.runs)
+    if "usb2" in cases:
+        results["usb2"] = card(base, one, USB2, args.runs, "usb2")
+    if "usb3" in cases:
+        results["usb3"] = card(base, one, USB3, args.runs, "usb3")
+    if "six" in cases:
+        results["six"] = six_cards(base, six, args.runs)
+    print(f"median of {args.runs} runs; {os.cpu_count()} cores; data dirs under {base}")
+    print(f"  {'case':34s} {'MiB':>6s} {'cp -r; sync':>12s} {'ingest':>8s}  ratio (target)")
+    names = {"same-disk": "same disk, source cached", "usb2": f"card at USB 2 ({USB2} MiB/s), cold",
+             "usb3": f"card at USB 3 ({USB3} MiB/s), cold", "six": "six USB 2 cards at once, daemon"}
+    for case, figures in results.items():
+        ratio = figures["ingest"] / figures["cp"]
+        target = TARGETS[case]
+        print(f"  {names[case]:34s} {figures['bytes'] / 2**20:6.0f} {figures['cp']:10.2f} s {figures['ingest']:6.2f} s"
+              f"  {ratio:.2f}x ({target:.2f}x: {'met' if ratio <= target else 'NOT met'})")
+        if case == "same-disk":
+            floor_ratio = figures["ingest"] / figures["floor"]
+            print(f"  {'  floor: write+fsync':34s} {figures['write']:17.2f} s, direct read {figures['read']:.2f} s, "
+                  f"both at once {figures['both']:.2f} s")
+            print(f"  {'  ingest / floor':34s} {figures['floor']:17.2f} s  {floor_ratio:.2f}x ({FLOOR_TARGET:.2f}x: "
+                  f"{'met' if floor_ratio <= FLOOR_TARGET else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
