@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "mount_roots": ["/media", "/run/media"],
         "inboxes": [],
         "settle_seconds": 5,
-        "max_parallel": 2,
+        "max_parallel": 0,
         "clear_after": "never",
     },
     "linking": {
@@ -233,6 +233,13 @@ class Config:
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
 
 
+def auto_parallel(cores: int) -> int:
+    """Recorders ingested at once when `dock.max_parallel` is 0: four per core, at most 16. A card is read at
+    USB speed (40-200 MiB/s) and its hashing takes a fraction of a core, so a core keeps several cards
+    busy (`scripts/bench cards`, six USB 2 cards docked at once)."""
+    return max(1, min(16, 4 * cores))
+
+
 def load_config(
     config_file: Path | None = None,
     data_dir: Path | None = None,
@@ -360,8 +367,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if dock["clear_after"] not in CLEAR_AFTER:
         raise ConfigError(_("'dock.clear_after' in {where} must be one of {items}").format(
                             where=where, items=', '.join(CLEAR_AFTER)))
-    if int(dock["max_parallel"]) < 1 or dock["settle_seconds"] < 0:
-        raise ConfigError(_("'dock.max_parallel' must be at least 1 and 'dock.settle_seconds' not negative in "
+    if int(dock["max_parallel"]) < 0 or dock["settle_seconds"] < 0:
+        raise ConfigError(_("'dock.max_parallel' (0: automatic) and 'dock.settle_seconds' must not be negative in "
                             "{where}").format(where=where))
     if raw["backup"]["keep_snapshots"] != int(raw["backup"]["keep_snapshots"]) or raw["backup"]["keep_snapshots"] < 1:
         raise ConfigError(_("'backup.keep_snapshots' in {where} must be a whole number, at least 1").format(
@@ -401,7 +408,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             mount_roots=tuple(Path(p) for p in dock["mount_roots"]),
             inboxes=tuple(Path(p) for p in dock["inboxes"]),
             settle_seconds=float(dock["settle_seconds"]),
-            max_parallel=int(dock["max_parallel"]),
+            max_parallel=int(dock["max_parallel"]) or auto_parallel(os.cpu_count() or 1),
             clear_after=dock["clear_after"],
         ),
         linking=LinkingConfig(float(raw["linking"]["clock_tolerance_s"]), float(raw["linking"]["max_gap_s"])),

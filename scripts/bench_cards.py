@@ -214,6 +214,9 @@ def six_cards(base: Path, cards: list[list[Path]], runs: int) -> dict[str, float
             drop_caches()
             with _all_mounted(images, media) as (loops, wheres), throttled(loops, USB2) as group:
                 if side == "cp":
+                    for loop, where in zip(loops, wheres, strict=True):
+                        where.mkdir(parents=True, exist_ok=True)
+                        subprocess.run(["mount", "-o", "ro,noload", loop, str(where)], check=True)
                     targets = [base / f"six.copy-{n}" for n in range(len(wheres))]
                     clean(*targets)
                     script = " & ".join(f'cp -r "{w}" "{t}"' for w, t in zip(wheres, targets, strict=True))
@@ -236,7 +239,8 @@ def _all_mounted(images: list[Path], media: Path):
         yield loops, wheres
     finally:
         for where in wheres:
-            subprocess.run(["umount", "-q", str(where)], check=False)
+            if os.path.ismount(where):
+                subprocess.run(["umount", str(where)], check=True)
         for loop in loops:
             subprocess.run(["losetup", "-d", loop], check=True)
 

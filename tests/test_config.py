@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from archiver.config import load_config
+from archiver.config import auto_parallel, load_config
 from archiver.errors import ConfigError
 
 
@@ -16,7 +17,9 @@ def test_defaults_without_files():
     assert str(cfg.timezone) == "Asia/Shanghai"
     assert cfg.hashes == ("sha256",)
     assert cfg.dock.mount_roots == (Path("/media"), Path("/run/media"))
-    assert (cfg.dock.settle_seconds, cfg.dock.max_parallel, cfg.dock.clear_after) == (5, 2, "never")
+    assert (cfg.dock.settle_seconds, cfg.dock.max_parallel, cfg.dock.clear_after) == (
+        5, auto_parallel(os.cpu_count()), "never")
+    assert (auto_parallel(1), auto_parallel(2), auto_parallel(64)) == (4, 8, 16)
     assert (cfg.linking.clock_tolerance_s, cfg.linking.max_gap_s) == (30, 3)
     assert cfg.files == ()
 

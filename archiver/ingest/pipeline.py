@@ -49,7 +49,7 @@ from archiver.ingest.facts import signed_facts
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
-from archiver.ingest.store import CHUNK, Archive, Cancelled, Copied, SourceStat
+from archiver.ingest.store import CHUNK, SEGMENT, Archive, Cancelled, Copied, SourceStat
 from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ class _Run:
             try:
                 item.copied = self.archive.copy_in(found.path, item.folder, planned.name, self.cfg.hashes,
                                                    SourceStat(found.size, found.mtime_ns), self.progress.advance,
-                                                   self.opts.cancel, sync=False)
+                                                   self.opts.cancel, sync=False, read_back=found.size >= SEGMENT)
             except SourceReadError:
                 if self._source_gone():
                     raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
@@ -428,6 +428,9 @@ class _Run:
             if item.adopted:  # read back already, when it was found at its name
                 item.probed = _probe(item.final, self.cfg.timezone)
                 self.archive.seal(item.final)  # its interrupted run may not have made it read-only
+            elif item.copied.read_back is not None:  # read back as it was copied
+                _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
+                item.probed = _probe(item.final, self.cfg.timezone)
             elif item.copied.size < CHUNK:  # its bytes, read back, are enough to tell a photo
                 head = bytearray()
                 _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel, head)
@@ -704,9 +707,9 @@ def _probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo
 
 def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...],
             cancel: threading.Event | None, head: bytearray | None = None) -> None:
-    """Read the placed copy back; anything but a match removes it (it is not catalogued yet)."""
+    """Read the placed copy back (unless the copy did); anything but a match removes it (it is not catalogued)."""
     try:
-        back = archive.read_back(final, algorithms, cancel, head)
+        back = copied.read_back or archive.read_back(final, algorithms, cancel, head)
     except Cancelled:
         final.unlink(missing_ok=True)
         raise

@@ -102,6 +102,7 @@ class Copied:
     file: AtomicFile
     size: int
     digests: dict[str, str]
+    read_back: dict[str, str] | None = None  # the digests of the bytes read back from the disk, when done already
 
     def sync(self, folder: Path) -> None:
         """Make the copy's bytes durable (copy_in(sync=False) leaves that to a later stage)."""
@@ -181,12 +182,13 @@ class Archive:
     # -- writing ------------------------------------------------------------------------
     def copy_in(self, source: Path, folder: Path, name: str, algorithms: Iterable[str],
                 expected: SourceStat, on_bytes=None, cancel: threading.Event | None = None,
-                sync: bool = True) -> Copied:
+                sync: bool = True, read_back: bool = False) -> Copied:
         """Copy `source` to a temp file in `folder`, hashing in the same read pass.
 
         The temp file is fsynced before this returns, unless `sync` is False: then the caller calls
         `Copied.sync` before placing it (the pipeline does, in a stage of its own, while the next file
-        is read). Raises SourceChangedError if the source's
+        is read). With `read_back`, a helper thread reads the copy back from the disk as it is written out
+        (`Copied.read_back`), so a big file's proof costs no pass of its own. Raises SourceChangedError if the source's
         size or mtime moved during the copy, SourceReadError if reading it failed, and an
         ArchiveStorageError if writing failed; in every case the temp file is gone.
         """
@@ -206,7 +208,18 @@ class Archive:
             except OSError as exc:
                 place.close()
                 raise storage_error(exc, str(folder)) from exc
-            total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
+            behind = _ReadBehind(place, out, algorithms, cancel) if read_back else None
+            try:
+                total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel,
+                              behind.written if behind is not None else None)
+            except BaseException:
+                if behind is not None:
+                    behind.abort()
+                raise
+            try:
+                back = behind.finish() if behind is not None else None
+            except OSError as exc:
+                raise storage_error(exc, str(folder)) from exc
             if sync:
                 Copied(out, total, {}).sync(folder)
             after = os.fstat(src_fd)
@@ -225,7 +238,7 @@ class Archive:
                 os.close(src_fd)
             except OSError:
                 pass  # a read-only descriptor on a pulled recorder (ENOTCONN, EIO): nothing to lose
-        return Copied(out, total, {a: h.hexdigest() for a, h in hashers.items()})
+        return Copied(out, total, {a: h.hexdigest() for a, h in hashers.items()}, back)
 
     def place(self, copied: Copied, folder: Path, name: str, sync_folder: bool = True) -> tuple[Path, bool]:
         """Give the temp file its final name without ever replacing a file; the file is then read-only.
@@ -397,6 +410,100 @@ class _Direct:
         pass  # the buffer goes with its last view
 
 
+SEGMENT = 32 * CHUNK  # how far the read-behind trails the copy: written out and read back a segment at a time
+_WAIT_WRITE = 1 | 2 | 4  # sync_file_range: wait for earlier writeback, write the range, wait for it
+
+
+class _ReadBehind:
+    """Reads a file being written back from the disk, a segment behind the writer: each segment is written out
+    (sync_file_range), then read past the page cache (O_DIRECT where the filesystem allows) and hashed, while
+    the writer goes on. The pass that proves the copy then overlaps the copy instead of following it."""
+
+    def __init__(self, folder: Folder, out: AtomicFile, algorithms: Iterable[str],
+                 cancel: threading.Event | None) -> None:
+        self._out, self._cancel = out, cancel
+        self._hashers = {a: new_hasher(a) for a in algorithms}
+        try:
+            self._fd = folder.open_file(out.temp, os.O_RDONLY | os.O_DIRECT)
+            self._direct = True
+        except OSError:
+            self._fd, self._direct = folder.open_file(out.temp), False
+        self._ready = threading.Condition()
+        self._upto = self._told = 0
+        self._done = self._aborted = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._follow, name="read-behind", daemon=True)
+        self._thread.start()
+
+    def written(self, upto: int) -> None:
+        """The writer has written this many bytes."""
+        self._upto = upto
+        if upto - self._told >= SEGMENT:
+            with self._ready:
+                self._told = upto
+                self._ready.notify()
+
+    def abort(self) -> None:
+        """The copy failed: stop reading, let go of the file."""
+        self._aborted = True
+        self.finish_quietly()
+
+    def finish_quietly(self) -> None:
+        with self._ready:
+            self._done = True
+            self._ready.notify()
+        self._thread.join()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def finish(self) -> dict[str, str]:
+        """Wait for the rest to be read back; the digests of what the disk holds."""
+        self.finish_quietly()
+        if self._error is not None:
+            raise self._error
+        return {a: h.hexdigest() for a, h in self._hashers.items()}
+
+    def _follow(self) -> None:
+        offset = 0
+        buf = mmap.mmap(-1, CHUNK)
+        try:
+            while True:
+                with self._ready:
+                    while not self._done and self._upto - offset < SEGMENT:
+                        self._ready.wait()
+                    done = self._done
+                    end = self._upto if done else offset + (self._upto - offset) // SEGMENT * SEGMENT
+                if self._aborted:
+                    return
+                if end > offset:
+                    if _libc().sync_file_range(self._out.fd, ctypes.c_int64(offset), ctypes.c_int64(end - offset),
+                                               _WAIT_WRITE) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                    offset = self._read(buf, offset, end)
+                if done:
+                    return
+        except BaseException as exc:  # handed to the writer in finish()
+            self._error = exc
+
+    def _read(self, buf: mmap.mmap, offset: int, end: int) -> int:
+        while offset < end:
+            if self._cancel is not None and self._cancel.is_set():
+                raise Cancelled("stopped while reading back the archived copy")
+            n = os.preadv(self._fd, [buf], offset)
+            if n == 0:
+                break
+            n = min(n, end - offset)
+            with memoryview(buf) as view:
+                for h in self._hashers.values():
+                    h.update(view[:n])
+            if not self._direct:
+                os.posix_fadvise(self._fd, offset, n, os.POSIX_FADV_DONTNEED)
+            offset += n
+        return offset
+
+
 def _chunks(fd: int, size: int) -> _Direct | _ReadAhead:
     """Read ahead in a helper thread only where there is more than one chunk to overlap."""
     return _Direct(fd) if size < CHUNK else _ReadAhead(fd)
@@ -453,7 +560,7 @@ def _open_source(source: Path) -> int:
 
 
 def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
-          cancel: threading.Event | None) -> int:
+          cancel: threading.Event | None, on_written=None) -> int:
     hashers = list(hashers)
     total = 0
     with _chunks(src_fd, size) as chunks:
@@ -470,6 +577,8 @@ def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder
                 except OSError as exc:
                     raise storage_error(exc, str(folder)) from exc
                 total += len(chunk)
+                if on_written is not None:
+                    on_written(total)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
         except OSError as exc:
