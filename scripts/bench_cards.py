@@ -11,7 +11,8 @@
 - six: six such USB 2 cards mounted at once under the mount root of a running `archiver daemon`, timed
   from the mounts to the sixth `ingest finished` line, against six `cp -r; sync` run at once.
 
-The recordings are the real MP4s of `scripts/bench` (made once, kept under $BENCH_DIR). Run as root.
+The recordings are the real MP4s of `scripts/bench` (made once, kept under $BENCH_DIR). Each ingest goes
+to an empty station made beforehand with `archiver init` (as a docked recorder finds it). Run as root.
 Medians of --runs; the two sides alternate which goes first.
 """
 
@@ -118,6 +119,12 @@ def clean(*paths: Path) -> None:
             shutil.rmtree(path)
 
 
+def fresh(data: Path, env: dict[str, str]) -> None:
+    """An empty station, as a recorder finds it when docked: data dir, key and catalog made (not timed)."""
+    clean(data)
+    subprocess.run([ARCHIVER, "init"], env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+
+
 def station(base: Path, name: str, extra: str = "") -> dict[str, str]:
     config = base / f"{name}.toml"
     config.write_text(extra)
@@ -157,7 +164,7 @@ def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
         return run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(source.parent), str(copy)])
 
     def ingest() -> float:
-        clean(data)
+        fresh(data, env)
         warm()
         return run([ARCHIVER, "ingest", str(source.parent)], env)
 
@@ -195,7 +202,7 @@ def card(base: Path, files: list[Path], mib_s: int, runs: int, name: str) -> dic
             return run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(where), str(copy)], cgroup=group)
 
         def ingest() -> float:
-            clean(data)
+            fresh(data, env)
             return run([ARCHIVER, "ingest", str(where)], env, cgroup=group)
 
         cp_s, ingest_s = side_by_side(runs, cp, ingest)

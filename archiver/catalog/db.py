@@ -99,9 +99,11 @@ class Catalog:
 
     def upgrade(self) -> tuple[str | None, str]:
         """Create or upgrade the schema to the newest migration. Returns (before, after)."""
+        before = self.revision()
+        if before == SCHEMA_HEAD:
+            return before, SCHEMA_HEAD  # the usual case: no need to load Alembic (a tenth of a second)
         from alembic import command
 
-        before = self.revision()
         cfg = _alembic_config()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn

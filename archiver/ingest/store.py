@@ -18,6 +18,7 @@ import queue
 import stat
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -209,13 +210,17 @@ class Archive:
                 place.close()
                 raise storage_error(exc, str(folder)) from exc
             behind = _ReadBehind(place, out, algorithms, cancel) if read_back else None
+            direct = _open_direct(place, out.temp) if read_back else None
             try:
                 total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel,
-                              behind.written if behind is not None else None)
+                              behind.written if behind is not None else None, direct)
             except BaseException:
                 if behind is not None:
                     behind.abort()
                 raise
+            finally:
+                if direct is not None:
+                    os.close(direct)
             try:
                 back = behind.finish() if behind is not None else None
             except OSError as exc:
@@ -344,8 +349,9 @@ class _ReadAhead:
     is raised in the consumer, as the original OSError.
     """
 
-    def __init__(self, fd: int, depth: int = 3) -> None:
+    def __init__(self, fd: int, depth: int = 3, span: tuple[int, int] | None = None) -> None:
         self._fd = fd
+        self._span = span  # (start, end): read just these bytes, at their offsets; else on from the file position
         self._free: queue.Queue[mmap.mmap | None] = queue.Queue()
         self._full: queue.Queue[tuple[mmap.mmap | None, int, BaseException | None]] = queue.Queue()
         for _slot in range(depth):
@@ -354,9 +360,14 @@ class _ReadAhead:
         self._thread.start()
 
     def _read(self) -> None:
+        offset, end = self._span or (0, 0)
         try:
             while (buf := self._free.get()) is not None:
-                n = os.readv(self._fd, [buf])
+                if self._span is None:
+                    n = os.readv(self._fd, [buf])
+                else:
+                    n = min(os.preadv(self._fd, [buf], offset), end - offset) if offset < end else 0
+                    offset += n
                 self._full.put((buf, n, None))
                 if n == 0:
                     return
@@ -466,7 +477,6 @@ class _ReadBehind:
 
     def _follow(self) -> None:
         offset = 0
-        buf = mmap.mmap(-1, CHUNK)
         try:
             while True:
                 with self._ready:
@@ -481,26 +491,22 @@ class _ReadBehind:
                                                _WAIT_WRITE) != 0:
                         err = ctypes.get_errno()
                         raise OSError(err, os.strerror(err))
-                    offset = self._read(buf, offset, end)
+                    offset = self._read(offset, end)
                 if done:
                     return
         except BaseException as exc:  # handed to the writer in finish()
             self._error = exc
 
-    def _read(self, buf: mmap.mmap, offset: int, end: int) -> int:
-        while offset < end:
-            if self._cancel is not None and self._cancel.is_set():
-                raise Cancelled("stopped while reading back the archived copy")
-            n = os.preadv(self._fd, [buf], offset)
-            if n == 0:
-                break
-            n = min(n, end - offset)
-            with memoryview(buf) as view:
+    def _read(self, offset: int, end: int) -> int:
+        with _ReadAhead(self._fd, span=(offset, end)) as chunks:  # the next read goes on while this is hashed
+            for chunk in chunks:
+                if self._cancel is not None and self._cancel.is_set():
+                    raise Cancelled("stopped while reading back the archived copy")
                 for h in self._hashers.values():
-                    h.update(view[:n])
-            if not self._direct:
-                os.posix_fadvise(self._fd, offset, n, os.POSIX_FADV_DONTNEED)
-            offset += n
+                    h.update(chunk)
+                if not self._direct:
+                    os.posix_fadvise(self._fd, offset, len(chunk), os.POSIX_FADV_DONTNEED)
+                offset += len(chunk)
         return offset
 
 
@@ -560,30 +566,73 @@ def _open_source(source: Path) -> int:
 
 
 def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
-          cancel: threading.Event | None, on_written=None) -> int:
+          cancel: threading.Event | None, on_written=None, direct_fd: int | None = None) -> int:
+    """Read, hash and write. `direct_fd`, an O_DIRECT descriptor of the same file, takes a big file's chunks
+    straight to the disk (no page-cache copy to write back later) while a helper hashes each chunk beside
+    its write; from the first chunk that is not block-aligned on, `out_fd` writes through the page cache."""
     hashers = list(hashers)
     total = 0
-    with _chunks(src_fd, size) as chunks:
-        try:
-            for chunk in chunks:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("stopped before this file was copied completely")
-                for h in hashers:
-                    h.update(chunk)
-                try:
-                    written = 0
-                    while written < len(chunk):
-                        written += os.write(out_fd, chunk[written:])
-                except OSError as exc:
-                    raise storage_error(exc, str(folder)) from exc
-                total += len(chunk)
-                if on_written is not None:
-                    on_written(total)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        except OSError as exc:
-            raise SourceReadError(_describe_read_error(exc)) from exc
+    fd = direct_fd if direct_fd is not None else out_fd
+    beside = ThreadPoolExecutor(1, thread_name_prefix="hash") if direct_fd is not None else None
+    try:
+        with _chunks(src_fd, size) as chunks:
+            try:
+                for chunk in chunks:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("stopped before this file was copied completely")
+                    if fd != out_fd and (len(chunk) % _BLOCK or total % _BLOCK):
+                        fd = out_fd
+                    hashing = beside.submit(_update, hashers, chunk) if beside is not None else None
+                    try:
+                        if hashing is None:
+                            _update(hashers, chunk)
+                        fd = _write_at(fd, out_fd, chunk, total, folder)
+                    finally:
+                        if hashing is not None:
+                            hashing.result()  # the chunk's buffer is reused once the loop goes on
+                    total += len(chunk)
+                    if on_written is not None:
+                        on_written(total)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+            except OSError as exc:
+                raise SourceReadError(_describe_read_error(exc)) from exc
+    finally:
+        if beside is not None:
+            beside.shutdown()
     return total
+
+
+_BLOCK = 4096  # what O_DIRECT needs offsets and lengths to be multiples of (the common logical block size)
+
+
+def _update(hashers: list[Hasher], chunk: memoryview) -> None:
+    for h in hashers:
+        h.update(chunk)
+
+
+def _write_at(fd: int, out_fd: int, chunk: memoryview, offset: int, folder: Path) -> int:
+    """Write `chunk` at `offset`; returns the descriptor to go on with (`out_fd` if O_DIRECT was refused)."""
+    done = 0
+    try:
+        while done < len(chunk):
+            try:
+                done += os.pwrite(fd, chunk[done:], offset + done)
+            except OSError as exc:
+                if fd == out_fd or exc.errno != errno.EINVAL:
+                    raise
+                fd = out_fd  # this filesystem takes no direct writes after all
+    except OSError as exc:
+        raise storage_error(exc, str(folder)) from exc
+    return fd
+
+
+def _open_direct(folder: Folder, name: str) -> int | None:
+    """A second, O_DIRECT descriptor for writing the file `name`, where the filesystem allows one."""
+    try:
+        return folder.open_file(name, os.O_WRONLY | os.O_DIRECT)
+    except OSError:
+        return None
 
 
 def _describe_read_error(exc: OSError) -> str:
