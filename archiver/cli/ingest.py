@@ -9,9 +9,8 @@ import click
 from archiver.cli import App
 from archiver.cli.localized import Command
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes, json_option
-from archiver.dock.daemon import sweep
 from archiver.i18n import _
-from archiver.ingest.pipeline import IngestOptions, IngestReport
+from archiver.ingest.pipeline import IngestOptions, IngestReport, sweep
 from archiver.ingest.pipeline import ingest as run_ingest
 
 

@@ -28,8 +28,7 @@ from archiver.dock.notify import Notifier
 from archiver.dock.syncing import ContinuousSync
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
-from archiver.fs import sweep_temp_files
-from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest
+from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest, sweep
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished
@@ -87,11 +86,6 @@ def back_up_after_ingest(ws: Workspace, cancel: threading.Event | None) -> bool:
         log.info("backup after ingest done target=%s %s", target,
                  " ".join(f"{key}={value}" for key, value in counts.items()))
     return cancel is None or not cancel.is_set()
-
-
-def sweep(ws: Workspace) -> None:
-    for path in sweep_temp_files(ws.archive.root):
-        log.warning("removed temp file left by an interrupted run path=%s", path)
 
 
 def _options(ws: Workspace, mount: Mount | None, **extra: Any) -> IngestOptions:

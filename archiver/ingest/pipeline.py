@@ -43,6 +43,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
+from archiver.fs import sweep_temp_files
 from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts
@@ -51,6 +52,7 @@ from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
 from archiver.ingest.store import CHUNK, SEGMENT, Archive, Cancelled, Copied, SourceStat
 from archiver.ledger.custody import CustodyLog
+from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,12 @@ class _Item:
 
 
 _END = None  # what a stage puts after its last item
+
+
+def sweep(ws: Workspace) -> None:
+    """Remove the temp files of ingests that were killed (before an ingest, or when the daemon starts)."""
+    for path in sweep_temp_files(ws.archive.root):
+        log.warning("removed temp file left by an interrupted run path=%s", path)
 
 
 def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
