@@ -202,7 +202,7 @@ def _exif_time(tiff: bytes, tz: tzinfo) -> datetime | None:
     try:
         order = {b"II": "<", b"MM": ">"}[tiff[:2]]
         ifd0 = _ifd(tiff, order, struct.unpack(order + "I", tiff[4:8])[0])
-        sub = _ifd(tiff, order, ifd0[0x8769][1]) if 0x8769 in ifd0 else {}
+        sub = _ifd(tiff, order, ifd0[0x8769][2]) if 0x8769 in ifd0 else {}
         text = _ascii(tiff, order, *sub.get(0x9003, ifd0.get(0x0132, (0, 0, 0))))
         when = datetime.strptime(text, "%Y:%m:%d %H:%M:%S")
         offset = _ascii(tiff, order, *sub[0x9011]) if 0x9011 in sub else ""

@@ -292,9 +292,9 @@ class _Run:
             threading.Thread(target=self._stage, args=(to_record, self._record, None, _RECORD_BATCH),
                              name="ingest-record", daemon=True),
         ]
+        self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
         for thread in stages:
             thread.start()
-        self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
         try:
             self._known = _known_files(self.catalog, plans)
             for index, planned in enumerate(plans):
