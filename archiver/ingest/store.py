@@ -7,11 +7,13 @@ Layout under the data dir: `archive/YYYY/MM/DD/<serial>/<name>`, with `manifest-
 
 from __future__ import annotations
 
+import collections
 import copy
 import ctypes
 import errno
 import functools
 import hashlib
+import itertools
 import mmap
 import os
 import queue
@@ -212,8 +214,11 @@ class Archive:
             behind = _ReadBehind(place, out, algorithms, cancel) if read_back else None
             direct = _open_direct(place, out.temp) if read_back else None
             try:
-                total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel,
-                              behind.written if behind is not None else None, direct)
+                if behind is not None:
+                    total = _pump_deep(src_fd, out.fd, direct, hashers.values(), folder, on_bytes, cancel,
+                                       behind.written)
+                else:
+                    total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
             except BaseException:
                 if behind is not None:
                     behind.abort()
@@ -375,15 +380,23 @@ class _ReadAhead:
             self._full.put((None, 0, exc))
 
     def __iter__(self) -> Iterator[memoryview]:
+        for buf, n in self.held():
+            with memoryview(buf) as view:
+                yield view[:n]
+            self._free.put(buf)
+
+    def held(self) -> Iterator[tuple[mmap.mmap, int]]:
+        """(buffer, bytes read) in order; each buffer is the consumer's until it calls `release`."""
         while True:
             buf, n, exc = self._full.get()
             if exc is not None:
                 raise exc
             if buf is None or n == 0:
                 return
-            with memoryview(buf) as view:
-                yield view[:n]
-            self._free.put(buf)
+            yield buf, n
+
+    def release(self, buf: mmap.mmap) -> None:
+        self._free.put(buf)
 
     def close(self) -> None:
         self._free.put(None)
@@ -443,6 +456,10 @@ class _ReadBehind:
         self._upto = self._told = 0
         self._done = self._aborted = False
         self._error: BaseException | None = None
+        self._readers = ThreadPoolExecutor(DEPTH, thread_name_prefix="read-behind")
+        self._buffers: queue.Queue[mmap.mmap] = queue.Queue()
+        for _slot in range(DEPTH + 1):
+            self._buffers.put(mmap.mmap(-1, CHUNK))
         self._thread = threading.Thread(target=self._follow, name="read-behind", daemon=True)
         self._thread.start()
 
@@ -464,6 +481,7 @@ class _ReadBehind:
             self._done = True
             self._ready.notify()
         self._thread.join()
+        self._readers.shutdown()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -498,16 +516,31 @@ class _ReadBehind:
             self._error = exc
 
     def _read(self, offset: int, end: int) -> int:
-        with _ReadAhead(self._fd, span=(offset, end)) as chunks:  # the next read goes on while this is hashed
-            for chunk in chunks:
-                if self._cancel is not None and self._cancel.is_set():
-                    raise Cancelled("stopped while reading back the archived copy")
-                for h in self._hashers.values():
-                    h.update(chunk)
-                if not self._direct:
-                    os.posix_fadvise(self._fd, offset, len(chunk), os.POSIX_FADV_DONTNEED)
-                offset += len(chunk)
-        return offset
+        """Read [offset, end) back with DEPTH reads in flight, hashing in order."""
+        reads: collections.deque = collections.deque()
+        starts = iter(range(offset, end, CHUNK))
+        for start in itertools.islice(starts, DEPTH):
+            reads.append(self._readers.submit(self._read_one, start, end))
+        while reads:
+            buf, start, n = reads.popleft().result()
+            if self._cancel is not None and self._cancel.is_set():
+                raise Cancelled("stopped while reading back the archived copy")
+            with memoryview(buf) as view:
+                _update(list(self._hashers.values()), view[:n])
+            if not self._direct:
+                os.posix_fadvise(self._fd, start, n, os.POSIX_FADV_DONTNEED)
+            self._buffers.put(buf)
+            if (start := next(starts, None)) is not None:
+                reads.append(self._readers.submit(self._read_one, start, end))
+        return end
+
+    def _read_one(self, start: int, end: int) -> tuple[mmap.mmap, int, int]:
+        buf = self._buffers.get()
+        n = os.preadv(self._fd, [buf], start)
+        if n < min(CHUNK, end - start):
+            self._buffers.put(buf)
+            raise OSError(errno.EIO, "the archived copy is shorter than what was written")
+        return buf, start, min(n, end - start)
 
 
 def _chunks(fd: int, size: int) -> _Direct | _ReadAhead:
@@ -566,41 +599,103 @@ def _open_source(source: Path) -> int:
 
 
 def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder: Path, on_bytes,
-          cancel: threading.Event | None, on_written=None, direct_fd: int | None = None) -> int:
-    """Read, hash and write. `direct_fd`, an O_DIRECT descriptor of the same file, takes a big file's chunks
-    straight to the disk (no page-cache copy to write back later) while a helper hashes each chunk beside
-    its write; from the first chunk that is not block-aligned on, `out_fd` writes through the page cache."""
+          cancel: threading.Event | None) -> int:
     hashers = list(hashers)
     total = 0
-    fd = direct_fd if direct_fd is not None else out_fd
-    beside = ThreadPoolExecutor(1, thread_name_prefix="hash") if direct_fd is not None else None
+    with _chunks(src_fd, size) as chunks:
+        try:
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("stopped before this file was copied completely")
+                _update(hashers, chunk)
+                _write_at(out_fd, out_fd, chunk, total, folder)
+                total += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+        except OSError as exc:
+            raise SourceReadError(_describe_read_error(exc)) from exc
+    return total
+
+
+DEPTH = 4  # requests a big file keeps in flight on the archive disk, each way: a disk serves several faster
+
+
+def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, hashers: Iterable[Hasher], folder: Path, on_bytes,
+               cancel: threading.Event | None, on_written) -> int:
+    """A big file: read ahead, hash in order, and write each chunk at its offset with DEPTH writes in flight,
+    straight to the disk through `direct_fd` (O_DIRECT; no page-cache copy to write back later) where the
+    chunk is block-aligned, else through `out_fd`. `on_written` hears how much of the file, from its
+    start, the writes have finished."""
+    hashers = list(hashers)
+    writes = _Writes(out_fd, direct_fd, folder, on_written)
+    total = 0
     try:
-        with _chunks(src_fd, size) as chunks:
+        with _ReadAhead(src_fd, depth=DEPTH + 3) as chunks:
             try:
-                for chunk in chunks:
+                for buf, n in chunks.held():
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("stopped before this file was copied completely")
-                    if fd != out_fd and (len(chunk) % _BLOCK or total % _BLOCK):
-                        fd = out_fd
-                    hashing = beside.submit(_update, hashers, chunk) if beside is not None else None
-                    try:
-                        if hashing is None:
-                            _update(hashers, chunk)
-                        fd = _write_at(fd, out_fd, chunk, total, folder)
-                    finally:
-                        if hashing is not None:
-                            hashing.result()  # the chunk's buffer is reused once the loop goes on
-                    total += len(chunk)
-                    if on_written is not None:
-                        on_written(total)
+                    with memoryview(buf) as view:
+                        _update(hashers, view[:n])
+                    writes.submit(buf, n, total, chunks.release)
+                    total += n
                     if on_bytes is not None:
-                        on_bytes(len(chunk))
+                        on_bytes(n)
             except OSError as exc:
                 raise SourceReadError(_describe_read_error(exc)) from exc
+            finally:
+                writes.wait()  # before the buffers go
     finally:
-        if beside is not None:
-            beside.shutdown()
+        writes.close()
     return total
+
+
+class _Writes:
+    """Positional writes of one file, DEPTH at a time; the first error is raised by `wait`."""
+
+    def __init__(self, out_fd: int, direct_fd: int | None, folder: Path, on_written) -> None:
+        self._out, self._direct, self._folder, self._on_written = out_fd, direct_fd, folder, on_written
+        self._pool = ThreadPoolExecutor(DEPTH, thread_name_prefix="write")
+        self._lock = threading.Lock()
+        self._finished: dict[int, int] = {}  # offset -> length, written beyond the prefix
+        self._prefix = 0
+        self._pending: list = []
+        self._error: BaseException | None = None
+
+    def submit(self, buf: mmap.mmap, n: int, offset: int, release) -> None:
+        if self._error is not None:
+            release(buf)
+            raise self._error
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._write, buf, n, offset, release))
+
+    def _write(self, buf: mmap.mmap, n: int, offset: int, release) -> None:
+        try:
+            direct = self._direct is not None and not n % _BLOCK and not offset % _BLOCK
+            with memoryview(buf) as view:
+                used = _write_at(self._direct if direct else self._out, self._out, view[:n], offset, self._folder)
+            if direct and used == self._out:
+                self._direct = None  # this filesystem takes no direct writes after all
+        except BaseException as exc:
+            self._error = self._error or exc
+            return
+        finally:
+            release(buf)
+        with self._lock:  # told in order: the prefix only grows
+            self._finished[offset] = n
+            while self._prefix in self._finished:
+                self._prefix += self._finished.pop(self._prefix)
+            self._on_written(self._prefix)
+
+    def wait(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending = []
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
 
 _BLOCK = 4096  # what O_DIRECT needs offsets and lengths to be multiples of (the common logical block size)
@@ -612,7 +707,7 @@ def _update(hashers: list[Hasher], chunk: memoryview) -> None:
 
 
 def _write_at(fd: int, out_fd: int, chunk: memoryview, offset: int, folder: Path) -> int:
-    """Write `chunk` at `offset`; returns the descriptor to go on with (`out_fd` if O_DIRECT was refused)."""
+    """Write `chunk` at `offset`; returns the descriptor that wrote it (`out_fd` if O_DIRECT was refused)."""
     done = 0
     try:
         while done < len(chunk):
@@ -621,7 +716,7 @@ def _write_at(fd: int, out_fd: int, chunk: memoryview, offset: int, folder: Path
             except OSError as exc:
                 if fd == out_fd or exc.errno != errno.EINVAL:
                     raise
-                fd = out_fd  # this filesystem takes no direct writes after all
+                fd = out_fd
     except OSError as exc:
         raise storage_error(exc, str(folder)) from exc
     return fd
