@@ -448,11 +448,16 @@ class _Run:
                     probing = pool.submit(_probe, item.final, self.cfg.timezone)
                     _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
                     item.probed = probing.result()
-        except FileProblem as exc:
-            item.error, item.final = str(exc), None
+        except (FileProblem, FileNotFoundError) as exc:
+            # FileNotFoundError: an identical file this run adopted from a parallel ingest went when that
+            # ingest's read-back failed; the next run copies it again
+            item.error, item.final = (str(exc) if isinstance(exc, FileProblem) else
+                                      _("the archived copy went missing before it was proved: ingest again")), None
             self._placed.pop(item.copied.digests["sha256"], None)
         except (ArchiveStorageError, Cancelled) as exc:
             return exc
+        except OSError as exc:
+            return storage_error(exc, str(item.final.parent))
         return None
 
     def _record(self, items: list[_Item]) -> None:
