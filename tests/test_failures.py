@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import archive_problems, mount, tree_state
+from conftest import archive_problems, mount, tree_state, umount
 
 
 def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder: Path, tmpfs):
@@ -94,3 +95,41 @@ def test_unknown_reference_and_bad_time_are_exit_2(cli, recorder: Path):
         assert result.exit_code == 2 and result.stderr.startswith(f"Error: {text}"), result.stderr
     bad_time = cli("recordings", "list", "--since", "yesterday")
     assert bad_time.exit_code == 2 and bad_time.stderr.startswith("Error: cannot read time 'yesterday'")
+
+
+def test_a_big_recording_filling_an_ext4_archive_through_direct_writes_stops_cleanly(cli, tmp_path: Path):
+    """The O_DIRECT writes of a big file (several in flight) meet ENOSPC on a real ext4 disk: one line, exit 3,
+    the file's temp copy gone, what was catalogued before intact; grown, the disk takes the rest."""
+    rec = tmp_path / "rec" / "RECORD"
+    rec.mkdir(parents=True)
+    for i, mib in enumerate((36, 36, 36)):
+        (rec / f"TA00716_JX0227_2022110312{i:02d}00.MP4").write_bytes(os.urandom(mib << 20))
+    image, disk = tmp_path / "archive.img", tmp_path / "archive"
+    subprocess.run(["truncate", "-s", "96M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True)
+    disk.mkdir()
+    mount("-o", "loop", str(image), str(disk))
+    try:
+        data_dir = disk / "data"
+        first = cli("ingest", rec.parent, "--json", data=data_dir)
+        assert first.exit_code == 3, first.output
+        assert first.stderr.startswith(f"Error: archive disk full: the filesystem at {disk} has no space left")
+        assert first.stderr.count("\n") == 1
+        report = json.loads(first.stdout)
+        assert report["ingested"] >= 1 and report["pending"] and report["failed"] == []
+        assert not [p for p in data_dir.rglob(".tmp-*")]  # the copy that met the full disk is gone
+        assert archive_problems(data_dir) == []
+
+        umount(disk)  # grown offline: this container may not resize a mounted filesystem
+        subprocess.run(["truncate", "-s", "256M", str(image)], check=True)
+        subprocess.run(["e2fsck", "-f", "-y", str(image)], check=True, capture_output=True)
+        subprocess.run(["resize2fs", str(image)], check=True, capture_output=True)
+        mount("-o", "loop", str(image), str(disk))
+        second = cli("ingest", rec.parent, "--json", data=data_dir)
+        assert second.exit_code == 0, second.output
+        again = json.loads(second.stdout)
+        assert again["ingested"] + again["already_archived"] == 3
+        assert archive_problems(data_dir) == []
+        assert cli("verify", data=data_dir).exit_code == 0
+    finally:
+        umount(disk)
