@@ -174,7 +174,7 @@ _LINGER_S = 0.05
 
 @dataclass(eq=False)
 class _Item:
-    """One file on its way through the stages; `error` or `outcome` once it is decided."""
+    """One file on its way through the stages: failed once `error` is set, pending once `dropped`."""
 
     index: int
     planned: Planned
@@ -702,8 +702,8 @@ def _probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo
     kind = media.type_by_extension(path.name)
     if kind == "photo":
         try:
-            if head is None:
-                with path.open("rb") as fh:
+            if head is None:  # never through a symlink put in the copy's place
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
                     head = fh.read(media.PHOTO_HEAD)
             photo = media.photo_info(head, tz)
         except OSError:

@@ -109,13 +109,7 @@ class Copied:
 
     def sync(self, folder: Path) -> None:
         """Make the copy's bytes durable (copy_in(sync=False) leaves that to a later stage)."""
-        try:
-            if self.file.fd >= 0:
-                self.file.sync()
-                _advise(self.file.fd, os.POSIX_FADV_DONTNEED)  # the read-back goes to the disk anyway
-            self.file.flush()
-        except OSError as exc:
-            raise storage_error(exc, str(folder)) from exc
+        _make_durable(self.file, folder)
 
     def close(self) -> None:
         """Drop the temp file if it was not placed, and let go of the folder."""
@@ -234,7 +228,7 @@ class Archive:
             except OSError as exc:
                 raise storage_error(exc, str(folder)) from exc
             if sync:
-                Copied(out, total, {}).sync(folder)
+                _make_durable(out, folder)
             after = os.fstat(src_fd)
             if total != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise SourceChangedError(
@@ -290,8 +284,7 @@ class Archive:
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             if _libc().syncfs(fd) != 0:
-                err = ctypes.get_errno()
-                raise storage_error(OSError(err, os.strerror(err)), str(self.root))
+                raise storage_error(_errno_error(), str(self.root))
         finally:
             os.close(fd)
 
@@ -477,9 +470,9 @@ class _ReadBehind:
     def abort(self) -> None:
         """The copy failed: stop reading, let go of the file."""
         self._aborted = True
-        self.finish_quietly()
+        self._stop()
 
-    def finish_quietly(self) -> None:
+    def _stop(self) -> None:
         with self._ready:
             self._done = True
             self._ready.notify()
@@ -491,7 +484,7 @@ class _ReadBehind:
 
     def finish(self) -> dict[str, str]:
         """Wait for the rest to be read back; the digests of what the disk holds."""
-        self.finish_quietly()
+        self._stop()
         if self._error is not None:
             raise self._error
         return {a: h.hexdigest() for a, h in self._hashers.items()}
@@ -510,8 +503,7 @@ class _ReadBehind:
                 if end > offset:
                     if _libc().sync_file_range(self._out.fd, ctypes.c_int64(offset), ctypes.c_int64(end - offset),
                                                _WAIT_WRITE) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, os.strerror(err))
+                        raise _errno_error()
                     offset = self._read(offset, end)
                 if done:
                     return
@@ -584,6 +576,12 @@ def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno_error() -> OSError:
+    """The OSError of the libc call that just failed."""
+    err = ctypes.get_errno()
+    return OSError(err, os.strerror(err))
 
 
 def _open_source(source: Path) -> int:
@@ -725,15 +723,25 @@ def _write_at(fd: int, out_fd: int, chunk: memoryview, offset: int, folder: Path
     return fd
 
 
+def _make_durable(out: AtomicFile, folder: Path) -> None:
+    try:
+        if out.fd >= 0:
+            out.sync()
+            _advise(out.fd, os.POSIX_FADV_DONTNEED)  # the read-back goes to the disk anyway
+        out.flush()
+    except OSError as exc:
+        raise storage_error(exc, str(folder)) from exc
+
+
 def _preallocate(fd: int, size: int, folder: Path) -> None:
     """Give a big copy all its blocks before it is written (fallocate): its direct writes then land inside the
     file's size in allocated space (the same-disk benchmark went from about 4.5 s to 3.7 s), and a disk too
     full for it says so before the copy starts. A filesystem that cannot is left to allocate as it writes.
     The copy always ends at exactly the source's size, or is discarded."""
     if _libc().fallocate(fd, 0, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
-        err = ctypes.get_errno()
-        if err in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
-            raise storage_error(OSError(err, os.strerror(err)), str(folder))
+        error = _errno_error()
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise storage_error(error, str(folder))
 
 
 def _open_direct(folder: Folder, name: str) -> int | None:
