@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, tzinfo
@@ -283,12 +283,13 @@ class _Run:
     def run(self, plans: list[Planned]) -> None:
         to_sync: queue.Queue[_Item | None] = queue.Queue(_SYNC_QUEUE)
         to_prove: queue.Queue[_Item | None] = queue.Queue(_PROVE_QUEUE)
+        proving: queue.Queue[tuple[_Item, Future | None] | None] = queue.Queue(_PROVERS)
         to_record: queue.Queue[_Item | None] = queue.Queue(_RECORD_QUEUE)
         stages = [
             threading.Thread(target=self._stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH),
                              name="ingest-sync", daemon=True),
-            threading.Thread(target=self._stage, args=(to_prove, self._prove, to_record, _PROVERS),
-                             name="ingest-prove", daemon=True),
+            threading.Thread(target=self._start_proofs, args=(to_prove, proving), name="ingest-prove", daemon=True),
+            threading.Thread(target=self._pass_proved, args=(proving, to_record), name="ingest-proved", daemon=True),
             threading.Thread(target=self._stage, args=(to_record, self._record, None, _RECORD_BATCH),
                              name="ingest-record", daemon=True),
         ]
@@ -419,16 +420,35 @@ class _Run:
             for folder in sorted(folders):
                 self.archive.sync_folder(folder)
 
-    def _prove(self, items: list[_Item]) -> None:
-        """Stage 3: read each placed copy back and compare (anything but a match removes it), probe it; a few
-        at once (a disk serves several small reads at once about as fast as one), passed on in their order."""
-        placed = [i for i in items if i.final is not None and i.error is None]
-        stops = list(self._provers.map(self._prove_one, placed)) if len(placed) > 1 else \
-            [self._prove_one(i) for i in placed]
-        stop = next((e for e in stops if e is not None), None)
-        if stop is not None:
-            self._halt(stop)
-            self._drop(placed)
+    def _start_proofs(self, inbox: queue.Queue, proving: queue.Queue) -> None:
+        """Stage 3, first half: start proving each placed copy as it comes (up to _PROVERS at once: a disk
+        serves several reads at once about as fast as one, and a long probe holds up no other file)."""
+        while (item := inbox.get()) is not _END:
+            try:
+                if self._dropping:
+                    self._drop([item])
+                placed = item.final is not None and item.error is None
+                proving.put((item, self._provers.submit(self._prove_one, item) if placed else None))
+            except BaseException as exc:  # pragma: no cover - submit fails only once the pool is shut down
+                self._fail(exc)
+                self._drop([item])
+                proving.put((item, None))
+        proving.put(_END)
+
+    def _pass_proved(self, proving: queue.Queue, outbox: queue.Queue) -> None:
+        """Stage 3, second half: pass the files on in their order as their proofs end."""
+        while (entry := proving.get()) is not _END:
+            item, proof = entry
+            try:
+                stop = proof.result() if proof is not None else None
+                if stop is not None:
+                    self._halt(stop)
+                    self._drop([item])
+            except BaseException as exc:
+                self._fail(exc)
+                self._drop([item])
+            outbox.put(item)
+        outbox.put(_END)
 
     def _prove_one(self, item: _Item) -> ArchiverError | Cancelled | None:
         """One file: None when proved or failed on its own; the error when the archive or a stop ended it."""
