@@ -137,15 +137,17 @@ def umount(target: Path) -> None:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator:
-    """Mount tmpfs filesystems of a given size; all are unmounted at the end of the test."""
+    """Mount tmpfs filesystems of a given size (or ramfs: unbounded, and no O_DIRECT); all are unmounted at the
+    end of the test."""
     if os.geteuid() != 0:
         pytest.skip("mounting needs root")
     mounted: list[Path] = []
 
-    def make(name: str, size: str) -> Path:
+    def make(name: str, size: str, fstype: str = "tmpfs") -> Path:
         target = tmp_path / name
         target.mkdir(parents=True, exist_ok=True)
-        mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(target))  # a disk root: not 1777
+        options = "mode=0755" if fstype == "ramfs" else f"size={size},mode=0755"  # a disk root: not 1777
+        mount("-t", fstype, "-o", options, fstype, str(target))
         mounted.append(target)
         return target
 

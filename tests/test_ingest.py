@@ -14,7 +14,7 @@ from conftest import archive_problems, files_state, tree_state
 
 from archiver.config import load_config
 from archiver.ingest.pipeline import ingest
-from archiver.ingest.store import CHUNK, SEGMENT
+from archiver.ingest.store import CHUNK, DEEP, Archive, SourceStat
 from archiver.workspace import open_workspace
 
 DAY = Path("archive/2022/11/03")
@@ -175,16 +175,16 @@ def test_files_archived_but_not_catalogued_are_adopted_not_duplicated(cli, recor
 
 
 def test_big_recordings_take_the_direct_path_or_fall_back_on_a_filesystem_without_it(cli, tmp_path: Path, tmpfs):
-    """Files of a segment and more are written O_DIRECT and read back behind the writer: on ext4 (direct) and on
-    tmpfs (which refuses O_DIRECT: page-cache writes, written out and dropped before the read-back), with sizes
-    that are not block multiples; every copy byte-exact and verified."""
+    """Files of 32 MiB and more are written O_DIRECT and each chunk read back as it is written: on ext4 and tmpfs
+    (direct, with a tail that is no block multiple written through the page cache) and on ramfs (which refuses
+    O_DIRECT: page-cache writes, read back whole once copied); every copy byte-exact and verified."""
     rng = random.Random(7)
     card = tmp_path / "card" / "RECORD"
     card.mkdir(parents=True)
-    sizes = [SEGMENT * 2 + 12345, SEGMENT, SEGMENT - 1, 3 * CHUNK + 1]
+    sizes = [DEEP * 2 + 12345, DEEP, DEEP - 1, 3 * CHUNK + 1]
     for i, size in enumerate(sizes):
         (card / f"TA00716_JX0227_202211031{i}0000.MP4").write_bytes(rng.randbytes(size))
-    for data in (tmp_path / "data", tmpfs("ram", "512m") / "data"):
+    for data in (tmp_path / "data", tmpfs("ram", "512m") / "data", tmpfs("ramfs", "", "ramfs") / "data"):
         done = cli("ingest", card.parent, "--json", data=data)
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["ingested"] == len(sizes)
@@ -192,3 +192,25 @@ def test_big_recordings_take_the_direct_path_or_fall_back_on_a_filesystem_withou
             archived = next((data / "archive").rglob(path.name))
             assert archived.read_bytes() == path.read_bytes()
         assert cli("verify", data=data).exit_code == 0
+
+
+def test_a_big_copy_is_proved_chunk_by_chunk_where_the_disk_allows_and_left_to_a_read_back_where_not(tmp_path: Path,
+                                                                                                  tmpfs):
+    """copy_in(read_back=True) compares each chunk read back past the page cache with the bytes it hashed: on
+    ext4 it hands back the digests as read back (no second pass needed); on ramfs, which takes no O_DIRECT, it
+    hands back none, so the caller reads the copy back whole."""
+    source = tmp_path / "big.MP4"
+    source.write_bytes(random.Random(3).randbytes(DEEP + 3 * CHUNK + 777))  # an unaligned tail
+    st = source.stat()
+    for data, proved in ((tmp_path / "data", True), (tmpfs("ram", "", "ramfs") / "data", False)):
+        folder = data / "archive" / "day"
+        folder.mkdir(parents=True)
+        copied = Archive(data).copy_in(source, folder, "big.MP4", ("sha256", "sm3"),
+                                       SourceStat(st.st_size, st.st_mtime_ns), read_back=True)
+        try:
+            assert copied.size == st.st_size
+            assert copied.read_back == (copied.digests if proved else None)
+            assert (folder / copied.file.temp).read_bytes() == source.read_bytes()
+        finally:
+            copied.close()
+        assert list(folder.iterdir()) == []  # the temp copy goes with it

@@ -50,7 +50,7 @@ from archiver.ingest.facts import signed_facts
 from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
-from archiver.ingest.store import CHUNK, SEGMENT, Archive, Cancelled, Copied, SourceStat
+from archiver.ingest.store import CHUNK, DEEP, Archive, Cancelled, Copied, SourceStat
 from archiver.ledger.custody import CustodyLog
 from archiver.workspace import Workspace
 
@@ -371,7 +371,7 @@ class _Run:
             try:
                 item.copied = self.archive.copy_in(found.path, item.folder, planned.name, self.cfg.hashes,
                                                    SourceStat(found.size, found.mtime_ns), self.progress.advance,
-                                                   self.opts.cancel, sync=False, read_back=found.size >= SEGMENT)
+                                                   self.opts.cancel, sync=False, read_back=found.size >= DEEP)
             except SourceReadError:
                 if self._source_gone():
                     raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None

@@ -7,13 +7,12 @@ Layout under the data dir: `archive/YYYY/MM/DD/<serial>/<name>`, with `manifest-
 
 from __future__ import annotations
 
-import collections
 import copy
 import ctypes
 import errno
 import functools
 import hashlib
-import itertools
+import logging
 import mmap
 import os
 import queue
@@ -36,6 +35,8 @@ from archiver.errors import (
 )
 from archiver.fs import NAME_MAX, AtomicFile, Folder, check_private, fit_name, make_dirs, temp_name
 from archiver.i18n import _
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 ARCHIVE_DIR = "archive"
@@ -184,8 +185,10 @@ class Archive:
 
         The temp file is fsynced before this returns, unless `sync` is False: then the caller calls
         `Copied.sync` before placing it (the pipeline does, in a stage of its own, while the next file
-        is read). With `read_back`, a helper thread reads the copy back from the disk as it is written out
-        (`Copied.read_back`), so a big file's proof costs no pass of its own. Raises SourceChangedError if the source's
+        is read). With `read_back` (a big file), each chunk is written straight to the disk and read back
+        past the page cache right after, and compared with the bytes that were hashed; when every chunk
+        matched, `Copied.read_back` holds the digests, so the proof costs no pass of its own (else it is
+        None, and the caller reads the copy back whole). Raises SourceChangedError if the source's
         size or mtime moved during the copy, SourceReadError if reading it failed, and an
         ArchiveStorageError if writing failed; in every case the temp file is gone.
         """
@@ -206,27 +209,22 @@ class Archive:
             except OSError as exc:
                 place.close()
                 raise storage_error(exc, str(folder)) from exc
+            back = None
             if read_back:
                 _preallocate(out.fd, before.st_size, folder)
-            behind = _ReadBehind(place, out, algorithms, cancel) if read_back else None
-            direct = _open_direct(place, out.temp) if read_back else None
-            try:
-                if behind is not None:
-                    total = _pump_deep(src_fd, out.fd, direct, hashers.values(), folder, on_bytes, cancel,
-                                       behind.written)
-                else:
-                    total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
-            except BaseException:
-                if behind is not None:
-                    behind.abort()
-                raise
-            finally:
-                if direct is not None:
-                    os.close(direct)
-            try:
-                back = behind.finish() if behind is not None else None
-            except OSError as exc:
-                raise storage_error(exc, str(folder)) from exc
+                direct = _open_direct(place, out.temp, os.O_WRONLY)
+                proof = _open_direct(place, out.temp, os.O_RDONLY) if direct is not None else None
+                try:
+                    total, proved = _pump_deep(src_fd, out.fd, direct, proof, hashers.values(), folder, on_bytes,
+                                               cancel)
+                finally:
+                    for fd in (direct, proof):
+                        if fd is not None:
+                            os.close(fd)
+                if proved:  # every byte on the disk is a byte that was hashed
+                    back = {a: h.hexdigest() for a, h in hashers.items()}
+            else:
+                total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
             if sync:
                 _make_durable(out, folder)
             after = os.fstat(src_fd)
@@ -408,15 +406,23 @@ class _ReadAhead:
 _buffers = threading.local()
 
 
+def _thread_buffer(use: str) -> mmap.mmap:
+    """This thread's own page-aligned chunk buffer (as O_DIRECT requires) for `use`: mapping and unmapping one
+    per file or per chunk costs more than the read it serves."""
+    buf = getattr(_buffers, use, None)
+    if buf is None:
+        buf = mmap.mmap(-1, CHUNK)
+        setattr(_buffers, use, buf)
+    return buf
+
+
 class _Direct:
     """Chunks of a small file read in this thread: a read-ahead thread would cost more than the read.
     Each thread keeps one buffer: mapping and unmapping one per file costs more than reading it."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        if getattr(_buffers, "chunk", None) is None:
-            _buffers.chunk = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
-        self._buf = _buffers.chunk
+        self._buf = _thread_buffer("chunk")
 
     def __iter__(self) -> Iterator[memoryview]:
         while n := os.readv(self._fd, [self._buf]):
@@ -430,112 +436,8 @@ class _Direct:
         pass  # the buffer goes with its last view
 
 
-SEGMENT = 32 * CHUNK  # how far the read-behind trails the copy: written out and read back a segment at a time
+DEEP = 32 * CHUNK  # from this size a copy takes the deep path: requests in flight each way, proved as it is written
 _WAIT_WRITE = 1 | 2 | 4  # sync_file_range: wait for earlier writeback, write the range, wait for it
-
-
-class _ReadBehind:
-    """Reads a file being written back from the disk, a segment behind the writer: each segment is written out
-    (sync_file_range), then read past the page cache (O_DIRECT where the filesystem allows) and hashed, while
-    the writer goes on. The pass that proves the copy then overlaps the copy instead of following it."""
-
-    def __init__(self, folder: Folder, out: AtomicFile, algorithms: Iterable[str],
-                 cancel: threading.Event | None) -> None:
-        self._out, self._cancel = out, cancel
-        self._hashers = {a: new_hasher(a) for a in algorithms}
-        try:
-            self._fd = folder.open_file(out.temp, os.O_RDONLY | os.O_DIRECT)
-            self._direct = True
-        except OSError:
-            self._fd, self._direct = folder.open_file(out.temp), False
-        self._ready = threading.Condition()
-        self._upto = self._told = 0
-        self._done = self._aborted = False
-        self._error: BaseException | None = None
-        self._readers = ThreadPoolExecutor(DEPTH, thread_name_prefix="read-behind")
-        self._buffers: queue.Queue[mmap.mmap] = queue.Queue()
-        for _slot in range(DEPTH + 1):
-            self._buffers.put(mmap.mmap(-1, CHUNK))
-        self._thread = threading.Thread(target=self._follow, name="read-behind", daemon=True)
-        self._thread.start()
-
-    def written(self, upto: int) -> None:
-        """The writer has written this many bytes."""
-        self._upto = upto
-        if upto - self._told >= SEGMENT:
-            with self._ready:
-                self._told = upto
-                self._ready.notify()
-
-    def abort(self) -> None:
-        """The copy failed: stop reading, let go of the file."""
-        self._aborted = True
-        self._stop()
-
-    def _stop(self) -> None:
-        with self._ready:
-            self._done = True
-            self._ready.notify()
-        self._thread.join()
-        self._readers.shutdown()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def finish(self) -> dict[str, str]:
-        """Wait for the rest to be read back; the digests of what the disk holds."""
-        self._stop()
-        if self._error is not None:
-            raise self._error
-        return {a: h.hexdigest() for a, h in self._hashers.items()}
-
-    def _follow(self) -> None:
-        offset = 0
-        try:
-            while True:
-                with self._ready:
-                    while not self._done and self._upto - offset < SEGMENT:
-                        self._ready.wait()
-                    done = self._done
-                    end = self._upto if done else offset + (self._upto - offset) // SEGMENT * SEGMENT
-                if self._aborted:
-                    return
-                if end > offset:
-                    if _libc().sync_file_range(self._out.fd, ctypes.c_int64(offset), ctypes.c_int64(end - offset),
-                                               _WAIT_WRITE) != 0:
-                        raise _errno_error()
-                    offset = self._read(offset, end)
-                if done:
-                    return
-        except BaseException as exc:  # handed to the writer in finish()
-            self._error = exc
-
-    def _read(self, offset: int, end: int) -> int:
-        """Read [offset, end) back with DEPTH reads in flight, hashing in order."""
-        reads: collections.deque = collections.deque()
-        starts = iter(range(offset, end, CHUNK))
-        for start in itertools.islice(starts, DEPTH):
-            reads.append(self._readers.submit(self._read_one, start, end))
-        while reads:
-            buf, start, n = reads.popleft().result()
-            if self._cancel is not None and self._cancel.is_set():
-                raise Cancelled("stopped while reading back the archived copy")
-            with memoryview(buf) as view:
-                _update(list(self._hashers.values()), view[:n])
-            if not self._direct:
-                os.posix_fadvise(self._fd, start, n, os.POSIX_FADV_DONTNEED)
-            self._buffers.put(buf)
-            if (start := next(starts, None)) is not None:
-                reads.append(self._readers.submit(self._read_one, start, end))
-        return end
-
-    def _read_one(self, start: int, end: int) -> tuple[mmap.mmap, int, int]:
-        buf = self._buffers.get()
-        n = os.preadv(self._fd, [buf], start)
-        if n < min(CHUNK, end - start):
-            self._buffers.put(buf)
-            raise OSError(errno.EIO, "the archived copy is shorter than what was written")
-        return buf, start, min(n, end - start)
 
 
 def _chunks(fd: int, size: int) -> _Direct | _ReadAhead:
@@ -573,6 +475,7 @@ def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable
     return {a: h.hexdigest() for a, h in hashers.items()}
 
 
+@functools.cache
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -621,17 +524,17 @@ def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder
 DEPTH = 4  # requests a big file keeps in flight on the archive disk, each way: a disk serves several faster
 
 
-def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, hashers: Iterable[Hasher], folder: Path, on_bytes,
-               cancel: threading.Event | None, on_written) -> int:
+def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, proof_fd: int | None, hashers: Iterable[Hasher],
+               folder: Path, on_bytes, cancel: threading.Event | None) -> tuple[int, bool]:
     """A big file: read ahead, hash in order, and write each chunk at its offset with DEPTH writes in flight,
     straight to the disk through `direct_fd` (O_DIRECT; no page-cache copy to write back later) where the
-    chunk is block-aligned, else through `out_fd`. `on_written` hears how much of the file, from its
-    start, the writes have finished."""
+    chunk is block-aligned, else through `out_fd`. Each chunk is then read back through `proof_fd` (O_DIRECT)
+    and compared with the bytes hashed. Returns (bytes copied, whether every chunk was read back and matched)."""
     hashers = list(hashers)
-    writes = _Writes(out_fd, direct_fd, folder, on_written)
+    writes = _Writes(out_fd, direct_fd, proof_fd, folder)
     total = 0
     try:
-        with _ReadAhead(src_fd, depth=DEPTH + 3) as chunks:
+        with _ReadAhead(src_fd, depth=2 * DEPTH + 1) as chunks:
             try:
                 for buf, n in chunks.held():
                     if cancel is not None and cancel.is_set():
@@ -648,20 +551,19 @@ def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, hashers: Iterabl
                 writes.wait()  # before the buffers go
     finally:
         writes.close()
-    return total
+    return total, writes.proved
 
 
 class _Writes:
-    """Positional writes of one file, DEPTH at a time; the first error is raised by `wait`."""
+    """Positional writes of one file, DEPTH at a time, each read back and compared where `proof_fd` allows;
+    the first error is raised by `wait`."""
 
-    def __init__(self, out_fd: int, direct_fd: int | None, folder: Path, on_written) -> None:
-        self._out, self._direct, self._folder, self._on_written = out_fd, direct_fd, folder, on_written
+    def __init__(self, out_fd: int, direct_fd: int | None, proof_fd: int | None, folder: Path) -> None:
+        self._out, self._direct, self._proof, self._folder = out_fd, direct_fd, proof_fd, folder
         self._pool = ThreadPoolExecutor(DEPTH, thread_name_prefix="write")
-        self._lock = threading.Lock()
-        self._finished: dict[int, int] = {}  # offset -> length, written beyond the prefix
-        self._prefix = 0
         self._pending: list = []
         self._error: BaseException | None = None
+        self.proved = proof_fd is not None  # so far, every chunk written was read back and matched
 
     def submit(self, buf: mmap.mmap, n: int, offset: int, release) -> None:
         if self._error is not None:
@@ -677,16 +579,31 @@ class _Writes:
                 used = _write_at(self._direct if direct else self._out, self._out, view[:n], offset, self._folder)
             if direct and used == self._out:
                 self._direct = None  # this filesystem takes no direct writes after all
+            if self.proved and not self._matches(buf, n, offset, buffered=used == self._out):
+                self.proved = False
         except BaseException as exc:
             self._error = self._error or exc
-            return
         finally:
             release(buf)
-        with self._lock:  # told in order: the prefix only grows
-            self._finished[offset] = n
-            while self._prefix in self._finished:
-                self._prefix += self._finished.pop(self._prefix)
-            self._on_written(self._prefix)
+
+    def _matches(self, buf: mmap.mmap, n: int, offset: int, buffered: bool) -> bool:
+        """Read the chunk just written back from the disk and compare. False sends the whole copy to be read
+        back after the copy (a filesystem refusing a direct read, or a mismatch: that read-back decides)."""
+        back = _thread_buffer("back")
+        try:
+            if buffered and _libc().sync_file_range(self._out, ctypes.c_int64(offset), ctypes.c_int64(n),
+                                                    _WAIT_WRITE) != 0:
+                raise _errno_error()
+            got = os.preadv(self._proof, [back], offset)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return False
+            raise storage_error(exc, str(self._folder)) from exc
+        if got >= n and _same(back, buf, n):
+            return True
+        log.warning("copy read back differs while being written folder=%s offset=%d: reading it all back",
+                    self._folder, offset)
+        return False
 
     def wait(self) -> None:
         for future in self._pending:
@@ -697,6 +614,17 @@ class _Writes:
 
     def close(self) -> None:
         self._pool.shutdown()
+
+
+def _same(a: mmap.mmap, b: mmap.mmap, n: int) -> bool:
+    """Whether the first `n` bytes of two buffers are equal (memcmp: comparing memoryviews goes byte by byte
+    in Python's own loop, about 80 times slower)."""
+    x, y = ctypes.c_char.from_buffer(a), ctypes.c_char.from_buffer(b)
+    try:
+        return _libc().memcmp(ctypes.c_void_p(ctypes.addressof(x)), ctypes.c_void_p(ctypes.addressof(y)),
+                             ctypes.c_size_t(n)) == 0
+    finally:
+        del x, y
 
 
 _BLOCK = 4096  # what O_DIRECT needs offsets and lengths to be multiples of (the common logical block size)
@@ -744,10 +672,10 @@ def _preallocate(fd: int, size: int, folder: Path) -> None:
             raise storage_error(error, str(folder))
 
 
-def _open_direct(folder: Folder, name: str) -> int | None:
-    """A second, O_DIRECT descriptor for writing the file `name`, where the filesystem allows one."""
+def _open_direct(folder: Folder, name: str, access: int) -> int | None:
+    """Another, O_DIRECT descriptor on the file `name` (O_WRONLY or O_RDONLY), where the filesystem allows one."""
     try:
-        return folder.open_file(name, os.O_WRONLY | os.O_DIRECT)
+        return folder.open_file(name, access | os.O_DIRECT)
     except OSError:
         return None
 
