@@ -66,15 +66,31 @@ def sweep_temp_files(root: Path) -> list[Path]:
     removed = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if not name.startswith(TEMP_PREFIX):
-                continue
-            pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists():
-                continue
-            path = Path(dirpath) / name
-            path.unlink(missing_ok=True)
-            removed.append(path)
+            if _left_behind(name):
+                path = Path(dirpath) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
+
+
+def sweep_if_interrupted(root: Path) -> list[Path]:
+    """`sweep_temp_files(root)` when a process that marked itself writing under `root` (`Folder.writing`) no
+    longer runs; otherwise nothing, and no walk (an archive of years of footage takes seconds to walk).
+    Call it before this process writes there: a mark bearing this process's pid is taken as left behind
+    by an earlier process that had the same pid."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sweep_temp_files(root) if any(_left_behind(name) for name in names) else []
+
+
+def _left_behind(name: str) -> bool:
+    """A temp file's name whose writer no longer runs (or whose pid is this process's: a reused pid)."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+    return not (pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists())
 
 
 def _planted(path: Path) -> UnsafePathError:
@@ -196,6 +212,25 @@ class Folder:
 
     def sync(self) -> None:
         os.fsync(self.fd)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark this folder as being written below by this process while the block runs: an empty temp file
+        here, made durable before anything below is written, removed at the end. A process killed in the
+        block leaves it, and the next `sweep_if_interrupted` walks the folder for the temp files it left."""
+        marker = temp_name("writing")
+        try:
+            os.close(self.open_file(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self.sync()
+        except OSError as exc:
+            raise storage_error(exc, str(self.path)) from exc
+        try:
+            yield
+        finally:
+            try:
+                self.unlink(marker)
+            except OSError:
+                pass  # left: the next run walks the folder once more, and removes it
 
     def new_file(self, name: str, mode: int = 0o640, group: int | None = None) -> AtomicFile:
         return AtomicFile(self, name, mode, group)

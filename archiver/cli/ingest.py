@@ -28,7 +28,7 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     recording is archived, 1 when some failed (each is named with the reason).
     """
     ws = app.workspace(upgrade=True)
-    sweep(ws)  # temp files of ingests that were killed
+    sweep(ws)  # temp files of archive writers that were killed, if one left its mark
     progress = TerminalProgress() if TerminalProgress.wanted() else None
     options = IngestOptions(device=device, officer=officer, progress=progress, custody=ws.custody)
     report = run_ingest(app.config, ws.archive, ws.catalog, app.files.input_tree(path), options)

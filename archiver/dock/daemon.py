@@ -49,7 +49,7 @@ def sources(ws: Workspace) -> list[tuple[Path, Mount | None]]:
 
 def run_once(ws: Workspace) -> list[IngestReport]:
     """Ingest every source once (`archiver daemon --once`). A source that cannot be read is logged."""
-    sweep(ws)
+    sweep(ws, walk=True)
     reports = []
     for source, mount in sources(ws):
         try:
@@ -148,7 +148,7 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        sweep(self.ws)
+        sweep(self.ws, walk=True)
         table = MountTable()
         inboxes = InboxWatcher(self.cfg.dock.inboxes, self.cfg.dock.settle_seconds, self.wake)
         inboxes.start()

@@ -43,7 +43,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
-from archiver.fs import sweep_temp_files
+from archiver.fs import sweep_if_interrupted, sweep_temp_files
 from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts
@@ -199,9 +199,11 @@ class _Item:
 _END = None  # what a stage puts after its last item
 
 
-def sweep(ws: Workspace) -> None:
-    """Remove the temp files of ingests that were killed (before an ingest, or when the daemon starts)."""
-    for path in sweep_temp_files(ws.archive.root):
+def sweep(ws: Workspace, *, walk: bool = False) -> None:
+    """Remove the temp files of archive writers that were killed: walking the whole archive when the daemon
+    starts (`walk`), else (before an ingest) only when one of them left its mark (`Archive.writing`)."""
+    root = ws.archive.root
+    for path in sweep_temp_files(root) if walk else sweep_if_interrupted(root):
         log.warning("removed temp file left by an interrupted run path=%s", path)
 
 
@@ -223,7 +225,7 @@ def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
         failed=[{"path": s.rel, "error": s.reason} for s in scanned.unreadable],
     )
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
-    with archive.holding_folders() as held:
+    with archive.writing(), archive.holding_folders() as held:
         run = _Run(cfg, held, catalog, opts, report, progress, scanned.device)
         progress.begin(len(plans), sum(p.found.size for p in plans))
         try:

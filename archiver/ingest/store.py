@@ -143,6 +143,13 @@ class Archive:
             for held in view._held.values():
                 held.close()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """This process writes into the archive while the block runs: marked at its top (`Folder.writing`), so
+        a run killed meanwhile has its temp files swept by the next one (`fs.sweep_if_interrupted`)."""
+        with self.folder(self.root) as root, root.writing():
+            yield
+
     # -- layout -------------------------------------------------------------------------
     def day_folder(self, day: date) -> Path:
         return self.root / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"

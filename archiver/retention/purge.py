@@ -145,7 +145,8 @@ def finish(ws: Workspace, request_id: int | None = None) -> int:
                     removed += 1
         except FileNotFoundError:
             continue
-    write_day_manifests(ws.archive, ws.catalog, {d for d in days if d.is_dir()}, ws.cfg.hashes)
+    with ws.archive.writing():
+        write_day_manifests(ws.archive, ws.catalog, {d for d in days if d.is_dir()}, ws.cfg.hashes)
     return removed
 
 
