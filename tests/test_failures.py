@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import archive_problems, mount, tree_state, umount
+from daemon_util import wait_for
+
+from archiver.ingest.store import CHUNK, DEEP
 
 
 def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder: Path, tmpfs):
@@ -133,3 +138,64 @@ def test_a_big_recording_filling_an_ext4_archive_through_direct_writes_stops_cle
         assert cli("verify", data=data_dir).exit_code == 0
     finally:
         umount(disk)
+
+
+@pytest.fixture
+def flaky_archive(tmp_path: Path):
+    """A data dir whose archive folder is a FlakyDisk (flaky_fs.py) over a folder of the ext4 disk: writes land
+    intact, reads at one offset can come back with a bit flipped. Yields (data dir, the disk's control file)."""
+    data, backing, control = tmp_path / "data", tmp_path / "disk", tmp_path / "mood"
+    (data / "archive").mkdir(parents=True, mode=0o750)
+    backing.mkdir(mode=0o750)
+    control.write_text("off")
+    disk = subprocess.Popen([sys.executable, str(Path(__file__).parent / "flaky_fs.py"), str(backing),
+                             str(data / "archive"), str(control)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.ismount(data / "archive") or disk.poll() is not None, 10, "the flaky disk")
+        assert disk.poll() is None, disk.stderr.read()
+        yield data, control
+    finally:
+        umount(data / "archive")
+        disk.wait(10)
+
+
+def test_a_disk_that_flips_a_bit_on_the_way_back_never_gets_a_bad_copy_catalogued(cli, tmp_path: Path,
+                                                                                   flaky_archive):
+    """A big copy is read back chunk by chunk as it is written. A read that lies once sends the copy to be read
+    back whole, and that read (true this time) proves it; a disk that keeps lying fails the file: nothing
+    catalogued, no copy left, the recorder untouched; once the disk is healthy the next run archives it."""
+    data, mood = flaky_archive
+    card = tmp_path / "card" / "RECORD"
+    card.mkdir(parents=True)
+    rng = random.Random(11)
+    first = card / "TA00716_JX0227_20221103100000.MP4"
+    first.write_bytes(rng.randbytes(DEEP + 3 * CHUNK + 777))
+    lie_at = 2 * CHUNK
+
+    mood.write_text(f"once {lie_at}")
+    done = cli("ingest", card.parent, "--json", data=data)
+    assert done.exit_code == 0, done.output
+    assert mood.read_text() == "off"  # the disk did lie, once
+    assert json.loads(done.stdout)["ingested"] == 1
+    assert next((data / "archive").rglob(first.name)).read_bytes() == first.read_bytes()
+
+    second = card / "TA00716_JX0227_20221103110000.MP4"
+    second.write_bytes(rng.randbytes(DEEP + CHUNK))
+    before = tree_state(card.parent)
+    mood.write_text(f"always {lie_at}")
+    done = cli("ingest", card.parent, "--json", data=data)
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["ingested"], report["already_archived"]) == (0, 1)
+    assert [f["path"] for f in report["failed"]] == ["RECORD/" + second.name]
+    assert "the archived copy read back differs from the recorder's bytes" in report["failed"][0]["error"]
+    assert not list((data / "archive").rglob(second.name)) and not list((data / "archive").rglob(".tmp-*"))
+    rows = sqlite3.connect(data / "catalog.db").execute("select original_path from recordings").fetchall()
+    assert rows == [("RECORD/" + first.name,)]
+    assert tree_state(card.parent) == before
+
+    mood.write_text("off")
+    done = cli("ingest", card.parent, "--json", data=data)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["ingested"] == 1
+    assert archive_problems(data) == []
