@@ -28,6 +28,7 @@ from archiver.errors import InsecureError, UnsafePathError, storage_error
 from archiver.i18n import _
 
 TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
+MARK = "-writing"  # how a writer's mark (`Folder.writing`) ends
 NAME_MAX = 255
 UMASK = 0o027  # folders 0750, files 0640: nothing for strangers
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -73,16 +74,22 @@ def sweep_temp_files(root: Path) -> list[Path]:
     return removed
 
 
-def sweep_if_interrupted(root: Path) -> list[Path]:
-    """`sweep_temp_files(root)` when a process that marked itself writing under `root` (`Folder.writing`) no
-    longer runs; otherwise nothing, and no walk (an archive of years of footage takes seconds to walk).
-    Call it before this process writes there: a mark bearing this process's pid is taken as left behind
-    by an earlier process that had the same pid."""
+def sweep_interrupted(root: Path, marks: Path, *, walk: bool = False) -> list[Path]:
+    """Remove what killed writers left: their temp files under `root` (`sweep_temp_files`) and their marks
+    (`Folder.writing`) in the folder `marks`. Walks `root` only when one of those marks is there, or when
+    asked (`walk`); otherwise one listing of `marks` (an archive of years of footage takes seconds to walk).
+    Call it before this process writes there: a mark bearing this process's pid is taken as left behind by
+    an earlier process that had the same pid."""
     try:
-        names = os.listdir(root)
+        stale = [marks / name for name in os.listdir(marks) if name.endswith(MARK) and _left_behind(name)]
     except FileNotFoundError:
+        stale = []
+    if not (stale or walk):
         return []
-    return sweep_temp_files(root) if any(_left_behind(name) for name in names) else []
+    removed = sweep_temp_files(root)
+    for mark in stale:
+        mark.unlink(missing_ok=True)
+    return removed + stale
 
 
 def _left_behind(name: str) -> bool:
@@ -215,10 +222,10 @@ class Folder:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Mark this folder as being written below by this process while the block runs: an empty temp file
-        here, made durable before anything below is written, removed at the end. A process killed in the
-        block leaves it, and the next `sweep_if_interrupted` walks the folder for the temp files it left."""
-        marker = temp_name("writing")
+        """Mark, in this folder, that this process is writing while the block runs: an empty temp file named
+        `.tmp-<pid>-<rand>-writing`, made durable before anything is written, removed at the end. A process
+        killed in the block leaves it, and the next `sweep_interrupted` walks for the temp files it left."""
+        marker = temp_name(MARK[1:])
         try:
             os.close(self.open_file(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self.sync()

@@ -218,11 +218,11 @@ def test_a_big_copy_is_proved_chunk_by_chunk_where_the_disk_allows_and_left_to_a
 
 def test_an_ingest_walks_the_archive_for_temp_files_only_when_a_killed_writer_left_its_mark(cli, recorder: Path,
                                                                                             data_dir: Path):
-    """Every archive writer marks the archive's top while it works. The next ingest walks the archive (seconds,
-    on years of footage) only when a mark's process is gone; the daemon walks it once when it starts."""
+    """Every archive writer marks the data dir while it works. The next ingest walks the archive (seconds, on
+    years of footage) only when a mark's process is gone; the daemon walks it once when it starts."""
     assert cli("ingest", recorder).exit_code == 0
     archive = data_dir / "archive"
-    assert not list(archive.glob(".tmp-*"))  # the run took its mark away
+    assert not list(data_dir.glob(".tmp-*"))  # the run took its mark away
     gone = subprocess.Popen(["true"])
     gone.wait()
     day = next(p.parent for p in archive.rglob("*.MP4"))
@@ -233,12 +233,13 @@ def test_an_ingest_walks_the_archive_for_temp_files_only_when_a_killed_writer_le
     found = json.loads(cli("verify", "--json").stdout)
     assert [p["detail"] for p in found["problems"]] == ["a temp file left by an interrupted write"]
 
-    mark = archive / f".tmp-{gone.pid}-0badc0de-writing"
+    mark = data_dir / f".tmp-{gone.pid}-0badc0de-writing"
     mark.write_bytes(b"")
     assert cli("ingest", recorder).exit_code == 0
     assert not leftover.exists() and not mark.exists()
     assert archive_problems(data_dir) == []
 
     leftover.write_bytes(b"half a copy")  # and the daemon walks at its start, mark or not
+    mark.write_bytes(b"")
     assert cli("daemon", "--once").exit_code == 0
-    assert not leftover.exists()
+    assert not leftover.exists() and not mark.exists()

@@ -43,7 +43,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
-from archiver.fs import sweep_if_interrupted, sweep_temp_files
+from archiver.fs import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts
@@ -202,8 +202,7 @@ _END = None  # what a stage puts after its last item
 def sweep(ws: Workspace, *, walk: bool = False) -> None:
     """Remove the temp files of archive writers that were killed: walking the whole archive when the daemon
     starts (`walk`), else (before an ingest) only when one of them left its mark (`Archive.writing`)."""
-    root = ws.archive.root
-    for path in sweep_temp_files(root) if walk else sweep_if_interrupted(root):
+    for path in sweep_interrupted(ws.archive.root, ws.archive.data_dir, walk=walk):
         log.warning("removed temp file left by an interrupted run path=%s", path)
 
 

@@ -145,9 +145,10 @@ class Archive:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """This process writes into the archive while the block runs: marked at its top (`Folder.writing`), so
-        a run killed meanwhile has its temp files swept by the next one (`fs.sweep_if_interrupted`)."""
-        with self.folder(self.root) as root, root.writing():
+        """This process writes into the archive while the block runs: marked in the data dir (`Folder.writing`;
+        not in the archive, which verify reports every stray entry of), so a run killed meanwhile has its temp
+        files swept by the next one (`fs.sweep_interrupted`)."""
+        with Folder.open(self.data_dir) as top, top.writing():
             yield
 
     # -- layout -------------------------------------------------------------------------
