@@ -145,9 +145,9 @@ class Archive:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """This process writes into the archive while the block runs: marked in the data dir (`Folder.writing`;
-        not in the archive, which verify reports every stray entry of), so a run killed meanwhile has its temp
-        files swept by the next one (`fs.sweep_interrupted`)."""
+        """This process writes into the archive while the block runs, so a run killed meanwhile has its temp files
+        swept by the next one (`fs.sweep_interrupted`). The mark (`Folder.writing`) goes in the data dir: verify
+        reports any entry of the archive that the catalog does not know."""
         with Folder.open(self.data_dir) as top, top.writing():
             yield
 
