@@ -106,7 +106,7 @@ class Copied:
     file: AtomicFile
     size: int
     digests: dict[str, str]
-    read_back: dict[str, str] | None = None  # the digests of the bytes read back from the disk, when done already
+    read_back: dict[str, str] | None = None  # the digests of the bytes on the disk, when the copy already proved them
 
     def sync(self, folder: Path) -> None:
         """Make the copy's bytes durable (copy_in(sync=False) leaves that to a later stage)."""
@@ -287,12 +287,9 @@ class Archive:
     def sync_all(self) -> None:
         """Write out everything pending on the archive's filesystem (syncfs(2)): after it, an fsync of a
         file written before finds nothing left to do."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            if _libc().syncfs(fd) != 0:
+        with self.folder(self.root) as root:  # never through a symlink put in the archive's place
+            if _libc().syncfs(root.fd) != 0:
                 raise storage_error(_errno_error(), str(self.root))
-        finally:
-            os.close(fd)
 
     def seal(self, path: Path) -> None:
         """Read-only for good (a file adopted from an interrupted run may not be yet)."""
@@ -356,9 +353,8 @@ class _ReadAhead:
     is raised in the consumer, as the original OSError.
     """
 
-    def __init__(self, fd: int, depth: int = 3, span: tuple[int, int] | None = None) -> None:
+    def __init__(self, fd: int, depth: int = 3) -> None:
         self._fd = fd
-        self._span = span  # (start, end): read just these bytes, at their offsets; else on from the file position
         self._free: queue.Queue[mmap.mmap | None] = queue.Queue()
         self._full: queue.Queue[tuple[mmap.mmap | None, int, BaseException | None]] = queue.Queue()
         for _slot in range(depth):
@@ -367,14 +363,9 @@ class _ReadAhead:
         self._thread.start()
 
     def _read(self) -> None:
-        offset, end = self._span or (0, 0)
         try:
             while (buf := self._free.get()) is not None:
-                if self._span is None:
-                    n = os.readv(self._fd, [buf])
-                else:
-                    n = min(os.preadv(self._fd, [buf], offset), end - offset) if offset < end else 0
-                    offset += n
+                n = os.readv(self._fd, [buf])
                 self._full.put((buf, n, None))
                 if n == 0:
                     return
@@ -484,7 +475,6 @@ def _hash_file(folder: Folder, name: str, extra_flags: int, algorithms: Iterable
 
 
 @functools.cache
-@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -542,6 +532,7 @@ def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, proof_fd: int | 
     writes = _Writes(out_fd, direct_fd, proof_fd, folder)
     total = 0
     try:
+        # DEPTH buffers held by the writes (each until its read-back), DEPTH read ahead, one being hashed
         with _ReadAhead(src_fd, depth=2 * DEPTH + 1) as chunks:
             try:
                 for buf, n in chunks.held():
