@@ -20,7 +20,7 @@ from archiver.errors import ConfigError
 from archiver.fs import check_private
 from archiver.i18n import SETTINGS as LANGUAGE_SETTINGS
 from archiver.i18n import _
-from archiver.retention.rules import Period, parse_period
+from archiver.periods import Period, parse_period
 
 SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
 SUPPORTED_HASHES = ("sha256", "sm3")

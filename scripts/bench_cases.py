@@ -18,11 +18,11 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from archiver.archive.datadir import prepare_data_dir
 from archiver.cases.links import LONGEST_RECORDING, check_cases, relink_actions
 from archiver.catalog import Action, ActionOfficer, Case, Catalog, Recording
 from archiver.catalog.models import utcnow
 from archiver.config import LinkingConfig
-from archiver.ingest.store import prepare_data_dir
 from archiver.ledger.keys import ensure_station_key
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)

@@ -24,10 +24,10 @@ from bench_cases import synthetic_cases
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, insert, select, text
 
+from archiver.archive.datadir import prepare_data_dir
 from archiver.cases.links import relink_actions
 from archiver.catalog import Action, ActionOfficer, Case, Catalog, Recording, Station
 from archiver.central.receive import Delivery, receive
-from archiver.ingest.store import prepare_data_dir
 from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import StationKey, canonical, ensure_station_key
 

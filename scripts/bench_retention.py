@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from archiver.archive.workspace import open_workspace
 from archiver.catalog import Case, CaseLink, Recording
 from archiver.catalog.db import commit
 from archiver.config import load_config
 from archiver.retention import purge as lib
-from archiver.workspace import open_workspace
 
 TZ = ZoneInfo("Asia/Shanghai")
 ADMIN = {"user": "admin-li", "uid": 2001, "role": "admin"}

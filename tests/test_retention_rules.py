@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.retention.rules import CaseFacts, Facts, Period, blocked, due, parse_period
+from archiver.periods import Period, parse_period
+from archiver.retention.rules import CaseFacts, Facts, blocked, due
 
 TZ = ZoneInfo("Asia/Shanghai")
 CLASSES = {name: parse_period(text) for name, text in {

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.archive.workspace import Workspace
 from archiver.cases.links import check_cases
 from archiver.catalog import BackupObject, Recording, VerifyRun
 from archiver.ledger.custody import actor_name, trail
-from archiver.workspace import Workspace
 
 
 def months_between(since: datetime, until: datetime) -> list[str]:

@@ -25,15 +25,15 @@ from pathlib import Path, PurePosixPath
 import bagit
 from sqlalchemy import select
 
+from archiver.archive.store import Archive, alternate_name
+from archiver.archive.workspace import Workspace
 from archiver.cases.links import recording_ids_for_case, resolve_case_no
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
 from archiver.fs import Folder, new_or_empty, reader_gid, staged_folder
 from archiver.i18n import _
-from archiver.ingest.store import Archive, alternate_name
 from archiver.ledger.custody import catalog_head, events
 from archiver.ledger.keys import PublicKey
-from archiver.workspace import Workspace
 
 SIGNATURE = "tagmanifest-sha256.txt.sig"
 EVENTS = "custody-events.jsonl"

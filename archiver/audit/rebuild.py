@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from archiver.archive.manifests import parse_manifest
+from archiver.archive.store import Archive
 from archiver.catalog import Catalog, Device, Recording, Sighting
 from archiver.catalog.db import CATALOG_FILE, commit, shown_url
 from archiver.config import Config
 from archiver.errors import DataDirError
 from archiver.i18n import _
 from archiver.ingest import media
-from archiver.ingest.manifests import parse_manifest
 from archiver.ingest.plan import describe_media, plan_file
 from archiver.ingest.scan import Found
-from archiver.ingest.store import Archive
 from archiver.ledger.custody import LOG_NAME, check_log, events
 from archiver.ledger.keys import load_public_key
 

@@ -18,18 +18,18 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from archiver.archive.manifests import day_entries, parse_manifest
+from archiver.archive.store import Archive
+from archiver.archive.workspace import Workspace
 from archiver.cases.links import recording_ids_for_case
 from archiver.catalog import Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.fs import TEMP_PREFIX
 from archiver.i18n import _
-from archiver.ingest.manifests import day_entries, parse_manifest
-from archiver.ingest.store import Archive
 from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
 from archiver.ledger.custody import LOG_NAME, Head, catalog_head, check_log
 from archiver.problems import Kind
-from archiver.workspace import Workspace
 
 WORKERS = 2
 

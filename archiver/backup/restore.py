@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from archiver.archive.manifests import write_day_manifests
+from archiver.archive.store import FOOTAGE_MODE, Archive
 from archiver.backup.age import AgeError, Identity, decrypt
 from archiver.backup.targets import (
     DESCRIPTOR,
@@ -36,8 +38,6 @@ from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError
 from archiver.fs import NAME_MAX, Folder, new_or_empty, staged_folder
 from archiver.i18n import _
-from archiver.ingest.manifests import write_day_manifests
-from archiver.ingest.store import FOOTAGE_MODE, Archive
 from archiver.ledger.custody import LOG_NAME, log_head
 from archiver.ledger.keys import KEY_DIR, PublicKey, signed_by
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.archive.workspace import Workspace
 from archiver.backup.age import Identity, Recipient, encrypt
 from archiver.backup.objects import HashingReader, HashingWriter, check_stream, object_name
 from archiver.catalog import BackupObject, Recording
@@ -33,7 +34,6 @@ from archiver.ledger.keys import sign_record, signed_by
 from archiver.problems import Kind
 from archiver.retention.plan import gather
 from archiver.retention.rules import due
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 ENTRY_META = "archiver-entry"  # the signed manifest line, kept with the object as user metadata

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, select
 
+from archiver.archive.workspace import Workspace
 from archiver.backup.age import AgeError, Identity, Recipient, encrypt, read_identities
 from archiver.backup.objects import HashingReader, HashingWriter, check_stream, object_name
 from archiver.catalog import BackupObject, Recording
@@ -46,7 +47,6 @@ from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
 from archiver.problems import Kind
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.archive.workspace import Workspace
 from archiver.catalog import BackupObject, Recording, Station, StationEvent, StationRefusal
 from archiver.catalog.db import commit
 from archiver.config import S3_SCHEME, STATION_ID
@@ -22,7 +23,6 @@ from archiver.i18n import _
 from archiver.ingest.facts import has_facts, read_facts
 from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import PublicKey, canonical
-from archiver.workspace import Workspace
 
 _OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{64}\.age$")  # what a station writes in a store
 _STREAM = 5000  # events read per round trip when checking (the lines are streamed, never all in memory)

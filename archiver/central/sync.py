@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from archiver.archive.workspace import Workspace
 from archiver.catalog import Catalog, Recording, Station, SyncState
 from archiver.catalog.db import SCHEMA_HEAD, commit, shown_url
 from archiver.catalog.models import utcnow
@@ -27,7 +28,6 @@ from archiver.errors import ArchiverError, CentralError, ConfigError, NotFoundEr
 from archiver.i18n import _
 from archiver.ingest.facts import has_facts, signed_facts
 from archiver.ledger.custody import events, log_head
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 BATCH = 500

@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from archiver import __version__
+from archiver.archive.workspace import Workspace, open_workspace
 from archiver.catalog.db import catalog_error
 from archiver.cli.localized import Group, localize_click
 from archiver.config import Config, load_config
@@ -23,7 +24,6 @@ from archiver.fs import UMASK
 from archiver.i18n import _, current, ngettext, speaking
 from archiver.service.access import Person
 from archiver.service.transfer import Files, LocalFiles
-from archiver.workspace import Workspace, open_workspace
 
 
 @dataclass
@@ -165,8 +165,8 @@ def crash(exc: Exception) -> InternalError:
 def init(app: App) -> None:
     """Create the data dir and catalog, or upgrade the catalog's schema. On a data dir made by an
     older version, also take every permission away from others and give it to the reader group."""
+    from archiver.archive.datadir import tighten_data_dir
     from archiver.fs import reader_gid
-    from archiver.ingest.store import tighten_data_dir
 
     ws = app.workspace(upgrade=True)
     tightened = tighten_data_dir(app.config.data_dir, reader_gid(app.config.access.reader_group))

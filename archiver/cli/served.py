@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from archiver.archive.workspace import Workspace
 from archiver.cli import App, main
 from archiver.service.access import Person
 from archiver.service.transfer import Files
-from archiver.workspace import Workspace
 
 _GLOBAL_OPTIONS = {"config_file": "--config", "data_dir": "--data-dir"}
 

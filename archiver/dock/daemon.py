@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from archiver.archive.workspace import Workspace
 from archiver.backup.targets import backup_run, on_every_target
 from archiver.catalog import Recording
 from archiver.dock import devices
@@ -32,7 +33,6 @@ from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, in
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from archiver.archive.workspace import Workspace
 from archiver.central.sync import sync
 from archiver.errors import ArchiverError
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

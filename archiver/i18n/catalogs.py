@@ -23,8 +23,9 @@ def po_file(language: str = CHINESE) -> Path:
     return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-def template():  # -> babel.messages.Catalog
-    """Every message the interface can show: marked in our code, our commands' help, and click's words."""
+def template(root):  # (click.Command) -> babel.messages.Catalog
+    """Every message the interface can show: marked in our code, the help of `root` (the command line's top
+    group, given by the caller: the i18n room sits below the faces) and its commands, and click's words."""
     from babel.messages.catalog import Catalog
     from babel.messages.extract import extract_from_file
 
@@ -34,7 +35,7 @@ def template():  # -> babel.messages.Catalog
         for lineno, message, comments, _context in extract_from_file("python", path, KEYWORDS,
                                                                      comment_tags=("TRANSLATORS:",)):
             catalog.add(message, locations=[(rel, lineno)], auto_comments=comments)
-    for where, text in help_texts():
+    for where, text in help_texts(root):
         catalog.add(text, locations=[(where, 0)])
     import click
 
@@ -46,11 +47,9 @@ def template():  # -> babel.messages.Catalog
     return catalog
 
 
-def help_texts() -> Iterator[tuple[str, str]]:
-    """(where, text) for every command's help and every option's help, as click cleans them."""
+def help_texts(root) -> Iterator[tuple[str, str]]:
+    """(where, text) for every command's help and every option's help under `root`, as click cleans them."""
     import click
-
-    from archiver.cli import main
 
     def walk(command: click.Command, path: str) -> Iterator[tuple[str, str]]:
         for text in (command.help, command.short_help, command.epilog):
@@ -66,7 +65,7 @@ def help_texts() -> Iterator[tuple[str, str]]:
                 if sub is not None:
                     yield from walk(sub, f"{path} {name}")
 
-    yield from walk(main, "archiver")
+    yield from walk(root, "archiver")
 
 
 def compile_catalogs(locale_dir: Path = LOCALE_DIR) -> list[Path]:
@@ -87,12 +86,13 @@ def compile_catalogs(locale_dir: Path = LOCALE_DIR) -> list[Path]:
     return written
 
 
-def update(language: str = CHINESE) -> tuple[int, list[str]]:
-    """Rewrite the template and merge it into the language's `.po`: (messages, those still untranslated)."""
+def update(root, language: str = CHINESE) -> tuple[int, list[str]]:
+    """Rewrite the template (from the code and the commands under `root`) and merge it into the language's
+    `.po`: (messages, those still untranslated)."""
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import read_po, write_po
 
-    fresh = template()
+    fresh = template(root)
     with TEMPLATE.open("wb") as fh:
         write_po(fh, fresh, omit_header=False, sort_output=True, width=0)
     po = po_file(language)
@@ -120,15 +120,12 @@ def untranslated(catalog) -> list[str]:
     return missing
 
 
-def main() -> None:
+def main(root) -> None:
+    """What `scripts/i18n` runs, with the command line's top group."""
     import sys
 
-    count, missing = update()
+    count, missing = update(root)
     print(f"{count} messages in {TEMPLATE}; {len(missing)} not yet translated in {po_file()}", file=sys.stderr)
     for text in missing:
         print(f"  {text!r}", file=sys.stderr)
     compile_catalogs()
-
-
-if __name__ == "__main__":
-    main()

@@ -30,6 +30,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from archiver.archive.manifests import write_day_manifests
+from archiver.archive.store import CHUNK, DEEP, Archive, Cancelled, Copied, SourceStat
+from archiver.archive.workspace import Workspace
 from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
 from archiver.catalog.db import commit, one_of
@@ -47,12 +50,9 @@ from archiver.fs import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts
-from archiver.ingest.manifests import write_day_manifests
 from archiver.ingest.plan import Planned, describe_media, plan_file
 from archiver.ingest.scan import Found, Skipped, scan
-from archiver.ingest.store import CHUNK, DEEP, Archive, Cancelled, Copied, SourceStat
 from archiver.ledger.custody import CustodyLog
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

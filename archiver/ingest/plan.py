@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+from archiver.archive.store import safe_name
 from archiver.config import Config
 from archiver.ingest import media
 from archiver.ingest.naming import parse_name
 from archiver.ingest.scan import Found
-from archiver.ingest.store import safe_name
 
 UNKNOWN_DEVICE = "unknown"
 

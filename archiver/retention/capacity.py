@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.archive.workspace import Workspace
 from archiver.catalog import Recording
 from archiver.retention.plan import make_plan
-from archiver.workspace import Workspace
 
 WINDOW_DAYS = 30
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.archive.workspace import Workspace
 from archiver.cases.links import cases_for_recordings
 from archiver.catalog import BackupObject, Case, Hold, Recording
 from archiver.retention.rules import CaseFacts, Due, Facts, blocked, due
-from archiver.workspace import Workspace
 
 
 @dataclass

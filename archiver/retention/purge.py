@@ -17,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.archive.manifests import write_day_manifests
+from archiver.archive.workspace import Workspace
 from archiver.catalog import Case, Hold, PurgeRequest, Recording
 from archiver.catalog.db import commit
 from archiver.errors import ArchiverError, NotFoundError, RefusedError
 from archiver.i18n import _
-from archiver.ingest.manifests import write_day_manifests
 from archiver.retention.plan import make_plan
 from archiver.retention.rules import INVALID
-from archiver.workspace import Workspace
 
 
 class RetentionError(ArchiverError):

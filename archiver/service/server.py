@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from archiver.archive.workspace import Workspace
 from archiver.errors import ArchiverError, InsecureError, ServiceError
 from archiver.i18n import ENGLISH, LANGUAGES, _, speaking
 from archiver.service import protocol as wire
 from archiver.service.access import Person, person_for_uid
 from archiver.service.transfer import Files
-from archiver.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

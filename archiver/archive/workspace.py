@@ -6,12 +6,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from archiver.archive.datadir import check_data_dir, prepare_data_dir
+from archiver.archive.store import Archive
 from archiver.catalog import Catalog
 from archiver.config import Config
 from archiver.errors import DataDirError
 from archiver.fs import reader_gid, user_uid
 from archiver.i18n import _
-from archiver.ingest.store import Archive, check_data_dir, prepare_data_dir
 from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
 

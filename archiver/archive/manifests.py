@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from archiver.archive.store import Archive
 from archiver.catalog import Catalog, Recording
-from archiver.ingest.store import Archive
 
 
 def day_entries(archive: Archive, catalog: Catalog, folder: Path, algorithms: Iterable[str]) -> dict[str, dict]:

@@ -1,0 +1,86 @@
+"""The data dir itself: made private and writable, older ones tightened, and refused when others can change it
+or a symlink is planted where the archiver's own files go."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from archiver.archive.store import ARCHIVE_DIR, Archive
+from archiver.errors import DataDirError
+from archiver.fs import check_private, make_dirs, temp_name
+from archiver.i18n import _
+
+
+def prepare_data_dir(data_dir: Path, owners: set[int], group: int | None = None) -> Archive:
+    """Create the data dir if needed (0750, and the reader group's with setgid so all it holds is
+    too), check that nobody else can change it, and prove it is writable; one-line errors otherwise."""
+    try:
+        if not os.path.lexists(data_dir):
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(data_dir, group=group)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DataDirError(_("cannot create data dir {data_dir}: {strerror}; set --data-dir to a writable "
+                             "folder").format(data_dir=data_dir, strerror=exc.strerror)) from exc
+    if not data_dir.is_dir():
+        raise DataDirError(_("data dir {data_dir} exists but is not a folder: set data_dir to a folder").format(
+                             data_dir=data_dir))
+    check_data_dir(data_dir, owners)
+    probe = data_dir / temp_name("write-test")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DataDirError(_("data dir {data_dir} is not writable ({strerror}): fix its permissions or set "
+                             "--data-dir").format(
+                             data_dir=data_dir, strerror=exc.strerror)) from exc
+    archive = Archive(data_dir)
+    archive.ensure_folder(archive.root)
+    return archive
+
+
+def tighten_data_dir(data_dir: Path, group: int | None) -> int:
+    """Bring a data dir made before the archiver kept its files private to today's modes: nothing for
+    others, no group write, every folder and file the reader group's (folders setgid). Symlinks are
+    left alone (and reported by verify). Returns how many entries changed."""
+    changed = 0
+    for dirpath, _dirs, files in os.walk(data_dir):  # symlinked folders are listed, never entered
+        for path in [Path(dirpath), *(Path(dirpath) / name for name in files)]:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode) & ~0o027
+            regroup = group is not None and st.st_gid != group
+            if stat.S_ISDIR(st.st_mode) and group is not None:
+                mode |= stat.S_ISGID
+            if mode == stat.S_IMODE(st.st_mode) and not regroup:
+                continue
+            if regroup:
+                try:
+                    os.chown(path, -1, group, follow_symlinks=False)
+                except PermissionError:
+                    pass  # not root and not in that group: the entry keeps its group
+            os.chmod(path, mode)
+            changed += 1
+    return changed
+
+
+# What the archiver keeps directly in the data dir (besides the archive folder and the keys).
+_OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal", "custody.jsonl")
+
+
+def check_data_dir(data_dir: Path, owners: set[int]) -> None:
+    """Refuse a data dir (or its archive or keys folder) that others can change, and symlinks planted
+    where the archiver's own files go (SQLite would follow them)."""
+    check_private(data_dir, _("data dir"), owners)
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise DataDirError(_("the data dir {data_dir} is not open to you: the station's people run commands "
+                             "through the station service (is 'archiver daemon' running?), or run this as the "
+                             "service user").format(data_dir=data_dir))
+    for name in (ARCHIVE_DIR, "keys"):
+        check_private(data_dir / name, _("the data dir's {name} folder").format(name=name), owners, follow=False)
+    for name in _OWN_FILES:
+        check_private(data_dir / name, _("file"), owners, follow=False)
