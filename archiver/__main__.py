@@ -1,3 +1,3 @@
-from archiver.service.client import run
+from archiver.cli import run
 
 run()

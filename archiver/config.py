@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "service": {
         "socket": "/run/archiver/archiver.sock",
+        "refusals_every_s": 60,
     },
     "ui": {
         "language": "auto",
@@ -184,6 +185,7 @@ class CapacityConfig:
 @dataclass(frozen=True)
 class ServiceConfig:
     socket: Path
+    refusals_every_s: float = 60.0  # a person's refusals within this are one custody event with a count
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,9 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
         raise ConfigError(_("'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's "
                             "limit)").format(where=where))
+    if not 0 < raw["service"]["refusals_every_s"] <= 86400:
+        raise ConfigError(_("'service.refusals_every_s' in {where} must be above 0 and at most 86400").format(
+                            where=where))
     if raw["ui"]["language"] not in LANGUAGE_SETTINGS:
         raise ConfigError(_("'ui.language' in {where} must be one of {items}").format(
                             where=where, items=', '.join(LANGUAGE_SETTINGS)))
@@ -421,7 +426,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             keep_purged=tuple(Path(p) for p in raw["backup"]["keep_purged"]),
             s3_targets=tuple(_s3_url(p, where) for p in raw["backup"]["targets"] if p.startswith(S3_SCHEME)),
         ),
-        service=ServiceConfig(Path(raw["service"]["socket"])),
+        service=ServiceConfig(Path(raw["service"]["socket"]), float(raw["service"]["refusals_every_s"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
         retention=RetentionConfig(_classes(raw["retention"]["classes"], where),

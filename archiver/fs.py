@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from archiver.errors import InsecureError, UnsafePathError, storage_error
+from archiver.errors import ArchiverError, InsecureError, UnsafePathError, storage_error
 from archiver.i18n import _
 
 TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
@@ -480,3 +480,16 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
+
+
+def relative_name(name: object) -> str:
+    """A file's name, or its path inside a folder, as one process hands it to another (the station service and
+    a person's client): no `/` at either end, no empty, `.` or `..` part, no NUL, each part at most 255
+    bytes. ArchiverError otherwise: such a name could reach outside the folder it belongs in."""
+    if isinstance(name, str) and name and "\0" not in name and not name.startswith("/") \
+            and not name.endswith("/"):
+        parts = name.split("/")
+        if all(p not in ("", ".", "..") and len(os.fsencode(p)) <= NAME_MAX for p in parts):
+            return name
+    raise ArchiverError(_("refusing the file name {name!r}: a file's name or a path inside a folder, with no "
+                          "'..'").format(name=str(name)[:300]))

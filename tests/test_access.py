@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ import pytest
 from archiver.cli import main
 from archiver.config import load_config
 from archiver.errors import ConfigError
-from archiver.service.access import MATRIX, OWN_ONLY, ROLES, Person, allowed, roles_for
+from archiver.operations.access import MATRIX, OWN_ONLY, ROLES, Actor, allowed, roles_for
 
 # Commands that change the archive, the catalog, the log's subjects or the backups.
 CHANGES = {"init", "ingest", "daemon", "devices add", "cases import", "cases link", "cases unlink", "cases remove",
@@ -43,8 +44,8 @@ def test_every_command_has_a_row_and_every_row_a_command():
     assert OWN_ONLY <= set(MATRIX) and all("officer" in MATRIX[c] for c in OWN_ONLY)
 
 
-def _person(*roles: str, privileged: bool = False) -> Person:
-    return Person("someone", 4242, tuple(roles), None, privileged)
+def _person(*roles: str, privileged: bool = False) -> Actor:
+    return Actor("someone", 4242, tuple(roles), None, privileged)
 
 
 def test_each_role_may_run_exactly_its_row():
@@ -130,48 +131,40 @@ def test_access_check_and_show_name_real_users_and_their_rights(cli, staff):
 
 
 # -- the pure parts of the station service -----------------------------------------------------------
-def test_the_service_names_every_command_as_the_matrix_does_and_sees_global_options():
-    from archiver.cli.served import Runner
+def test_every_row_of_the_matrix_is_one_operation_and_nothing_else_is():
+    """The service carries operations by the matrix's names: each resolves to a function of the operations
+    registry (loaded on first use), and a name that is not a row is no operation at all."""
+    import inspect
 
-    runner = Runner()
+    from archiver.operations.core import MODULES, find
+
+    assert set(MODULES) == set(MATRIX)
     for command in MATRIX:
-        assert runner.command_of([*command.split(), "ARG"]) == (command, []), command
-        assert runner.command_of(["-v", *command.split(), "--json"]) == (command, [])
-    assert runner.command_of(["--data-dir", "/elsewhere", "status"]) == ("status", ["--data-dir"])
-    assert runner.command_of(["--config=/x.toml", "cases", "list"]) == ("cases list", ["--config"])
-    for nothing in ([], ["--help"], ["cases"], ["cases", "--help"], ["no-such-command"], ["cases", "nope"]):
-        assert runner.command_of(nothing)[0] is None, nothing
-    # An option value that looks like help does not hide the command it belongs to.
-    assert runner.command_of(["recordings", "get", "1", "d", "--reason", "--help"])[0] == "recordings get"
+        fn = find(command)
+        assert next(iter(inspect.signature(fn).parameters)) == "ctx", command
+    from archiver.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        find("cases drop-everything")
 
 
 def test_refusals_name_the_person_the_command_and_the_roles_it_needs():
     groups = {role: f"archiver-{role}" for role in ROLES}
-    clerk = Person("wangwu", 1001, ("clerk",), None, False)
+    clerk = Actor("wangwu", 1001, ("clerk",), None, False)
     assert clerk.refusal("ingest", groups) is None and clerk.refusal(None, groups) is None
     assert clerk.refusal("cases link", groups) == (
         "wangwu may not run 'cases link': it needs the role legal or admin (group archiver-legal or "
         "archiver-admin); wangwu holds clerk")
-    nobody = Person("x", 1002, (), None, False)
+    nobody = Actor("x", 1002, (), None, False)
     assert nobody.refusal(None, groups).startswith("x holds no archiver role")
-    admin = Person("root", 0, (), None, True)
+    admin = Actor("root", 0, (), None, True, "root")
     assert admin.refusal("daemon", groups) == "the daemon is running already: the station service is part of it"
     assert admin.role_for("status") == "root" and clerk.role_for("status") == "clerk"
-    assert Person("a", 5, ("officer", "legal"), "JX1", False).role_for("recordings get") == "legal"
+    assert Actor("a", 5, ("officer", "legal"), "JX1", False).role_for("recordings get") == "legal"
 
 
-@pytest.mark.parametrize("mode,owner,group,expected", [
-    (0o100600, 5, 9, True), (0o100600, 6, 9, False), (0o100640, 6, 7, True), (0o100604, 6, 9, True),
-    (0o100060, 5, 7, False),  # the owner's bits rule the owner, even when the group's would let them
-    (0o040755, 6, 9, True), (0o040744, 6, 9, False),  # a folder needs search (x) as well
-    (0o040750, 6, 7, True), (0o040700, 5, 9, True), (0o040600, 5, 9, False),
-])
-def test_what_a_person_may_read_follows_the_mode_bits(mode: int, owner: int, group: int, expected: bool):
-    person = Person("p", 5, ("clerk",), None, False, frozenset({7, 8}))
-    assert person.may_read(mode, owner, group) is expected
-
-
-def test_frames_carry_descriptors_and_refuse_what_is_not_a_frame(tmp_path: Path):
+def test_frames_carry_one_descriptor_and_refuse_what_is_not_a_frame(tmp_path: Path):
+    import array
     import socket
     import struct
 
@@ -182,21 +175,35 @@ def test_frames_carry_descriptors_and_refuse_what_is_not_a_frame(tmp_path: Path)
     secret = tmp_path / "f"
     secret.write_bytes(b"evidence")
     fd = os.open(secret, os.O_RDONLY)
-    a.send(wire.PUT, {"path": "x", "size": 8}, (fd,))
-    os.close(fd)
-    kind, data, fds = b.receive_json()
-    assert (kind, data, len(fds)) == (wire.PUT, {"path": "x", "size": 8}, 1)
-    assert os.pread(fds[0], 100, 0) == b"evidence"
-    os.close(fds[0])
-    a.send(wire.STDOUT, "表".encode() * 20000)
-    assert b.receive()[1] == "表".encode() * 20000
-    left.sendall(struct.pack(">Ic", wire.MAX_REQUEST + 1, b"Q"))
+    a.send(wire.PUT, {"name": "x", "size": 8}, fd)
+    kind, data, got = b.receive()
+    assert (kind, data) == (wire.PUT, {"name": "x", "size": 8}) and os.pread(got, 100, 0) == b"evidence"
+    os.close(got)
+    before = len(os.listdir("/proc/self/fd"))
+    extra = [os.open(secret, os.O_RDONLY) for _ in range(3)]
+    frame = json.dumps({"name": "y"}).encode()
+    left.sendmsg([struct.pack(">Ic", len(frame), wire.INPUT) + frame],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", extra))])
+    for extra_fd in extra:
+        os.close(extra_fd)
+    kind, data, got = b.receive()  # one kept, the rest closed on arrival
+    assert kind == wire.INPUT and got is not None
+    os.close(got)
+    assert len(os.listdir("/proc/self/fd")) == before
+    a.send(wire.RESULT, {"value": "表" * 20000})
+    assert b.receive()[1] == {"value": "表" * 20000}
+    left.sendall(struct.pack(">Ic", wire.MAX_CALL + 1, b"C"))
     with pytest.raises(wire.ProtocolError, match="at most"):
-        b.receive(wire.MAX_REQUEST)
+        b.receive(wire.MAX_CALL)
     left.sendall(struct.pack(">Ic", 3, b"R") + b"[1]")
     with pytest.raises(wire.ProtocolError, match="JSON object"):
-        b.receive_json()
-    left.sendall(struct.pack(">Ic", 10, b"1") + b"abc")
+        b.receive()
+    b.deadline = time.monotonic() + 0.3
+    left.sendall(struct.pack(">Ic", 10, b"C") + b"{")
+    with pytest.raises(wire.ProtocolError, match="too slow"):
+        b.receive()
+    b.deadline = None
+    left.sendall(b"abc")
     left.close()
     with pytest.raises(wire.ProtocolError, match="middle of a frame"):
         b.receive()

@@ -16,13 +16,13 @@ import pytest
 from conftest import chromium
 from PIL import Image
 
+from archiver.archive.workspace import open_workspace
 from archiver.cases.casefile import ActionRecord, CaseRecord
 from archiver.cases.links import import_cases
 from archiver.catalog import BackupObject, Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.config import load_config
 from archiver.i18n import speaking
-from archiver.workspace import open_workspace
 
 TZ = ZoneInfo("Asia/Shanghai")
 CASES_PER_KIND = 8  # per month: 8 cases of each kind A, B, D (288 cases in the year)

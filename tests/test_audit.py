@@ -160,8 +160,8 @@ def test_many_people_logging_at_once_get_one_unbroken_signed_chain(cli, archived
     name different people; every append returns its own head, the chain verifies, the catalog holds the last."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from archiver.archive.workspace import open_workspace
     from archiver.config import load_config
-    from archiver.workspace import open_workspace
 
     ws = open_workspace(load_config(None, archived), upgrade=False)
     before = len(log_lines(archived))

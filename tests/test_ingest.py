@@ -12,10 +12,10 @@ from pathlib import Path
 
 from conftest import archive_problems, files_state, tree_state
 
+from archiver.archive.store import CHUNK, DEEP, Archive, SourceStat
+from archiver.archive.workspace import open_workspace
 from archiver.config import load_config
 from archiver.ingest.pipeline import ingest
-from archiver.ingest.store import CHUNK, DEEP, Archive, SourceStat
-from archiver.workspace import open_workspace
 
 DAY = Path("archive/2022/11/03")
 

@@ -18,9 +18,9 @@ import pytest
 from conftest import REPO, archive_problems, mount
 from daemon_util import DaemonProcess, wait_for
 
+from archiver.archive.workspace import open_workspace
 from archiver.config import load_config
 from archiver.retention import purge as lib
-from archiver.workspace import open_workspace
 
 ARCHIVER = REPO / ".venv" / "bin" / "archiver"
 SHANGHAI_DAY = "T00:00:00+08:00"

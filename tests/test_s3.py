@@ -21,12 +21,12 @@ from pg_util import new_database, postgres_server
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
 
+from archiver.archive.workspace import open_workspace
 from archiver.backup import s3 as lib
 from archiver.backup.targets import recipients
 from archiver.catalog import BackupObject, Recording
 from archiver.config import load_config
 from archiver.retention import purge
-from archiver.workspace import open_workspace
 
 ARCHIVER = REPO / ".venv" / "bin" / "archiver"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

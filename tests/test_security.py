@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from conftest import archive_problems
 
+from archiver.archive.workspace import open_workspace
 from archiver.backup.targets import on_every_target
 from archiver.config import load_config
 from archiver.ingest.pipeline import IngestOptions, ingest
 from archiver.ledger.keys import load_station_key, sign_record
-from archiver.workspace import open_workspace
 
 DAY = "archive/2022/11/03"
 

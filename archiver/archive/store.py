@@ -185,10 +185,11 @@ class Archive:
                 return
 
     # -- writing ------------------------------------------------------------------------
-    def copy_in(self, source: Path, folder: Path, name: str, algorithms: Iterable[str],
+    def copy_in(self, source: Path | int, folder: Path, name: str, algorithms: Iterable[str],
                 expected: SourceStat, on_bytes=None, cancel: threading.Event | None = None,
                 sync: bool = True, read_back: bool = False) -> Copied:
-        """Copy `source` to a temp file in `folder`, hashing in the same read pass.
+        """Copy `source` (a path, or a descriptor handed in) to a temp file in `folder`, hashing in the same read
+        pass.
 
         The temp file is fsynced before this returns, unless `sync` is False: then the caller calls
         `Copied.sync` before placing it (the pipeline does, in a stage of its own, while the next file
@@ -200,7 +201,7 @@ class Archive:
         ArchiveStorageError if writing failed; in every case the temp file is gone.
         """
         hashers = {a: new_hasher(a) for a in algorithms}
-        src_fd = _open_source(source)
+        src_fd = os.dup(source) if isinstance(source, int) else _open_source(source)
         out = None
         try:
             before = os.fstat(src_fd)

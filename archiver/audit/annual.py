@@ -4,6 +4,8 @@ started, custody events by when they happened; each figure also per month."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
@@ -206,3 +208,12 @@ def csv_tables(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "custody_events": [{"action": k, "count": v} for k, v in data["custody_events"].items()],
         "retrievals": data["retrievals"],
     }
+
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    """One of `csv_tables` as a CSV file's text, with the BOM Excel needs to read it as UTF-8."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(rows[0]) if rows else ["-"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return "\ufeff" + buffer.getvalue()

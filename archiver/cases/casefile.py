@@ -121,31 +121,15 @@ def _decode(name: str, data: bytes, encoding: str | None) -> str:
 
 
 def _xlsx_rows(name: str, data: bytes):
-    """(row number, cells) of the first sheet; date cells stay datetimes, numbers become their text."""
-    import zipfile
-
-    import openpyxl
+    """(row number, cells) of the first sheet, read by a child process within limits (`sheet`): date cells
+    stay datetimes, numbers become their text."""
+    from archiver.cases import sheet
 
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        return iter(sheet.rows(data))
+    except sheet.SheetError as exc:
         raise CaseFileError(_("{name} is not a readable .xlsx workbook ({exc}); nothing imported").format(
                               name=name, exc=exc)) from None
-    try:
-        for number, row in enumerate(book.worksheets[0].iter_rows(values_only=True), 1):
-            yield number, [_cell(value) for value in row]
-    finally:
-        book.close()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (datetime, bool)):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:

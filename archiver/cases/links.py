@@ -9,7 +9,7 @@ unlinked one for none.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -46,8 +46,10 @@ class ImportResult:
         return dict(self.__dict__)
 
 
-def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingConfig) -> ImportResult:
-    """Create or update the cases in one transaction, then re-derive their automatic links.
+def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingConfig,
+                 event: Callable[[Session, ImportResult], None] | None = None) -> ImportResult:
+    """Create or update the cases in one transaction, then re-derive their automatic links; `event` writes
+    the custody event in that transaction, before it commits.
 
     An action is identified within its case by (stage, start); actions of an imported case that the
     file no longer lists are removed. Manual links belong to the case and are untouched.
@@ -88,6 +90,8 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
                 result.actions_removed += 1
         session.flush()
         result.links = relink_actions(session, [a.id for c in existing.values() for a in c.actions])
+        if event is not None:
+            event(session, result)
         commit(session)
     return result
 
@@ -144,8 +148,10 @@ def link_recordings(session: Session, recording_ids: list[int]) -> None:
 
 
 # -- manual links ----------------------------------------------------------------------------
-def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str, by: str) -> None:
-    """Record that these recordings do ('linked') or do not ('unlinked') belong to the case."""
+def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str, by: str,
+                    event: Callable[[Session, str], None] | None = None) -> str:
+    """Record that these recordings do ('linked') or do not ('unlinked') belong to the case; `event` writes
+    the custody event (given the case number as stored) in that transaction. The case number as stored."""
     assert kind in ("linked", "unlinked")
     with catalog.session() as session:
         case = _require_case(session, case_no)
@@ -155,7 +161,10 @@ def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], ki
                 link = CaseLink(case_id=case.id, recording_id=rid)
                 session.add(link)
             link.kind, link.by = kind, by
+        if event is not None:
+            event(session, case.case_no)
         commit(session)
+        return case.case_no
 
 
 def _require_case(session: Session, case_no: str) -> Case:
@@ -172,13 +181,22 @@ def _require_case(session: Session, case_no: str) -> Case:
         raise ArchiverError(_("{case_no!r} could be any of {count} cases: {items}; give the number as one of "
                               "them reads").format(
                               case_no=case_no, count=len(alike), items=', '.join(repr(c.case_no) for c in alike[:10])))
-    raise NotFoundError(_("no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'").format(
-                          case_no=case_no))
+    raise missing_case(case_no)
 
 
-def remove_case(catalog: Catalog, case_no: str) -> tuple[str, int, list[int]]:
+def missing_case(case_no: str) -> NotFoundError:
+    """What anyone is told of a case that does not exist, and an officer of one they do not act in."""
+    return NotFoundError(_("no case {case_no!r}: see 'archiver cases list' or 'archiver cases search'").format(
+                         case_no=case_no))
+
+
+Removed = tuple[str, int, list[int]]  # the case number as stored, its actions, the recordings linked to it
+
+
+def remove_case(catalog: Catalog, case_no: str, event: Callable[[Session, Removed], None] | None = None) -> Removed:
     """Remove a case imported by mistake, with its actions and every link to it; the recordings stay.
-    (the number as stored, the actions removed, the recordings that were linked to it)"""
+    (the number as stored, the actions removed, the recordings that were linked to it); `event` writes the
+    custody event in that transaction."""
     with catalog.session() as session:
         case = _require_case(session, case_no)
         action_ids = [a.id for a in case.actions]
@@ -187,14 +205,27 @@ def remove_case(catalog: Catalog, case_no: str) -> tuple[str, int, list[int]]:
                                                                            CaseLink.kind == "linked")))
         number = case.case_no
         session.delete(case)  # its actions, their officers and links, and its manual links go with it
+        removed = (number, len(action_ids), sorted(linked))
+        if event is not None:
+            event(session, removed)
         commit(session)
-    return number, len(action_ids), sorted(linked)
+    return removed
 
 
-def resolve_case_no(catalog: Catalog, case_no: str) -> str:
-    """The case number as stored, for one typed any way `_require_case` accepts."""
+def resolve_case_no(catalog: Catalog, case_no: str, officer: str | None = None) -> str:
+    """The case number as stored, for one typed any way `_require_case` accepts. With `officer`, only among
+    the cases that officer acts in: any other is answered as if it did not exist."""
     with catalog.reading() as session:
-        return _require_case(session, case_no).case_no
+        try:
+            case = _require_case(session, case_no)
+        except ArchiverError:
+            if officer is None:
+                raise
+            raise missing_case(case_no) from None
+        if officer is not None and session.scalar(select(Case.id).where(Case.id == case.id,
+                                                                        Case.id.in_(_cases_of(officer)))) is None:
+            raise missing_case(case_no)
+        return case.case_no
 
 
 # -- checking --------------------------------------------------------------------------------

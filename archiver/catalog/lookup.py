@@ -74,11 +74,16 @@ def find_recording(catalog: Catalog, ref: str) -> Recording:
         if not matches and ref.isdigit():
             matches = list(session.scalars(query.where(Recording.id == int(ref))))
     if not matches:
-        raise NotFoundError(_("no recording with id or sha256 prefix {ref}: see 'archiver recordings list'").format(
-                              ref=ref))
+        raise missing_recording(ref)
     if len(matches) > 1:
         raise NotFoundError(_("sha256 prefix {ref} matches several recordings: give more digits").format(ref=ref))
     return matches[0]
+
+
+def missing_recording(ref: str) -> NotFoundError:
+    """What anyone is told of a recording that does not exist, and an officer of one that is not theirs."""
+    return NotFoundError(_("no recording with id or sha256 prefix {ref}: see 'archiver recordings list'").format(
+                         ref=ref.strip()))
 
 
 def _iso(value: datetime | None, tz: tzinfo) -> str | None:

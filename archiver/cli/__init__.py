@@ -8,68 +8,112 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from archiver import __version__
-from archiver.archive.workspace import Workspace, open_workspace
-from archiver.catalog.db import catalog_error
+from archiver import __version__, i18n
 from archiver.cli.localized import Group, localize_click
-from archiver.config import Config, load_config
-from archiver.errors import ArchiverError, InternalError, RefusedError
+from archiver.errors import ArchiverError, InternalError
 from archiver.fs import UMASK
 from archiver.i18n import _, current, ngettext, speaking
-from archiver.service.access import Person
-from archiver.service.transfer import Files, LocalFiles
+from archiver.service import client
 
 
 @dataclass
 class App:
-    """What every command receives: the global options, and the config loaded on first use.
+    """What every command receives: the global options, and one door to the operations.
 
-    Run for the station service, it also carries the person served (`person`, whose custody actor the
-    workspace already names), and `files`: how the command reaches the paths that person named, which
-    the service opens and writes only through the caller's own client. Run directly, `person` is None
-    (whoever can open the data dir holds every right) and paths are opened here.
+    `call` does an operation for the person: through the station service when this is someone else's
+    station (the service learns who they are from the kernel and decides), else right here with every right
+    (root, the service user, a data dir of one's own). Either way the command gets the operation's plain
+    value back and formats it with the same code.
     """
 
     config_file: Path | None
     data_dir: Path | None
     verbose: bool
-    _config: Config | None = field(default=None, repr=False)
-    _ws: Workspace | None = field(default=None, repr=False)
-    person: Person | None = None
-    command: str | None = None  # as the permission matrix names it, when served
-    files: Files = field(default_factory=LocalFiles)
+    _config: Any = field(default=None, repr=False)
+    _ws: Any = field(default=None, repr=False)
+    _route: Any = field(default=False, repr=False)  # False: not decided yet; None: run here
 
     @property
-    def config(self) -> Config:
+    def config(self) -> Any:
         if self._config is None:
+            from archiver.config import load_config
+
             self._config = load_config(self.config_file, self.data_dir)
         return self._config
 
-    def workspace(self, *, upgrade: bool = False) -> Workspace:
+    def workspace(self, *, upgrade: bool = False) -> Any:
         if self._ws is None:
+            from archiver.archive.workspace import open_workspace
+
             self._ws = open_workspace(self.config, upgrade=upgrade)
             click.get_current_context().call_on_close(self._ws.close)
         return self._ws
 
-    def record(self, action: str, subject: dict, details: dict | None = None) -> None:
-        """A custody event for what this command did or looked at (retrieval is logged too)."""
-        self.workspace().custody.append(action, subject, details)
+    @property
+    def served(self) -> bool:
+        """Whether this person's operations go through the station service."""
+        if self._route is False:
+            own = self.data_dir is not None or bool(os.environ.get("ARCHIVER_DATA_DIR"))
+            config = str(self.config_file) if self.config_file else os.environ.get("ARCHIVER_CONFIG")
+            self._route = client.route_for(client.settings(config), own)
+        return self._route is not None
 
-    def own_officer(self, command: str) -> str | None:
-        """The officer number a served officer's `command` is narrowed to; None when not narrowed."""
-        if self.person is None or not self.person.only_own(command):
-            return None
-        if not self.person.officer_no:
-            raise RefusedError(_("{user} is an officer with no officer number: an administrator adds '{user} = "
-                                 "\"JX…\"' under [access.officers]").format(
-                                 user=self.person.user))
-        return self.person.officer_no
+    def call(self, name: str, args: dict[str, Any] | None = None, *, files: client.Files | None = None,
+             progress: Any = None) -> tuple[Any, Iterator[client.Received]]:
+        """Do operation `name` for the person: (its value, the files it hands back, to be copied in order).
+        `files` opens, as the person, the files they hand in ([(name, descriptor)], closed here); through the
+        service it is called only once the service has said this person may do the operation."""
+        args = {k: v for k, v in (args or {}).items() if v is not None}
+        if self.served:
+            path, service_uid = self._route
+            done = client.call(path, service_uid, name, args, files, current())
+            click.get_current_context().call_on_close(done.close)
+            return done.value, done.handbacks()
+        return self._here(name, args, files, progress)
+
+    def _here(self, name: str, args: dict[str, Any], files: client.Files | None,
+              progress: Any) -> tuple[Any, Iterator[client.Received]]:
+        from archiver.operations.access import running_actor
+        from archiver.operations.core import Context, check_input, run
+
+        ctx = Context(self.config, running_actor(self.config.access), lambda upgrade: self.workspace(upgrade=upgrade),
+                      local=True, progress=progress)
+        click.get_current_context().call_on_close(ctx.close)
+        handed = files() if files is not None else []
+        try:
+            ctx.inputs = [check_input(handed_name, fd) for handed_name, fd in handed]
+        except ArchiverError:
+            for _name, fd in handed:
+                os.close(fd)
+            raise
+        try:
+            value = run(ctx, name, args)
+        except InternalError as exc:
+            raise crash(exc.__cause__ or exc) from exc
+        return value, (client.Received(h.name, h.fd, h.sha256, h.size) for h in ctx.handbacks)
+
+
+def run() -> None:
+    """The `archiver` command: the person's language, then the command line."""
+    config = os.environ.get("ARCHIVER_CONFIG")
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            config = args[i + 1]
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        if not arg.startswith("-"):
+            break
+    found = client.settings(config)
+    i18n.install(i18n.choose(os.environ, found.language if found else None))
+    main(prog_name="archiver")
 
 
 class _Group(Group):
@@ -92,8 +136,6 @@ class _Group(Group):
         try:
             try:
                 return super().invoke(ctx)
-            except OperationalError as exc:  # the catalog locked or full outside a commit
-                raise catalog_error(exc) from exc
             except (ArchiverError, click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
             except BrokenPipeError:  # `archiver ... | head`: the reader has what it wanted
@@ -103,10 +145,8 @@ class _Group(Group):
                 raise crash(exc) from exc
         except ArchiverError as exc:
             app = ctx.obj
-            if isinstance(app, App) and app.verbose:
+            if isinstance(app, App) and app.verbose and not app.served:  # served: the service keeps its own
                 traceback.print_exc()
-            if isinstance(exc, RefusedError) and isinstance(app, App):
-                app.record("denied", {"command": app.command}, {"reason": str(exc)})
             click.echo(_("Error: {message}").format(message=exc), err=True)
             ctx.exit(exc.exit_code)
 
@@ -133,9 +173,6 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, ve
     70 an internal error (a bug: the traceback is saved to a file named in the message).
     """
     os.umask(UMASK)  # whatever the caller's umask, nothing the archiver writes is for strangers
-    if isinstance(ctx.obj, App):  # served: the station service made it
-        ctx.obj.verbose = verbose
-        return
     ctx.obj = App(config_file, data_dir, verbose)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -165,19 +202,14 @@ def crash(exc: Exception) -> InternalError:
 def init(app: App) -> None:
     """Create the data dir and catalog, or upgrade the catalog's schema. On a data dir made by an
     older version, also take every permission away from others and give it to the reader group."""
-    from archiver.archive.datadir import tighten_data_dir
-    from archiver.fs import reader_gid
-
-    ws = app.workspace(upgrade=True)
-    tightened = tighten_data_dir(app.config.data_dir, reader_gid(app.config.access.reader_group))
-    if tightened:
-        app.record("tighten_permissions", {"data_dir": str(app.config.data_dir)}, {"entries": tightened})
+    done, _files = app.call("init")
+    if done["tightened"]:
         click.echo(ngettext("made {count} entry of the data dir private (nothing for others; the reader group "
                             "{group!r} may read)",
                             "made {count} entries of the data dir private (nothing for others; the reader group "
-                            "{group!r} may read)", tightened).format(count=tightened,
-                                                                     group=app.config.access.reader_group))
-    before, after = ws.schema_before, ws.catalog.revision()
+                            "{group!r} may read)", done["tightened"]).format(count=done["tightened"],
+                                                                             group=done["reader_group"]))
+    before, after = done["schema_before"], done["schema"]
     if before is None:
         state = _("catalog created at schema {schema}").format(schema=after)
     elif before == after:
@@ -185,7 +217,7 @@ def init(app: App) -> None:
     else:
         state = _("catalog upgraded from schema {before} to {after}").format(before=before, after=after)
     click.echo(_("Data dir {data_dir}: {state}; archive in {root}.").format(
-                 data_dir=app.config.data_dir, state=state, root=ws.archive.root))
+                 data_dir=done["data_dir"], state=state, root=done["archive"]))
 
 
 # Subcommands are imported when used, so `archiver cases show` does not pay for ffmpeg, rich

@@ -7,9 +7,7 @@ import click
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, json_option, print_table
-from archiver.errors import NotFoundError
 from archiver.i18n import _
-from archiver.service import access as lib
 
 
 @click.group(cls=Group)
@@ -23,28 +21,20 @@ def access() -> None:
 def show(app: App, as_json: bool) -> None:
     """Every role: its group, the users in it and what it is for; then every command and the roles
     that may run it. Root and the service user hold every right."""
-    cfg = app.config.access
-    holders = lib.holders(cfg)
-    data = {
-        "service_user": cfg.service_user,
-        "roles": [{"role": r, "group": cfg.groups[r], "users": holders[r], "purpose": lib.PURPOSE[r]}
-                  for r in lib.ROLES],
-        "commands": {command: list(lib.who_may(command)) for command in lib.MATRIX},
-        "officers": dict(sorted(cfg.officers.items())),
-        "own_only": sorted(lib.OWN_ONLY),
-    }
+    data, _files = app.call("access show")
+    roles = [row["role"] for row in data["roles"]]
     if as_json:
         echo_json(data)
         return
     print_table([Column(_("Role")), Column(_("Group")), Column(_("Users"), wrap=True), Column(_("For"), wrap=True)],
                 [[row["role"], row["group"], ", ".join(row["users"]) or "-", _(row["purpose"])]
                  for row in data["roles"]])
-    print_table([Column(_("Command")), *(Column(role) for role in lib.ROLES)],
-                [[command, *(_("own") if r == "officer" and r in who and command in lib.OWN_ONLY
-                             else _("yes") if r in who else "" for r in lib.ROLES)]
+    print_table([Column(_("Command")), *(Column(role) for role in roles)],
+                [[command, *(_("own") if r == "officer" and r in who and command in data["own_only"]
+                             else _("yes") if r in who else "" for r in roles)]
                  for command, who in data["commands"].items()])
     click.echo(_("root and {service_user} may run every command; 'own': an officer's own recordings and cases").format(
-                 service_user=cfg.service_user))
+                 service_user=data["service_user"]))
 
 
 @access.command("check")
@@ -53,22 +43,14 @@ def show(app: App, as_json: bool) -> None:
 @click.pass_obj
 def check(app: App, user: str, as_json: bool) -> None:
     """What one local USER may do: their roles (from their groups), officer number and commands."""
-    try:
-        person = lib.person_for(user, app.config.access)
-    except KeyError:
-        raise NotFoundError(_("no local user {user!r}: see /etc/passwd (people are the machine's own users)").format(
-                              user=user)) from None
-    commands = list(lib.MATRIX) if person.privileged else lib.allowed(person.roles)
-    data = {"user": person.user, "uid": person.uid, "roles": list(person.roles), "officer_no": person.officer_no,
-            "privileged": person.privileged, "commands": commands,
-            "own_only": [c for c in commands if person.only_own(c)]}
+    data, _files = app.call("access check", {"user": user})
     if as_json:
         echo_json(data)
         return
-    what = _("every right (root or the service user)") if person.privileged else \
-        ", ".join(person.roles) or _("no role: nothing")
+    what = _("every right (root or the service user)") if data["privileged"] else \
+        ", ".join(data["roles"]) or _("no role: nothing")
     click.echo(_("{user} (uid {uid}): {what}; officer number {value}").format(
-                 user=person.user, uid=person.uid, what=what, value=person.officer_no or '-'))
-    for command in commands:
+                 user=data["user"], uid=data["uid"], what=what, value=data["officer_no"] or '-'))
+    for command in data["commands"]:
         own = _("  (own recordings and cases only)") if command in data["own_only"] else ""
         click.echo(f"  {command}{own}")

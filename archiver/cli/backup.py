@@ -6,23 +6,11 @@ from pathlib import Path
 
 import click
 
-from archiver.backup.restore import restore_recordings, restore_station
-from archiver.backup.targets import (
-    BackupError,
-    backup_run,
-    backup_status,
-    backup_verify,
-    load_identities,
-    recorded_ciphertexts,
-)
-from archiver.cases.links import recording_ids_for_case
-from archiver.catalog.lookup import find_recording
 from archiver.cli import App
+from archiver.cli.files import hand_in, receive_tree
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
-from archiver.fs import reader_gid
 from archiver.i18n import _
-from archiver.ledger.keys import read_public_key
 
 
 @click.group(cls=Group)
@@ -38,20 +26,20 @@ def run(app: App, as_json: bool) -> None:
     anything changed since the newest snapshot, a snapshot of the catalog, custody log and station keys
     on every target, keeping the newest backup.keep_snapshots. Resumes where a killed run stopped. An
     archived file that no longer hashes as catalogued is not backed up: it is named, exit 1."""
-    report = backup_run(app.workspace())
+    report, _files = app.call("backup run")
     if as_json:
-        echo_json(report.to_json())
+        echo_json(report)
     else:
-        for target, counts in report.targets.items():
+        for target, counts in report["targets"].items():
             snapshot = _("snapshot of {parts} part(s), {pruned} old snapshot(s) removed").format(
                 parts=counts["snapshot_parts"], pruned=counts["snapshots_pruned"]) if counts["snapshot_parts"] \
                 else _("no new snapshot: nothing changed since the last one")
             click.echo(_("{target}: {objects} new object(s), {bytes}; {snapshot}").format(
                 target=target, objects=counts["objects"], bytes=human_bytes(counts["bytes"]), snapshot=snapshot))
-        for item in report.not_backed_up:
+        for item in report["not_backed_up"]:
             click.echo(_("NOT BACKED UP {path} to {target}: {detail}").format(
                          path=item['path'], target=item['target'], detail=item['detail']), err=True)
-    click.get_current_context().exit(1 if report.not_backed_up else 0)
+    click.get_current_context().exit(1 if report["not_backed_up"] else 0)
 
 
 @backup.command()
@@ -59,7 +47,7 @@ def run(app: App, as_json: bool) -> None:
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Per target: objects, bytes, last run, and the lag (recordings not yet there, the oldest of them)."""
-    rows = backup_status(app.workspace())
+    rows, _files = app.call("backup status")
     if as_json:
         echo_json(rows)
         return
@@ -81,12 +69,11 @@ def status(app: App, as_json: bool) -> None:
 def verify(app: App, identity: Path | None, as_json: bool) -> None:
     """Check every object on every target against its manifest (presence, size, ciphertext SHA-256),
     needing no key; with --identity also decrypt and compare the plaintext. Exit 1 on any problem."""
-    ws = app.workspace()
-    checked, problems = backup_verify(ws, _identities(app, identity) if identity else None)
-    app.record("backup_verify", {"targets": list(app.config.backup.names)},
-               {"checked": checked, "problems": len(problems), "decrypted": identity is not None})
+    done, _files = app.call("backup verify", {"decrypt": identity is not None},
+                            files=(lambda: hand_in(identity)) if identity else None)
+    checked, problems = done["checked"], done["problems"]
     if as_json:
-        echo_json({"checked": checked, "problems": problems})
+        echo_json(done)
     else:
         text = _("checked {checked} object(s), decrypted; {count} problem(s)") if identity else \
             _("checked {checked} object(s); {count} problem(s)")
@@ -117,41 +104,20 @@ def restore(app: App, identity: Path, case_no: str | None, all_: bool, station_k
     verify` passes, from the newest snapshot signed by --station-key. Every path stays inside DEST;
     a whole station appears in DEST only once it is complete."""
     *refs, dest_text = args
-    dest = app.files.absolute(Path(dest_text))
-    if sum(map(bool, (refs, case_no, all_))) != 1:
-        raise BackupError(_("give recording references, --case or --all (one of them) and DEST"))
-    if (station_key or trust_target) and not all_:
-        raise BackupError(_("--station-key and --trust-target go with --all; single recordings are checked "
-                            "against this station's own catalog"))
-    source = app.files.input_tree(target) if target else \
-        (app.config.backup.targets[0] if app.config.backup.targets else None)
-    if source is None or not source.is_dir():
-        raise BackupError(_("backup target {source} is missing: give --target or mount it").format(source=source))
-    identities = _identities(app, identity)
-    if all_:
-        pinned = read_public_key(station_key) if station_key else None
-        with app.files.output_tree(dest) as where:
-            count, snapshot = restore_station(source, where, identities, app.config.hashes, pinned, trust_target,
-                                              reader_gid(app.config.access.reader_group))
-        if pinned is None:
-            click.echo(_("WARNING: restored without a pinned key: the snapshot is signed by {fingerprint} "
-                         "({text}); compare it with the station's key on paper before trusting it").format(
-                         fingerprint=snapshot.key.fingerprint, text=snapshot.key.text),
-                       err=True)
-        click.echo(_("restored a complete data dir with {count} recording(s) from snapshot {stamp} into {dest}; "
-                     "check it with 'archiver --data-dir {dest} verify'").format(
-                     count=count, stamp=snapshot.stamp, dest=dest))
+    dest = Path(dest_text).absolute()
+    done, files = app.call("backup restore", {
+        "refs": refs, "dest": str(dest), "case_no": case_no, "all_": all_, "station_key": station_key,
+        "trust_target": trust_target, "target": str(target.absolute()) if target else None},
+        files=lambda: hand_in(identity))
+    if app.served:
+        receive_tree(dest, files)
+    if not all_:
+        click.echo(_("restored {count} recording(s) into {dest}").format(count=done["recordings"], dest=dest))
         return
-    ws = app.workspace()
-    ids = recording_ids_for_case(ws.catalog, case_no, app.config.linking) if case_no else None
-    recordings = [find_recording(ws.catalog, str(i)) for i in ids] if ids is not None else \
-        [find_recording(ws.catalog, ref) for ref in refs]
-    with app.files.output_tree(dest) as where:
-        count = restore_recordings(source, recordings, where, identities, recorded_ciphertexts(ws, recordings))
-    app.record("restore", {"sha256": [r.sha256 for r in recordings]}, {"target": str(source), "dest": str(dest)})
-    click.echo(_("restored {count} recording(s) into {dest}").format(count=count, dest=dest))
-
-
-def _identities(app: App, path: Path) -> list:
-    """An age identity file of the caller's: refused unless it is theirs alone."""
-    return load_identities(path, app.files.read_input(path, 1 << 20, secret=True))
+    if not done["pinned"]:
+        click.echo(_("WARNING: restored without a pinned key: the snapshot is signed by {fingerprint} "
+                     "({text}); compare it with the station's key on paper before trusting it").format(
+                     fingerprint=done["fingerprint"], text=done["key"]), err=True)
+    click.echo(_("restored a complete data dir with {count} recording(s) from snapshot {stamp} into {dest}; "
+                 "check it with 'archiver --data-dir {dest} verify'").format(
+                 count=done["recordings"], stamp=done["snapshot"], dest=dest))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import click
 
-from archiver.central import stations as lib
-from archiver.central.sync import sync as run_sync
 from archiver.cli import App
 from archiver.cli.localized import Command, Group
 from archiver.cli.output import Column, echo_json, json_option, local_time, print_table
@@ -21,18 +19,15 @@ def sync(app: App, as_json: bool) -> None:
     they state; the centre checks each against this station's registered key and chain. Safe to run at any
     time and to interrupt: the next run goes on from what the centre holds. Exit 1 if the centre refused an
     event, 3 if it cannot be reached."""
-    report = run_sync(app.workspace())
-    data = {"station": report.station, "central_seq": report.central_seq, "head": report.head,
-            "behind": report.behind, "applied": report.applied, "duplicates": report.duplicates,
-            "refused": report.refused}
+    data, _files = app.call("sync")
     if as_json:
         echo_json(data)
     else:
         click.echo(_("station {station}: {applied} event(s) shipped, {duplicates} the centre held already; the "
                      "centre holds the log up to {central_seq} of {head}").format(**data))
-        for refusal in report.refused:
+        for refusal in data["refused"]:
             click.echo(_("REFUSED seq {seq} ({kind}): {detail}").format(**refusal))
-    if report.refused:
+    if data["refused"]:
         raise click.exceptions.Exit(1)
 
 
@@ -49,9 +44,8 @@ def stations() -> None:
 def add(app: App, station_id: str, key_text: str) -> None:
     """Register a station and the key its custody events must verify with. A station keeps its key:
     registering another key under the same id is refused."""
-    row = lib.add_station(app.workspace(), station_id, key_text)
-    click.echo(_("station {station} registered (key {key}); it may sync from now on").format(
-                 station=row.id, key=row.public_key))
+    row, _files = app.call("stations add", {"station_id": station_id, "key": key_text})
+    click.echo(_("station {station} registered (key {key}); it may sync from now on").format(**row))
 
 
 @stations.command("list")
@@ -59,11 +53,7 @@ def add(app: App, station_id: str, key_text: str) -> None:
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """Every registered station: its key, the events and recordings the centre holds, the last sync."""
-    rows = lib.list_stations(app.workspace())
-    tz = app.config.timezone
-    data = [{"station": r.id, "key_fingerprint": r.fingerprint, "events": r.seq, "recordings": r.recordings,
-             "synced_at": r.synced_at.astimezone(tz).isoformat() if r.synced_at else None, "refusals": r.refusals}
-            for r in rows]
+    data, _files = app.call("stations list")
     if as_json:
         echo_json(data)
         return
@@ -81,15 +71,14 @@ def check(app: App, station_id: str | None, as_json: bool) -> None:
     """Check again every event the centre holds of each station (or of ID): numbering, chain, signature
     with the registered key, the head; and list every event the centre refused (forged, gap, fork).
     Exit 1 on any problem."""
-    results = lib.check_stations(app.workspace(), station_id)
-    problems = [p for r in results for p in r.problems]
+    data, _files = app.call("stations check", {"station_id": station_id})
+    problems = [p for r in data["stations"] for p in r["problems"]]
     if as_json:
-        echo_json({"stations": [{"station": r.station, "events": r.events, "problems": r.problems}
-                                for r in results], "problems": len(problems)})
+        echo_json(data)
     else:
-        for r in results:
+        for r in data["stations"]:
             click.echo(_("{station}: {events} event(s) checked, {count} problem(s)").format(
-                         station=r.station, events=r.events, count=len(r.problems)))
+                         station=r["station"], events=r["events"], count=len(r["problems"])))
         for p in problems:
             click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(**p))
     if problems:

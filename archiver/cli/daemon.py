@@ -9,7 +9,6 @@ import click
 from archiver.cli import App
 from archiver.cli.localized import Command
 from archiver.cli.output import human_bytes
-from archiver.cli.served import Runner
 from archiver.dock.daemon import Daemon, run_once, sources
 from archiver.i18n import _
 from archiver.service.server import StationService
@@ -28,6 +27,8 @@ def daemon(app: App, once: bool) -> None:
     run here, as far as their roles allow (see 'archiver access show').
     With --once, exit 1 if any file failed.
     """
+    if app.served:  # someone else's station: the daemon there already serves it
+        app.call("daemon")
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to people
     ws = app.workspace(upgrade=True)
@@ -38,7 +39,7 @@ def daemon(app: App, once: bool) -> None:
     for root in cfg.dock.mount_roots:
         click.echo(_("  or mount a recorder below: {root}").format(root=root), err=True)
     if not once:
-        service = StationService(ws, Runner())
+        service = StationService(ws)
         service.start()
         click.echo(_("  people run 'archiver' commands through: {socket}").format(socket=cfg.service.socket), err=True)
         try:

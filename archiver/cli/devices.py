@@ -7,7 +7,6 @@ import click
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
-from archiver.dock import devices as lib
 from archiver.i18n import _
 
 
@@ -25,11 +24,10 @@ def devices() -> None:
 def add(app: App, serial: str, label: str | None, uuid: str | None, officer: str | None) -> None:
     """Register a recorder so a docked card whose file names carry no serial is recognised
     by its volume label or UUID (see `blkid`)."""
-    device = lib.register(app.workspace(upgrade=True).catalog, serial, label, uuid, officer)
-    app.record("device_register", {"device": serial}, {"label": label, "uuid": uuid, "officer": officer})
+    device, _files = app.call("devices add", {"serial": serial, "label": label, "uuid": uuid, "officer": officer})
     click.echo(_("registered {serial}: label={value} uuid={value2} officer={value3}").format(
-                 serial=device.serial, value=device.label or '-', value2=device.uuid or '-',
-                 value3=device.officer_no or '-'))
+                 serial=device["serial"], value=device["label"] or '-', value2=device["uuid"] or '-',
+                 value3=device["officer_no"] or '-'))
 
 
 @devices.command("list")
@@ -37,7 +35,7 @@ def add(app: App, serial: str, label: str | None, uuid: str | None, officer: str
 @click.pass_obj
 def list_(app: App, as_json: bool) -> None:
     """Every known recorder: officers, last docked, recordings, bytes, last ingest."""
-    rows = lib.list_devices(app.workspace().catalog, app.config.timezone)
+    rows, _files = app.call("devices list")
     if as_json:
         echo_json(rows)
         return

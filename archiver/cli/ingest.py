@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from archiver.cli import App
+from archiver.cli.files import hand_in, hand_in_tree
 from archiver.cli.localized import Command
 from archiver.cli.output import TerminalProgress, echo_json, human_bytes, json_option
+from archiver.errors import ArchiverError
 from archiver.i18n import _
-from archiver.ingest.pipeline import IngestOptions, IngestReport, sweep
-from archiver.ingest.pipeline import ingest as run_ingest
 
 
 @click.command(cls=Command)
@@ -27,36 +27,42 @@ def ingest(app: App, path: Path, device: str | None, officer: str | None, as_jso
     renamed or deleted. Files already archived are not copied again. Exit 0 when every
     recording is archived, 1 when some failed (each is named with the reason).
     """
-    ws = app.workspace(upgrade=True)
-    sweep(ws)  # temp files of archive writers that were killed, if one left its mark
-    progress = TerminalProgress() if TerminalProgress.wanted() else None
-    options = IngestOptions(device=device, officer=officer, progress=progress, custody=ws.custody)
-    report = run_ingest(app.config, ws.archive, ws.catalog, app.files.input_tree(path), options)
+    source = str(path.absolute())
+    if app.served:  # the files are opened here, as the person; the service reads only those descriptors
+        done, _files = app.call("ingest", {"source": source, "device": device, "officer": officer},
+                                files=lambda: hand_in_tree(path) if path.is_dir() else hand_in(path))
+    else:
+        progress = TerminalProgress() if TerminalProgress.wanted() else None
+        done, _files = app.call("ingest", {"source": source, "path": str(path), "device": device,
+                                           "officer": officer}, progress=progress)
+    report = done["report"]
     if as_json:
-        echo_json(report.to_json())
+        echo_json(report)
     else:
         _print_summary(report)
-    if report.stopped is not None:
-        raise report.stopped
-    click.get_current_context().exit(report.exit_code)
+    if report["error"]:
+        error = ArchiverError(report["error"])
+        error.exit_code = done["exit_code"]
+        raise error
+    click.get_current_context().exit(done["exit_code"])
 
 
-def _print_summary(report: IngestReport) -> None:
-    rate = report.bytes_copied / report.seconds if report.seconds > 0 else 0
+def _print_summary(report: dict) -> None:
+    rate = report["bytes_copied"] / report["seconds"] if report["seconds"] > 0 else 0
     click.echo(
         _("{source}: {ingested} archived, {already_archived} already archived, {flagged} flagged, {count} "
           "failed; {bytes_copied} in {seconds:.1f} s ({rate}/s)").format(
-          source=report.source, ingested=report.ingested, already_archived=report.already_archived,
-          flagged=report.flagged, count=len(report.failed), bytes_copied=human_bytes(report.bytes_copied),
-          seconds=report.seconds, rate=human_bytes(rate))
+          source=report["source"], ingested=report["ingested"], already_archived=report["already_archived"],
+          flagged=report["flagged"], count=len(report["failed"]), bytes_copied=human_bytes(report["bytes_copied"]),
+          seconds=report["seconds"], rate=human_bytes(rate))
     )
-    if report.not_recordings:
-        click.echo(_("Not recordings (listed, not archived): {count}").format(count=len(report.not_recordings)))
-        for item in report.not_recordings:
-            click.echo(f"  {item.rel!r}: {item.reason}")
-    for failure in report.failed:
+    if report["not_recordings"]:
+        click.echo(_("Not recordings (listed, not archived): {count}").format(count=len(report["not_recordings"])))
+        for item in report["not_recordings"]:
+            click.echo(f"  {item['path']!r}: {item['reason']}")
+    for failure in report["failed"]:
         click.echo(_("FAILED {path!r}: {error}").format(path=failure['path'], error=failure['error']), err=True)
-    if report.pending:
+    if report["pending"]:
         click.echo(_("PENDING ({ended}): {count} file(s) not attempted; run the ingest again").format(
-                     ended=report.ended, count=len(report.pending)),
+                     ended=report["ended"], count=len(report["pending"])),
                    err=True)

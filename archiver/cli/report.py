@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import datetime
 from pathlib import Path
 
 import click
 
-from archiver.audit.annual import csv_tables, figures
-from archiver.audit.annual_html import render
-from archiver.catalog.lookup import parse_time
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import echo_fields, echo_json, json_option
-from archiver.errors import ArchiverError
-from archiver.fs import write_atomic
+from archiver.fs import make_dirs, write_atomic
 from archiver.i18n import _
 
 
@@ -41,9 +34,7 @@ def _outputs(f):
 @click.pass_obj
 def year(app: App, year: int, html_file: Path | None, csv_dir: Path | None, as_json: bool) -> None:
     """The figures of one calendar YEAR, in the configured time zone."""
-    tz = app.config.timezone
-    _report(app, datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz),
-            _("Enforcement recording in {year}").format(year=year), html_file, csv_dir, as_json)
+    _report(app, "report year", {"year": year}, html_file, csv_dir, as_json)
 
 
 @report.command()
@@ -53,30 +44,20 @@ def year(app: App, year: int, html_file: Path | None, csv_dir: Path | None, as_j
 @click.pass_obj
 def period(app: App, since: str, until: str, html_file: Path | None, csv_dir: Path | None, as_json: bool) -> None:
     """The figures of any period [--since, --until)."""
-    start, end = parse_time(since, app.config.timezone), parse_time(until, app.config.timezone)
-    if end <= start:
-        raise ArchiverError(_("--until must be after --since"))
-    _report(app, start, end, _("Enforcement recording {since} – {until}").format(since=since, until=until),
-            html_file, csv_dir, as_json)
+    _report(app, "report period", {"since": since, "until": until}, html_file, csv_dir, as_json)
 
 
-def _report(app: App, since: datetime, until: datetime, title: str, html_file: Path | None, csv_dir: Path | None,
+def _report(app: App, command: str, args: dict, html_file: Path | None, csv_dir: Path | None,
             as_json: bool) -> None:
-    data = figures(app.workspace(), since, until, app.config.report.late_dock_hours)
-    app.record("lookup", {"report": title}, {"since": data["since"], "until": data["until"]})
+    done, _files = app.call(command, {**args, "html": html_file is not None, "csv": csv_dir is not None})
+    data, title = done["figures"], done["title"]
     if html_file is not None:
-        with app.files.output_file(html_file) as where:
-            write_atomic(where, render(data, title).encode(), mode=0o644)
+        write_atomic(html_file.absolute(), done["html"].encode(), mode=0o644)
     if csv_dir is not None:
-        with app.files.output_tree(app.files.absolute(csv_dir)) as where:
-            where.mkdir(parents=True, exist_ok=True)
-            for name, rows in csv_tables(data).items():
-                buffer = io.StringIO()
-                columns = list(rows[0]) if rows else ["-"]
-                writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-                write_atomic(where / f"{name}.csv", ("\ufeff" + buffer.getvalue()).encode(), mode=0o644)
+        where = csv_dir.absolute()
+        make_dirs(where)
+        for name, text in done["csv"].items():
+            write_atomic(where / name, text.encode(), mode=0o644)
     if as_json:
         echo_json(data)
         return

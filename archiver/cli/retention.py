@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
-from sqlalchemy import select
 
-from archiver.cases.links import resolve_case_no
-from archiver.catalog import Case, Recording
-from archiver.catalog.lookup import find_recording
 from archiver.cli import App
 from archiver.cli.localized import Group
-from archiver.cli.output import Column, echo_json, human_bytes, json_option, print_table
-from archiver.errors import ArchiverError, NotFoundError
+from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.i18n import N_, _
-from archiver.retention import purge as lib
-from archiver.retention.clock import now
-from archiver.retention.plan import make_plan
 
 # How the plan's reasons, a request's states and a purge's skips read (JSON keeps the codes).
 REASONS = {"held": N_("held"), "not_backed_up": N_("not on every backup target"),
@@ -37,29 +27,28 @@ def retention() -> None:
 def plan(app: App, as_json: bool) -> None:
     """What is due for purging today and what becomes due later, per class with bytes; and what is past
     its date but held back (held, not on every backup target, not verified lately)."""
-    result = make_plan(app.workspace(), now())
-    app.record("lookup", {"retention": "plan"}, {"due_now": len(result.due_now), "upcoming": len(result.upcoming)})
+    result, _files = app.call("retention plan")
     if as_json:
-        echo_json(result.to_json())
+        echo_json(result)
         return
     print_table([Column(_("Class")), Column(_("Due now")), Column(_("Bytes")), Column(_("Later")),
                  Column(_("Bytes"))],
                 [[name, str(c["due_now"]), human_bytes(c["due_now_bytes"]), str(c["upcoming"]),
-                  human_bytes(c["upcoming_bytes"])] for name, c in result.by_class().items()])
+                  human_bytes(c["upcoming_bytes"])] for name, c in result["classes"].items()])
     months: dict[str, list[int]] = {}
-    for item in result.upcoming:
+    for item in result["upcoming"]:
         month = months.setdefault(item["due"][:7], [0, 0])
         month[0], month[1] = month[0] + 1, month[1] + item["bytes"]
     if months:
         print_table([Column(_("Month")), Column(_("Becoming due")), Column(_("Bytes"))],
                     [[m, str(n), human_bytes(b)] for m, (n, b) in sorted(months.items())[:24]])
-    for item in result.blocked:
+    for item in result["blocked"]:
         click.echo(_("held back: #{id} {archive_path} (due {due}): {reason}").format(
             id=item["id"], archive_path=item["archive_path"], due=item["due"], reason=_(REASONS[item["reason"]])))
     click.echo(_("{today}: {count} recording(s) due now, {bytes}; {later} later; {kept} kept for good as things "
-                 "stand").format(today=result.today.isoformat(), count=len(result.due_now),
-                                 bytes=human_bytes(sum(i["bytes"] for i in result.due_now)),
-                                 later=len(result.upcoming), kept=result.kept))
+                 "stand").format(today=result["today"], count=len(result["due_now"]),
+                                 bytes=human_bytes(result["due_now_bytes"]), later=len(result["upcoming"]),
+                                 kept=result["kept"]))
 
 
 @retention.command()
@@ -67,11 +56,9 @@ def plan(app: App, as_json: bool) -> None:
 @click.pass_obj
 def requests(app: App, as_json: bool) -> None:
     """Every purge request: who asked, who approved, its state, recordings and bytes."""
-    rows = lib.list_requests(app.workspace())
-    tz = app.config.timezone
+    rows, _files = app.call("retention requests")
     if as_json:
-        echo_json([{**r, **{k: r[k].astimezone(tz).isoformat() if r[k] else None
-                            for k in ("requested_at", "approved_at", "finished_at")}} for r in rows])
+        echo_json(rows)
         return
     print_table([Column(_("ID")), Column(_("State")), Column(_("Requested by")), Column(_("Approved by")),
                  Column(_("Recordings")), Column(_("Bytes"))],
@@ -89,22 +76,14 @@ def purge_cmd(app: App, request_id: int | None, make_request: bool, as_json: boo
     With the ID of an approved request: purge what it lists and is still due (a hold added meanwhile
     wins); each purged recording keeps its catalog row as a tombstone. Run again, it finishes a purge
     that was killed."""
-    if make_request == (request_id is not None):
-        raise ArchiverError(_("give --request, or the ID of an approved request (one of them)"))
-    ws = app.workspace()
-    if make_request:
-        request = lib.request_purge(ws, now())
-        if as_json:
-            echo_json({"id": request.id, "recordings": len(request.items), "bytes": request.bytes,
-                       "items": request.items})
-            return
-        click.echo(_("purge request {id}: {count} recording(s), {bytes}; a different person (auditor or legal) "
-                     "approves it with 'archiver retention approve {id}'").format(
-            id=request.id, count=len(request.items), bytes=human_bytes(request.bytes)))
-        return
-    result = lib.purge(ws, request_id, now())
+    result, _files = app.call("retention purge", {"request_id": request_id, "make_request": make_request})
     if as_json:
         echo_json(result)
+        return
+    if make_request:
+        click.echo(_("purge request {id}: {count} recording(s), {bytes}; a different person (auditor or legal) "
+                     "approves it with 'archiver retention approve {id}'").format(
+            id=result["id"], count=result["recordings"], bytes=human_bytes(result["bytes"])))
         return
     click.echo(_("purge request {id}: {purged} recording(s) purged ({bytes}), {skipped} skipped").format(
         id=request_id, purged=result["purged"], bytes=human_bytes(result["bytes"]), skipped=len(result["skipped"])))
@@ -117,34 +96,14 @@ def purge_cmd(app: App, request_id: int | None, make_request: bool, as_json: boo
 @click.pass_obj
 def approve(app: App, request_id: int) -> None:
     """Approve a purge request (as a second person: never the one who requested it)."""
-    request = lib.approve(app.workspace(), request_id, now())
+    done, _files = app.call("retention approve", {"request_id": request_id})
     click.echo(_("purge request {id} approved: {count} recording(s), {bytes}; run 'archiver retention purge {id}'")
-               .format(id=request_id, count=len(request.items), bytes=human_bytes(request.bytes)))
+               .format(id=request_id, count=done["recordings"], bytes=human_bytes(done["bytes"])))
 
 
 @click.group(cls=Group)
 def hold() -> None:
     """Legal holds: held footage is never purged, whatever its class."""
-
-
-def _targets(app: App, refs: tuple[str, ...], case_no: str | None) -> tuple[list[Recording], Case | None]:
-    if bool(refs) == bool(case_no):
-        raise ArchiverError(_("give recording references or --case (one of them)"))
-    catalog = app.workspace().catalog
-    if case_no:
-        number = resolve_case_no(catalog, case_no)
-        with catalog.reading() as session:
-            case = session.scalars(select(Case).where(Case.case_no == number)).first()
-        if case is None:
-            raise NotFoundError(_("no case {case_no!r}").format(case_no=case_no))
-        return [], case
-    return [find_recording(catalog, ref) for ref in refs], None
-
-
-def _reason(reason: str) -> str:
-    if not reason.strip():
-        raise ArchiverError(_("--reason must say why"))
-    return reason
 
 
 @hold.command("add")
@@ -154,9 +113,8 @@ def _reason(reason: str) -> str:
 @click.pass_obj
 def hold_add(app: App, refs: tuple[str, ...], case_no: str | None, reason: str) -> None:
     """Place a legal hold on recordings (ids or sha256 prefixes) or on a case."""
-    recordings, case = _targets(app, refs, case_no)
-    made = lib.add_hold(app.workspace(), recordings, case, _reason(reason), now())
-    click.echo(_("{count} hold(s) placed").format(count=len(made)))
+    done, _files = app.call("hold add", {"refs": list(refs), "case_no": case_no, "reason": reason})
+    click.echo(_("{count} hold(s) placed").format(count=done["placed"]))
 
 
 @hold.command("remove")
@@ -166,9 +124,8 @@ def hold_add(app: App, refs: tuple[str, ...], case_no: str | None, reason: str) 
 @click.pass_obj
 def hold_remove(app: App, refs: tuple[str, ...], case_no: str | None, reason: str) -> None:
     """Lift the legal holds on recordings or on a case."""
-    recordings, case = _targets(app, refs, case_no)
-    click.echo(_("{count} hold(s) lifted").format(
-        count=lib.lift_holds(app.workspace(), recordings, case, _reason(reason), now())))
+    done, _files = app.call("hold remove", {"refs": list(refs), "case_no": case_no, "reason": reason})
+    click.echo(_("{count} hold(s) lifted").format(count=done["lifted"]))
 
 
 @hold.command("list")
@@ -176,16 +133,11 @@ def hold_remove(app: App, refs: tuple[str, ...], case_no: str | None, reason: st
 @click.pass_obj
 def hold_list(app: App, as_json: bool) -> None:
     """Every hold that stands: on what, why, by whom, since when."""
-    rows = lib.list_holds(app.workspace())
-    tz = app.config.timezone
-
-    def when(value: datetime) -> str:
-        return value.astimezone(tz).isoformat()
-
+    rows, _files = app.call("hold list")
     if as_json:
-        echo_json([{**r, "placed_at": when(r["placed_at"])} for r in rows])
+        echo_json(rows)
         return
     print_table([Column(_("ID")), Column(_("On")), Column(_("Reason"), wrap=True), Column(_("By")),
                  Column(_("Since"))],
                 [[str(r["id"]), r["case_no"] or f"#{r['recording']} {r['archive_path']}", r["reason"], r["placed_by"],
-                  when(r["placed_at"])[:19].replace("T", " ")] for r in rows])
+                  local_time(r["placed_at"])] for r in rows])

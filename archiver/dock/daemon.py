@@ -29,6 +29,7 @@ from archiver.dock.notify import Notifier
 from archiver.dock.syncing import ContinuousSync
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
+from archiver.ingest.devices import identify
 from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest, sweep
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
@@ -93,7 +94,7 @@ def _options(ws: Workspace, mount: Mount | None, **extra: Any) -> IngestOptions:
     if mount is None:
         return IngestOptions(**extra)
     ids = devices.volume_ids(mount)
-    device = devices.identify(ws.catalog, ids)
+    device = identify(ws.catalog, ids)
     clear = ws.cfg.dock.clear_after in ("verified", "backed_up") and not _read_only(mount)
     backed_up = ws.cfg.dock.clear_after == "backed_up"
 

@@ -51,7 +51,7 @@ from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts
 from archiver.ingest.plan import Planned, describe_media, plan_file
-from archiver.ingest.scan import Found, Skipped, scan
+from archiver.ingest.scan import Found, Skipped, handed, scan
 from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,14 @@ def sweep(ws: Workspace, *, walk: bool = False) -> None:
 
 
 def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
-           options: IngestOptions | None = None) -> IngestReport:
-    """Archive every recording under `source`. Raises SourceError if it cannot be read at all."""
+           options: IngestOptions | None = None, files: list[tuple[str, int]] | None = None) -> IngestReport:
+    """Archive every recording under `source`, or (with `files`) the files a person handed in: relative names
+    and open descriptors, `source` then only naming where they came from. Raises SourceError if the source
+    cannot be read at all."""
     opts = options or IngestOptions()
     progress = opts.progress or _NoProgress()
     started = time.monotonic()
-    scanned = scan(source, cfg.system_files)
+    scanned = scan(source, cfg.system_files) if files is None else handed(source, files, cfg.system_files)
     files = [f for f in scanned.files if opts.only is None or f.path in opts.only]
     plans = [plan_file(f, cfg, opts.device, opts.officer) for f in files]
     serials = Counter(p.serial for p in plans if p.serial)
@@ -370,7 +372,8 @@ class _Run:
                 self._created.append(self.archive.ensure_folder(item.folder))
                 self._folders.add(item.folder)
             try:
-                item.copied = self.archive.copy_in(found.path, item.folder, planned.name, self.cfg.hashes,
+                source = found.path if found.fd is None else found.fd
+                item.copied = self.archive.copy_in(source, item.folder, planned.name, self.cfg.hashes,
                                                    SourceStat(found.size, found.mtime_ns), self.progress.advance,
                                                    self.opts.cancel, sync=False, read_back=found.size >= DEEP)
             except SourceReadError:
@@ -647,6 +650,8 @@ class _Run:
 
     # -- the recorder --------------------------------------------------------------------------
     def _source_gone(self) -> bool:
+        if not self.source_device:  # handed in: the source is a name, never looked at
+            return False
         # Listing the root does real I/O: a dead FUSE mount may still answer stat() from its cache.
         try:
             os.listdir(self.report.source)

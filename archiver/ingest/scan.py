@@ -24,6 +24,7 @@ class Found:
     size: int
     mtime_ns: int
     raw: bytes | None = None  # the path's exact bytes when they are not UTF-8; `rel` then escapes them (\xff)
+    fd: int | None = None  # handed in open (by the station service's client): read this, never `path`
 
 
 def printable_path(rel: str) -> tuple[str, bytes | None]:
@@ -122,4 +123,20 @@ def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
                 result.files.append(Found(Path(entry.path), text, st.st_size, st.st_mtime_ns, raw))
         pending.extend(reversed(subfolders))
     result.files.sort(key=lambda f: f.rel)
+    return result
+
+
+def handed(label: Path, files: list[tuple[str, int]], system_files: tuple[str, ...]) -> ScanResult:
+    """What a person handed in (checked relative names and descriptors of regular files, opened by their client
+    as themselves), listed as a scan lists a recorder. `label` only names the source: nothing is opened by
+    name. `device` 0: a handed-in source is never "pulled"; a file that cannot be read fails alone."""
+    result = ScanResult(label, 0)
+    for rel, fd in sorted(files):
+        st = os.fstat(fd)
+        if any(is_system_name(part, system_files) for part in rel.split("/")):
+            result.skipped.append(Skipped(rel, _("device system or log file")))
+        elif not stat.S_ISREG(st.st_mode):
+            result.skipped.append(Skipped(rel, _("not a regular file")))
+        else:
+            result.files.append(Found(label / rel, rel, st.st_size, st.st_mtime_ns, None, fd))
     return result

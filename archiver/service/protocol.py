@@ -1,16 +1,18 @@
 """The station service's wire format: frames on a Unix stream socket, open files beside them.
 
-A frame is a header (payload length, 4 bytes big-endian; kind, 1 byte) and its payload. Control
-frames carry one JSON object; output frames carry the bytes a command printed. Open files travel
-beside a frame as SCM_RIGHTS, so footage is handed over, never copied through the service.
+A frame is a header (payload length, 4 bytes big-endian; kind, 1 byte) and its payload, one JSON object.
+Open files travel beside a frame as SCM_RIGHTS, one per frame, so footage and the files a person hands in
+are passed, never copied through the service, and the service never opens a path a person names.
 
-    client -> service   REQUEST {"argv", "cwd", "tty": [stdout, stderr], "columns"}   (once, first)
-                        REPLY   {"ok": true} | {"error": TEXT}   (+ a descriptor, answering OPEN)
-    service -> client   STDOUT / STDERR   bytes to print
-                        OPEN    {"path", "dir"}                   open this for me, as yourself
-                        PUT     {"path", "sha256", "size", "replace"}  + a descriptor: copy it there, check it
-                        TREE    {"dest"}, then PUT {"rel", ...} frames, then DONE: build a folder
-                        EXIT    {"code"}                          the command's exit code; last frame
+    client -> service   CALL    {"op", "args", "files": bool, "language"}  (once, first)
+    service -> client   READY   {}                                         (with files) they may come: the
+                                                                           person may do this operation
+    client -> service   INPUT   {"name"} + a descriptor, for each file     the files the person opened
+                        END     {"count": N}                               no more files
+                        REPLY   {"ok": true} | {"error", "code"}           answering a PUT
+    service -> client   RESULT  {"value", "handbacks": M}                  the operation's value
+                        PUT     {"name", "sha256", "size"} + a descriptor, M times: copy it, answer REPLY
+                        ERROR   {"message", "code"}                        the operation failed; last frame
 
 Only the standard library: the client imports this and nothing heavier.
 """
@@ -22,72 +24,76 @@ import json
 import os
 import socket
 import struct
+import time
 from typing import Any
 
-REQUEST, REPLY = b"Q", b"R"
-STDOUT, STDERR, OPEN, PUT, TREE, DONE, EXIT = b"1", b"2", b"O", b"P", b"T", b"D", b"X"
+CALL, READY, INPUT, END, REPLY, RESULT, PUT, ERROR = b"C", b"G", b"I", b"N", b"R", b"V", b"P", b"E"
 
-MAX_REQUEST = 64 * 1024  # the first frame: a command line, never more
-MAX_FRAME = 16 * 1024 * 1024  # anything else a peer may send
-MAX_FDS = 2
+MAX_CALL = 1 << 20  # the first frame: an operation and its arguments (a command line's worth), never more
+MAX_FRAME = 16 * 1024 * 1024  # anything else a peer may send (a result with a report page in it)
+MAX_INPUTS = 10_000  # files one call may hand in
 _HEADER = struct.Struct(">Ic")
 
 
 class ProtocolError(Exception):
-    """The peer sent something that is not a frame of this protocol, or went away mid-frame."""
+    """The peer sent something that is not a frame of this protocol, or went away mid-frame, or too slowly."""
 
 
 class Connection:
-    """One end of a service connection. Not thread-safe on its own: callers that write from several
-    threads (a command and its progress bar) hold a lock around `send`."""
+    """One end of a service connection. With a `deadline` (time.monotonic()), every receive must finish by it:
+    a peer that trickles a request byte by byte is dropped when its time is up, not at each read's."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.deadline: float | None = None
 
-    def send(self, kind: bytes, payload: bytes | dict[str, Any] = b"", fds: tuple[int, ...] = ()) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode() if isinstance(payload, dict) else bytes(payload)
+    def send(self, kind: bytes, payload: dict[str, Any], fd: int | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
         frame = _HEADER.pack(len(data), kind) + data
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))] if fd is not None else []
         sent = self.sock.sendmsg([frame], ancillary)
         if sent < len(frame):
             self.sock.sendall(frame[sent:])
 
-    def receive(self, limit: int = MAX_FRAME) -> tuple[bytes, bytes, list[int]]:
-        """The next frame: (kind, payload, descriptors). EOFError when the peer closed between frames."""
+    def receive(self, limit: int = MAX_FRAME) -> tuple[bytes, dict[str, Any], int | None]:
+        """The next frame: (kind, its JSON object, the descriptor that came with it or None). EOFError when the
+        peer closed between frames. Any descriptor beyond one per frame is closed on arrival."""
         fds: list[int] = []
         try:
             header = self._exactly(_HEADER.size, fds, eof_ok=True)
             size, kind = _HEADER.unpack(header)
             if size > limit:
                 raise ProtocolError(f"a frame of {size} bytes (at most {limit} accepted)")
-            return kind, self._exactly(size, fds), fds
+            payload = self._exactly(size, fds)
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise ProtocolError(f"frame {kind!r} does not hold a JSON object")
         except BaseException:
-            for fd in fds:
-                os.close(fd)
+            _close(fds)
             raise
-
-    def receive_json(self, limit: int = MAX_FRAME) -> tuple[bytes, dict[str, Any], list[int]]:
-        kind, payload, fds = self.receive(limit)
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            for fd in fds:
-                os.close(fd)
-            raise ProtocolError(f"frame {kind!r} does not hold a JSON object")
-        return kind, data, fds
+        _close(fds[1:])
+        return kind, data, fds[0] if fds else None
 
     def _exactly(self, size: int, fds: list[int], eof_ok: bool = False) -> bytes:
         chunks, got = [], 0
-        space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+        space = socket.CMSG_SPACE(4 * array.array("i").itemsize)
         while got < size:
-            data, ancillary, flags, _addr = self.sock.recvmsg(min(size - got, 1 << 20), space)
-            for level, kind, raw in ancillary:
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise ProtocolError("too slow: the request did not arrive in time")
+                self.sock.settimeout(left)
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(min(size - got, 1 << 20), space,
+                                                                   getattr(socket, "MSG_CMSG_CLOEXEC", 0))
+            except TimeoutError:
+                raise ProtocolError("too slow: the request did not arrive in time") from None
+            for level, kind, raw in ancillary:  # every descriptor that arrived, truncated batches included
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.extend(array.array("i", raw[: len(raw) - len(raw) % 4]))
-            if flags & socket.MSG_CTRUNC:
-                raise ProtocolError(f"more than {MAX_FDS} descriptors sent with one frame")
             if not data:
                 if eof_ok and got == 0:
                     raise EOFError
@@ -98,6 +104,14 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def peer_uid(sock: socket.socket) -> tuple[int, int]:

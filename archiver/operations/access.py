@@ -88,13 +88,16 @@ NOT_SERVED = {"daemon": N_("the daemon is running already: the station service i
 
 
 @dataclass(frozen=True)
-class Person:
+class Actor:
+    """The person an operation is done for: who the kernel says called the station service, or whoever runs a
+    command directly (root, the service user, or someone on a data dir of their own: every right)."""
+
     user: str
     uid: int
     roles: tuple[str, ...]  # in ROLES order
     officer_no: str | None  # from access.officers
-    privileged: bool  # root or the service user: every right
-    gids: frozenset[int] = frozenset()  # every group the user is in, as the service looked them up
+    privileged: bool  # root, the service user, or a direct run: every right
+    custody_role: str | None = None  # what a privileged person's events name as their role
 
     def may(self, command: str) -> bool:
         return self.privileged or bool(set(self.roles) & MATRIX.get(command, frozenset()))
@@ -108,7 +111,7 @@ class Person:
     def role_for(self, command: str | None) -> str | None:
         """The role this person runs `command` with, as custody events name it."""
         if self.privileged:
-            return "root" if self.uid == 0 else "service"
+            return self.custody_role
         return next((r for r in self.roles if command is None or r in MATRIX.get(command, ())), None)
 
     def actor(self, command: str | None) -> dict[str, object]:
@@ -130,14 +133,6 @@ class Person:
         reason = NOT_SERVED.get(command)
         return _(reason) if reason else None
 
-    def may_read(self, st_mode: int, st_uid: int, st_gid: int) -> bool:
-        """Whether the file-mode bits let this person read an entry (and search it, if a folder)."""
-        if self.privileged and self.uid == 0:
-            return True
-        want = 0o4 | (0o1 if st_mode & 0o40000 else 0)
-        shift = 6 if st_uid == self.uid else 3 if st_gid in self.gids else 0
-        return (st_mode >> shift) & want == want
-
 
 def roles_for(groups: set[str], access: AccessConfig) -> tuple[str, ...]:
     """The roles whose configured group is among `groups`."""
@@ -154,30 +149,40 @@ def who_may(command: str) -> tuple[str, ...]:
 
 
 # -- the machine's users and groups (I/O) --------------------------------------------------------
-def person_for(user: str, access: AccessConfig) -> Person:
+def person_for(user: str, access: AccessConfig) -> Actor:
     """A local user as the service sees them. Raises KeyError if there is no such user."""
     return _person(pwd.getpwnam(user), access)
 
 
-def person_for_uid(uid: int, access: AccessConfig) -> Person:
+def person_for_uid(uid: int, access: AccessConfig) -> Actor:
     """The caller the kernel reported. A uid with no user name holds no role."""
     try:
         return _person(pwd.getpwuid(uid), access)
     except KeyError:
-        return Person(str(uid), uid, (), None, uid == 0)
+        return Actor(str(uid), uid, (), None, uid == 0, custody_role="root" if uid == 0 else None)
 
 
-def _person(entry: pwd.struct_passwd, access: AccessConfig) -> Person:
-    # Group membership is read now, not at login: `usermod -aG` takes effect on the next command.
-    groups = {(g.gr_name, g.gr_gid) for g in grp.getgrall() if entry.pw_name in g.gr_mem}
+def running_actor(access: AccessConfig) -> Actor:
+    """Whoever runs this process, for a command run directly: they hold the data dir, so every right."""
+    uid = os.geteuid()
     try:
-        groups.add((grp.getgrgid(entry.pw_gid).gr_name, entry.pw_gid))
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    role = "root" if uid == 0 else "service" if user == access.service_user else None
+    return Actor(user, uid, (), None, True, custody_role=role)
+
+
+def _person(entry: pwd.struct_passwd, access: AccessConfig) -> Actor:
+    # Group membership is read now, not at login: `usermod -aG` takes effect on the next command.
+    names = {g.gr_name for g in grp.getgrall() if entry.pw_name in g.gr_mem}
+    try:
+        names.add(grp.getgrgid(entry.pw_gid).gr_name)
     except KeyError:
         pass
-    names = {name for name, _gid in groups}
-    return Person(entry.pw_name, entry.pw_uid, roles_for(names, access), access.officers.get(entry.pw_name),
-                  entry.pw_uid == 0 or entry.pw_name == access.service_user,
-                  frozenset(gid for _name, gid in groups) | {entry.pw_gid})
+    root, service = entry.pw_uid == 0, entry.pw_name == access.service_user
+    return Actor(entry.pw_name, entry.pw_uid, roles_for(names, access), access.officers.get(entry.pw_name),
+                 root or service, "root" if root else "service" if service else None)
 
 
 def holders(access: AccessConfig) -> dict[str, list[str]]:

@@ -1,0 +1,66 @@
+"""The station itself: making or upgrading the data dir, ingesting a folder, registering recorders (its status
+is in `central.operations`, as it shows how far the centre is behind). Docking is the daemon's (it calls
+ingest directly); these are what a person asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archiver.errors import ArchiverError
+from archiver.i18n import _
+from archiver.operations.access import NOT_SERVED
+from archiver.operations.core import Context, input_path, operation
+
+
+@operation("init")
+def init(ctx: Context) -> dict[str, Any]:
+    from archiver.archive.datadir import tighten_data_dir
+    from archiver.fs import reader_gid
+
+    ws = ctx.workspace(upgrade=True)
+    tightened = tighten_data_dir(ctx.cfg.data_dir, reader_gid(ctx.cfg.access.reader_group))
+    if tightened:
+        ctx.record("tighten_permissions", {"data_dir": str(ctx.cfg.data_dir)}, {"entries": tightened})
+    return {"data_dir": str(ctx.cfg.data_dir), "tightened": tightened, "reader_group": ctx.cfg.access.reader_group,
+            "schema_before": ws.schema_before, "schema": ws.catalog.revision(), "archive": str(ws.archive.root)}
+
+
+@operation("daemon")
+def daemon(ctx: Context) -> None:
+    """Never served: the daemon is the one serving."""
+    raise ArchiverError(_(NOT_SERVED["daemon"]))
+
+
+@operation("ingest")
+def ingest(ctx: Context, source: str, path: str | None = None, device: str | None = None,
+           officer: str | None = None) -> dict[str, Any]:
+    """Archive the files handed in (their names relative to `source`, which only names where they came
+    from); or, run in the person's own process, every file under `path`."""
+    from pathlib import Path
+
+    from archiver.ingest.pipeline import IngestOptions, sweep
+    from archiver.ingest.pipeline import ingest as run_ingest
+
+    local = input_path(ctx, path)
+    ws = ctx.workspace(upgrade=True)
+    sweep(ws)  # temp files of archive writers that were killed, if one left its mark
+    options = IngestOptions(device=device, officer=officer, progress=ctx.progress, custody=ws.custody)
+    if local is not None:
+        report = run_ingest(ctx.cfg, ws.archive, ws.catalog, local, options)
+    else:
+        report = run_ingest(ctx.cfg, ws.archive, ws.catalog, Path(source), options,
+                            [(item.name, item.fd) for item in ctx.inputs])
+    return {"report": report.to_json(), "exit_code": report.exit_code}
+
+
+@operation("devices add")
+def devices_add(ctx: Context, serial: str, label: str | None = None, uuid: str | None = None,
+                officer: str | None = None) -> dict[str, Any]:
+    from archiver.ingest.devices import register
+
+    def record(session: Any) -> None:
+        ctx.record("device_register", {"device": serial}, {"label": label, "uuid": uuid, "officer": officer},
+                   session=session)
+
+    device = register(ctx.workspace(upgrade=True).catalog, serial, label, uuid, officer, record)
+    return {"serial": device.serial, "label": device.label, "uuid": device.uuid, "officer_no": device.officer_no}

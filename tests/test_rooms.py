@@ -1,0 +1,96 @@
+"""The rooms' order (ARCHITECTURE.md, "Rooms"): a module imports only its own room and the rooms below it.
+The walk reads every import of the package with ast, lazy ones inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import archiver
+
+# Top to bottom; rooms on one line are side by side and may not import each other.
+ORDER = [
+    {"cli"},
+    {"service", "web"},
+    {"dock"},
+    {"central"},
+    {"operations"},
+    {"backup"},
+    {"audit", "retention"},
+    {"ingest"},
+    {"cases"},
+    {"archive"},
+    {"ledger"},
+    {"catalog"},
+    {"fs", "config", "errors", "periods", "problems", "i18n", "__init__"},
+]
+GROUND = len(ORDER) - 1
+PACKAGE = Path(archiver.__file__).parent
+
+
+def _level(room: str) -> int:
+    for level, rooms in enumerate(ORDER):
+        if room in rooms:
+            return level
+    raise AssertionError(f"archiver.{room} is in no room of ORDER: give it its place")
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    room = parts[1] if len(parts) > 1 else "__init__"
+    return "cli" if room == "__main__" else room  # `python -m archiver` is the command line
+
+
+def _imports(path: Path, module: str) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = module.split(".")[: -node.level]
+                name = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+            if name == "archiver":  # `from archiver import cli`
+                found += [(node.lineno, f"archiver.{alias.name}") for alias in node.names
+                          if (PACKAGE / alias.name).is_dir() or (PACKAGE / f"{alias.name}.py").is_file()]
+    return [(line, name) for line, name in found if name == "archiver" or name.startswith("archiver.")]
+
+
+def upward_imports() -> list[str]:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts).removesuffix(".__init__")
+        here = _room(module)
+        for line, name in _imports(path, module):
+            there = _room(name)
+            if name == "archiver" or there == here:
+                continue
+            a, b = _level(here), _level(there)
+            if b < a or (b == a and a != GROUND):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
+    return wrong
+
+
+def test_no_module_imports_a_room_above_its_own():
+    assert upward_imports() == []
+
+
+def test_the_walk_finds_an_upward_import(tmp_path: Path):
+    """The check itself can fail: a module of a low room importing the CLI is found."""
+    source = "from archiver.cli import main\nimport archiver.service.client\n"
+    path = tmp_path / "x.py"
+    path.write_text(source)
+    found = [(line, name) for line, name in _imports(path, "archiver.catalog.x")]
+    assert found == [(1, "archiver.cli"), (2, "archiver.service.client")]
+    assert all(_level(_room(name)) < _level("catalog") for _line, name in found)
+
+
+def test_the_architecture_names_the_same_order():
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    rooms = [room for level in ORDER[:-1] for room in sorted(level)]
+    positions = [text.find(f"`{room}/`") for room in rooms]
+    assert all(p >= 0 for p in positions), dict(zip(rooms, positions, strict=True))
