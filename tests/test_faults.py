@@ -59,7 +59,7 @@ def test_ingest_killed_at_20_random_moments_then_one_full_run(big_recorder: Path
     env = _env(data_dir, config)
     before = tree_state(big_recorder)
     rng = random.Random(SEED)
-    killed = _kill_at_random([ARCHIVER, "ingest", str(big_recorder)], env, 20, 2.0, rng)
+    killed = _kill_at_random([ARCHIVER, "ingest", str(big_recorder)], env, 20, 1.0, rng)
     assert killed >= 5, f"only {killed} of 20 runs were cut short (seed {SEED})"
     final = subprocess.run([ARCHIVER, "ingest", str(big_recorder), "--json"], env=env, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr

@@ -505,7 +505,7 @@ def test_an_unexpected_exception_is_one_line_exit_70_with_the_traceback_kept(cli
     def broken(*_args, **_kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("archiver.cli.audit.run_verify", broken)
+    monkeypatch.setattr("archiver.audit.verify.verify", broken)
     result = cli("verify")
     assert result.exit_code == 70 and "Traceback" not in result.output
     (line,) = result.stderr.splitlines()
