@@ -16,10 +16,7 @@ import errno
 import grp
 import os
 import pwd
-import secrets
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -48,7 +45,7 @@ def fit_name(name: str, budget: int = NAME_MAX) -> str:
 
 def temp_name(name: str) -> str:
     """A temp name for `name` in the same folder; never longer than a name may be."""
-    return fit_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}")
+    return fit_name(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{name}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -379,6 +376,8 @@ def staged_folder(dest: Path, purpose: str, group: int | None) -> Iterator[Path]
     making next to it (an unpredictable name: nothing planted there is used), synced, then renamed onto
     `dest` (absent or empty); removed on any failure."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{purpose}-"))
     try:
         make_shared(staging, group)
@@ -389,6 +388,8 @@ def staged_folder(dest: Path, purpose: str, group: int | None) -> Iterator[Path]
         staging.rename(dest)
         fsync_dir(dest.parent)
     except BaseException:
+        import shutil
+
         shutil.rmtree(staging, ignore_errors=True)
         raise
 

@@ -36,7 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench lookups")
     parser.add_argument("--runs", type=int, default=30, help="runs of each command (default 30)")
     parser.add_argument("--clients", type=int, default=20, help="clients at once during the ingest (default 20)")
-    parser.add_argument("--rounds", type=int, default=2, help="ingests under each load (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="ingests under each load (default 2; 0: lookups only)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -91,15 +91,18 @@ def main() -> int:
             f"{args.clients} clients at once, each looking up back to back, one retrieving 512 MiB":
                 lambda stop: _clients(args.clients, who_env(as_user, env), stop, LOOKUP, 0),
         }
+        if not args.rounds:
+            loads = {}
         ingest: dict[str, list[float]] = {name: [] for name in loads}
         serial = 800
         for _ in range(args.rounds):
             for name, load in loads.items():
                 serial += 1
                 ingest[name].append(_docked_ingest(base, data, f"TA00{serial}", load))
-        quiet = statistics.median(ingest["alone"])
+        quiet = statistics.median(ingest["alone"]) if ingest else 0.0
         figures["ingest"] = {}
-        print(f"\na docked recorder's ingest (median of {args.rounds}), its time against the ingest alone:")
+        if ingest:
+            print(f"\na docked recorder's ingest (median of {args.rounds}), its time against the ingest alone:")
         for name, values in ingest.items():
             med = statistics.median(values)
             figures["ingest"][name] = {"seconds": [round(v, 2) for v in values], "ratio": round(med / quiet, 2)}

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +19,6 @@ from archiver.i18n import _, current, ngettext, speaking
 from archiver.service import client
 
 
-@dataclass
 class App:
     """What every command receives: the global options, and one door to the operations.
 
@@ -33,12 +28,11 @@ class App:
     value back and formats it with the same code.
     """
 
-    config_file: Path | None
-    data_dir: Path | None
-    verbose: bool
-    _config: Any = field(default=None, repr=False)
-    _ws: Any = field(default=None, repr=False)
-    _route: Any = field(default=False, repr=False)  # False: not decided yet; None: run here
+    def __init__(self, config_file: Path | None, data_dir: Path | None, verbose: bool) -> None:
+        self.config_file, self.data_dir, self.verbose = config_file, data_dir, verbose
+        self._config: Any = None
+        self._ws: Any = None
+        self._route: Any = False  # False: not decided yet; None: run here
 
     @property
     def config(self) -> Any:
@@ -83,6 +77,7 @@ class App:
         from archiver.operations.access import running_actor
         from archiver.operations.core import Context, check_input, run
 
+        log_to_stderr(self.verbose)
         ctx = Context(self.config, running_actor(self.config.access), lambda upgrade: self.workspace(upgrade=upgrade),
                       local=True, progress=progress)
         click.get_current_context().call_on_close(ctx.close)
@@ -146,6 +141,8 @@ class _Group(Group):
         except ArchiverError as exc:
             app = ctx.obj
             if isinstance(app, App) and app.verbose and not app.served:  # served: the service keeps its own
+                import traceback
+
                 traceback.print_exc()
             click.echo(_("Error: {message}").format(message=exc), err=True)
             ctx.exit(exc.exit_code)
@@ -174,6 +171,12 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, ve
     """
     os.umask(UMASK)  # whatever the caller's umask, nothing the archiver writes is for strangers
     ctx.obj = App(config_file, data_dir, verbose)
+
+
+def log_to_stderr(verbose: bool) -> None:
+    """Log lines on stderr for a command run here: progress with -v, else nothing below critical."""
+    import logging
+
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             level=logging.INFO if verbose else logging.CRITICAL)
@@ -181,6 +184,10 @@ def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, ve
 
 def crash(exc: Exception) -> InternalError:
     """One line for the user; the traceback to the log (the journal under systemd) and to a private file."""
+    import logging
+    import tempfile
+    import traceback
+
     text = "".join(traceback.format_exception(exc))
     logging.getLogger("archiver").error("internal error: %s", text)
     where = "the log"

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from archiver.cli import App
+from archiver.cli import App, log_to_stderr
 from archiver.cli.localized import Command
 from archiver.cli.output import human_bytes
 from archiver.dock.daemon import Daemon, run_once, sources
@@ -29,6 +29,7 @@ def daemon(app: App, once: bool) -> None:
     """
     if app.served:  # someone else's station: the daemon there already serves it
         app.call("daemon")
+    log_to_stderr(app.verbose)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to people
     ws = app.workspace(upgrade=True)

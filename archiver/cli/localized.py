@@ -3,7 +3,6 @@ and help wrapped by terminal columns (a Chinese character takes two)."""
 
 from __future__ import annotations
 
-import inspect
 import re
 
 import click
@@ -32,7 +31,7 @@ class _Localized:
 
     def get_short_help_str(self, limit: int = 45) -> str:
         if self.short_help:
-            return _(inspect.cleandoc(self.short_help))
+            return _(_cleandoc(self.short_help))
         return first_sentence(help_text(self.help), limit)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -55,7 +54,7 @@ class _Localized:
         if self.epilog:
             formatter.write_paragraph()
             with formatter.indentation():
-                formatter.write_text(_(inspect.cleandoc(self.epilog)))
+                formatter.write_text(_(_cleandoc(self.epilog)))
 
 
 class Command(_Localized, click.Command):
@@ -71,7 +70,7 @@ def help_text(help: str | None) -> str:
     """A command's help, as its catalog key (cleaned like click does) and then translated."""
     if not help:
         return ""
-    return _(inspect.cleandoc(help).partition("\f")[0])
+    return _(_cleandoc(help).partition("\f")[0])
 
 
 def first_sentence(text: str, limit: int) -> str:
@@ -125,3 +124,9 @@ class _CellWrapper:
 
     def _split(self, text: str) -> list[str]:
         return [piece for chunk in super()._split(text) for piece in break_points(chunk)]  # type: ignore[misc]
+
+
+def _cleandoc(text: str) -> str:
+    import inspect  # only for help: a command that prints none does not pay for it
+
+    return inspect.cleandoc(text)

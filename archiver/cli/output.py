@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
-from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from archiver.i18n import N_, _, use_english
-from archiver.i18n.text import cells, shorten_middle
+from archiver.i18n.text import break_points, cells, head, shorten_middle
 
 SHORTEST = 12  # columns a shortened path keeps at the least: its start, "…" and the end of its name
 PREFIX = 9  # columns a shortened hash keeps: 8 hex digits (enough to find a recording) and "…"
@@ -54,20 +43,6 @@ def human_bytes(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _stream(stream: Any) -> Any:
-    """The stream a served command really writes to (the station service switches sys.stdout per thread)."""
-    return getattr(stream, "target", stream)
-
-
-def console() -> Console:
-    """Tables on stdout; piped into a file or another program, they are not cut to 80 columns."""
-    file = _stream(sys.stdout)
-    out = Console(file=file, highlight=False, width=getattr(file, "columns", None))
-    if not out.is_terminal:
-        out = Console(file=file, highlight=False, width=400)
-    return out
-
-
 def local_time(text: str | None, *, minutes: bool = False) -> str:
     """An ISO 8601 time from the JSON form (already in the configured zone) as a table shows it."""
     if not text:
@@ -79,15 +54,14 @@ def local_time(text: str | None, *, minutes: bool = False) -> str:
 def echo_wrapped(text: str, indent: str = "", hang: str = "    ") -> None:
     """A line of prose for people, wrapped to the terminal by its columns (continuation lines indented by
     `hang`); piped into a file or program, one line as it is."""
-    out = console()
-    if out.is_terminal:
-        click.echo(click.wrap_text(text, out.width, initial_indent=indent, subsequent_indent=indent + hang))
+    width = terminal_width()
+    if width is not None:
+        click.echo(click.wrap_text(text, width, initial_indent=indent, subsequent_indent=indent + hang))
     else:
         click.echo(indent + text)
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """A table column, and what it may give up when the terminal is narrower than the table. Nothing
     else is ever cut: times, ids and numbers are shown whole."""
 
@@ -99,9 +73,9 @@ class Column:
 
 
 def print_table(columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> None:
-    """A table for people, on stdout, fitted to the terminal's width. Values are shown as they are,
-    never read as rich markup."""
-    out = console()
+    """A table for people, on stdout, fitted to the terminal's width: a header, a rule, the rows, columns two
+    apart. Values are shown as they are; text that wraps breaks between words and between Chinese characters."""
+    limit = terminal_width() or 400
     rows = [[str(value) for value in row] for row in rows]
     keep = list(range(len(columns)))
     width = {i: max([cells(c.header), *(cells(row[i]) for row in rows)]) for i, c in enumerate(columns)}
@@ -113,7 +87,7 @@ def print_table(columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> Non
         return [i for i in keep if getattr(columns[i], kind) and width[i] > max(cells(columns[i].header), least)]
 
     # What gives way first: text that wraps, then hashes (to a prefix), then optional columns, then paths.
-    while total() > out.width:
+    while total() > limit:
         elastic = narrowable("wrap", SHORTEST) or narrowable("prefix", PREFIX) or []
         optional = [i for i in keep if columns[i].optional]
         if not elastic and not optional:
@@ -124,20 +98,61 @@ def print_table(columns: Sequence[Column], rows: Iterable[Sequence[str]]) -> Non
             keep.remove(optional[0])
         else:
             break
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for i in keep:
-        table.add_column(columns[i].header, no_wrap=not columns[i].wrap,
-                         overflow="fold" if columns[i].wrap else "ellipsis")
+    gap = " " * COLUMN_GAP
+    lines = [gap.join(_pad(columns[i].header, width[i]) for i in keep), "─" * total()]
     for row in rows:
-        table.add_row(*(Text(_fit(row[i], columns[i], width[i])) for i in keep))
-    out.print(table)
+        parts = [_wrap(row[i], width[i]) if columns[i].wrap else [_fit(row[i], columns[i], width[i])] for i in keep]
+        for n in range(max(len(part) for part in parts)):
+            lines.append(gap.join(_pad(part[n] if n < len(part) else "", width[i])
+                                  for part, i in zip(parts, keep, strict=True)))
+    click.echo("\n".join(lines))
+
+
+def terminal_width() -> int | None:
+    """The columns of the terminal stdout is, as COLUMNS or the terminal says; None when it is not one (a
+    file or a pipe: nothing is cut to fit)."""
+    if not sys.stdout.isatty():
+        return None
+    text = os.environ.get("COLUMNS", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 80
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - cells(text))
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` on lines of at most `width` columns: broken between words and Chinese characters, a piece longer
+    than a line folded."""
+    lines, line = [], ""
+    for word in re.findall(r"\s+|\S+", text):
+        for piece in ([word] if word.isspace() else break_points(word)):
+            if cells(line) + cells(piece) <= width:
+                line += piece
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = "" if piece.isspace() else piece
+            while cells(line) > width:  # a piece wider than the column: folded
+                cut = head(line, width) or line[0]
+                lines.append(cut)
+                line = line[len(cut):]
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return lines
 
 
 def _fit(value: str, column: Column, width: int) -> str:
+    """A cell's value in its column's width: a path shortened in its middle, anything else cut with "…"."""
     if column.shorten:
         return shorten_middle(value, width)
-    if column.prefix and cells(value) > width:
-        return value[:width - 1] + "…"
+    if cells(value) > width:
+        return head(value, width - 1) + "…"
     return value
 
 
@@ -145,10 +160,20 @@ class TerminalProgress:
     """Files, bytes and throughput on stderr while an ingest runs, when stderr is a terminal."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(file=_stream(sys.stderr), width=getattr(_stream(sys.stderr), "columns", None)),
+            console=Console(file=sys.stderr),
         )
         self._task = self._progress.add_task("ingest", total=None)
         self._files = self._done = 0

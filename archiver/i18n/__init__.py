@@ -13,7 +13,6 @@ always English (`--json` switches the command to English), as are log fields, ex
 from __future__ import annotations
 
 import gettext
-import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -77,6 +76,8 @@ def translations(language: str) -> gettext.NullTranslations:
     try:
         return gettext.translation(DOMAIN, LOCALE_DIR, languages=[language])
     except OSError:
+        import logging
+
         logging.getLogger("archiver").warning(
             "no compiled %s messages in %s: reinstall the package (scripts/run or scripts/test compile them); "
             "speaking English", language, LOCALE_DIR)

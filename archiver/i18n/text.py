@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -10,7 +11,11 @@ _OPEN = "（《「『〔【“‘"
 _CLOSE = "，。、；：！？）》」』〕】”’"
 # Where a line may break: before a wide character or a run of narrow ones, keeping opening brackets with
 # what follows them and closing punctuation with what precedes it (no line starts with "，" or ends with "（").
-_PIECES = re.compile(f"[{_OPEN}]*(?:[{_WIDE}][{_CLOSE}]*|[^{_WIDE}]+[{_CLOSE}]*)|[{_OPEN}]+")
+
+
+@functools.cache
+def _pieces() -> re.Pattern[str]:  # compiled on first use: a lookup that prints no help never needs it
+    return re.compile(f"[{_OPEN}]*(?:[{_WIDE}][{_CLOSE}]*|[^{_WIDE}]+[{_CLOSE}]*)|[{_OPEN}]+")
 
 
 def cells(text: str) -> int:
@@ -25,7 +30,7 @@ def cells(text: str) -> int:
 
 def break_points(chunk: str) -> list[str]:
     """`chunk` cut where a line may break: between Chinese characters, never inside a Latin word."""
-    return _PIECES.findall(chunk) or [chunk]
+    return _pieces().findall(chunk) or [chunk]
 
 
 def shorten_middle(text: str, width: int) -> str:
@@ -35,12 +40,13 @@ def shorten_middle(text: str, width: int) -> str:
     if width < 2:
         return "…"[:width]
     tail_budget = (width - 1) * 2 // 3
-    head = _fit(text, width - 1 - tail_budget)
-    tail = _fit(text[::-1], width - 1 - cells(head))[::-1]
-    return f"{head}…{tail}"
+    start = head(text, width - 1 - tail_budget)
+    tail = head(text[::-1], width - 1 - cells(start))[::-1]
+    return f"{start}…{tail}"
 
 
-def _fit(text: str, width: int) -> str:
+def head(text: str, width: int) -> str:
+    """The start of `text` that fits in `width` columns."""
     used = 0
     for i, char in enumerate(text):
         used += cells(char)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from archiver.errors import ArchiverError, ServiceError
@@ -78,8 +77,7 @@ def _uid(user: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
     """A file the service hands back: its name (checked by the receiver), an open descriptor, what it must hash
     to."""
 

@@ -8,7 +8,7 @@
   descriptors their client opened as them, each checked to be a regular file open for reading; what the
   operation hands back goes out as descriptors under names the operation chose.
 - Bounded, whatever a client does: a request (the call and its files) must arrive whole within 10 s; a
-  client that stops reading for 60 s is dropped; at most 64 requests at once and 8 per person; a descriptor
+  client that stops reading for 60 s is dropped; at most 128 requests at once and 24 per person; a descriptor
   that arrives unasked is closed at once; a person's refusals are one custody event a minute. A served
   request never writes a crash file and never sends a traceback: a bug is one line to the person and the
   traceback in the daemon's log. No network, ever.
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0  # the whole request: the call and every file handed in
 ANSWER_TIMEOUT = 60.0  # a client that reads nothing of its answer for this long is dropped
-MAX_CLIENTS = 64
-MAX_PER_PERSON = 8
+MAX_CLIENTS = 128
+MAX_PER_PERSON = 24  # at most this share of the service for one person, whatever they send
 REQUEST_NICE = 10
 
 
