@@ -173,7 +173,8 @@ def test_a_thousand_refusals_and_a_long_text_barely_grow_the_custody_log(station
     assert sum(e["details"]["count"] for e in counted) == refused + 1
     long_text = "后叶" * 15000  # 30,000 characters
     searched = station.run("legal", "cases", "search", long_text)
-    assert searched.returncode == 2 and searched.stderr == "Error: a search text of 30000 characters: give at most 1000\n"
+    assert searched.returncode == 2
+    assert searched.stderr == "Error: a search text of 30000 characters: give at most 1000\n"
     got = station.run("legal", "recordings", "get", "1", "long-reason", "--reason", long_text)
     assert got.returncode == 0, got.stderr
     (retrieval,) = [e for e in station.events()[events:] if e["action"] == "retrieve"]

@@ -151,7 +151,7 @@ def test_library_call_matches_cli(recorder: Path, data_dir: Path):
     cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
     ws = open_workspace(cfg, upgrade=True)
     try:
-        report = ingest(cfg, ws.archive, ws.catalog, recorder)  # default options, as the CLI's
+        report = ingest(ws, recorder)  # default options, as the CLI's
     finally:
         ws.close()
     assert (report.ingested, report.exit_code) == (6, 0)

@@ -180,8 +180,8 @@ def test_a_substituted_object_is_reported_with_and_without_a_key_and_frees_no_ca
     cfg = load_config(backed["config"], data_dir)
     ws = open_workspace(cfg, upgrade=False)
     try:
-        report = ingest(cfg, ws.archive, ws.catalog, recorder, IngestOptions(
-            clear=True, custody=ws.custody,
+        report = ingest(ws, recorder, IngestOptions(
+            clear=True,
             clear_when=lambda r: None if on_every_target(ws, r.id) else "not on every backup target"))
     finally:
         ws.close()

@@ -54,7 +54,7 @@ def run_once(ws: Workspace) -> list[IngestReport]:
     reports = []
     for source, mount in sources(ws):
         try:
-            report = ingest_then_clear(ws, source, _options(ws, mount, custody=ws.custody),
+            report = ingest_then_clear(ws, source, _options(ws, mount),
                                        lambda: back_up_after_ingest(ws, None))
         except ArchiverError as exc:
             log.error("source skipped source=%s error=%s", source, exc)
@@ -68,9 +68,9 @@ def run_once(ws: Workspace) -> list[IngestReport]:
 def ingest_then_clear(ws: Workspace, source: Path, options: IngestOptions, back_up: Callable[[], bool]) -> IngestReport:
     """Ingest a source, then the backup after ingest; once the new files are on every target, a second
     pass (nothing left to copy) frees the card when dock.clear_after = "backed_up"."""
-    report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
+    report = ingest(ws, source, options)
     if back_up() and options.clear and ws.cfg.dock.clear_after == "backed_up" and not report.pending:
-        report = ingest(ws.cfg, ws.archive, ws.catalog, source, options)
+        report = ingest(ws, source, options)
     return report
 
 
@@ -208,7 +208,7 @@ class Daemon:
         self.mounts = current
 
     def _ingest_mount(self, mount: Mount) -> IngestReport:
-        options = _options(self.ws, mount, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
+        options = _options(self.ws, mount, cancel=self.stop, locks=self.locks)
         with self.locks.hold(f"device:{options.device or mount.mount_point}"):
             return ingest_then_clear(self.ws, mount.mount_point, options, self._backup)
 
@@ -226,8 +226,8 @@ class Daemon:
                 self._start(f"inbox:{inbox}", self._ingest_inbox, inbox, frozenset(files))
 
     def _ingest_inbox(self, inbox: Path, files: frozenset[Path]) -> IngestReport:
-        options = IngestOptions(only=files, cancel=self.stop, locks=self.locks, custody=self.ws.custody)
-        report = ingest(self.cfg, self.ws.archive, self.ws.catalog, inbox, options)
+        options = IngestOptions(only=files, cancel=self.stop, locks=self.locks)
+        report = ingest(self.ws, inbox, options)
         self._backup()
         return report
 

@@ -109,7 +109,6 @@ class IngestOptions:
     cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
     progress: Progress | None = None
-    custody: CustodyLog | None = None  # where each archived recording and each clearing is recorded
 
 
 @dataclass
@@ -206,11 +205,13 @@ def sweep(ws: Workspace, *, walk: bool = False) -> None:
         log.warning("removed temp file left by an interrupted run path=%s", path)
 
 
-def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
-           options: IngestOptions | None = None, files: list[tuple[str, int]] | None = None) -> IngestReport:
-    """Archive every recording under `source`, or (with `files`) the files a person handed in: relative names
-    and open descriptors, `source` then only naming where they came from. Raises SourceError if the source
-    cannot be read at all."""
+def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
+           files: list[tuple[str, int]] | None = None) -> IngestReport:
+    """Archive every recording under `source` into the workspace's archive and catalog, each with its custody
+    event (there is no ingest without the custody log); or, with `files`, the files a person handed in:
+    relative names and open descriptors, `source` then only naming where they came from. Raises SourceError
+    if the source cannot be read at all."""
+    cfg, archive, catalog = ws.cfg, ws.archive, ws.catalog
     opts = options or IngestOptions()
     progress = opts.progress or _NoProgress()
     started = time.monotonic()
@@ -227,7 +228,7 @@ def ingest(cfg: Config, archive: Archive, catalog: Catalog, source: Path,
     )
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
     with archive.writing(), archive.holding_folders() as held:
-        run = _Run(cfg, held, catalog, opts, report, progress, scanned.device)
+        run = _Run(cfg, held, catalog, ws.custody, opts, report, progress, scanned.device)
         progress.begin(len(plans), sum(p.found.size for p in plans))
         try:
             run.run(plans)
@@ -258,9 +259,9 @@ class _Run:
     the run (see `_halt`); what is not catalogued by then is listed as pending.
     """
 
-    def __init__(self, cfg: Config, archive: Archive, catalog: Catalog, opts: IngestOptions,
+    def __init__(self, cfg: Config, archive: Archive, catalog: Catalog, custody: CustodyLog, opts: IngestOptions,
                  report: IngestReport, progress: Progress, source_device: int) -> None:
-        self.cfg, self.archive, self.catalog, self.opts = cfg, archive, catalog, opts
+        self.cfg, self.archive, self.catalog, self.custody, self.opts = cfg, archive, catalog, custody, opts
         self.report, self.progress, self.source_device = report, progress, source_device
         # Day manifests are rewritten at most every MANIFEST_EVERY_S while a run goes on, and at its end:
         # rewriting a day's manifest per file would cost O(files^2) on a card of thousands of files.
@@ -518,10 +519,10 @@ class _Run:
             session.add_all([i.recording for i in new])
             session.flush()
             link_recordings(session, [i.recording.id for i in new])  # to the cases' actions they fall in
-            if new and self.opts.custody is not None:
+            if new:
                 # logged before the commit, with the head in the same transaction: a crash in between leaves
                 # events whose recordings the next run archives again, never a recording without its event
-                self.opts.custody.append_many([self._ingest_event(i) for i in new], session)
+                self.custody.append_many([self._ingest_event(i) for i in new], session)
             held = {r.id: r for r in session.scalars(select(Recording).where(one_of(
                 session, Recording.id, [i.known or i.existing for i in items if i.known or i.existing])))}
             for item in items:
@@ -686,8 +687,7 @@ class _Run:
                  recording.sha256, recording.archive_path)
 
     def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
-        if self.opts.custody is not None:
-            self.opts.custody.append(action, _subject(recording), details)
+        self.custody.append(action, _subject(recording), details)
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:

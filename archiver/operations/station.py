@@ -44,12 +44,11 @@ def ingest(ctx: Context, source: str, path: str | None = None, device: str | Non
     local = input_path(ctx, path)
     ws = ctx.workspace(upgrade=True)
     sweep(ws)  # temp files of archive writers that were killed, if one left its mark
-    options = IngestOptions(device=device, officer=officer, progress=ctx.progress, custody=ws.custody)
+    options = IngestOptions(device=device, officer=officer, progress=ctx.progress)
     if local is not None:
-        report = run_ingest(ctx.cfg, ws.archive, ws.catalog, local, options)
+        report = run_ingest(ws, local, options)
     else:
-        report = run_ingest(ctx.cfg, ws.archive, ws.catalog, Path(source), options,
-                            [(item.name, item.fd) for item in ctx.inputs])
+        report = run_ingest(ws, Path(source), options, [(item.name, item.fd) for item in ctx.inputs])
     return {"report": report.to_json(), "exit_code": report.exit_code}
 
 
