@@ -483,12 +483,12 @@ def _user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def relative_name(name: object) -> str:
-    """A file's name, or its path inside a folder, as one process hands it to another (the station service and
-    a person's client): no `/` at either end, no empty, `.` or `..` part, no NUL, each part at most 255
-    bytes. ArchiverError otherwise: such a name could reach outside the folder it belongs in."""
+def relative_name(name: object, *, inside: bool = True) -> str:
+    """A file's name, or (with `inside`) its path inside a folder, as one process hands it to another (the
+    station service and a person's client): no `/` at either end, no empty, `.` or `..` part, no NUL, each
+    part at most 255 bytes. ArchiverError otherwise: such a name could reach outside the folder it belongs in."""
     if isinstance(name, str) and name and "\0" not in name and not name.startswith("/") \
-            and not name.endswith("/"):
+            and not name.endswith("/") and (inside or "/" not in name):
         parts = name.split("/")
         if all(p not in ("", ".", "..") and len(os.fsencode(p)) <= NAME_MAX for p in parts):
             return name

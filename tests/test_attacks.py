@@ -132,6 +132,11 @@ def test_names_handed_back_are_checked_before_anything_is_written(tmp_path: Path
         finally:
             os.close(fd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+    from archiver.fs import relative_name
+
+    assert relative_name("a/b.csv") == "a/b.csv" and relative_name("b.csv", inside=False) == "b.csv"
+    with pytest.raises(ArchiverError, match="refusing the file name"):  # a report's tables: plain names alone
+        relative_name("a/b.csv", inside=False)
 
 
 def _uid(st: Station, who: str) -> str:

@@ -9,7 +9,7 @@ import click
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import echo_fields, echo_json, json_option
-from archiver.fs import make_dirs, write_atomic
+from archiver.fs import make_dirs, relative_name, write_atomic
 from archiver.i18n import _
 
 
@@ -56,8 +56,8 @@ def _report(app: App, command: str, args: dict, html_file: Path | None, csv_dir:
     if csv_dir is not None:
         where = csv_dir.absolute()
         make_dirs(where)
-        for name, text in done["csv"].items():
-            write_atomic(where / name, text.encode(), mode=0o644)
+        for name, text in done["csv"].items():  # names the operation chose: plain file names, checked
+            write_atomic(where / relative_name(name, inside=False), text.encode(), mode=0o644)
     if as_json:
         echo_json(data)
         return
