@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "retention": {
         "verified_within_days": 30,
+        "request_days": 7,
         "classes": {  # free-form: class name -> minimum keeping period
             "invalid": "7 days",
             "unlinked": "6 months",
@@ -169,6 +170,7 @@ class BackupConfig:
 class RetentionConfig:
     classes: dict[str, Period]  # class name -> minimum keeping period
     verified_within_days: int
+    request_days: int = 7  # a purge request not carried out within this many days expires
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,21 @@ def _holds_secret(layer: dict[str, Any]) -> bool:
 
     urls = [table("central").get("url"), table("catalog").get("url")]
     return bool(table("s3").get("secret_access_key")) or any(
-        isinstance(url, str) and re.match(r"^[a-z+]+://[^/@:]+:[^/@]+@", url) for url in urls)
+        isinstance(url, str) and _url_password(url) for url in urls)
+
+
+def _url_password(url: str) -> bool:
+    """Whether a database URL carries a password, in any of its forms: `user:pass@host`, or `password=` among
+    its query parameters (as libpq and SQLAlchemy both take it)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return True  # a URL that does not parse is not trusted to hold no secret
+    query = [key.strip().lower() for key, _value in parse_qsl(parts.query, keep_blank_values=True)]
+    return bool(password) or "password" in query
 
 
 def _overlay(target: dict[str, Any], layer: dict[str, Any], source: Path, prefix: str) -> None:
@@ -430,7 +446,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
         retention=RetentionConfig(_classes(raw["retention"]["classes"], where),
-                                  int(raw["retention"]["verified_within_days"])),
+                                  int(raw["retention"]["verified_within_days"]), _request_days(raw, where)),
         capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
         report=ReportConfig(float(raw["report"]["late_dock_hours"])),
         language=raw["ui"]["language"],
@@ -442,6 +458,14 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),
         files=files,
     )
+
+
+def _request_days(raw: dict[str, Any], where: object) -> int:
+    days = raw["retention"]["request_days"]
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
+        raise ConfigError(_("'retention.request_days' in {where} must be a whole number of days, 1 to 366").format(
+                            where=where))
+    return days
 
 
 def _classes(raw: dict[str, str], where: object) -> dict[str, Period]:

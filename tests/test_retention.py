@@ -258,3 +258,91 @@ def test_a_tombstone_without_its_purge_event_is_reported_as_deleted_evidence(tmp
     assert verify.returncode == 1
     assert any(p["kind"] == "custody_missing_event" and "marked purged, but no purge event" in p["detail"]
                for p in problems), problems
+
+
+# -- the rules cannot be talked around ----------------------------------------------------------------
+def _run(data: Path, config: Path, when: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
+    return subprocess.run([str(ARCHIVER), *args], env=env, capture_output=True, text=True)
+
+
+def test_a_request_is_used_once_and_what_it_skipped_needs_a_new_one(tmp_path: Path):
+    """Approved and run, a request skips a recording held meanwhile; once the hold is lifted, running the same
+    request again purges nothing: a new request and a second person's approval are needed."""
+    data, config = _station(tmp_path, 3)
+    when = "2022-09-02" + SHANGHAI_DAY
+    request = _approved_request(data, config, when)
+    assert _run(data, config, when, "hold", "add", "2", "--reason", "appeal pending").returncode == 0
+    first = json.loads(_run(data, config, when, "retention", "purge", str(request), "--json").stdout)
+    assert first["purged"] == 2 and [s["id"] for s in first["skipped"]] == [2]
+    assert _run(data, config, when, "hold", "remove", "2", "--reason", "appeal withdrawn").returncode == 0
+    again = _run(data, config, when, "retention", "purge", str(request))
+    assert again.returncode == 0 and "was carried out already (2 recording(s) purged)" in again.stdout
+    assert (data / json.loads(_run(data, config, when, "recordings", "show", "2", "--json").stdout)
+            ["archive_path"]).exists()
+    assert _run(data, config, when, "verify").returncode == 0
+    fresh = _approved_request(data, config, when)  # the lawful way: a new request, a second person
+    done = json.loads(_run(data, config, when, "retention", "purge", str(fresh), "--json").stdout)
+    assert done["purged"] == 1 and _run(data, config, when, "verify").returncode == 0
+
+
+def test_a_request_left_too_long_expires(tmp_path: Path):
+    data, config = _station(tmp_path, 2)
+    request = _approved_request(data, config, "2022-09-02" + SHANGHAI_DAY)
+    late = _run(data, config, "2022-09-10" + SHANGHAI_DAY, "retention", "purge", str(request))
+    assert late.returncode == 2 and f"purge request {request} was made more than 7 day(s) ago" in late.stderr
+    listed = json.loads(_run(data, config, "2022-09-10" + SHANGHAI_DAY, "retention", "requests", "--json").stdout)
+    assert [r["state"] for r in listed] == ["expired"]
+    assert all((data / r["archive_path"]).exists() for r in json.loads(
+        _run(data, config, "2022-09-10" + SHANGHAI_DAY, "recordings", "list", "--json").stdout))
+
+
+def _forge(data: Path, config: Path, action: str, subject: dict, details: dict, user: str = "root") -> None:
+    """What the key's holder (root, the service user) can do by hand: append a signed event."""
+    ws = open_workspace(load_config(config, data), upgrade=False)
+    try:
+        ws.acting({"user": user, "uid": 0, "role": "root"}).custody.append(action, subject, details)
+    finally:
+        ws.close()
+
+
+def _unapproved(data: Path, config: Path, when: str) -> list[dict]:
+    result = _run(data, config, when, "verify", "--json")
+    assert result.returncode == 1, result.stdout
+    return [p for p in json.loads(result.stdout)["problems"] if p["kind"] == "custody_unapproved_purge"]
+
+
+def test_a_signed_purge_without_two_people_behind_it_is_reported_by_verify(tmp_path: Path):
+    """The key's holder signs a purge naming a request that never existed, one approved by the requester
+    alone, and one for a held recording: verify names each recording, exit 1."""
+    data, config = _station(tmp_path, 3)
+    when = "2022-09-02" + SHANGHAI_DAY
+    rows = json.loads(_run(data, config, when, "recordings", "list", "--json").stdout)
+    shas = [r["sha256"] for r in rows]
+    _forge(data, config, "purge", {"sha256": shas[0]}, {"request": 999, "archive_path": rows[0]["archive_path"]})
+    _forge(data, config, "purge_request", {"request": 500}, {"items": [{"sha256": shas[1]}]})
+    _forge(data, config, "purge_approve", {"request": 500}, {})  # by the same person
+    _forge(data, config, "purge", {"sha256": shas[1]}, {"request": 500, "archive_path": rows[1]["archive_path"]})
+    assert _run(data, config, when, "hold", "add", str(rows[2]["id"]), "--reason", "court order").returncode == 0
+    _forge(data, config, "purge_request", {"request": 501}, {"items": [{"sha256": shas[2]}]})
+    _forge(data, config, "purge_approve", {"request": 501}, {}, user="auditor-wang")
+    _forge(data, config, "purge", {"sha256": shas[2]}, {"request": 501, "archive_path": rows[2]["archive_path"]})
+    problems = _unapproved(data, config, when)
+    details = [p["detail"] for p in problems]
+    assert len(problems) == 3 and all(p["path"] == "custody.jsonl" for p in problems)
+    assert shas[0] in details[0] and "no purge request 999 came before it" in details[0]
+    assert shas[1] in details[1] and "purge request 500 was not approved by a second person" in details[1]
+    assert shas[2] in details[2] and "was held (hold 1) at the time" in details[2]
+
+
+def test_a_request_used_twice_by_a_forged_event_is_reported(tmp_path: Path):
+    data, config = _station(tmp_path, 3)
+    when = "2022-09-02" + SHANGHAI_DAY
+    request = _approved_request(data, config, when)
+    assert _run(data, config, when, "hold", "add", "3", "--reason", "appeal").returncode == 0
+    _run(data, config, when, "retention", "purge", str(request))
+    assert _run(data, config, when, "verify").returncode == 0  # the lawful purge verifies
+    held = json.loads(_run(data, config, when, "recordings", "show", "3", "--json").stdout)
+    _forge(data, config, "purge", {"sha256": held["sha256"]}, {"request": request, "archive_path": "x"})
+    (problem,) = _unapproved(data, config, when)
+    assert held["sha256"] in problem["detail"] and f"purge request {request} was used up at seq" in problem["detail"]

@@ -211,9 +211,16 @@ def csv_tables(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def table_text(rows: list[dict[str, Any]]) -> str:
-    """One of `csv_tables` as a CSV file's text, with the BOM Excel needs to read it as UTF-8."""
+    """One of `csv_tables` as a CSV file's text, with the BOM Excel needs to read it as UTF-8. Every text cell
+    is data: one that a spreadsheet would take for a formula (a reason or a case number starting with `=`,
+    `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, as OWASP's rule for CSV injection says."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, list(rows[0]) if rows else ["-"], extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: inert(value) for key, value in row.items()} for row in rows)
     return "\ufeff" + buffer.getvalue()
+
+
+def inert(value: Any) -> Any:
+    """A cell a spreadsheet shows as the text it is, never runs."""
+    return "'" + value if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")) else value

@@ -85,6 +85,11 @@ def purge_cmd(app: App, request_id: int | None, make_request: bool, as_json: boo
                      "approves it with 'archiver retention approve {id}'").format(
             id=result["id"], count=result["recordings"], bytes=human_bytes(result["bytes"])))
         return
+    if "done_at" in result:
+        click.echo(_("purge request {id} was carried out already ({purged} recording(s) purged); a request is used "
+                     "once: what it skipped needs a new request ('archiver retention purge --request')").format(
+            id=request_id, purged=result["purged_before"]))
+        return
     click.echo(_("purge request {id}: {purged} recording(s) purged ({bytes}), {skipped} skipped").format(
         id=request_id, purged=result["purged"], bytes=human_bytes(result["bytes"]), skipped=len(result["skipped"])))
     for item in result["skipped"]:

@@ -36,6 +36,7 @@ from archiver.errors import ArchiverError, ArchiveStorageError, UnsafePathError,
 from archiver.fs import Folder
 from archiver.i18n import _
 from archiver.ledger.keys import PublicKey, StationKey, canonical
+from archiver.ledger.purges import PurgeProof
 from archiver.problems import Kind
 
 LOG_NAME = "custody.jsonl"
@@ -313,6 +314,7 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
     anchors = [(source, head) for source, head in anchors if head is not None]
     wanted = {head.seq for _source, head in anchors}
     hashes: dict[int, str] = {}  # only at the anchors' sequence numbers: memory stays flat
+    proof = PurgeProof()  # what the lines before each purge prove: a request, a second person, no hold
 
     def problem(kind: Kind, seq: int | str, detail: str) -> None:
         result.problems.append({"kind": kind, "path": LOG_NAME, "detail": f"seq {seq}: {detail}"})
@@ -340,11 +342,14 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
             result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
         if event.get("action") == "purge" and isinstance(event.get("subject"), dict):
             result.purged.add(str(event["subject"].get("sha256")))
+        proof.see(seq, event, actor_name(event))
         if seq in wanted:
             hashes[seq] = digest
         prev_hash, expected = digest, max(expected, seq) + 1
         result.events += 1
         result.head = Head(seq, digest)
+    for seq, detail in proof.problems:
+        problem(Kind.CUSTODY_UNAPPROVED_PURGE, seq, detail)
     last = result.head.seq if result.head else 0
     for source, anchor in anchors:
         if last < anchor.seq:

@@ -11,11 +11,11 @@ backup.keep_purged.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.workspace import Workspace
@@ -61,6 +61,19 @@ def _request(session, request_id: int) -> PurgeRequest:
     return request
 
 
+def _expire(ws: Workspace, session, request: PurgeRequest, now: datetime) -> None:
+    """A request not carried out within retention.request_days expires (a custody event says so): refused."""
+    if now - request.requested_at <= timedelta(days=ws.cfg.retention.request_days):
+        return
+    request.state, request.finished_at = "expired", now
+    ws.custody.append("purge_expired", {"request": request.id}, {"requested_at": request.requested_at.isoformat(),
+                                                                  "days": ws.cfg.retention.request_days}, session)
+    commit(session)
+    raise RetentionError(_("purge request {id} was made more than {days} day(s) ago and has expired: request the "
+                           "purge again ('archiver retention purge --request')").format(
+                           id=request.id, days=ws.cfg.retention.request_days))
+
+
 def approve(ws: Workspace, request_id: int, now: datetime) -> PurgeRequest:
     """The second person's approval: never the person who requested it."""
     with ws.catalog.session() as session:
@@ -68,6 +81,7 @@ def approve(ws: Workspace, request_id: int, now: datetime) -> PurgeRequest:
         if request.state != "requested":
             raise RetentionError(_("purge request {id} is {state}, not waiting for approval").format(
                 id=request_id, state=request.state))
+        _expire(ws, session, request, now)
         if request.requested_by == _who(ws):
             raise RefusedError(_("{user} requested purge {id}: a different person (auditor or legal) must approve "
                                  "it").format(user=_who(ws), id=request_id))
@@ -81,13 +95,21 @@ def approve(ws: Workspace, request_id: int, now: datetime) -> PurgeRequest:
 
 
 def purge(ws: Workspace, request_id: int, now: datetime) -> dict[str, Any]:
-    """Carry out an approved request: purge each listed recording that is still due, skip the rest."""
+    """Carry out an approved request: purge each listed recording that is still due, skip the rest. A request
+    is used once: run again once done, it purges nothing (what it skipped needs a new request); killed
+    before it was done, it finishes."""
     with ws.catalog.session() as session:
         request = _request(session, request_id)
-        if request.state not in ("approved", "purging", "done"):
+        if request.state == "done":
+            done = session.scalar(select(func.count()).select_from(Recording)
+                                  .where(Recording.purge_request_id == request_id))
+            return {"request": request_id, "purged": 0, "skipped": [], "bytes": 0, "purged_before": done,
+                    "done_at": request.finished_at.isoformat() if request.finished_at else None}
+        if request.state not in ("approved", "purging"):
             raise RetentionError(_("purge request {id} is {state}: it must be approved by a second person "
                                    "first").format(id=request_id, state=request.state))
         if request.state == "approved":
+            _expire(ws, session, request, now)
             request.state = "purging"
             commit(session)
         items, approved_by, requested_by = list(request.items), request.approved_by, request.requested_by
