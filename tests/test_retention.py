@@ -346,3 +346,38 @@ def test_a_request_used_twice_by_a_forged_event_is_reported(tmp_path: Path):
     _forge(data, config, "purge", {"sha256": held["sha256"]}, {"request": request, "archive_path": "x"})
     (problem,) = _unapproved(data, config, when)
     assert held["sha256"] in problem["detail"] and f"purge request {request} was used up at seq" in problem["detail"]
+
+
+CASE = "后叶罚〔2022〕12号"
+CASE_FILE = ("case_no,title,stage,officers,start,end,recording_required\n"
+             f"{CASE},占道经营,调查取证,{{officer}},2022-11-03T09:36:21,2022-11-03T09:36:45,是\n")
+
+
+def test_a_held_case_keeps_its_footage_whatever_is_done_to_its_links(cli, recorder: Path, tmp_path: Path):
+    """A legal officer holds a case; re-importing it with another officer, unlinking a held recording or
+    removing the case would take its footage out of the hold: each is refused with one line naming the hold,
+    and the links stay as they were."""
+    assert cli("ingest", recorder).exit_code == 0
+    cases = tmp_path / "cases.csv"
+    cases.write_text(CASE_FILE.format(officer="JX0227"))
+    assert cli("cases", "import", cases).exit_code == 0
+    linked = {r["id"] for r in json.loads(cli("recordings", "list", "--case", CASE, "--json").stdout)}
+    assert len(linked) == 6
+    assert cli("hold", "add", "--case", CASE, "--reason", "appeal pending").exit_code == 0
+    cases.write_text(CASE_FILE.format(officer="JX9999"))  # the automatic links would fall to zero
+    reimport = cli("cases", "import", cases)
+    assert reimport.exit_code == 2 and reimport.stdout == ""
+    assert reimport.stderr.startswith(f"Error: case {CASE} is held (hold 1: appeal pending): this would take "
+                                      "recording(s) #") and reimport.stderr.count("\n") == 1
+    unlink = cli("cases", "unlink", CASE, str(min(linked)))
+    assert unlink.exit_code == 2 and "is held (hold 1: appeal pending)" in unlink.stderr
+    remove = cli("cases", "remove", CASE, "--reason", "mistake")
+    assert remove.exit_code == 2 and "it cannot be removed while the hold stands" in remove.stderr
+    assert {r["id"] for r in json.loads(cli("recordings", "list", "--case", CASE, "--json").stdout)} == linked
+    plan = _plan(cli, "2030-01-01" + SHANGHAI_DAY)
+    assert not linked & {i["id"] for i in plan["due_now"]}
+    # linking more is fine (the hold covers it too); lifted, the hold no longer pins anything
+    assert cli("hold", "remove", "--case", CASE, "--reason", "appeal decided").exit_code == 0
+    assert cli("cases", "import", cases).exit_code == 0
+    assert cli("cases", "remove", CASE, "--reason", "imported by mistake").exit_code == 0
+    assert json.loads(cli("hold", "list", "--json").stdout) == []

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from archiver.cases.casefile import CaseRecord, case_key
 from archiver.cases.coverage import Coverage, Span, coverage, overlaps
-from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Recording
+from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Hold, Recording
 from archiver.catalog.db import commit, one_of
 from archiver.config import LinkingConfig
 from archiver.errors import ArchiverError, NotFoundError
@@ -60,6 +60,7 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
         existing = {c.case_no: c for c in _in_chunks(
             session, select(Case).options(selectinload(Case.actions).selectinload(Action.officers)),
             Case.case_no, [r.case_no for r in records])}
+        pinned = _pinned(session, [c.id for c in existing.values()])
         for record in records:
             case = existing.get(record.case_no)
             if case is None:
@@ -90,10 +91,43 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
                 result.actions_removed += 1
         session.flush()
         result.links = relink_actions(session, [a.id for c in existing.values() for a in c.actions])
+        _keep_pinned(session, pinned)
         if event is not None:
             event(session, result)
         commit(session)
     return result
+
+
+def _linked(session: Session, case_id: int) -> set[int]:
+    """The recordings linked to a case now: its actions' automatic links and its manual links, less the
+    recordings unlinked by hand."""
+    actions = select(Action.id).where(Action.case_id == case_id)
+    found = set(session.scalars(select(ActionLink.recording_id).where(ActionLink.action_id.in_(actions))))
+    for rid, kind in session.execute(select(CaseLink.recording_id, CaseLink.kind).where(CaseLink.case_id == case_id)):
+        (found.add if kind == "linked" else found.discard)(rid)
+    return found
+
+
+def _pinned(session: Session, case_ids: list[int]) -> list[tuple[Hold, str, set[int]]]:
+    """For each standing hold on these cases: (the hold, the case number, the recordings it covers now)."""
+    if not case_ids:
+        return []
+    rows = session.execute(select(Hold, Case.case_no).join(Case, Case.id == Hold.case_id)
+                           .where(Hold.case_id.in_(case_ids), Hold.lifted_at.is_(None))).all()
+    return [(hold, number, _linked(session, hold.case_id)) for hold, number in rows]
+
+
+def _keep_pinned(session: Session, pinned: list[tuple[Hold, str, set[int]]]) -> None:
+    """A case hold pins the recordings it covered: a change that takes one out of it is refused (the
+    transaction is left uncommitted), naming the hold."""
+    for hold, number, covered in pinned:
+        lost = sorted(covered - _linked(session, hold.case_id))
+        if lost:
+            raise ArchiverError(_("case {case_no} is held (hold {hold}: {reason}): this would take recording(s) "
+                                  "{ids} out of the hold; nothing changed; lift the hold first, or leave the "
+                                  "case's links as they are").format(
+                                  case_no=number, hold=hold.id, reason=hold.reason,
+                                  ids=", ".join(f"#{i}" for i in lost[:20])))
 
 
 def _case(session: Session, case_no: str) -> Case:
@@ -155,12 +189,15 @@ def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], ki
     assert kind in ("linked", "unlinked")
     with catalog.session() as session:
         case = _require_case(session, case_no)
+        pinned = _pinned(session, [case.id])
         for rid in recording_ids:
             link = session.get(CaseLink, (case.id, rid))
             if link is None:
                 link = CaseLink(case_id=case.id, recording_id=rid)
                 session.add(link)
             link.kind, link.by = kind, by
+        session.flush()
+        _keep_pinned(session, pinned)
         if event is not None:
             event(session, case.case_no)
         commit(session)
@@ -199,6 +236,13 @@ def remove_case(catalog: Catalog, case_no: str, event: Callable[[Session, Remove
     custody event in that transaction."""
     with catalog.session() as session:
         case = _require_case(session, case_no)
+        standing = session.scalars(select(Hold).where(Hold.case_id == case.id, Hold.lifted_at.is_(None))).first()
+        if standing is not None:
+            raise ArchiverError(_("case {case_no} is held (hold {hold}: {reason}): it cannot be removed while the "
+                                  "hold stands; lift it first ('archiver hold remove --case')").format(
+                                  case_no=case.case_no, hold=standing.id, reason=standing.reason))
+        for lifted in session.scalars(select(Hold).where(Hold.case_id == case.id)):
+            lifted.case_id = None  # a lifted hold outlives its case (the custody log names the case)
         action_ids = [a.id for a in case.actions]
         linked = set(session.scalars(select(ActionLink.recording_id).where(ActionLink.action_id.in_(action_ids))))
         linked |= set(session.scalars(select(CaseLink.recording_id).where(CaseLink.case_id == case.id,
