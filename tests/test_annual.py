@@ -184,7 +184,7 @@ def _bar(pixel: tuple[int, int, int]) -> bool:
     return all(abs(a - b) < 12 for a, b in zip(pixel, BAR, strict=True))
 
 
-def test_csv_cells_that_a_spreadsheet_would_run_are_text(cli, recorder: Path, tmp_path: Path):
+def test_csv_cells_that_a_spreadsheet_would_run_are_text(cli, recorder: Path, tmp_path: Path, data_dir: Path):
     """A retrieval reason written as a formula reaches the auditor's spreadsheet as the text it is."""
     from datetime import date
 
@@ -199,3 +199,11 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_text(cli, recorder: Path, tm
     assert [r["reason"] for r in rows] == ["'" + formula]
     assert [inert(v) for v in ("+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", 5, -3)] == \
         ["'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain", 5, -3]
+    # the hand-over is in the trail: which files, and what each held
+    import hashlib
+
+    events = [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
+    (handover,) = [e for e in events if e["action"] == "handover"]
+    files = handover["details"]["files"]
+    assert set(files) == {p.name for p in (tmp_path / "csv").iterdir()}
+    assert files["retrievals.csv"] == hashlib.sha256((tmp_path / "csv" / "retrievals.csv").read_bytes()).hexdigest()

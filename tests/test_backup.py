@@ -99,6 +99,12 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
     checked = cli("verify", "--json", data=station)
     assert checked.exit_code == 0, checked.stdout
     assert json.loads(checked.stdout)["checked"] == 6
+    # the restore is in the restored station's own trail: from where, which snapshot, with which key, by whom
+    restored_log = _events(station)
+    (event,) = [e for e in restored_log if e["action"] == "restore_station"]
+    assert event["details"]["target"] == str(backed["targets"][1]) and event["details"]["pinned"] is True
+    assert event["details"]["key"] == cli("keys", "show").stderr.split()[1].rstrip(";")
+    assert event["actor"]["role"] == "root" and event["subject"]["snapshot"]
     listed = json.loads(cli("recordings", "list", "--json", data=station).stdout)
     assert sorted(r["sha256"] for r in listed) == sorted(
         r["sha256"] for r in json.loads(cli("recordings", "list", "--json").stdout))

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -147,10 +148,11 @@ def _read_descriptor(target: Path, stamp: str, pinned: PublicKey | None) -> Snap
 
 
 def restore_station(target: Path, dest: Path, identities: list[Identity], hashes: tuple[str, ...],
-                    pinned: PublicKey | None, trust_target: bool = False,
-                    group: int | None = None) -> tuple[int, Snapshot]:
+                    pinned: PublicKey | None, trust_target: bool = False, group: int | None = None,
+                    log: Callable[[Path, Snapshot], None] | None = None) -> tuple[int, Snapshot]:
     """Rebuild a whole data dir in `dest` from the newest snapshot signed by the pinned station key:
-    catalog, custody log, keys, every recording its catalog lists, the day manifests."""
+    catalog, custody log, keys, every recording its catalog lists, the day manifests. `log` writes the
+    restore's custody event into the restored station's own log, before the data dir appears at `dest`."""
     if pinned is None and not trust_target:
         raise BackupError(_("give the station's public key with --station-key (ed25519:..., its station.pub, or "
                             "an export of it) so that a forged snapshot cannot be restored; --trust-target "
@@ -166,6 +168,8 @@ def restore_station(target: Path, dest: Path, identities: list[Identity], hashes
                             "target").format(target=target, whose=whose, skipped=skipped))
     with staged_folder(dest, "restore", group) as staging:
         count = _restore_into(target, staging, snapshot, identities, hashes)
+        if log is not None:
+            log(staging, snapshot)
     return count, snapshot
 
 

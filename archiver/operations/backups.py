@@ -4,6 +4,7 @@ brings back is handed back (or, run in the person's own process, written where t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import tempfile
@@ -60,6 +61,7 @@ def backup_restore(ctx: Context, refs: list[str], dest: str, case_no: str | None
     """Recordings (or with `all_` a whole data dir) from a backup target, checked. `dest` names where the
     person keeps them; it is written only in the person's own process, else what is restored is handed back.
     `target`, a folder the person names, likewise: the station service reads only the configured targets."""
+    from archiver.archive.workspace import open_workspace
     from archiver.backup.restore import restore_recordings, restore_station
     from archiver.backup.targets import BackupError, recorded_ciphertexts
     from archiver.cases.links import recording_ids_for_case
@@ -80,8 +82,19 @@ def backup_restore(ctx: Context, refs: list[str], dest: str, case_no: str | None
         where = Path(dest) if ctx.local else Path(scratch) / "restored"
         if all_:
             pinned = read_public_key(station_key) if station_key else None
+
+            def log(staging: Path, snapshot: Any) -> None:  # in the restored station's own log, by this person
+                restored = open_workspace(dataclasses.replace(ctx.cfg, data_dir=staging), upgrade=False)
+                try:
+                    restored.acting(ctx.actor.actor(ctx.name)).custody.append(
+                        "restore_station", {"snapshot": snapshot.stamp},
+                        {"target": str(source), "dest": dest, "key": snapshot.key.fingerprint,
+                         "pinned": pinned is not None, "trust_target": trust_target})
+                finally:
+                    restored.close()
+
             count, snapshot = restore_station(source, where, identities, ctx.cfg.hashes, pinned, trust_target,
-                                              reader_gid(ctx.cfg.access.reader_group))
+                                              reader_gid(ctx.cfg.access.reader_group), log)
             result = {"recordings": count, "snapshot": snapshot.stamp, "pinned": pinned is not None,
                       "fingerprint": snapshot.key.fingerprint, "key": snapshot.key.text}
         else:

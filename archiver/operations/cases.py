@@ -3,6 +3,7 @@ imported by mistake; and a case's report. Each change and its custody event comm
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,5 +105,6 @@ def cases_report(ctx: Context, case_no: str, file: str | None = None) -> dict[st
     pictures = {rid: strip(ctx.cfg.data_dir, r.archive_path, r.sha256, r.duration_s)
                 for rid, r in videos.items() if getattr(r, "purged_at", None) is None}
     page = render_case(item, ctx.cfg.timezone, datetime.now(UTC), pictures)
-    ctx.record("lookup", {"case_no": case_no}, {"command": "cases report", "file": file})
+    ctx.record("handover", {"case_no": case_no}, {"command": "cases report", "file": file,
+                                                  "sha256": hashlib.sha256(page.encode()).hexdigest()})
     return {"case_no": case_no, "compliant": item.compliant, "html": page}

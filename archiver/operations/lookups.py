@@ -185,9 +185,19 @@ def _figures(ctx: Context, since: datetime, until: datetime, title: str, html: b
     from archiver.audit.annual_html import render
 
     data = figures(ctx.workspace(), since, until, ctx.cfg.report.late_dock_hours)
-    ctx.record("lookup", {"report": title}, {"since": data["since"], "until": data["until"]})
-    return {"title": title, "figures": data, "html": render(data, title) if html else None,
-            "csv": {f"{name}.csv": table_text(rows) for name, rows in csv_tables(data).items()} if csv else None}
+    page = render(data, title) if html else None
+    tables = {f"{name}.csv": table_text(rows) for name, rows in csv_tables(data).items()} if csv else None
+    handed = {**({"report.html": page} if page is not None else {}), **(tables or {})}
+    ctx.record("handover" if handed else "lookup", {"report": title},
+               {"since": data["since"], "until": data["until"], **({"files": _digests(handed)} if handed else {})})
+    return {"title": title, "figures": data, "html": page, "csv": tables}
+
+
+def _digests(files: dict[str, str]) -> dict[str, str]:
+    """What a hand-over gave the person, as the custody log keeps it: each file's SHA-256."""
+    import hashlib
+
+    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
 
 
 @operation("report year")
