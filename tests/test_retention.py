@@ -381,3 +381,13 @@ def test_a_held_case_keeps_its_footage_whatever_is_done_to_its_links(cli, record
     assert cli("cases", "import", cases).exit_code == 0
     assert cli("cases", "remove", CASE, "--reason", "imported by mistake").exit_code == 0
     assert json.loads(cli("hold", "list", "--json").stdout) == []
+
+
+def test_backup_objects_dropped_without_a_proven_purge_are_reported(tmp_path: Path):
+    data, config = _station(tmp_path, 2)
+    when = "2022-09-02" + SHANGHAI_DAY
+    rows = json.loads(_run(data, config, when, "recordings", "list", "--json").stdout)
+    _forge(data, config, "backup_drop_purged", {"target": "s3://county/houye"},
+           {"objects": [{"object": f"{rows[0]['sha256']}.age", "version": "v1", "plain_sha256": rows[0]["sha256"]}]})
+    (problem,) = _unapproved(data, config, when)
+    assert rows[0]["sha256"] in problem["detail"] and "taken off s3://county/houye" in problem["detail"]

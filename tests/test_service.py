@@ -422,6 +422,24 @@ def test_a_socket_served_by_someone_else_is_not_trusted(station: Station, tmp_pa
     assert "secret reason" not in out
 
 
+def test_a_held_case_keeps_its_footage_against_an_admins_reimport(station: Station):
+    """A legal officer holds a case; an admin re-imports the case file with another officer on it (the
+    automatic links would fall to zero) and then tries to remove the case: both refused, the footage stays."""
+    station.run("legal", "hold", "add", "--case", CASE_A, "--reason", "appeal pending", check_output=True)
+    before = json.loads(station.root("recordings", "list", "--case", CASE_A, "--json").stdout)
+    assert before
+    changed = station.home("admin") / "changed.csv"
+    changed.write_text(CASES.replace("JX0227", "JX9999"))
+    shutil.chown(changed, station.users["admin"])
+    refused = station.run("admin", "cases", "import", "changed.csv")
+    assert refused.returncode == 2 and refused.stdout == "" and refused.stderr.count("\n") == 1
+    assert f"Error: case {CASE_A} is held (hold " in refused.stderr and "appeal pending" in refused.stderr
+    removed = station.run("admin", "cases", "remove", CASE_A, "--reason", "mistake")
+    assert removed.returncode == 2 and "cannot be removed while the hold stands" in removed.stderr
+    assert json.loads(station.root("recordings", "list", "--case", CASE_A, "--json").stdout) == before
+    station.run("legal", "hold", "remove", "--case", CASE_A, "--reason", "appeal decided", check_output=True)
+
+
 # -- 6. retention: two people, each their own (last: it purges the station's unlinked footage) ----------
 def test_a_purge_takes_two_different_people_and_leaves_tombstones_that_verify(station: Station):
     """An admin requests, an admin cannot approve, the requester cannot approve their own request (root
@@ -456,3 +474,17 @@ def test_a_purge_takes_two_different_people_and_leaves_tombstones_that_verify(st
     gone = next(r for r in listed if r["id"] in due)
     refused = station.run("legal", "recordings", "get", gone["id"], "x", "--reason", "look")
     assert refused.returncode == 2 and "was purged on" in refused.stderr
+    # backed up and restored whole, the lawfully purged station still verifies: every purge proven by its log
+    assert station.root("backup", "run").returncode == 0
+    restored, key = station.base / "restored", station.root("keys", "show").stdout.strip()
+    identity = station.base / "admin.key"
+    identity.chmod(0o600)
+    whole = station.root("backup", "restore", "--identity", identity, "--all", "--station-key", key, restored)
+    assert whole.returncode == 0, whole.stderr
+    assert station.daemon is not None
+    checked = subprocess.run([ARCHIVER, "--config", str(station.daemon.config), "--data-dir", str(restored), "verify",
+                              "--json"], capture_output=True, text=True)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["problems"] == [], checked.stdout
+    (event,) = [json.loads(line) for line in (restored / "custody.jsonl").read_text().splitlines()
+                if '"restore_station"' in line]
+    assert event["details"]["pinned"] is True

@@ -3,8 +3,10 @@
 A `purge` event is proven only by the lines before it: a `purge_request` listing that recording's SHA-256,
 then a `purge_approve` of that request by a different person, no `purge_done` or `purge_expired` of the
 request yet (a request is used once), and no hold standing on the recording (`hold_add` without its
-`hold_remove`). Whoever signed the event, anything else is `custody_unapproved_purge`: the key alone does
-not make a purge lawful, two people do. Memory: the SHA-256 lists of the requests, and the holds standing.
+`hold_remove`). A `backup_drop_purged` event (objects taken off a disk target or deleted from S3) is proven
+only for recordings whose purge was. Whoever signed the event, anything else is `custody_unapproved_purge`:
+the key alone does not make a purge lawful, two people do. Memory: the SHA-256 lists of the requests, the
+holds standing, and the recordings purged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class _Request:
 class PurgeProof:
     requests: dict[int, _Request] = field(default_factory=dict)
     holds: dict[str, set[int]] = field(default_factory=dict)  # sha256 -> holds standing on that recording
+    purged: set[str] = field(default_factory=set)  # sha256 of the recordings whose purge was proven
     problems: list[tuple[int, str]] = field(default_factory=list)  # (seq, detail)
 
     def see(self, seq: int, event: dict[str, Any], who: str) -> None:
@@ -52,6 +55,15 @@ class PurgeProof:
             self.holds.get(str(subject["sha256"]), set()).discard(details.get("hold"))  # type: ignore[arg-type]
         elif action == "purge":
             self._check(seq, str(subject.get("sha256")), details)
+        elif action == "backup_drop_purged":
+            objects = details.get("objects") if isinstance(details.get("objects"), list) else []
+            for item in objects:
+                sha256 = str(item.get("plain_sha256")) if isinstance(item, dict) else "?"
+                if sha256 not in self.purged:
+                    self.problems.append((seq, _("the backup object {name} ({sha256}) was taken off {target} "
+                                                 "without a proven purge of its recording").format(
+                                                 name=item.get("object") if isinstance(item, dict) else "?",
+                                                 sha256=sha256, target=subject.get("target"))))
 
     def _check(self, seq: int, sha256: str, details: dict[str, Any]) -> None:
         number = details.get("request")
@@ -70,6 +82,7 @@ class PurgeProof:
             why = _("the recording was held (hold {holds}) at the time").format(
                 holds=", ".join(str(h) for h in sorted(self.holds[sha256], key=str)))
         else:
+            self.purged.add(sha256)
             return
         self.problems.append((seq, f"{what}: {why}"))
 
