@@ -460,6 +460,8 @@ def test_a_purge_takes_two_different_people_and_leaves_tombstones_that_verify(st
     assert station.run("auditor", "retention", "approve", made["id"], check_output=True)
     done = json.loads(station.run("admin", "retention", "purge", made["id"], "--json", check_output=True).stdout)
     assert done["purged"] == len(due) and done["skipped"] == []
+    again = station.run("admin", "retention", "purge", made["id"], check_output=True)  # a request is used once
+    assert f"purge request {made['id']} was carried out already ({len(due)} recording(s) purged)" in again.stdout
     listed = json.loads(station.root("recordings", "list", "--json").stdout)
     assert {r["id"] for r in listed if "purged" in r["flags"]} == due
     assert all(not (station.data / r["archive_path"]).exists() for r in listed if r["id"] in due)
