@@ -20,7 +20,7 @@ from archiver.errors import ConfigError
 from archiver.fs import check_private
 from archiver.i18n import SETTINGS as LANGUAGE_SETTINGS
 from archiver.i18n import _
-from archiver.periods import Period, parse_period
+from archiver.periods import Period, keeping_classes
 
 SYSTEM_CONFIG = Path("/etc/archiver/archiver.toml")
 SUPPORTED_HASHES = ("sha256", "sm3")
@@ -411,6 +411,10 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     if central["url"] and not station_id:
         raise ConfigError(_("'central.url' is set in {where} but 'station.id' is not: give this station its name "
                             "in the county ([station] id = \"houye\")").format(where=where))
+    days = raw["retention"]["request_days"]
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
+        raise ConfigError(_("'retention.request_days' in {where} must be a whole number of days, 1 to 366").format(
+                            where=where))
     if int(raw["s3"]["rolling_lock_days"]) < 1:
         raise ConfigError(_("'s3.rolling_lock_days' in {where} must be at least 1").format(where=where))
     if central["interval_s"] <= 0 or central["max_backoff_s"] < central["interval_s"]:
@@ -445,8 +449,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         service=ServiceConfig(Path(raw["service"]["socket"]), float(raw["service"]["refusals_every_s"])),
         access=AccessConfig(raw["access"]["service_user"], raw["access"]["reader_group"],
                             dict(raw["access"]["groups"]), dict(raw["access"]["officers"])),
-        retention=RetentionConfig(_classes(raw["retention"]["classes"], where),
-                                  int(raw["retention"]["verified_within_days"]), _request_days(raw, where)),
+        retention=RetentionConfig(keeping_classes(raw["retention"]["classes"], where),
+                                  int(raw["retention"]["verified_within_days"]), raw["retention"]["request_days"]),
         capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
         report=ReportConfig(float(raw["report"]["late_dock_hours"])),
         language=raw["ui"]["language"],
@@ -458,26 +462,6 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),
         files=files,
     )
-
-
-def _request_days(raw: dict[str, Any], where: object) -> int:
-    days = raw["retention"]["request_days"]
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
-        raise ConfigError(_("'retention.request_days' in {where} must be a whole number of days, 1 to 366").format(
-                            where=where))
-    return days
-
-
-def _classes(raw: dict[str, str], where: object) -> dict[str, Period]:
-    classes = {}
-    for name, text in raw.items():
-        try:
-            classes[name] = parse_period(text)
-        except ValueError:
-            raise ConfigError(_("'retention.classes.{name}' in {where} is {text!r}: give a period such as \"7 days\", "
-                                "\"6 months\", \"30 years\" or \"permanent\"").format(
-                name=name, where=where, text=text)) from None
-    return classes
 
 
 STATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

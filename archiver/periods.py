@@ -8,6 +8,9 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from archiver.errors import ConfigError
+from archiver.i18n import _
+
 _UNITS = {"day": "days", "days": "days", "天": "days", "日": "days",
           "week": "weeks", "weeks": "weeks", "周": "weeks", "星期": "weeks",
           "month": "months", "months": "months", "个月": "months", "月": "months",
@@ -45,3 +48,16 @@ def parse_period(text: str) -> Period:
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(text)
     return Period(int(match.group(1)), _UNITS[match.group(2).lower()])
+
+
+def keeping_classes(raw: dict[str, str], where: object) -> dict[str, Period]:
+    """`retention.classes` of a config file: each class's period, or a ConfigError naming the one that is not."""
+    classes = {}
+    for name, text in raw.items():
+        try:
+            classes[name] = parse_period(text)
+        except ValueError:
+            raise ConfigError(_("'retention.classes.{name}' in {where} is {text!r}: give a period such as \"7 days\", "
+                                "\"6 months\", \"30 years\" or \"permanent\"").format(
+                name=name, where=where, text=text)) from None
+    return classes
