@@ -68,7 +68,9 @@ def test_every_office_form_reads_the_same_cases(form: str, tmp_path: Path):
 @pytest.mark.parametrize("text,expected", [
     ("2023/3/5 9:30", datetime(2023, 3, 5, 9, 30)),
     ("2023年3月5日 9:30", datetime(2023, 3, 5, 9, 30)),
-    ("2023年3月5日9时30分", None),  # not a form Excel writes: refused, never guessed
+    ("2023年3月5日9时30分", datetime(2023, 3, 5, 9, 30)),  # as registers are typed
+    ("2023年3月5日下午2时5分", datetime(2023, 3, 5, 14, 5)), ("2023年3月5日 上午9:30", datetime(2023, 3, 5, 9, 30)),
+    ("2023年3月5日9时", datetime(2023, 3, 5, 9, 0)),
     ("2023/03/05 09:30:00", datetime(2023, 3, 5, 9, 30)),
     ("2023-3-5 9:30:15", datetime(2023, 3, 5, 9, 30, 15)),
     ("2023.3.5 9:30", datetime(2023, 3, 5, 9, 30)),
@@ -96,7 +98,7 @@ def test_officers_in_every_separator_offices_write(officers: str):
     (_csv().encode("gb18030"), "utf-8", "is not utf-8 text (byte"),
     (_csv().encode(), "klingon", "unknown encoding 'klingon'"),
     ((ZH_HEADER + "\n" + ",".join(ROWS[0]) + ",,extra\n").encode(), None, "line 2: 10 fields, the header has 9"),
-    ("案件编号,案件名称,执法环节,执法人员,开始时间,结束时间\n".encode(), None, "missing column(s) recording_required"),
+    ("案件编号,案件名称,执法环节,开始时间,结束时间,是否需要记录\n".encode(), None, "missing column(s) officers"),
     ("案件编号,案号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录\n".encode(), None,
      "column(s) case_no given twice"),
     (_csv([(CASE, "t", "s", "JX1", "2022/11/3", "2022/11/3 10:00", "是", "")]).encode(), None,
@@ -225,3 +227,55 @@ def test_cases_check_prints_each_action_with_its_coverage_and_gaps(cli, card: Pa
         "  调查取证 2022-11-03 09:36:00 – 2022-11-03 09:36:33 (recording required; officers JX0227): "
         "covered 12 s, 36.4%\n"
         "    gap 2022-11-03 09:36:00 – 2022-11-03 09:36:21\n")
+
+
+def _register(path: Path) -> Path:
+    """A 案件登记表 as a township office keeps it: a title row merged across the sheet, a row for the unit and
+    date, the header (no "recording required" column; 当事人 and 案件类型 beside), each case's cells merged
+    down over its steps, times as people type them, a signature row at the foot."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["后叶镇综合行政执法大队2022年案件登记表"])
+    sheet.merge_cells("A1:H1")
+    sheet.append(["填报单位：后叶镇综合行政执法大队", None, None, None, None, "填报日期：2022年12月31日"])
+    sheet.append(["案件编号", "案件名称", "当事人", "案件类型", "执法环节", "执法人员", "开始时间", "结束时间"])
+    sheet.append([CASE, "占道经营", "王某", "处罚", "调查取证", "JX0227、JX0555", "2022年11月3日9时36分",
+                  "2022年11月3日9时50分"])
+    sheet.append([None, None, None, None, "送达", "JX0227", "2022年11月5日 下午2:30", "2022年11月5日下午2时40分"])
+    sheet.merge_cells("A4:A5")
+    sheet.merge_cells("B4:B5")
+    sheet.append(["后叶罚〔2022〕13号", "噪声扰民", "李某", "检查", "现场检查", "JX0555", "2022/12/1 10:00",
+                  "2022/12/1 10:30"])
+    sheet.append([])
+    sheet.append(["制表人：张三", None, "审核人：李四", None, None, "日期：2022年12月31日"])
+    book.save(path)
+    return path
+
+
+def test_a_register_as_the_office_keeps_it_is_read_as_it_is(tmp_path: Path):
+    records, notes = read_case_file("登记表.xlsx", _register(tmp_path / "r.xlsx").read_bytes(), TZ)
+    got = [(r.case_no, r.title, [(a.stage, a.officers, a.start.isoformat(), a.end.isoformat(), a.recording_required)
+                                 for a in r.actions]) for r in records]
+    assert got == [
+        (CASE, "占道经营", [
+            ("调查取证", ("JX0227", "JX0555"), "2022-11-03T09:36:00+08:00", "2022-11-03T09:50:00+08:00", True),
+            ("送达", ("JX0227",), "2022-11-05T14:30:00+08:00", "2022-11-05T14:40:00+08:00", True)]),
+        ("后叶罚〔2022〕13号", "噪声扰民", [
+            ("现场检查", ("JX0555",), "2022-12-01T10:00:00+08:00", "2022-12-01T10:30:00+08:00", True)]),
+    ]
+    assert notes == ["column 3 (当事人) left out: not one of the case file's columns",
+                     "column 4 (案件类型) left out: not one of the case file's columns"]
+
+
+def test_a_wps_csv_in_gb18030_with_a_title_row_and_columns_of_its_own(tmp_path: Path):
+    text = ("后叶镇2022年检查登记\n"
+            "案件编号,检查事项,当事人,执法环节,执法人员,开始时间,结束时间\n"
+            f"{CASE},占道经营,王某,现场检查,JX0227,2022年11月3日上午9时36分,2022年11月3日上午9时50分\n"
+            "制表人：张三,,,,,,\n")
+    records, _notes = read_case_file("检查.csv", text.encode("gb18030"), TZ)
+    (case,) = records
+    (action,) = case.actions
+    assert (case.case_no, action.stage, action.officers, action.start.hour, action.recording_required) == \
+        (CASE, "现场检查", ("JX0227",), 9, True)

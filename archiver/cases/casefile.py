@@ -2,10 +2,13 @@
 Excel and WPS save it in China), .xlsx, and JSON. Pure: bytes in, records out.
 
 CSV and .xlsx: a header row naming the columns `case_no,title,stage,officers,start,end,
-recording_required` (in any order; the Chinese names in HEADER_ALIASES too), one row per enforcement
-action. Columns without a name and empty, or with another name (备注), are left out with a note.
-Officers are separated by `;` `；` `、` `,` `，` `/` or spaces. Times are ISO 8601 or the forms
-Excel and WPS write (`2023/3/5 9:30`, `2023年3月5日 9:30`, `2023-03-05 09:30:00`, a date cell).
+recording_required` (in any order; the Chinese names in HEADER_ALIASES too; `recording_required` may be
+left out: every step is then to be recorded), one row per enforcement action. A register's title and
+unit rows above the header are passed over, a case's cells merged down over its steps are filled down,
+and its signature row (制表人、审核人) is not a case. Columns without a name and empty, or with another
+name (备注, 当事人), are left out with a note. Officers are separated by `;` `；` `、` `,` `，` `/` or
+spaces. Times are ISO 8601, the forms Excel and WPS write (`2023/3/5 9:30`, `2023年3月5日 9:30`,
+`2023-03-05 09:30:00`, a date cell) or as people type them (`2023年3月5日9时30分`, `下午2:30`).
 JSON: a list of cases, each
 `{"case_no", "title", "actions": [{"stage", "officers", "start", "end", "recording_required"}]}`.
 Case numbers are opaque Unicode strings, kept exactly. Every bad row is reported, with its line
@@ -34,7 +37,7 @@ _FALSE = {"false", "0", "no", "n", "否"}
 # Column names offices use, for each column (compared without spaces, case-insensitively).
 HEADER_ALIASES = {
     "case_no": ("案件编号", "案号", "案件号", "编号"),
-    "title": ("案件名称", "案由", "名称"),
+    "title": ("案件名称", "案由", "名称", "检查事项", "事项"),
     "stage": ("执法环节", "环节", "执法阶段", "阶段"),
     "officers": ("执法人员", "执法人员编号", "警号", "执法证号"),
     "start": ("开始时间", "起始时间"),
@@ -45,6 +48,12 @@ HEADER_ALIASES = {
     "closed_at": ("结案日期", "结案时间", "办结日期"),
 }
 OPTIONAL = ("retention_class", "closed_at")
+# A register may leave "recording required" out: every step is then to be recorded (the full-process rule).
+DEFAULTED = ("recording_required",)
+# The case's own cells, which a register merges down over the rows of the case's steps.
+MERGED_DOWN = ("case_no", "title", "retention_class", "closed_at")
+# Words of the signature row at a register's foot (制表人：…  审核人：…  日期：…).
+SIGNATURE_WORDS = ("制表人", "填表人", "审核人", "审批人", "负责人", "制表日期")
 _HEADERS = {name: column for column, names in HEADER_ALIASES.items() for name in (column, *names)}
 ENCODINGS = ("utf-8", "gb18030")
 OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
@@ -133,28 +142,29 @@ def _xlsx_rows(name: str, data: bytes):
 
 
 def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:
-    first = next(rows, None)
+    first = _header_row(rows)
     if first is None:
         raise CaseFileError(_("{name} is empty: the first line must be {items}").format(
                               name=name, items=','.join(COLUMNS)))
-    header = [_column(cell) for cell in first[1]]
+    header_line, header = first[0], [_column(cell) for cell in first[1]]
     named = [h for h in header if h in COLUMNS]
     twice = sorted({h for h in named if named.count(h) > 1})
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in DEFAULTED]
     unknown = [h for h in header if h and h not in COLUMNS]
     if twice or missing:
         parts = ([_("column(s) {names} given twice").format(names=", ".join(twice))] if twice else []) + (
             [_("unknown column(s) {names}").format(names=", ".join(unknown))] if unknown and missing else []) + (
             [_("missing column(s) {names}").format(names=", ".join(missing))] if missing else [])
-        raise CaseFileError(_("{name} line 1: {items}; the columns are {items2} (or "
+        raise CaseFileError(_("{name} line {line}: {items}; the columns are {items2} (or "
                               "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)").format(
-                              name=name, items='; '.join(parts), items2=','.join(COLUMNS)))
+                              name=name, line=header_line, items='; '.join(parts), items2=','.join(COLUMNS)))
     left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS and h not in OPTIONAL]
     filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
     errors: list[str] = []
+    above: dict[str, Any] = {}  # the case cells of the row above: a case merged down several rows fills them
     for line, row in rows:
-        if not any(str(cell).strip() for cell in row):
+        if not any(str(cell).strip() for cell in row) or _signature(row):
             continue
         row = list(row) + [""] * (len(header) - len(row))
         if any(str(cell).strip() for cell in row[len(header):]):
@@ -163,6 +173,10 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
             continue
         filled.update(i for i, _h in left_out if str(row[i]).strip())
         values = {h: row[i] for i, h in enumerate(header) if h in COLUMNS or h in OPTIONAL}
+        if not str(values.get("case_no", "")).strip() and above:
+            values.update({k: v for k, v in above.items() if not str(values.get(k, "")).strip()})
+        above = {k: values.get(k, "") for k in MERGED_DOWN}
+        values.setdefault("recording_required", True)
         try:
             case_no, title, action = _action(values, _officers(values["officers"]), tz)
             case = cases.setdefault(case_no, CaseRecord(case_no, title))
@@ -177,6 +191,26 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
         number=i + 1, name=h or _("no name"))
              for i, h in left_out if h or i in filled]
     return list(cases.values()), notes
+
+
+def _header_row(rows) -> tuple[int, list[Any]] | None:
+    """The header: the first row naming three or more known columns (the title and unit rows a register
+    has above it are passed over), else the first row with anything in it."""
+    first = None
+    for seen, (number, row) in enumerate(rows):
+        if sum(_column(cell) in COLUMNS for cell in row) >= 3:
+            return number, row
+        if first is None and any(str(cell).strip() for cell in row):
+            first = (number, row)
+        if seen >= 20:  # no header this far down: the first row is taken, and said to be wrong
+            break
+    return first
+
+
+def _signature(row: list[Any]) -> bool:
+    """A register's signature row (制表人、审核人、日期), which ends the table."""
+    text = "".join(str(cell) for cell in row)
+    return any(word in text for word in SIGNATURE_WORDS)
 
 
 def _column(cell: Any) -> str:
@@ -340,14 +374,21 @@ def parse_office_time(text: str, *, need_time: bool = True) -> datetime | None:
     except ValueError:
         pass
     plain = unicodedata.normalize("NFKC", text).strip()
+    afternoon = re.search(r"下午|晚上|傍晚", plain) is not None
+    plain = re.sub(r"上午|早上|中午|下午|晚上|傍晚", " ", plain)
+    plain = re.sub(r"(\d)\s*[时点]\s*(\d{1,2})\s*分?", r"\1:\2", plain)  # 9时30分, 9点30
+    plain = re.sub(r"(\d)\s*[时点]", r"\1:00", plain)  # 9时, 9点
     plain = re.sub(r"\s*(年|月)\s*", "-", plain)
     plain = re.sub(r"\s*日\s*", " ", plain)
     plain = re.sub(r"(?<=\d)[/.](?=\d)", "-", plain).strip()
-    match = _EXCEL_TIME.match(plain)
+    match = _EXCEL_TIME.match(re.sub(r"\s+", " ", plain).strip())
     if match is None or (need_time and match.group(4) is None):
         return None
+    parts = [int(g) for g in match.groups(default="0")]
+    if afternoon and parts[3] < 12:
+        parts[3] += 12
     try:
-        return datetime(*(int(g) for g in match.groups(default="0")))
+        return datetime(*parts)
     except ValueError:
         return None
 
