@@ -152,3 +152,26 @@ def test_check_usage_and_unknown_case(cli, tmp_path: Path):
     missing = cli("cases", "check", "no-such-case")
     assert missing.exit_code == 2 and "no case 'no-such-case'" in missing.stderr
     assert cli("cases", "check", "--all").exit_code == 0
+
+
+def test_search_officer_and_case_lookups_forgive_how_they_are_written(cli, recorder: Path, tmp_path: Path):
+    """Every written form `cases show` accepts finds the same case in `cases search` and `--case`; an officer
+    number is found however it is typed."""
+    assert cli("ingest", recorder).exit_code == 0
+    cases = tmp_path / "cases.csv"
+    cases.write_text("case_no,title,stage,officers,start,end,recording_required\n"
+                     "后叶罚〔2022〕12号,占道经营,调查取证,JX0227,2022-11-03T09:36:21,2022-11-03T09:36:45,是\n")
+    assert cli("cases", "import", cases).exit_code == 0
+    linked = json.loads(cli("recordings", "list", "--case", "后叶罚〔2022〕12号", "--json").stdout)
+    for written in ("后叶罚[2022]12号", "后叶罚（2022）12号 ", "[2022]12", "〔２０２２〕１２号", "后叶罚【2022】12号"):
+        found = json.loads(cli("cases", "search", written, "--json").stdout)
+        assert [c["case_no"] for c in found] == ["后叶罚〔2022〕12号"], written
+        if written.startswith("后叶罚"):  # a whole number: show takes it too
+            assert cli("cases", "show", written).exit_code == 0, written
+    assert json.loads(cli("recordings", "list", "--case", "后叶罚[2022]12号", "--json").stdout) == linked
+    assert [c["case_no"] for c in json.loads(cli("cases", "search", "jx0227", "--json").stdout)] == \
+        ["后叶罚〔2022〕12号"]
+    mine = json.loads(cli("recordings", "list", "--officer", "JX0227", "--json").stdout)
+    assert mine and all(json.loads(cli("recordings", "list", "--officer", form, "--json").stdout) == mine
+                        for form in ("jx0227", "ＪＸ０２２７", " JX0227 "))
+    assert json.loads(cli("cases", "search", "无此案", "--json").stdout) == []

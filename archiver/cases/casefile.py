@@ -70,6 +70,12 @@ def case_key(case_no: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", case_no).translate(_BRACKETS)).lower()
 
 
+def officer_key(officer: str) -> str:
+    """An officer number however it was typed (full-width, lower case, spaces around): as recorders write it,
+    half-width upper case. Pure."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", officer)).upper()
+
+
 class CaseFileError(ArchiverError):
     """The case file has bad rows; nothing of it was imported."""
 

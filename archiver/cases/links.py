@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, union
+from sqlalchemy import delete, func, insert, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from archiver.cases.casefile import CaseRecord, case_key
@@ -369,20 +369,25 @@ def _span(rec: Any) -> Span:
 
 # -- lookups ---------------------------------------------------------------------------------
 def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = None) -> list[dict[str, Any]]:
-    """All cases, or those whose number or title contains `text` or with an officer matching it; with
+    """All cases, or those whose number or title contains `text` or with an officer matching it, however
+    either is written (brackets, full-width forms, letter case and spaces set aside: `case_key`); with
     `officer`, only the cases that officer acts in."""
     with catalog.reading() as session:
-        query = (select(Case.case_no, Case.title, func.count(Action.id), func.min(Action.start), func.max(Action.end))
+        query = (select(Case.id, Case.case_no, Case.title, func.count(Action.id), func.min(Action.start),
+                        func.max(Action.end))
                  .outerjoin(Action, Action.case_id == Case.id).group_by(Case.id).order_by(Case.case_no))
         if officer is not None:
             query = query.where(Case.id.in_(_cases_of(officer)))
+        rows = list(session.execute(query))
         if text:
-            by_officer = (select(Action.case_id).join(ActionOfficer, ActionOfficer.action_id == Action.id)
-                          .where(ActionOfficer.officer_no.contains(text, autoescape=True)))
-            query = query.where(or_(Case.case_no.contains(text, autoescape=True),
-                                    Case.title.contains(text, autoescape=True), Case.id.in_(by_officer)))
-        return [{"case_no": n, "title": t, "actions": c, "start": s, "end": e}
-                for n, t, c, s, e in session.execute(query)]
+            key = case_key(text)
+            officers: dict[int, list[str]] = defaultdict(list)
+            for case_id, number in session.execute(select(Action.case_id, ActionOfficer.officer_no)
+                                                   .join(ActionOfficer, ActionOfficer.action_id == Action.id)):
+                officers[case_id].append(case_key(number))
+            rows = [r for r in rows if key in case_key(r[1]) or key in case_key(r[2] or "")
+                    or any(key in o for o in officers[r[0]])]
+        return [{"case_no": n, "title": t, "actions": c, "start": s, "end": e} for _id, n, t, c, s, e in rows]
 
 
 def acts_in(catalog: Catalog, officer: str, case_no: str) -> bool:

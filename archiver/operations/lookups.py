@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from archiver.cases import links
+from archiver.cases.casefile import officer_key
 from archiver.catalog.lookup import (
     RecordingFilter,
     find_recording,
@@ -44,6 +45,7 @@ def recordings_list(ctx: Context, device: str | None = None, officer: str | None
     tz = ctx.cfg.timezone
     catalog = ctx.workspace().catalog
     own = ctx.own_officer()
+    officer = officer_key(officer) if officer else None  # ＪＸ０２２７, jx0227 and "JX0227 " are JX0227
     if own is not None and officer not in (None, own):
         raise RefusedError(_("{user} may look up only their own recordings (officer {own})").format(
                              user=ctx.actor.user, own=own))
