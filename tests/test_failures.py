@@ -14,7 +14,7 @@ import pytest
 from conftest import archive_problems, mount, tree_state, umount
 from daemon_util import wait_for
 
-from archiver.archive.store import CHUNK, DEEP
+from archiver.archive.copying import CHUNK, DEEP
 
 
 def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder: Path, tmpfs):

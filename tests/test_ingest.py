@@ -12,7 +12,8 @@ from pathlib import Path
 
 from conftest import archive_problems, files_state, tree_state
 
-from archiver.archive.store import CHUNK, DEEP, Archive, SourceStat
+from archiver.archive.copying import CHUNK, DEEP
+from archiver.archive.store import Archive, SourceStat
 from archiver.archive.workspace import open_workspace
 from archiver.config import load_config
 from archiver.ingest.pipeline import ingest

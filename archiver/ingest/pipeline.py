@@ -30,8 +30,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from archiver.archive.copying import CHUNK, DEEP, Cancelled
 from archiver.archive.manifests import write_day_manifests
-from archiver.archive.store import CHUNK, DEEP, Archive, Cancelled, Copied, SourceStat
+from archiver.archive.store import Archive, Copied, SourceStat
 from archiver.archive.workspace import Workspace
 from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
