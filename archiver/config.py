@@ -27,6 +27,8 @@ SUPPORTED_HASHES = ("sha256", "sm3")
 CLEAR_AFTER = ("never", "verified", "backed_up")
 
 DEFAULT_NAME_PATTERN = r"^(?P<serial>[A-Za-z0-9]+)_(?P<officer>[A-Za-z0-9]+)_(?P<start>\d{14})(?:[_-].*)?$"
+# A voice recorder's (录音笔) own names: REC20220315-090200, VOICE_20220315_090200.
+VOICE_NAME_PATTERN = r"^(?:REC|VOICE|VOC)[_-]?(?P<start>\d{8}[_-]?\d{6})$"
 
 # Built-in defaults. Their types are the schema: a key absent here is unknown.
 DEFAULTS: dict[str, Any] = {
@@ -34,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "hashes": ["sha256"],
     "naming": {
-        "patterns": [DEFAULT_NAME_PATTERN],
+        "patterns": [DEFAULT_NAME_PATTERN, VOICE_NAME_PATTERN],
         "time_format": "%Y%m%d%H%M%S",
     },
     "scan": {

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.cases.casefile import CaseFileError, parse_office_time, read_case_file
+from archiver.cases.casefile import CaseFileError, read_case_file
+from archiver.times import parse_office_time
 
 TZ = ZoneInfo("Asia/Shanghai")
 CASE = "后叶罚〔2022〕12号"
@@ -100,9 +101,9 @@ def test_officers_in_every_separator_offices_write(officers: str):
     ((ZH_HEADER + "\n" + ",".join(ROWS[0]) + ",,extra\n").encode(), None, "line 2: 10 fields, the header has 9"),
     ("案件编号,案件名称,执法环节,开始时间,结束时间,是否需要记录\n".encode(), None, "missing column(s) officers"),
     ("案件编号,案号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录\n".encode(), None,
-     "column(s) case_no given twice"),
+     "column(s) 案件编号, 案号 given twice"),
     (_csv([(CASE, "t", "s", "JX1", "2022/11/3", "2022/11/3 10:00", "是", "")]).encode(), None,
-     "line 2: cannot read start time '2022/11/3'"),
+     "line 2: cannot read 开始时间 '2022/11/3'"),
 ])
 def test_what_is_still_ambiguous_is_refused_with_its_line(data: bytes, encoding: str | None, fragment: str):
     with pytest.raises(CaseFileError) as caught:
@@ -240,12 +241,13 @@ def _register(path: Path) -> Path:
     sheet.append(["后叶镇综合行政执法大队2022年案件登记表"])
     sheet.merge_cells("A1:H1")
     sheet.append(["填报单位：后叶镇综合行政执法大队", None, None, None, None, "填报日期：2022年12月31日"])
-    sheet.append(["案件编号", "案件名称", "当事人", "案件类型", "执法环节", "执法人员", "开始时间", "结束时间"])
-    sheet.append([CASE, "占道经营", "王某", "处罚", "调查取证", "JX0227、JX0555", "2022年11月3日9时36分",
-                  "2022年11月3日9时50分"])
+    sheet.append(["案件编号", "案件名称", "当事人", "案件类型", "执法环节", "执法人员", "开始时间", "结束时间",
+                  "结案日期"])
+    sheet.append([CASE, "占道经营", "王某", "行政处罚", "调查取证", "JX0227、JX0555", "2022年11月3日9时36分",
+                  "2022年11月3日9时50分", "2022年11月20日"])
     sheet.append([None, None, None, None, "送达", "JX0227", "2022年11月5日 下午2:30", "2022年11月5日下午2时40分"])
-    sheet.merge_cells("A4:A5")
-    sheet.merge_cells("B4:B5")
+    for column in "ABCDI":
+        sheet.merge_cells(f"{column}4:{column}5")
     sheet.append(["后叶罚〔2022〕13号", "噪声扰民", "李某", "检查", "现场检查", "JX0555", "2022/12/1 10:00",
                   "2022/12/1 10:30"])
     sheet.append([])
@@ -265,8 +267,9 @@ def test_a_register_as_the_office_keeps_it_is_read_as_it_is(tmp_path: Path):
         ("后叶罚〔2022〕13号", "噪声扰民", [
             ("现场检查", ("JX0555",), "2022-12-01T10:00:00+08:00", "2022-12-01T10:30:00+08:00", True)]),
     ]
-    assert notes == ["column 3 (当事人) left out: not one of the case file's columns",
-                     "column 4 (案件类型) left out: not one of the case file's columns"]
+    assert [(r.party, r.kind, r.closed_at and r.closed_at.isoformat()) for r in records] == [
+        ("王某", "行政处罚", "2022-11-20T00:00:00+08:00"), ("李某", "检查", None)]
+    assert notes == []
 
 
 def test_a_wps_csv_in_gb18030_with_a_title_row_and_columns_of_its_own(tmp_path: Path):
@@ -277,5 +280,5 @@ def test_a_wps_csv_in_gb18030_with_a_title_row_and_columns_of_its_own(tmp_path: 
     records, _notes = read_case_file("检查.csv", text.encode("gb18030"), TZ)
     (case,) = records
     (action,) = case.actions
-    assert (case.case_no, action.stage, action.officers, action.start.hour, action.recording_required) == \
-        (CASE, "现场检查", ("JX0227",), 9, True)
+    assert (case.case_no, case.title, case.party, action.stage, action.officers, action.start.hour,
+            action.recording_required) == (CASE, "占道经营", "王某", "现场检查", ("JX0227",), 9, True)

@@ -84,8 +84,8 @@ def test_reimport_updates_never_duplicates_and_manual_links_survive(cli, holey: 
     assert cli("cases", "unlink", CASE, photo["sha256"][:10]).exit_code == 0
 
     again = json.loads(cli("cases", "import", csv, "--json").stdout)
-    assert (again["cases_created"], again["cases_updated"], again["actions_added"], again["actions_updated"]) == (
-        0, 2, 0, 3)
+    assert (again["cases_created"], again["cases_updated"], again["cases_unchanged"], again["actions_added"],
+            again["actions_updated"]) == (0, 0, 2, 0, 0)  # the same file again: nothing said to be updated
     assert len(json.loads(cli("cases", "list", "--json").stdout)) == 2
 
     code, report = check(cli, CASE)
@@ -109,11 +109,11 @@ def test_reimport_updates_never_duplicates_and_manual_links_survive(cli, holey: 
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
-    (HEADER.replace("stage", "phase"), "line 1: unknown column(s) phase; missing column(s) stage"),
+    (HEADER.replace("stage", "phase"), "line 1: unknown column(s) phase; missing column(s) enforcement step"),
     (HEADER + ROWS + f"{CASE},t,s,JX1,yesterday,2022-11-03T10:00:00,true\n",
-     "line 5: cannot read start time 'yesterday'"),
+     "line 5: cannot read start 'yesterday'"),
     (HEADER + f"{CASE},t,s,JX1,2022-11-03T10:00:00,2022-11-03T09:00:00,true\n" + ROWS,
-     "line 2: end 2022-11-03T09:00:00+08:00 is before start 2022-11-03T10:00:00+08:00"),
+     "line 2: end 2022-11-03 09:00 is before start 2022-11-03 10:00"),
     (HEADER + f"{CASE},t,s,JX1,2022-11-03T09:00:00,2022-11-03T10:00:00,maybe\n",
      "line 2: recording_required 'maybe' is not true/false"),
 ])

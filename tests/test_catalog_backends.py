@@ -89,7 +89,7 @@ def test_imports_links_checks_and_lookups_answer_alike(catalog: Catalog):
     result = import_cases(catalog, records, LINKING)
     assert (result.cases_created, result.actions_added, result.links) == (2, 3, 3)
     again = import_cases(catalog, records, LINKING)  # again: updates, never duplicates
-    assert (again.cases_created, again.cases_updated, again.actions_added) == (0, 2, 0)
+    assert (again.cases_created, again.cases_updated, again.cases_unchanged, again.actions_added) == (0, 0, 2, 0)
     (checked,) = check_cases(catalog, ["叶城罚〔2023〕31号"], LINKING)
     first, second = checked.actions
     assert [(g.start, g.end) for g in first.coverage.gaps] == [(base + timedelta(minutes=10),

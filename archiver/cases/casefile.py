@@ -23,12 +23,14 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
 from archiver.errors import ArchiverError
-from archiver.i18n import _
+from archiver.i18n import N_, _
+from archiver.times import parse_office_time
 
 COLUMNS = ("case_no", "title", "stage", "officers", "start", "end", "recording_required")
 _TRUE = {"true", "1", "yes", "y", "是"}
@@ -46,18 +48,28 @@ HEADER_ALIASES = {
     # optional, for the case as a whole: how long its footage is kept, and from when
     "retention_class": ("保存期限", "保管期限", "保存类别", "保管类别"),
     "closed_at": ("结案日期", "结案时间", "办结日期"),
+    "party": ("当事人", "当事人姓名", "当事人名称", "被检查对象", "检查对象", "行政相对人"),
+    "kind": ("案件类型", "案件类别", "执法类别", "执法类型", "行为类别"),
 }
-OPTIONAL = ("retention_class", "closed_at")
+OPTIONAL = ("retention_class", "closed_at", "party", "kind")
+# Each column as a reader of the messages calls it, in their language.
+LABELS = {"case_no": N_("case number"), "title": N_("case title"), "stage": N_("enforcement step"),
+          "officers": N_("officers"), "start": N_("start time"), "end": N_("end time"),
+          "recording_required": N_("recording required")}
 # A register may leave "recording required" out: every step is then to be recorded (the full-process rule).
 DEFAULTED = ("recording_required",)
 # The case's own cells, which a register merges down over the rows of the case's steps.
-MERGED_DOWN = ("case_no", "title", "retention_class", "closed_at")
+MERGED_DOWN = ("case_no", "title", *OPTIONAL)
 # Words of the signature row at a register's foot (制表人：…  审核人：…  日期：…).
 SIGNATURE_WORDS = ("制表人", "填表人", "审核人", "审批人", "负责人", "制表日期")
-_HEADERS = {name: column for column, names in HEADER_ALIASES.items() for name in (column, *names)}
+def headers(aliases: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Every name a column goes by (lower case), to the column. Pure."""
+    return {name.lower(): column for column, names in aliases.items() for name in (column, *names)}
+
+
+_HEADERS = headers(HEADER_ALIASES)
 ENCODINGS = ("utf-8", "gb18030")
 OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
-_EXCEL_TIME = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.\d+)?)?)?$")
 
 
 # Brackets a case number is written with (〔2023〕 is the official form; nobody can type it): all read alike.
@@ -96,6 +108,8 @@ class CaseRecord:
     actions: list[ActionRecord] = field(default_factory=list)
     retention_class: str | None = None  # a class of retention.classes; None: the evidence class
     closed_at: datetime | None = None  # None: open, its footage kept
+    party: str | None = None  # 当事人
+    kind: str | None = None  # 案件类型, as written: kind_of() reads which of KINDS it is
 
 
 def read_case_file(name: str, data: bytes, tz: tzinfo,
@@ -103,23 +117,28 @@ def read_case_file(name: str, data: bytes, tz: tzinfo,
     """(records, notes on what was left out) of a .csv, .xlsx or .json case file. `encoding` forces
     one for a CSV; otherwise UTF-8 (with or without BOM) is tried, then GB18030. Raises CaseFileError
     naming every bad row."""
+    if name.lower().endswith(".json"):
+        return _parse_json(name, decode(name, data, encoding), tz), []
+    return _read_rows(name, table_rows(name, data, encoding, _(".csv, .xlsx or .json")), tz)
+
+
+def table_rows(name: str, data: bytes, encoding: str | None, kinds: str) -> Iterator[tuple[int, list[Any]]]:
+    """(line or row number, cells) of a .csv or .xlsx table; `kinds` names the files the caller takes."""
     lower = name.lower()
     if lower.endswith(".xlsx"):
-        return _read_rows(name, _xlsx_rows(name, data), tz)
-    text = _decode(name, data, encoding)
-    if lower.endswith(".json"):
-        return _parse_json(name, text, tz), []
-    if lower.endswith(".csv"):
-        reader = csv.reader(io.StringIO(text, newline=""))
-        try:
-            return _read_rows(name, ((reader.line_num, row) for row in reader), tz)
-        except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
-            raise CaseFileError(_("{name} line {line_num}: not readable as CSV ({exc}); nothing imported").format(
-                                  name=name, line_num=reader.line_num, exc=exc)) from None
-    raise CaseFileError(_("{name}: give a .csv, .xlsx or .json file").format(name=name))
+        yield from xlsx_rows(name, data)
+        return
+    if not lower.endswith(".csv"):
+        raise CaseFileError(_("{name}: give a {kinds} file").format(name=name, kinds=kinds))
+    reader = csv.reader(io.StringIO(decode(name, data, encoding), newline=""))
+    try:
+        yield from ((reader.line_num, row) for row in reader)
+    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, a stray quote
+        raise CaseFileError(_("{name} line {line_num}: not readable as CSV ({exc}); nothing imported").format(
+                              name=name, line_num=reader.line_num, exc=exc)) from None
 
 
-def _decode(name: str, data: bytes, encoding: str | None) -> str:
+def decode(name: str, data: bytes, encoding: str | None) -> str:
     for candidate in (encoding,) if encoding else ENCODINGS:
         try:
             return data.decode("utf-8-sig" if candidate.replace("_", "-").lower() in ("utf-8", "utf8") else candidate)
@@ -135,7 +154,7 @@ def _decode(name: str, data: bytes, encoding: str | None) -> str:
                           "it as UTF-8").format(name=name))
 
 
-def _xlsx_rows(name: str, data: bytes):
+def xlsx_rows(name: str, data: bytes):
     """(row number, cells) of the first sheet, read by a child process within limits (`sheet`): date cells
     stay datetimes, numbers become their text."""
     from archiver.cases import sheet
@@ -148,29 +167,33 @@ def _xlsx_rows(name: str, data: bytes):
 
 
 def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:
-    first = _header_row(rows)
+    first = header_row(rows, _HEADERS, COLUMNS)
     if first is None:
         raise CaseFileError(_("{name} is empty: the first line must be {items}").format(
-                              name=name, items=','.join(COLUMNS)))
-    header_line, header = first[0], [_column(cell) for cell in first[1]]
+                              name=name, items=", ".join(_(LABELS[c]) for c in COLUMNS)))
+    header_line, header = first[0], [column_of(cell, _HEADERS) for cell in first[1]]
+    words = [re.sub(r"\s+", "", str(cell)) for cell in first[1]]
+    names = dict(zip(header, words, strict=True))  # each column by the sheet's own word for it
     named = [h for h in header if h in COLUMNS]
-    twice = sorted({h for h in named if named.count(h) > 1})
+    twice = [word for h, word in zip(header, words, strict=True) if h in COLUMNS and named.count(h) > 1]
     missing = [c for c in COLUMNS if c not in header and c not in DEFAULTED]
-    unknown = [h for h in header if h and h not in COLUMNS]
+    unknown = [names[h] for h in header if h and h not in COLUMNS and h not in OPTIONAL]
     if twice or missing:
         parts = ([_("column(s) {names} given twice").format(names=", ".join(twice))] if twice else []) + (
             [_("unknown column(s) {names}").format(names=", ".join(unknown))] if unknown and missing else []) + (
-            [_("missing column(s) {names}").format(names=", ".join(missing))] if missing else [])
-        raise CaseFileError(_("{name} line {line}: {items}; the columns are {items2} (or "
-                              "案件编号,案件名称,执法环节,执法人员,开始时间,结束时间,是否需要记录)").format(
-                              name=name, line=header_line, items='; '.join(parts), items2=','.join(COLUMNS)))
+            [_("missing column(s) {names}").format(names=", ".join(_(LABELS[c]) for c in missing))]
+            if missing else [])
+        raise CaseFileError(_("{name} line {line}: {items}; the columns are {items2} (the English names {items3} "
+                              "are read too)").format(
+                              name=name, line=header_line, items='; '.join(parts),
+                              items2=", ".join(_(LABELS[c]) for c in COLUMNS), items3=",".join(COLUMNS)))
     left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS and h not in OPTIONAL]
     filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
     errors: list[str] = []
     above: dict[str, Any] = {}  # the case cells of the row above: a case merged down several rows fills them
     for line, row in rows:
-        if not any(str(cell).strip() for cell in row) or _signature(row):
+        if not any(str(cell).strip() for cell in row) or signature_row(row):
             continue
         row = list(row) + [""] * (len(header) - len(row))
         if any(str(cell).strip() for cell in row[len(header):]):
@@ -184,9 +207,9 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
         above = {k: values.get(k, "") for k in MERGED_DOWN}
         values.setdefault("recording_required", True)
         try:
-            case_no, title, action = _action(values, _officers(values["officers"]), tz)
+            case_no, title, action = _action(values, _officers(values["officers"]), tz, names)
             case = cases.setdefault(case_no, CaseRecord(case_no, title))
-            _case_fields(case, values, tz)
+            _case_fields(case, values, tz, names)
         except ValueError as exc:
             errors.append(_("line {line}: {exc}").format(line=line, exc=exc))
             continue
@@ -199,12 +222,12 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
     return list(cases.values()), notes
 
 
-def _header_row(rows) -> tuple[int, list[Any]] | None:
+def header_row(rows, known: dict[str, str], needed: tuple[str, ...]) -> tuple[int, list[Any]] | None:
     """The header: the first row naming three or more known columns (the title and unit rows a register
     has above it are passed over), else the first row with anything in it."""
     first = None
     for seen, (number, row) in enumerate(rows):
-        if sum(_column(cell) in COLUMNS for cell in row) >= 3:
+        if sum(column_of(cell, known) in needed for cell in row) >= min(3, len(needed)):
             return number, row
         if first is None and any(str(cell).strip() for cell in row):
             first = (number, row)
@@ -213,16 +236,16 @@ def _header_row(rows) -> tuple[int, list[Any]] | None:
     return first
 
 
-def _signature(row: list[Any]) -> bool:
+def signature_row(row: list[Any]) -> bool:
     """A register's signature row (制表人、审核人、日期), which ends the table."""
     text = "".join(str(cell) for cell in row)
     return any(word in text for word in SIGNATURE_WORDS)
 
 
-def _column(cell: Any) -> str:
+def column_of(cell: Any, known: dict[str, str]) -> str:
     """The column a header cell names ('' when it names none), else the cell's own text."""
     key = re.sub(r"\s+", "", str(cell))
-    return _HEADERS.get(key.lower(), key)
+    return known.get(key.lower(), key)
 
 
 def _officers(value: Any) -> list[str]:
@@ -323,39 +346,49 @@ def _clean(value: Any, what: str) -> str:
     return text
 
 
-def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo) -> tuple[str, str, ActionRecord]:
-    case_no = _clean(values.get("case_no"), "case_no")
+def _action(values: dict[str, Any], officers: list[Any], tz: tzinfo,
+            names: dict[str, str] | None = None) -> tuple[str, str, ActionRecord]:
+    """One step from its values; `names` are the sheet's own names of the columns, for the messages."""
+    name = (names or {}).get
+    case_no = _clean(values.get("case_no"), name("case_no", "case_no"))
     if not case_no:
-        raise ValueError(_("case_no is empty"))
-    stage = _clean(values.get("stage"), "stage")
+        raise ValueError(_("{column} is empty").format(column=name("case_no", "case_no")))
+    stage = _clean(values.get("stage"), name("stage", "stage"))
     if not stage:
-        raise ValueError(_("stage is empty"))
-    start = _time(values.get("start"), "start", tz)
-    end = _time(values.get("end"), "end", tz)
+        raise ValueError(_("{column} is empty").format(column=name("stage", "stage")))
+    start = _time(values.get("start"), name("start", "start"), tz)
+    end = _time(values.get("end"), name("end", "end"), tz)
     if end < start:
-        raise ValueError(_("end {isoformat} is before start {isoformat2}").format(
-                           isoformat=end.isoformat(), isoformat2=start.isoformat()))
-    names = tuple(dict.fromkeys(_clean(o, "officers") for o in officers if str(o).strip()))
-    return case_no, _clean(values.get("title"), "title"), ActionRecord(
-        stage, names, start, end, _flag(values.get("recording_required")))
+        raise ValueError(_("{column} {isoformat} is before {column2} {isoformat2}").format(
+                           column=name("end", "end"), isoformat=end.strftime("%Y-%m-%d %H:%M"),
+                           column2=name("start", "start"), isoformat2=start.strftime("%Y-%m-%d %H:%M")))
+    officer_nos = tuple(dict.fromkeys(_clean(o, name("officers", "officers")) for o in officers if str(o).strip()))
+    return case_no, _clean(values.get("title"), name("title", "title")), ActionRecord(
+        stage, officer_nos, start, end, _flag(values.get("recording_required"), name("recording_required",
+                                                                                      "recording_required")))
 
 
-def _case_fields(case: CaseRecord, values: dict[str, Any], tz: tzinfo) -> None:
-    """A case's retention class and closing date, from any of its rows (rows that disagree are refused)."""
-    name = _clean(values.get("retention_class"), "retention_class")
-    if name:
-        if case.retention_class not in (None, name):
-            raise ValueError(_("retention_class {name!r} differs from {other!r} on another row of {case_no}").format(
-                name=name, other=case.retention_class, case_no=case.case_no))
-        case.retention_class = name
+def _case_fields(case: CaseRecord, values: dict[str, Any], tz: tzinfo, names: dict[str, str] | None = None) -> None:
+    """A case's retention class, party, kind and closing date, from any of its rows (rows that disagree are
+    refused)."""
+    name = (names or {}).get
+    for key in ("retention_class", "party", "kind"):
+        text = _clean(values.get(key), name(key, key))
+        if text:
+            if getattr(case, key) not in (None, text):
+                raise ValueError(_("{column} {name!r} differs from {other!r} on another row of {case_no}").format(
+                    column=name(key, key), name=text, other=getattr(case, key), case_no=case.case_no))
+            setattr(case, key, text)
     raw = values.get("closed_at")
     if raw not in (None, "") and str(raw).strip():
         closed = raw if isinstance(raw, datetime) else parse_office_time(str(raw).strip(), need_time=False)
         if closed is None:
-            raise ValueError(_("cannot read closed_at {text!r} (e.g. 2023-05-01 or 2023年5月1日)").format(text=raw))
+            raise ValueError(_("cannot read {column} {text!r} (e.g. 2023-05-01 or 2023年5月1日)").format(
+                column=name("closed_at", "closed_at"), text=raw))
         closed = closed if closed.tzinfo else closed.replace(tzinfo=tz)
         if case.closed_at not in (None, closed):
-            raise ValueError(_("closed_at differs from another row of {case_no}").format(case_no=case.case_no))
+            raise ValueError(_("{column} differs from another row of {case_no}").format(
+                column=name("closed_at", "closed_at"), case_no=case.case_no))
         case.closed_at = closed
 
 
@@ -365,41 +398,13 @@ def _time(value: Any, what: str, tz: tzinfo) -> datetime:
     text = str(value or "").strip()
     parsed = parse_office_time(text)
     if parsed is None:
-        raise ValueError(_("cannot read {what} time {text!r} (e.g. 2022-11-03T09:30:00, 2022/11/3 9:30 or "
+        raise ValueError(_("cannot read {what} {text!r} (e.g. 2022-11-03T09:30:00, 2022/11/3 9:30 or "
                            "2022年11月3日 9:30, with the time of day)").format(
                            what=what, text=text))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def parse_office_time(text: str, *, need_time: bool = True) -> datetime | None:
-    """ISO 8601, or a date and time as Excel and WPS write them (slashes, dots, 年月日, full-width
-    digits, one-digit months and hours). None when it is neither, or when the time of day is missing
-    (unless not `need_time`: a date alone is then its midnight)."""
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    plain = unicodedata.normalize("NFKC", text).strip()
-    afternoon = re.search(r"下午|晚上|傍晚", plain) is not None
-    plain = re.sub(r"上午|早上|中午|下午|晚上|傍晚", " ", plain)
-    plain = re.sub(r"(\d)\s*[时点]\s*(\d{1,2})\s*分?", r"\1:\2", plain)  # 9时30分, 9点30
-    plain = re.sub(r"(\d)\s*[时点]", r"\1:00", plain)  # 9时, 9点
-    plain = re.sub(r"\s*(年|月)\s*", "-", plain)
-    plain = re.sub(r"\s*日\s*", " ", plain)
-    plain = re.sub(r"(?<=\d)[/.](?=\d)", "-", plain).strip()
-    match = _EXCEL_TIME.match(re.sub(r"\s+", " ", plain).strip())
-    if match is None or (need_time and match.group(4) is None):
-        return None
-    parts = [int(g) for g in match.groups(default="0")]
-    if afternoon and parts[3] < 12:
-        parts[3] += 12
-    try:
-        return datetime(*parts)
-    except ValueError:
-        return None
-
-
-def _flag(value: Any) -> bool:
+def _flag(value: Any, what: str = "recording_required") -> bool:
     if isinstance(value, bool):
         return value
     text = str(value if value is not None else "").strip().lower()
@@ -407,7 +412,7 @@ def _flag(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(_("recording_required {value!r} is not true/false (1/0, 是/否)").format(value=value))
+    raise ValueError(_("{column} {value!r} is not true/false (1/0, 是/否)").format(column=what, value=value))
 
 
 def _raise_if(name: str, errors: list[str]) -> None:

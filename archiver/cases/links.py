@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, union
@@ -19,7 +19,18 @@ from sqlalchemy.orm import Session, selectinload
 
 from archiver.cases.casefile import CaseRecord, case_key
 from archiver.cases.coverage import Coverage, Span, coverage, overlaps
-from archiver.catalog import Action, ActionLink, ActionOfficer, Case, CaseLink, Catalog, Device, Hold, Recording
+from archiver.catalog import (
+    Action,
+    ActionLink,
+    ActionOfficer,
+    Case,
+    CaseLink,
+    Catalog,
+    Device,
+    Hold,
+    Person,
+    Recording,
+)
 from archiver.catalog.db import commit, one_of
 from archiver.config import LinkingConfig
 from archiver.errors import ArchiverError, NotFoundError
@@ -37,6 +48,7 @@ COVERING = ("video", "audio")  # photos are instants: evidence, not coverage
 class ImportResult:
     cases_created: int = 0
     cases_updated: int = 0
+    cases_unchanged: int = 0  # imported again exactly as they were
     actions_added: int = 0
     actions_updated: int = 0
     actions_removed: int = 0
@@ -63,24 +75,29 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
         pinned = _pinned(session, [c.id for c in existing.values()])
         for record in records:
             case = existing.get(record.case_no)
-            if case is None:
+            created = case is None
+            if created:
                 case = existing[record.case_no] = Case(case_no=record.case_no, title=record.title)
                 session.add(case)
                 result.cases_created += 1
-            else:
-                case.title = record.title or case.title
-                result.cases_updated += 1
-            case.retention_class = record.retention_class or case.retention_class
-            case.closed_at = record.closed_at or case.closed_at
-            old = {(a.stage, a.start): a for a in case.actions}
+            before = _case_facts(case)
+            case.title = record.title or case.title
+            for key in ("retention_class", "closed_at", "party", "kind"):
+                setattr(case, key, getattr(record, key) or getattr(case, key))
+            old = {(a.stage, _utc(a.start)): a for a in case.actions}
+            changed = _case_facts(case) != before
             for item in record.actions:
-                action = old.pop((item.stage, item.start), None)
+                action = old.pop((item.stage, _utc(item.start)), None)
                 if action is None:
                     action = Action(stage=item.stage, start=item.start)
                     case.actions.append(action)
                     result.actions_added += 1
+                elif (_utc(action.end), action.recording_required, sorted(o.officer_no for o in action.officers)) \
+                        == (_utc(item.end), item.recording_required, sorted(item.officers)):
+                    continue  # as it was: left alone, its links too
                 else:
                     result.actions_updated += 1
+                changed = True
                 action.end = item.end
                 action.recording_required = item.recording_required
                 action.link_from, action.link_to = item.start - slack, item.end + slack
@@ -89,6 +106,10 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
             for action in old.values():
                 case.actions.remove(action)
                 result.actions_removed += 1
+                changed = True
+            if not created:
+                result.cases_updated += changed
+                result.cases_unchanged += not changed
         session.flush()
         result.links = relink_actions(session, [a.id for c in existing.values() for a in c.actions])
         _keep_pinned(session, pinned)
@@ -96,6 +117,15 @@ def import_cases(catalog: Catalog, records: list[CaseRecord], linking: LinkingCo
             event(session, result)
         commit(session)
     return result
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time as the catalog compares it (aware, in UTC: what it stores comes back in UTC)."""
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def _case_facts(case: Case) -> tuple[Any, ...]:
+    return case.title, case.retention_class, _utc(case.closed_at), case.party, case.kind
 
 
 def _linked(session: Session, case_id: int) -> set[int]:
@@ -181,7 +211,53 @@ def link_recordings(session: Session, recording_ids: list[int]) -> None:
             ["action_id", "recording_id"], _candidates(True, Recording.id.in_(chunk))))
 
 
+# -- a start time given by hand -------------------------------------------------------------------
+TIME_SET = "time_set"  # the flag of a recording whose start a person gave (recordings set-time)
+
+
+def set_start(catalog: Catalog, recording_id: int, start: datetime,
+              event: Callable[[Session, Recording, datetime | None], None] | None = None) -> Recording:
+    """Give a recording whose name carries no time its start (its end follows from its duration), and derive its
+    links again; `event` writes the custody event (given the start before) in that transaction. A start read
+    from the file's name is refused: the recorder's own time is evidence, not to be overwritten."""
+    with catalog.session() as session:
+        rec = session.get(Recording, recording_id)
+        if rec.start is not None and "name_unparsed" not in rec.flags and TIME_SET not in rec.flags:
+            raise ArchiverError(_("#{id}: its start {start} is read from its file name, as the recorder wrote it; "
+                                  "set-time is for a file whose name carries no time").format(
+                                  id=rec.id, start=rec.start.astimezone(start.tzinfo).strftime("%Y-%m-%d %H:%M:%S")))
+        before = rec.start
+        rec.start = start
+        rec.end = start + timedelta(seconds=rec.duration_s) if rec.duration_s is not None else start
+        rec.flags = [*[f for f in rec.flags if f != TIME_SET], TIME_SET]
+        session.flush()
+        link_recordings(session, [rec.id])
+        if event is not None:
+            event(session, rec, before)
+        commit(session)
+        return rec
+
+
 # -- manual links ----------------------------------------------------------------------------
+def idle_links(catalog: Catalog, case_no: str, recordings: list[Any], tz: tzinfo) -> list[str]:
+    """Why each of these recordings, linked to the case by hand, still covers none of its steps: a photo, no
+    start time, or a time outside every step. One line each, in the reader's language."""
+    with catalog.reading() as session:
+        windows = list(session.execute(select(Action.link_from, Action.link_to).join(Case, Case.id == Action.case_id)
+                                       .where(Case.case_no == case_no)))
+    notes = []
+    for rec in recordings:
+        if rec.media_type not in COVERING:
+            notes.append(_("#{id}: a photo is evidence of the case but covers no stretch of a step").format(id=rec.id))
+        elif rec.start is None:
+            notes.append(_("#{id} has no start time, so it covers no step: give it one with 'archiver recordings "
+                           "set-time {id} START --reason ...'").format(id=rec.id))
+        elif not any(rec.start <= to and (rec.end or rec.start) >= since for since, to in windows):
+            notes.append(_("#{id} ({start}) falls outside every step of {case_no}: linked, but it covers none").format(
+                id=rec.id, start=rec.start.astimezone(tz).strftime("%Y-%m-%d %H:%M"), case_no=case_no))
+    return notes
+
+
 def set_manual_link(catalog: Catalog, case_no: str, recording_ids: list[int], kind: str, by: str,
                     event: Callable[[Session, str], None] | None = None) -> str:
     """Record that these recordings do ('linked') or do not ('unlinked') belong to the case; `event` writes
@@ -319,7 +395,8 @@ def check_cases(catalog: Catalog, case_nos: list[str] | None, linking: LinkingCo
 
 
 def _check_batch(session: Session, case_ids: list[int], linking: LinkingConfig, columns) -> Iterator[CaseCheck]:
-    cases = {c.id: c for c in session.execute(select(Case.id, Case.case_no, Case.title)
+    cases = {c.id: c for c in session.execute(select(Case.id, Case.case_no, Case.title, Case.party, Case.kind,
+                                                     Case.closed_at)
                                               .where(one_of(session, Case.id, case_ids)))}
     actions: dict[int, list[Any]] = defaultdict(list)
     for a in session.execute(select(Action.id, Action.case_id, Action.stage, Action.start, Action.end,
@@ -369,25 +446,28 @@ def _span(rec: Any) -> Span:
 
 # -- lookups ---------------------------------------------------------------------------------
 def list_cases(catalog: Catalog, text: str | None = None, officer: str | None = None) -> list[dict[str, Any]]:
-    """All cases, or those whose number or title contains `text` or with an officer matching it, however
-    either is written (brackets, full-width forms, letter case and spaces set aside: `case_key`); with
-    `officer`, only the cases that officer acts in."""
+    """All cases, or those whose number, title or party (当事人) contains `text` or with an officer matching
+    it by number or by the name the personnel register gives, however written (brackets, full-width forms,
+    letter case and spaces set aside: `case_key`); with `officer`, only the cases that officer acts in."""
     with catalog.reading() as session:
-        query = (select(Case.id, Case.case_no, Case.title, func.count(Action.id), func.min(Action.start),
-                        func.max(Action.end))
+        query = (select(Case.id, Case.case_no, Case.title, Case.party, Case.kind, func.count(Action.id),
+                        func.min(Action.start), func.max(Action.end))
                  .outerjoin(Action, Action.case_id == Case.id).group_by(Case.id).order_by(Case.case_no))
         if officer is not None:
             query = query.where(Case.id.in_(_cases_of(officer)))
         rows = list(session.execute(query))
         if text:
             key = case_key(text)
+            names = {number: case_key(name) for number, name in session.execute(select(Person.officer_no,
+                                                                                        Person.name))}
             officers: dict[int, list[str]] = defaultdict(list)
             for case_id, number in session.execute(select(Action.case_id, ActionOfficer.officer_no)
                                                    .join(ActionOfficer, ActionOfficer.action_id == Action.id)):
-                officers[case_id].append(case_key(number))
-            rows = [r for r in rows if key in case_key(r[1]) or key in case_key(r[2] or "")
-                    or any(key in o for o in officers[r[0]])]
-        return [{"case_no": n, "title": t, "actions": c, "start": s, "end": e} for _id, n, t, c, s, e in rows]
+                officers[case_id] += [case_key(number), names.get(number, "")]
+            rows = [r for r in rows if any(key in case_key(field or "") for field in r[1:4])
+                    or any(key in o for o in officers[r[0]] if o)]
+        return [{"case_no": n, "title": t, "party": p, "kind": k, "actions": c, "start": s, "end": e}
+                for _id, n, t, p, k, c, s, e in rows]
 
 
 def acts_in(catalog: Catalog, officer: str, case_no: str) -> bool:

@@ -12,6 +12,7 @@ from archiver.catalog.models import (
     Device,
     Hold,
     IngestRun,
+    Person,
     PurgeRequest,
     Recording,
     Sighting,
@@ -23,5 +24,5 @@ from archiver.catalog.models import (
 )
 
 __all__ = ["Action", "ActionLink", "ActionOfficer", "BackupObject", "Case", "CaseLink", "Catalog", "CustodyHead",
-           "Device", "Hold", "IngestRun", "PurgeRequest", "Recording", "Sighting", "Station", "StationEvent",
+           "Device", "Hold", "IngestRun", "Person", "PurgeRequest", "Recording", "Sighting", "Station", "StationEvent",
            "StationRefusal", "SyncState", "VerifyRun"]

@@ -5,29 +5,17 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import selectinload
 
 from archiver.catalog import Catalog, Recording
-from archiver.errors import ArchiverError, NotFoundError
+from archiver.errors import NotFoundError
 from archiver.i18n import _
 
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
-
-
-def parse_time(text: str, tz: tzinfo) -> datetime:
-    """ISO 8601 with or without an offset (then in `tz`); a bare date means its midnight."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ArchiverError(_("cannot read time {text!r}: use ISO 8601, e.g. 2022-11-03T09:36:21+08:00 or "
-                              "2022-11-03").format(text=text)) from None
-    if len(text.strip()) == 10:
-        value = datetime.combine(value.date(), time())
-    return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
 @dataclass(frozen=True)

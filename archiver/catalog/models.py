@@ -140,6 +140,8 @@ class Case(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retention_class: Mapped[str | None] = mapped_column(String(64))  # None: the evidence class
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: open (its footage is kept)
+    party: Mapped[str | None] = mapped_column(Text)  # 当事人, as the register writes it
+    kind: Mapped[str | None] = mapped_column(String(64))  # 案件类型, as written (处罚, 行政检查, 强制措施, ...)
 
     actions: Mapped[list[Action]] = relationship(back_populates="case", order_by="Action.start",
                                                  cascade="all, delete-orphan")
@@ -167,6 +169,18 @@ class Action(Base):
     case: Mapped[Case] = relationship(back_populates="actions")
     officers: Mapped[list[ActionOfficer]] = relationship(cascade="all, delete-orphan",
                                                          order_by="ActionOfficer.officer_no")
+
+
+class Person(Base):
+    """One line of the personnel register: an officer's name, 执法证号, OS user and the recorders they carry."""
+
+    __tablename__ = "people"
+
+    officer_no: Mapped[str] = mapped_column(String(64), primary_key=True)  # 执法证号
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    user: Mapped[str | None] = mapped_column(String(64))
+    serials: Mapped[list[str]] = mapped_column(JSON, default=list)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ActionOfficer(Base):

@@ -240,6 +240,7 @@ _COMMANDS = {
     "hold": "archiver.cli.retention:hold",
     "ingest": "archiver.cli.ingest:ingest",
     "keys": "archiver.cli.audit:keys",
+    "people": "archiver.cli.people:people",
     "rebuild-catalog": "archiver.cli.audit:rebuild_catalog_cmd",
     "recordings": "archiver.cli.recordings:recordings",
     "report": "archiver.cli.report:report",

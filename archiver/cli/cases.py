@@ -46,9 +46,9 @@ def import_(app: App, file: Path, encoding: str | None, dry_run: bool, as_json: 
     if as_json:
         echo_json(result)
         return
-    click.echo(_("{file}: {cases_created} case(s) created, {cases_updated} updated; actions {actions_added} "
-                 "added, {actions_updated} updated, {actions_removed} removed; {links} automatic link(s)").format(
-                 file=file, **result))
+    click.echo(_("{file}: {cases_created} case(s) created, {cases_updated} updated, {cases_unchanged} as they were; "
+                 "actions {actions_added} added, {actions_updated} updated, {actions_removed} removed; {links} "
+                 "automatic link(s)").format(file=file, **result))
 
 
 def _show_records(file: Path, rows: list, as_json: bool) -> None:
@@ -72,9 +72,9 @@ def _case_rows(rows: list[dict], as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    print_table([Column(_("Case")), Column(_("Title"), wrap=True), Column(_("Actions")), Column(_("From")),
-                 Column(_("To"))],
-                [[r["case_no"], r["title"], str(r["actions"]), local_time(r["start"], minutes=True),
+    print_table([Column(_("Case")), Column(_("Title"), wrap=True), Column(_("Party"), wrap=True, optional=True),
+                 Column(_("Actions")), Column(_("From")), Column(_("To"))],
+                [[r["case_no"], r["title"], r["party"] or "-", str(r["actions"]), local_time(r["start"], minutes=True),
                   local_time(r["end"], minutes=True)] for r in rows])
     click.echo(_("{count} case(s)").format(count=len(rows)))
 
@@ -93,7 +93,8 @@ def list_(app: App, as_json: bool) -> None:
 @json_option("Print a JSON array.")
 @click.pass_obj
 def search(app: App, text: str, as_json: bool) -> None:
-    """Cases whose number or title contains TEXT, or with an officer number containing it."""
+    """Cases whose number, title or party (当事人) contains TEXT, or with an officer whose number or name
+    contains it; brackets, full-width forms, letter case and spaces do not matter."""
     rows, _files = app.call("cases search", {"text": text})
     _case_rows(rows, as_json)
 
@@ -109,6 +110,9 @@ def show(app: App, case_no: str, as_json: bool) -> None:
         echo_json(data)
         return
     echo_wrapped(f"{data['case_no']}  {data['title']}")
+    facts = [(_("Party"), data["party"]), (_("Kind"), data["kind"]), (_("Closed"), (data["closed_at"] or "")[:10])]
+    if any(value for _label, value in facts):
+        echo_wrapped(_("; ").join(f"{label}: {value}" for label, value in facts if value))
     click.echo(_("compliant") if data["compliant"] else _("NOT compliant"))
     for entry in data["actions"]:
         click.echo("")
@@ -178,8 +182,10 @@ def unlink(app: App, case_no: str, refs: tuple[str, ...]) -> None:
 
 def _manual(app: App, command: str, case_no: str, refs: tuple[str, ...]) -> None:
     done, _files = app.call(command, {"case_no": case_no, "refs": list(refs)})
-    click.echo("{case_no}: {kind} {items}".format(
-                 case_no=done["case_no"], kind=done["kind"], items=', '.join(f'#{i}' for i in done["recordings"])))
+    said = _("{case_no}: linked {items}") if done["kind"] == "linked" else _("{case_no}: unlinked {items}")
+    click.echo(said.format(case_no=done["case_no"], items=", ".join(f"#{i}" for i in done["recordings"])))
+    for note in done["notes"]:
+        click.echo(note, err=True)
 
 
 @cases.command()
@@ -205,6 +211,8 @@ def check(app: App, case_nos: tuple[str, ...], all_: bool, as_json: bool) -> Non
             if not all_:
                 for entry in actions:
                     _echo_action(entry, "  ")
+            for warning in item["warnings"]:
+                echo_wrapped(_("warning: {note}").format(note=warning), "  ")
         if all_:
             click.echo(_("{failing} case(s) not compliant").format(failing=failing))
     click.get_current_context().exit(1 if failing else 0)

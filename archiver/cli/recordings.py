@@ -20,9 +20,10 @@ def recordings() -> None:
 
 @recordings.command("list")
 @click.option("--device", metavar="SERIAL", help="Only this device.")
-@click.option("--officer", metavar="NO", help="Only this officer number.")
-@click.option("--since", metavar="TIME", help="Only recordings running at or after TIME (ISO 8601).")
-@click.option("--until", metavar="TIME", help="Only recordings starting at or before TIME (ISO 8601).")
+@click.option("--officer", metavar="NO", help="Only this officer (执法证号, however written).")
+@click.option("--since", metavar="TIME", help="Only recordings running at or after TIME (2022-11-03, "
+              "2022年11月3日9时30分, ISO 8601).")
+@click.option("--until", metavar="TIME", help="Only recordings starting at or before TIME (as --since).")
 @click.option("--case", "case_no", metavar="CASE_NO", help="Only recordings linked to this case.")
 @json_option("Print a JSON array.")
 @click.pass_obj
@@ -106,3 +107,19 @@ def classify(app: App, ref: str, retention_class: str, reason: str) -> None:
     done, _files = app.call("recordings classify", {"ref": ref, "retention_class": retention_class,
                                                     "reason": reason})
     click.echo(_("recording #{id}: class {name}").format(id=done["id"], name=done["class"]))
+
+
+@recordings.command("set-time")
+@click.argument("ref")
+@click.argument("start")
+@click.option("--reason", required=True, help="Where the time comes from: kept in the custody log.")
+@click.pass_obj
+def set_time(app: App, ref: str, start: str, reason: str) -> None:
+    """Give a recording whose file name carries no time (a voice recorder's 录音001.MP3) its START, e.g.
+    '2022-03-15 09:02:00' or 2022年3月15日9时2分 (in the configured timezone). Its end follows from its
+    duration, and it then covers case steps like any recording. The file's name and bytes stay as they
+    are; who set the time, from what and why is a custody event. A time read from a file's name is refused."""
+    done, _files = app.call("recordings set-time", {"ref": ref, "start": start, "reason": reason})
+    click.echo(_("recording #{id}: starts {start}, ends {end}; cases {cases}").format(
+        id=done["id"], start=local_time(done["start"]), end=local_time(done["end"]),
+        cases=", ".join(done["cases"]) or "-"))

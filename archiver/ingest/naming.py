@@ -3,6 +3,8 @@
 The default pattern is the `<serial>_<officer>_<YYYYMMDDhhmmss>` form seen on deployed
 recorders (e.g. TA00716_JX0227_20170623093621.MOV). Files added by hand carry all-nines
 placeholders (`99999`): those fields count as missing, so `--device` / `--officer` fill them.
+A voice recorder's `REC20220315-090200` is read by the second default pattern; a time format of
+digits alone (the default) skips the separators a device writes between date and time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import PurePath
 from zoneinfo import ZoneInfo
 
 _PLACEHOLDER = re.compile(r"^9{5,}$")
+_DIGITS_ONLY = re.compile(r"^(?:%[YmdHMS])+$")  # a time format of digits alone, as the default
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,11 @@ def parse_name(name: str, patterns: tuple[re.Pattern[str], ...], time_format: st
         start = None
         parsed = True
         if "start" in pattern.groupindex:
+            text = groups["start"] or ""
+            if _DIGITS_ONLY.match(time_format):  # 20220315-090200: the separators a device puts in are not read
+                text = re.sub(r"\D", "", text)
             try:
-                start = datetime.strptime(groups["start"] or "", time_format).replace(tzinfo=tz)
+                start = datetime.strptime(text, time_format).replace(tzinfo=tz)
             except ValueError:
                 parsed = False
         return NameInfo(serial, officer, start, parsed)

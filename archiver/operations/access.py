@@ -51,6 +51,9 @@ MATRIX: dict[str, frozenset[str]] = {
     "cases show": frozenset({"officer"}) | _READERS,
     "cases check": _READERS,
     "cases report": _READERS,
+    "people import": frozenset({"clerk", "legal", "admin"}),
+    "people list": frozenset({"clerk"}) | _READERS,
+    "recordings set-time": frozenset({"legal", "admin"}),
     "verify": frozenset({"auditor", "admin"}),
     "verify-export": frozenset({"auditor", "admin"}),
     "status": frozenset({"clerk", "auditor", "admin"}),
@@ -72,8 +75,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "retention requests": _READERS,
     "retention purge": frozenset({"admin"}),  # requests a purge, and carries out an approved one
     "retention approve": frozenset({"auditor", "legal"}),  # never the person who requested it
-    "report year": frozenset({"auditor", "admin"}),
-    "report period": frozenset({"auditor", "admin"}),
+    "report year": frozenset({"clerk", "legal", "auditor", "admin"}),  # the clerk writes the yearly figures
+    "report period": frozenset({"clerk", "legal", "auditor", "admin"}),
     "sync": frozenset({"admin"}),
     "stations add": frozenset({"admin"}),
     "stations list": _READERS,

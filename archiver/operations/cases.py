@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.cases import links
+from archiver.cases import links, people
 from archiver.cases.casefile import read_case_file
 from archiver.catalog.lookup import find_recording
 from archiver.errors import ArchiverError
@@ -18,7 +18,8 @@ CASE_FILE_LIMIT = 64 << 20
 
 
 def _records(ctx: Context, encoding: str | None) -> tuple[str, list, list[str]]:
-    """(the file's name, its cases, notes on what was left out) of the case file handed in."""
+    """(the file's name, its cases with officers named by 执法证号, notes on what was left out and warnings on
+    officers nothing here knows) of the case file handed in."""
     source = ctx.the_input()
     records, notes = read_case_file(source.name, source.read(CASE_FILE_LIMIT), ctx.cfg.timezone, encoding)
     unknown = sorted({r.retention_class for r in records} - set(ctx.cfg.retention.classes) - {None})
@@ -26,7 +27,10 @@ def _records(ctx: Context, encoding: str | None) -> tuple[str, list, list[str]]:
         raise ArchiverError(_("{file}: retention class(es) {names} are not in retention.classes ({known}); nothing "
                               "imported").format(file=source.name, names=", ".join(unknown),
                                                  known=", ".join(sorted(ctx.cfg.retention.classes))))
-    return source.name, records, notes
+    with ctx.workspace(upgrade=True).catalog.reading() as session:
+        records, warnings = people.resolve(records, *people.name_index(session))
+        strangers = people.unknown_officers(session, {o for r in records for a in r.actions for o in a.officers})
+    return source.name, records, notes + warnings + [people.unknown_officer(o) for o in strangers]
 
 
 @operation("cases import")
@@ -78,7 +82,8 @@ def _manual(ctx: Context, case_no: str, refs: list[str], kind: str) -> dict[str,
                    session=session)
 
     number = links.set_manual_link(catalog, number, ids, kind, ctx.actor.user, record)
-    return {"case_no": number, "kind": kind, "recordings": ids}
+    notes = links.idle_links(catalog, number, recs, ctx.cfg.timezone) if kind == "linked" else []
+    return {"case_no": number, "kind": kind, "recordings": ids, "notes": notes}
 
 
 @operation("cases link")
@@ -108,3 +113,48 @@ def cases_report(ctx: Context, case_no: str, file: str | None = None) -> dict[st
     ctx.record("handover", {"case_no": case_no}, {"command": "cases report", "file": file,
                                                   "sha256": hashlib.sha256(page.encode()).hexdigest()})
     return {"case_no": case_no, "compliant": item.compliant, "html": page}
+
+
+PEOPLE_FILE_LIMIT = 16 << 20
+
+
+@operation("people import")
+def people_import(ctx: Context, file: str, encoding: str | None = None) -> dict[str, Any]:
+    """The personnel register handed in; `file`: how the person named it, for the record."""
+    source = ctx.the_input()
+    found = people.read_people(source.name, source.read(PEOPLE_FILE_LIMIT), encoding)
+
+    def record(session: Any, result: people.PeopleResult) -> None:
+        ctx.record("people_import", {"file": file}, {**result.to_json(),
+                                                     "officer_nos": [p.officer_no for p in found[:1000]]},
+                   session=session)
+
+    return people.import_people(ctx.workspace(upgrade=True).catalog, found, record).to_json()
+
+
+@operation("people list")
+def people_list(ctx: Context) -> list[dict[str, Any]]:
+    return people.list_people(ctx.workspace().catalog)
+
+
+@operation("recordings set-time")
+def recordings_set_time(ctx: Context, ref: str, start: str, reason: str) -> dict[str, Any]:
+    """A file whose name carries no time (a voice recorder's 录音001.MP3) given its start by a person: its name and
+    bytes stay as they are; who set it, when, from what and why is a custody event."""
+    from archiver.times import parse_time
+
+    if not reason.strip():
+        raise ArchiverError(_("--reason must say where the time comes from (a note, the register, a witness)"))
+    tz = ctx.cfg.timezone
+    moment = parse_time(start, tz, need_time=True)
+    rec = find_recording(ctx.workspace().catalog, ref)
+
+    def record(session: Any, changed: Any, before: datetime | None) -> None:
+        ctx.record("recording_set_time", {"sha256": changed.sha256, "device": changed.device_serial},
+                   {"id": changed.id, "start": moment.isoformat(), "before": before.isoformat() if before else None,
+                    "original_path": changed.original_path, "reason": reason}, session=session)
+
+    changed = links.set_start(ctx.workspace().catalog, rec.id, moment, record)
+    return {"id": changed.id, "start": changed.start.astimezone(tz).isoformat(),
+            "end": changed.end.astimezone(tz).isoformat() if changed.end else None,
+            "cases": links.cases_for_recordings(ctx.workspace().catalog, [changed.id]).get(changed.id, [])}

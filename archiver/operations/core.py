@@ -43,7 +43,8 @@ MODULES = {
     "recordings list": "lookups", "recordings show": "lookups", "recordings get": "evidence",
     "recordings classify": "keeping", "cases import": "cases", "cases link": "cases", "cases unlink": "cases",
     "cases remove": "cases", "cases list": "lookups", "cases search": "lookups", "cases show": "lookups",
-    "cases check": "lookups", "cases report": "cases", "verify": "archiver.central.operations",
+    "cases check": "lookups", "cases report": "cases", "people import": "cases", "people list": "cases",
+    "recordings set-time": "cases", "verify": "archiver.central.operations",
     "verify-export": "evidence",
     "status": "archiver.central.operations", "export": "evidence", "keys show": "lookups", "custody show": "lookups",
     "backup run": "backups", "backup status": "backups", "backup verify": "backups",
@@ -177,8 +178,14 @@ class Context:
         if not self.actor.only_own(self.name):
             return None
         if not self.actor.officer_no:
-            raise RefusedError(_("{user} is an officer with no officer number: an administrator adds '{user} = "
-                                 "\"JX…\"' under [access.officers]").format(user=self.actor.user))
+            from archiver.cases.people import officer_of_user
+
+            found = officer_of_user(self.workspace().catalog, self.actor.user)  # the personnel register's 系统用户
+            if found:
+                return found
+            raise RefusedError(_("{user} is an officer with no 执法证号: give it in the personnel register's 系统用户 "
+                                 "column (archiver people import), or add '{user} = \"JX…\"' under "
+                                 "[access.officers]").format(user=self.actor.user))
         return self.actor.officer_no
 
     def hand_back(self, name: str, fd: int, sha256: str | None = None, size: int | None = None) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 
 from archiver.cases import links
 from archiver.cases.casefile import officer_key
+from archiver.cases.people import unknown_officer, unknown_officers
 from archiver.catalog.lookup import (
     RecordingFilter,
     find_recording,
     list_recordings,
     missing_recording,
-    parse_time,
     recording_detail_json,
     recording_json,
 )
@@ -23,6 +23,7 @@ from archiver.errors import ArchiverError, NotFoundError, RefusedError
 from archiver.i18n import _
 from archiver.operations import access as rules
 from archiver.operations.core import Context, operation
+from archiver.times import parse_time
 
 
 def _own_recording(ctx: Context, ref: str) -> Any:
@@ -104,7 +105,8 @@ def cases_show(ctx: Context, case_no: str) -> dict[str, Any]:
     (check,) = links.check_cases(catalog, [case_no], ctx.cfg.linking, full=True)
     ctx.record("lookup", {"case_no": case_no}, {"command": "cases show"})
     data = links.check_json(check, tz)
-    data["title"] = check.case.title
+    data.update(title=check.case.title, party=check.case.party, kind=check.case.kind,
+                closed_at=check.case.closed_at.astimezone(tz).isoformat() if check.case.closed_at else None)
     for entry, item in zip(data["actions"], check.actions, strict=True):
         entry["recordings"] = [{**recording_json(r, tz), "link": "manual" if r.id in item.manual else "automatic"}
                                for r in item.recordings]
@@ -121,6 +123,11 @@ def cases_check(ctx: Context, case_nos: list[str], all_cases: bool = False) -> l
     numbers = [links.resolve_case_no(catalog, c) for c in case_nos]
     results = [links.check_json(item, ctx.cfg.timezone)
                for item in links.check_cases(catalog, None if all_cases else numbers, ctx.cfg.linking)]
+    with catalog.reading() as session:
+        strangers = set(unknown_officers(session, {o for r in results for a in r["actions"] for o in a["officers"]}))
+    for result in results:  # officers whose footage could never count: a warning, not a silent 0 %
+        result["unknown_officers"] = sorted({o for a in result["actions"] for o in a["officers"]} & strangers)
+        result["warnings"] = [unknown_officer(o) for o in result["unknown_officers"]]
     ctx.record("lookup", {"case_no": None if all_cases else numbers},
                {"command": "cases check", "all": all_cases,
                 "not_compliant": sum(not r["compliant"] for r in results)})
