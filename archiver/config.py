@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "report": {
         "late_dock_hours": 24,
+        "unit": "",
     },
     "service": {
         "socket": "/run/archiver/archiver.sock",
@@ -178,6 +179,7 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class ReportConfig:
     late_dock_hours: float
+    unit: str = ""  # the unit's name as the report heads it (后叶镇综合行政执法大队)
 
 
 @dataclass(frozen=True)
@@ -454,7 +456,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         retention=RetentionConfig(keeping_classes(raw["retention"]["classes"], where),
                                   int(raw["retention"]["verified_within_days"]), raw["retention"]["request_days"]),
         capacity=CapacityConfig(int(raw["capacity"]["warn_days"]), _bytes(raw["capacity"]["min_free"], where)),
-        report=ReportConfig(float(raw["report"]["late_dock_hours"])),
+        report=ReportConfig(float(raw["report"]["late_dock_hours"]), str(raw["report"]["unit"]).strip()),
         language=raw["ui"]["language"],
         station_id=station_id,
         central=CentralConfig(_database_url(central["url"]), float(central["interval_s"]),

@@ -54,3 +54,14 @@ def parse_time(text: str, tz: tzinfo, *, need_time: bool = False) -> datetime:
                             _("cannot read time {text!r}: write it as 2022-11-03, 2022-11-03 09:36, "
                               "2022年11月3日9时36分 or 2022-11-03T09:36:21+08:00").format(text=text))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def span_text(hours: float | None) -> str:
+    """A delay as people say it: minutes under an hour, hours under two days, else days ("—" for none)."""
+    if hours is None:
+        return "—"
+    if hours < 1:
+        return _("{count:.0f} min").format(count=hours * 60)
+    if hours < 48:
+        return _("{count:.1f} h").format(count=hours)
+    return _("{count:.1f} days").format(count=hours / 24)

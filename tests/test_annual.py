@@ -80,9 +80,9 @@ def _seed(data: Path, config: Path) -> None:
                 records += [
                     CaseRecord(f"A-{month}-{i}", "a", [
                         ActionRecord("调查取证", ("JX0000",), at(9, 1), at(9, 9), True),
-                        ActionRecord("送达", ("JX0002",), at(9, 0), at(9, 5), False)]),
+                        ActionRecord("送达", ("JX0002",), at(9, 0), at(9, 5), False)], kind="行政处罚"),
                     CaseRecord(f"B-{month}-{i}", "b", [
-                        ActionRecord("调查取证", ("JX0001",), at(9, 0), at(9, 15), True)]),
+                        ActionRecord("调查取证", ("JX0001",), at(9, 0), at(9, 15), True)], kind="检查"),
                     CaseRecord(f"D-{month}-{i}", "d", [ActionRecord("执行", ("JX9999",), at(14, 0), at(14, 30), True)]),
                 ]
         import_cases(ws.catalog, records, ws.cfg.linking)
@@ -110,6 +110,11 @@ def test_every_figure_of_the_year_is_what_the_seeding_implies(seeded, tmp_path: 
     assert (year["cases"], year["actions"], year["required_actions"], year["compliant_actions"]) == \
         (36 * n, 48 * n, 36 * n, 12 * n)
     assert year["compliance_rate"] == round(1 / 3, 4)
+    kinds = {k["kind"]: (k["cases"], k["actions"], k["required_actions"], k["compliant_actions"])
+             for k in year["by_kind"]}
+    assert kinds == {"permit": (0, 0, 0, 0), "penalty": (12 * n, 24 * n, 12 * n, 12 * n),
+                     "coercion": (0, 0, 0, 0), "levy": (0, 0, 0, 0), "requisition": (0, 0, 0, 0),
+                     "inspection": (12 * n, 12 * n, 12 * n, 0), "other": (12 * n, 12 * n, 12 * n, 0)}
     assert len(year["gaps"]) == 24 * n and len(year["unrecorded_actions"]) == 12 * n
     assert {g["case_no"][0] for g in year["gaps"]} == {"B", "D"}
     b_gap = next(g for g in year["gaps"] if g["case_no"] == "B-1-0")
@@ -207,3 +212,29 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_text(cli, recorder: Path, tm
     files = handover["details"]["files"]
     assert set(files) == {p.name for p in (tmp_path / "csv").iterdir()}
     assert files["retrievals.csv"] == hashlib.sha256((tmp_path / "csv" / "retrievals.csv").read_bytes()).hexdigest()
+
+
+def test_the_report_as_a_chinese_office_files_it(seeded, tmp_path: Path):
+    """In Chinese: the CSV columns named in Chinese, the unit heading the page and a signature line at its foot,
+    the kinds of action counted apart, a month with nothing to record shown as "—", never as 0 %."""
+    config = tmp_path / "archiver.toml"
+    config.write_text(config.read_text() + "[report]\nunit = \"后叶镇综合行政执法大队\"\n")
+    with speaking("zh_CN"):
+        done = seeded("report", "period", "--since", "2021年12月1日", "--until", "2022-02-01", "--csv",
+                      tmp_path / "csv", "--html", tmp_path / "p.html")
+        assert done.exit_code == 0, done.output
+        lines = {line.split()[0]: " ".join(line.split()[1:]) for line in done.stdout.splitlines()[1:]}
+        assert lines["行政处罚"] == "案件 8 件，执法环节 16 个，需要记录 8 个，无空档 8 个（100.0%）"
+        assert lines["行政检查"].startswith("案件 8 件") and "行政许可" not in lines  # kinds with nothing: left out
+        assert "中位数 2.0 小时" in done.stdout
+    months = list(csv.DictReader((tmp_path / "csv" / "months.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert list(months[0])[:3] == ["月份", "执法记录仪", "记录文件"]
+    assert (months[0]["月份"], months[0]["需要记录的执法环节"], months[0]["执法全过程记录率"]) == ("2021-12", "0", "")
+    kinds = list(csv.DictReader((tmp_path / "csv" / "kinds.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert [(k["执法行为类别"], k["案件"]) for k in kinds][:2] == [("行政许可", "0"), ("行政处罚", "8")]
+    page = (tmp_path / "p.html").read_text()
+    assert '<p class="unit">后叶镇综合行政执法大队</p>' in page
+    assert "单位：后叶镇综合行政执法大队" in page and "制表人：" in page and "审核人：" in page
+    chart = page[page.index('id="compliance-per-month"'):page.index("</svg>", page.index('id="compliance-per-month"'))]
+    assert chart.count('class="none"') == 1 and chart.count('class="bar"') == 1  # December: "—", no bar
+    assert "<td>2021-12</td><td>3</td><td>0.5</td><td>0</td><td>0</td><td>0</td><td>—</td>" in page

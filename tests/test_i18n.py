@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from archiver import i18n
 from archiver.cli import main
 from archiver.i18n import catalogs
 from archiver.i18n.text import break_points, cells, shorten_middle
+from archiver.operations.access import MATRIX
 
 ARCHIVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "archiver"
 CASE = "后叶罚〔2022〕12号"
@@ -269,3 +271,68 @@ def test_no_message_hides_inside_an_f_string():
                            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
                            and call.func.id in ("_", "N_", "ngettext")]
     assert not hidden, hidden
+
+
+# -- no English left in the Chinese interface ------------------------------------------------------------
+
+# What a Chinese reader may see in Latin letters: names of things (the program, its commands and options, file
+# formats, hashes, units) and what the data itself holds (paths, hashes, officer numbers, serials).
+_LATIN_OK = re.compile(
+    r"'archiver[^']*'|archiver(?:-[a-z]+)?(?: [a-z-]+)*|--[a-z][a-z-]*|\b(?:SHA-256|sha256|sm3|JSON|CSV|HTML|UTF-8|GB18030|UTC|"
+    r"UUID|ffprobe|age|[KMGT]?i?B(?:/s)?|ext4|vfat|xlsx|csv|json|html)\b|"
+    r"[\w.\-/〔〕\[\]]*/[\w.\-/〔〕\[\]]*|[\w\-]+\.(?:MP4|MOV|WAV|MP3|JPG|LOG|INI|csv|xlsx|html|json|toml|db|jsonl)\b|"
+    r"\b[0-9a-f]{8,64}\b|\b[A-Z]{1,4}\d{2,}\b|\b[A-Z]{2}\d+\b|"
+    r"\{.*|ed25519:\S+|\broot\b|"  # an event as signed; a key; a user's name
+    r"\b(?:wav|mp4|mov|mp3|jpeg|mjpeg|png|h264|hevc|aac|pcm_\w+|image2|mp3float)\b")  # formats, codecs
+_ENGLISH = re.compile(r"[A-Za-z]{2,}|(?<=\d )[a-z]\b")  # words, and a unit after a number ("4 s")
+
+
+_COMMAND = re.compile(r"^\s*(?:" + "|".join(sorted(map(re.escape, MATRIX), key=len, reverse=True)) + r")\b")
+
+
+def _english_words(text: str) -> list[str]:
+    """The English words in `text` beyond what a Chinese reader is meant to see in Latin letters (a line may start
+    with a command's name, as the table of who may run what does)."""
+    return sorted({w for line in text.splitlines()
+                   for w in _ENGLISH.findall(_LATIN_OK.sub(" ", _COMMAND.sub(" ", line)))})
+
+
+def test_no_english_word_is_left_in_the_chinese_interface(cli, card: Path, data_dir: Path, tmp_path: Path):
+    """The commands of the tour and the README, as a clerk, a legal officer and an auditor run them in Chinese:
+    every word of every table, count, warning and error is Chinese (flags, classes, roles, actions included)."""
+    import openpyxl
+
+    register = tmp_path / "登记表.csv"
+    register.write_text("案件编号,案件名称,当事人,案件类型,执法环节,执法人员,开始时间,结束时间\n"
+                        f"{CASE},占道经营,王某,行政处罚,调查取证,王建国,2022年11月3日9时36分,2022年11月3日9时50分\n"
+                        f"{CASE},占道经营,王某,行政处罚,送达,张三丰,2022年11月5日下午2时30分,2022年11月5日下午2时40分\n",
+                        encoding="gb18030")
+    book = openpyxl.Workbook()
+    book.active.append(["姓名", "执法证号", "系统用户", "记录仪编号"])
+    book.active.append(["王建国", "JX0227", None, "TA00716"])
+    book.save(tmp_path / "名册.xlsx")
+    voice = tmp_path / "vr"
+    voice.mkdir()
+    shutil.copy(next(card.rglob("*.WAV")), voice / "录音001.WAV")
+    commands = [
+        ("init",), ("ingest", card), ("ingest", card), ("ingest", voice, "--device", "VR01", "--officer", "JX0227"),
+        ("people", "import", tmp_path / "名册.xlsx"), ("people", "list"),
+        ("cases", "import", register), ("cases", "import", register), ("cases", "list"), ("cases", "search", "王某"),
+        ("cases", "show", CASE), ("cases", "check", CASE), ("cases", "check", "--all"),
+        ("cases", "link", CASE, "7"), ("recordings", "set-time", "7", "2022年11月3日9时40分", "--reason", "笔录"),
+        ("recordings", "list"), ("recordings", "list", "--officer", "jx0227", "--since", "2022年11月3日"),
+        ("recordings", "show", "1"), ("recordings", "show", "7"), ("devices", "list"), ("status",),
+        ("verify",), ("custody", "show"), ("keys", "show"), ("access", "show"), ("report", "year", "2022"),
+        ("hold", "add", "--case", CASE, "--reason", "复议"), ("hold", "list"), ("retention", "plan"),
+        ("backup", "status"), ("recordings", "classify", "1", "evidence", "--reason", "证据"),
+        ("cases", "show", "后叶罚[2022]99号"), ("recordings", "set-time", "1", "2022-11-03 10:00", "--reason", "x"),
+        ("recordings", "list", "--since", "昨天"),
+    ]
+    found = {}
+    with i18n.speaking(i18n.CHINESE):
+        for args in commands:
+            done = cli(*args)
+            lines = [line for line in (done.stdout + done.stderr).splitlines() if _english_words(line)]
+            if lines:
+                found[" ".join(map(str, args)).replace(str(tmp_path), "")] = lines[:6]
+    assert not found, "\n".join(f"{command}:\n    " + "\n    ".join(lines) for command, lines in found.items())

@@ -4,6 +4,7 @@ however a number or a time is written."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import ffmpeg
@@ -165,3 +166,19 @@ def test_lookups_read_numbers_and_times_as_people_write_them(cli, card: Path, tm
         assert 0 < len(later) < len(every), since
     bad = cli("recordings", "list", "--since", "昨天")
     assert bad.exit_code == 2 and "cannot read time '昨天'" in bad.stderr
+
+
+def test_bytes_archived_already_under_a_name_with_a_time_are_not_archived_again(cli, card: Path, data_dir: Path,
+                                                                                  tmp_path: Path):
+    """A voice recorder's copy of a file the station holds already (the same bytes, a name without a time): one
+    more sighting, no error, and no empty day folder for the day it was docked."""
+    assert cli("ingest", card).exit_code == 0
+    days = sorted(p.relative_to(data_dir) for p in (data_dir / "archive").glob("*/*/*"))
+    copy = tmp_path / "vr"
+    copy.mkdir()
+    shutil.copy(next(card.rglob("*.WAV")), copy / "录音002.WAV")
+    again = cli("ingest", copy, "--device", "VR01", "--json")
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.stdout)["ingested"], json.loads(again.stdout)["already_archived"]) == (0, 1)
+    assert sorted(p.relative_to(data_dir) for p in (data_dir / "archive").glob("*/*/*")) == days
+    assert cli("verify").exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,11 +29,15 @@ def day_entries(archive: Archive, catalog: Catalog, folder: Path, algorithms: It
 
 def write_day_manifests(archive: Archive, catalog: Catalog, folders: Iterable[Path], algorithms: Iterable[str],
                         locks=None) -> None:
-    """Rewrite each day folder's manifests from the catalog, where they differ from what is on disk."""
+    """Rewrite each day folder's manifests from the catalog, where they differ from what is on disk. A day with
+    nothing archived and no folder (a file found to be archived already, under another day) is left alone."""
     algorithms = tuple(algorithms)
     for folder in sorted(set(folders)):
         with locks.hold(f"manifest:{folder}") if locks is not None else nullcontext():
-            for algorithm, digests in day_entries(archive, catalog, folder, algorithms).items():
+            entries = day_entries(archive, catalog, folder, algorithms)
+            if not any(entries.values()) and not os.path.lexists(folder):
+                continue
+            for algorithm, digests in entries.items():
                 archive.write_manifest(folder, algorithm, digests.items())
 
 

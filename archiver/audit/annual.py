@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -16,8 +15,11 @@ from typing import Any
 from sqlalchemy import select
 
 from archiver.archive.workspace import Workspace
+from archiver.cases.casefile import KINDS, kind_of
 from archiver.cases.links import check_cases
 from archiver.catalog import BackupObject, Recording, VerifyRun
+from archiver.i18n import N_, _
+from archiver.i18n.words import word
 from archiver.ledger.custody import actor_name, trail
 
 
@@ -130,6 +132,8 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
 def _cases(ws: Workspace, since: datetime, until: datetime, months: dict[str, dict]) -> dict[str, Any]:
     cases: set[str] = set()
     actions = required = compliant = 0
+    kinds = {key: {"kind": key, "cases": set(), "actions": 0, "required_actions": 0, "compliant_actions": 0}
+             for key in KINDS}
     gaps, unrecorded = [], []
     month_cases: dict[str, set[str]] = defaultdict(set)
     tz = ws.cfg.timezone
@@ -139,15 +143,20 @@ def _cases(ws: Workspace, since: datetime, until: datetime, months: dict[str, di
             if not since <= start < until:
                 continue
             month = months.get(_month(start, ws))
+            kind = kinds[kind_of(check.case.kind)]
             cases.add(check.case.case_no)
+            kind["cases"].add(check.case.case_no)
             month_cases[_month(start, ws)].add(check.case.case_no)
             actions += 1
+            kind["actions"] += 1
             if month is not None:
                 month["actions"] += 1
             if not item.action.recording_required:
                 continue
             required += 1
             compliant += item.compliant
+            kind["required_actions"] += 1
+            kind["compliant_actions"] += item.compliant
             if month is not None:
                 month["required_actions"] += 1
                 month["compliant_actions"] += item.compliant
@@ -162,8 +171,12 @@ def _cases(ws: Workspace, since: datetime, until: datetime, months: dict[str, di
     for name, month in months.items():
         month["cases"] = len(month_cases.get(name, ()))
         month["compliance_rate"] = _rate(month["compliant_actions"], month["required_actions"])
+    for kind in kinds.values():
+        kind.update(cases=len(kind["cases"]),
+                    compliance_rate=_rate(kind["compliant_actions"], kind["required_actions"]))
     return {"cases": len(cases), "actions": actions, "required_actions": required, "compliant_actions": compliant,
-            "compliance_rate": _rate(compliant, required), "gaps": gaps, "unrecorded_actions": unrecorded}
+            "compliance_rate": _rate(compliant, required), "by_kind": list(kinds.values()), "gaps": gaps,
+            "unrecorded_actions": unrecorded}
 
 
 def _custody(ws: Workspace, since: datetime, until: datetime) -> dict[str, Any]:
@@ -195,19 +208,38 @@ def _histogram(delays: list[float]) -> list[dict[str, Any]]:
     return [{"bin": label, "count": counts.get(label, 0)} for label, _top in bins]
 
 
+# Each CSV column as its reader calls it (the JSON keeps the keys).
+CSV_HEADERS = {
+    "since": N_("from"), "until": N_("until"), "month": N_("month"), "recorders": N_("recorders"),
+    "recorder": N_("recorder"), "officer": N_("officer"), "recordings": N_("recordings"),
+    "video_hours": N_("hours of video"), "audio_hours": N_("hours of audio"), "photos": N_("photos"),
+    "bytes": N_("bytes"), "cases": N_("cases"), "actions": N_("enforcement actions"),
+    "required_actions": N_("actions to be recorded"), "compliant_actions": N_("recorded without a gap"),
+    "compliance_rate": N_("full-process recording rate"), "late_docks": N_("late docks"),
+    "late_dock_hours": N_("late after (h)"), "verify_runs": N_("verify runs"), "verify_problems": N_("verify problems"),
+    "holds_placed": N_("holds placed"), "purged": N_("recordings purged"), "purged_bytes": N_("bytes purged"),
+    "case_no": N_("case number"), "stage": N_("enforcement step"), "start": N_("start"), "end": N_("end"),
+    "seconds": N_("seconds"), "id": N_("recording"), "device": N_("recorder"), "ingested_at": N_("archived at"),
+    "delay_hours": N_("delay (h)"), "action": N_("event"), "count": N_("count"), "user": N_("user"),
+    "reason": N_("reason"), "kind": N_("kind of action"),
+}
+
+
 def csv_tables(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """One table per file for a spreadsheet."""
-    return {
-        "summary": [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v)
-                     for k, v in data.items() if not isinstance(v, list | dict)}],
+    """One table per file for a spreadsheet, its columns named in the reader's language."""
+    tables = {
+        "summary": [{k: v for k, v in data.items() if not isinstance(v, list | dict)}],
         "months": data["months"],
         "recorders": [{"recorder": k, **v} for k, v in data["per_recorder"].items()],
         "officers": [{"officer": k, **v} for k, v in data["per_officer"].items()],
         "gaps": data["gaps"], "unrecorded_actions": data["unrecorded_actions"],
         "late_docks": data["late_dock_list"],
-        "custody_events": [{"action": k, "count": v} for k, v in data["custody_events"].items()],
+        "custody_events": [{"action": word(k), "count": v} for k, v in data["custody_events"].items()],
         "retrievals": data["retrievals"],
+        "kinds": [{**k, "kind": _(KINDS[k["kind"]][1])} for k in data["by_kind"]],
     }
+    return {name: [{_(CSV_HEADERS.get(key, key)): value for key, value in row.items()} for row in rows]
+            for name, rows in tables.items()}
 
 
 def table_text(rows: list[dict[str, Any]]) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from archiver.cases.casefile import KINDS
 from archiver.i18n import _, current
+from archiver.times import span_text
 
 BAR = "#1f77b4"  # the colour of every bar (tests find the bars by it)
 _CSS = """
@@ -18,17 +20,25 @@ td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 svg { border: 1px solid #ddd; background: #fafafa; page-break-inside: avoid; }
 .figures td { text-align: left; }
+.unit { font-size: 15px; } .signature { margin-top: 36px; font-size: 13px; white-space: pre-wrap; }
 """
 
 
-def _chart(title: str, points: list[tuple[str, float]], chart_id: str) -> str:
-    """A bar chart: one bar per point, heights in proportion to the values (the tallest fills the plot)."""
+def _chart(title: str, points: list[tuple[str, float | None]], chart_id: str) -> str:
+    """A bar chart: one bar per point, heights in proportion to the values (the tallest fills the plot); a point
+    with no value (a month with nothing to record) has no bar and reads "—"."""
     width, height, left, bottom = 720, 180, 40, 30
-    top = max((v for _l, v in points), default=0) or 1
+    top = max((v for _l, v in points if v is not None), default=0) or 1
     step = (width - left - 10) / max(1, len(points))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{chart_id}" width="{width}" height="{height + bottom}" '
              f'role="img" aria-label="{escape(title)}">']
     for i, (label, value) in enumerate(points):
+        if value is None:
+            parts.append(f'<text class="none" x="{left + i * step + step * 0.5:.1f}" y="{height - 4}" font-size="11" '
+                         f'text-anchor="middle">—</text>')
+            parts.append(f'<text x="{left + i * step + step * 0.5:.1f}" y="{height + 14}" font-size="9" '
+                         f'text-anchor="middle">{escape(label[-2:] if len(label) == 7 else label)}</text>')
+            continue
         h = (height - 10) * value / top
         x = left + i * step + step * 0.15
         parts.append(f'<rect class="bar" x="{x:.1f}" y="{height - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
@@ -50,19 +60,27 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render(data: dict[str, Any], title: str) -> str:
+def percent(rate: float | None) -> str:
+    """A rate as the report shows it; "—" when there was nothing to count."""
+    return "—" if rate is None else f"{rate:.1%}"
+
+
+def render(data: dict[str, Any], title: str, unit: str = "") -> str:
+    """The page; `unit` heads it and its signature line."""
     months = data["months"]
     rate = data["compliance_rate"]
+    delay = data["dock_delay_hours"]
     summary = [
         (_("Recorders in use"), data["recorders"]), (_("Recordings"), data["recordings"]),
         (_("Hours of video"), data["video_hours"]), (_("Hours of audio"), data["audio_hours"]),
         (_("Photos"), data["photos"]), (_("Cases"), data["cases"]), (_("Enforcement actions"), data["actions"]),
         (_("Actions that had to be recorded"), data["required_actions"]),
         (_("Of those, recorded without a gap"), data["compliant_actions"]),
-        (_("Full-process recording rate"), "-" if rate is None else f"{rate:.1%}"),
+        (_("Full-process recording rate"), percent(rate)),
         (_("Required actions with no footage at all"), len(data["unrecorded_actions"])),
         (_("Docked later than {hours} h after recording").format(hours=data["late_dock_hours"]), data["late_docks"]),
-        (_("Median delay to docking (h)"), data["dock_delay_hours"]["median"]),
+        (_("Median delay to docking"), span_text(delay["median"])),
+        (_("95% docked within"), span_text(delay["p95"])),
         (_("Recordings not yet on every backup target"), data["backups"]["not_on_every_target"]),
         (_("Verify runs"), data["verify_runs"]), (_("Problems verify found"), data["verify_problems"]),
         (_("Retrievals"), sum(r["count"] for r in data["retrievals"])),
@@ -73,20 +91,27 @@ def render(data: dict[str, Any], title: str) -> str:
         "<!DOCTYPE html>", f'<html lang="{lang}"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
+        f'<p class="unit">{escape(unit)}</p>' if unit else "",
         f'<p>{escape(data["since"][:10])} – {escape(data["until"][:10])}</p>',
         '<table class="figures">' + "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>"
                                             for k, v in summary) + "</table>",
         _chart(_("Recordings per month"), [(m["month"], m["recordings"]) for m in months], "recordings-per-month"),
         _chart(_("Hours of video per month"), [(m["month"], m["video_hours"]) for m in months], "hours-per-month"),
-        _chart(_("Full-process recording rate per month (%)"),
-               [(m["month"], round(100 * (m["compliance_rate"] or 0), 1)) for m in months], "compliance-per-month"),
+        _chart(_("Full-process recording rate per month (%; — : nothing to record)"),
+               [(m["month"], None if m["compliance_rate"] is None else round(100 * m["compliance_rate"], 1))
+                for m in months], "compliance-per-month"),
         _chart(_("Delay from recording to docking"),
                [(b["bin"], b["count"]) for b in data["dock_delay_hours"]["histogram"]], "dock-delay"),
+        _heading(_("By kind of action")),
+        _table([_("Kind"), _("Cases"), _("Enforcement actions"), _("Required actions"), _("Without a gap"),
+                _("Rate")],
+               [[_(KINDS[k["kind"]][1]), k["cases"], k["actions"], k["required_actions"], k["compliant_actions"],
+                 percent(k["compliance_rate"])] for k in data["by_kind"]]),
         _heading(_("Per month")),
         _table([_("Month"), _("Recordings"), _("Hours of video"), _("Cases"), _("Required actions"),
-                _("Without a gap"), _("Late docks")],
+                _("Without a gap"), _("Rate"), _("Late docks")],
                [[m["month"], m["recordings"], m["video_hours"], m["cases"], m["required_actions"],
-                 m["compliant_actions"], m["late_docks"]] for m in months]),
+                 m["compliant_actions"], percent(m["compliance_rate"]), m["late_docks"]] for m in months]),
         _heading(_("Per recorder")),
         _table([_("Recorder"), _("Recordings"), _("Hours of video"), _("Late docks")],
                [[k, v["recordings"], v["video_hours"], v["late_docks"]] for k, v in data["per_recorder"].items()]),
@@ -100,6 +125,8 @@ def render(data: dict[str, Any], title: str) -> str:
         _heading(_("Retrievals")),
         _table([_("User"), _("Reason"), _("Count")],
                [[r["user"], r["reason"], r["count"]] for r in data["retrievals"]]),
+        '<p class="signature">' + escape(_("Unit: {unit}").format(unit=unit or "____________")) + "&emsp;"
+        + escape(_("Prepared by: ____________  Reviewed by: ____________  Date: ____________")) + "</p>",
         "</body></html>",
     ]
     return "\n".join(parts)

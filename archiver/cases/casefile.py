@@ -72,6 +72,21 @@ ENCODINGS = ("utf-8", "gb18030")
 OFFICER_SEPARATORS = re.compile(r"[;；、,，/\s]+")
 
 
+# The kinds of administrative enforcement the yearly statistics (行政执法统计) count apart, each with the word
+# that names it in a register's 案件类型 (行政处罚, 处罚, 强制措施, 行政检查, ...); anything else is "other".
+KINDS = {"permit": ("许可", N_("permits (许可)")), "penalty": ("处罚", N_("penalties (处罚)")),
+         "coercion": ("强制", N_("coercive measures (强制)")), "levy": ("征收", N_("levies (征收)")),
+         "requisition": ("征用", N_("requisitions (征用)")), "inspection": ("检查", N_("inspections (检查)")),
+         "other": ("", N_("other or not given"))}
+
+
+def kind_of(text: str | None) -> str:
+    """Which of KINDS a case's 案件类型 names (its key, or the key itself as written); "other" if none. Pure."""
+    plain = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or "")).lower()
+    return next((key for key, (word, _label) in KINDS.items() if plain and (word and word in plain or plain == key)),
+                "other")
+
+
 # Brackets a case number is written with (〔2023〕 is the official form; nobody can type it): all read alike.
 _BRACKETS = str.maketrans({**dict.fromkeys("〔【〖(｟「『", "["), **dict.fromkeys("〕】〗)｠」』", "]")})
 

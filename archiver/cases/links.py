@@ -224,7 +224,7 @@ def set_start(catalog: Catalog, recording_id: int, start: datetime,
         rec = session.get(Recording, recording_id)
         if rec.start is not None and "name_unparsed" not in rec.flags and TIME_SET not in rec.flags:
             raise ArchiverError(_("#{id}: its start {start} is read from its file name, as the recorder wrote it; "
-                                  "set-time is for a file whose name carries no time").format(
+                                  "'archiver recordings set-time' is for a file whose name carries no time").format(
                                   id=rec.id, start=rec.start.astimezone(start.tzinfo).strftime("%Y-%m-%d %H:%M:%S")))
         before = rec.start
         rec.start = start

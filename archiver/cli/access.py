@@ -8,6 +8,7 @@ from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, json_option, print_table
 from archiver.i18n import _
+from archiver.i18n.words import word, words
 
 
 @click.group(cls=Group)
@@ -27,9 +28,9 @@ def show(app: App, as_json: bool) -> None:
         echo_json(data)
         return
     print_table([Column(_("Role")), Column(_("Group")), Column(_("Users"), wrap=True), Column(_("For"), wrap=True)],
-                [[row["role"], row["group"], ", ".join(row["users"]) or "-", _(row["purpose"])]
+                [[word(row["role"]), row["group"], ", ".join(row["users"]) or "-", _(row["purpose"])]
                  for row in data["roles"]])
-    print_table([Column(_("Command")), *(Column(role) for role in roles)],
+    print_table([Column(_("Command")), *(Column(word(role)) for role in roles)],
                 [[command, *(_("own") if r == "officer" and r in who and command in data["own_only"]
                              else _("yes") if r in who else "" for r in roles)]
                  for command, who in data["commands"].items()])
@@ -48,7 +49,7 @@ def check(app: App, user: str, as_json: bool) -> None:
         echo_json(data)
         return
     what = _("every right (root or the service user)") if data["privileged"] else \
-        ", ".join(data["roles"]) or _("no role: nothing")
+        words(data["roles"]) if data["roles"] else _("no role: nothing")
     click.echo(_("{user} (uid {uid}): {what}; officer number {value}").format(
                  user=data["user"], uid=data["uid"], what=what, value=data["officer_no"] or '-'))
     for command in data["commands"]:

@@ -22,6 +22,7 @@ from archiver.cli.output import (
 )
 from archiver.errors import ArchiverError
 from archiver.i18n import _
+from archiver.i18n.words import word
 
 
 @click.group(cls=Group)
@@ -107,10 +108,12 @@ def status(app: App, as_json: bool) -> None:
         return
     ingest_line = verify_line = head_line = "-"
     if (last := data["last_ingest"]) is not None:
-        ingest_line = _("{finished_at} {status} ({ingested} new, {failed} failed) from {source}").format(**last)
+        ingest_line = _("{finished_at} {status} ({ingested} new, {failed} failed) from {source}").format(
+            **{**last, "finished_at": local_time(last["finished_at"]), "status": word(last["status"])})
     if (last := data["last_verify"]) is not None:
         verify_line = _("{finished_at} {result}: {checked} checked, {problems} problem(s), {remaining} left "
-                        "({scope})").format(**last)
+                        "({scope})").format(**{**last, "finished_at": local_time(last["finished_at"]),
+                                               "result": word(last["result"])})
     if (head := data["custody_head"]) is not None:
         head_line = _("{seq}:{hash} (write it down: 'archiver verify --head' proves later that no line was "
                       "cut)").format(**head)
@@ -170,8 +173,8 @@ def custody_show(app: App, user: str | None, since: str | None, action: str | No
     for event, shown in zip(rows, found["shown"], strict=True):
         actor = event.get("actor")
         role = actor.get("role") if isinstance(actor, dict) else None
-        table.append([str(event.get("seq")), local_time(shown["time"]), shown["user"], role or "-",
-                      str(event.get("action")), _brief(event.get("subject")), _brief(event.get("details"))])
+        table.append([str(event.get("seq")), local_time(shown["time"]), shown["user"], word(role),
+                      word(str(event.get("action"))), _brief(event.get("subject")), _brief(event.get("details"))])
     print_table([Column(_("Seq")), Column(_("Time")), Column(_("User")), Column(_("Role"), optional=True),
                  Column(_("Action")), Column(_("Subject"), wrap=True), Column(_("Details"), wrap=True)], table)
     click.echo(_("{count} event(s)").format(count=len(rows)))

@@ -110,9 +110,10 @@ def show(app: App, case_no: str, as_json: bool) -> None:
         echo_json(data)
         return
     echo_wrapped(f"{data['case_no']}  {data['title']}")
-    facts = [(_("Party"), data["party"]), (_("Kind"), data["kind"]), (_("Closed"), (data["closed_at"] or "")[:10])]
+    facts = [(_("Party"), data["party"]), (_("Case type"), data["kind"]), (_("Closed"), (data["closed_at"] or "")[:10])]
     if any(value for _label, value in facts):
-        echo_wrapped(_("; ").join(f"{label}: {value}" for label, value in facts if value))
+        echo_wrapped(_("; ").join(_("{label}: {value}").format(label=label, value=value)
+                                  for label, value in facts if value))
     click.echo(_("compliant") if data["compliant"] else _("NOT compliant"))
     for entry in data["actions"]:
         click.echo("")

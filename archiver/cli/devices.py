@@ -8,6 +8,7 @@ from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.i18n import _
+from archiver.i18n.words import word
 
 
 @click.group(cls=Group)
@@ -44,5 +45,6 @@ def list_(app: App, as_json: bool) -> None:
                  Column(_("Bytes"), optional=True), Column(_("Last ingest"), wrap=True)],
                 [[r["serial"], ",".join(r["officers"]) or "-", r["label"] or "-", r["uuid"] or "-",
                   local_time(r["last_docked"]), str(r["recordings"]), human_bytes(r["bytes"]),
-                  _("{status} ({ingested} new, {failed} failed)").format(**r["last_ingest"]) if r["last_ingest"]
+                  _("{status} ({ingested} new, {failed} failed)").format(
+                      **{**r["last_ingest"], "status": word(r["last_ingest"]["status"])}) if r["last_ingest"]
                   else "-"] for r in rows])

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import click
 
-from archiver.i18n import N_, _, use_english
+from archiver.i18n import _, use_english
 from archiver.i18n.text import break_points, cells, head, shorten_middle
 
 SHORTEST = 12  # columns a shortened path keeps at the least: its start, "…" and the end of its name
@@ -19,10 +19,6 @@ PREFIX = 9  # columns a shortened hash keeps: 8 hex digits (enough to find a rec
 COLUMN_GAP = 2  # between two columns of a table
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Words of the catalog that tables show translated (JSON keeps them as they are).
-VOCABULARY = (N_("video"), N_("audio"), N_("photo"), N_("other"), N_("manual"), N_("automatic"))
-
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
@@ -49,6 +45,11 @@ def local_time(text: str | None, *, minutes: bool = False) -> str:
         return "-"
     shown = text[:19].replace("T", " ")
     return shown[:16] if minutes else shown
+
+
+def seconds(value: float | None) -> str:
+    """A duration as a table shows it, in whole seconds ("-" for none)."""
+    return "-" if value is None else _("{count:.0f} s").format(count=value)
 
 
 def echo_wrapped(text: str, indent: str = "", hang: str = "    ") -> None:

@@ -15,7 +15,7 @@ from archiver.i18n import _
 
 @click.group(cls=Group)
 def people() -> None:
-    """The personnel register: officers' names, 执法证号, station users and recorders."""
+    """The personnel register: officers' names and numbers, station users and recorders."""
 
 
 @people.command("import")

@@ -9,8 +9,18 @@ import click
 from archiver.cli import App
 from archiver.cli.files import receive_into
 from archiver.cli.localized import Group
-from archiver.cli.output import Column, echo_fields, echo_json, human_bytes, json_option, local_time, print_table
+from archiver.cli.output import (
+    Column,
+    echo_fields,
+    echo_json,
+    human_bytes,
+    json_option,
+    local_time,
+    print_table,
+    seconds,
+)
 from archiver.i18n import N_, _
+from archiver.i18n.words import word, words
 
 
 @click.group(cls=Group)
@@ -39,8 +49,8 @@ def list_(app: App, device, officer, since, until, case_no, as_json: bool) -> No
                  Column(_("Size"), optional=True), Column("SHA-256", prefix=True), Column(_("Flags"), wrap=True),
                  Column(_("Original path"), shorten=True)],
                 [[str(r["id"]), local_time(r["start"]), r["device_serial"] or "-", r["officer_no"] or "-",
-                  _(r["media_type"]), f"{r['duration_s']:.0f} s" if r["duration_s"] is not None else "-",
-                  human_bytes(r["size"]), r["sha256"][:12], ",".join(r["flags"]), repr(r["original_path"])[1:-1]]
+                  word(r["media_type"]), seconds(r["duration_s"]), human_bytes(r["size"]), r["sha256"][:12],
+                  words(r["flags"], "、"), repr(r["original_path"])[1:-1]]
                  for r in rows])
     click.echo(_("{count} recording(s)").format(count=len(rows)))
 
@@ -55,19 +65,23 @@ def show(app: App, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    data["media_type"] = _(data["media_type"])
+    data["media_type"] = word(data["media_type"])
+    data["flags"] = [word(f) for f in data["flags"]]
+    for key in TIMES:
+        data[key] = local_time(data[key]) if data.get(key) else None
     rows = [(_(FIELDS.get(key, key)), "-" if value in (None, []) else repr(value)[1:-1] if isinstance(value, str)
-             else ", ".join(value) if isinstance(value, list) else str(value))
+             else "、".join(value) if isinstance(value, list) else str(value))
             for key, value in data.items() if key not in ("media", "sightings")]
     media = data["media"] or {}
     if media:
         rows.append((_("media"), f"{media.get('format')}, " + "; ".join(
-            f"{s.get('codec_type')} {s.get('codec_name')}" for s in media.get("streams", []))))
-    rows += [(_("seen"), _("{seen_at} {source} / {original_path!r} (run {ingest_run})").format(**s))
-             for s in data["sightings"]]
+            f"{word(s.get('codec_type'))} {s.get('codec_name')}" for s in media.get("streams", []))))
+    rows += [(_("seen"), _("{seen_at} {source} / {original_path!r} (run {ingest_run})").format(
+        **{**s, "seen_at": local_time(s["seen_at"])})) for s in data["sightings"]]
     echo_fields(rows)
 
 
+TIMES = ("start", "end", "ingested_at", "verified_at")
 # How `recordings show` labels the fields of the JSON form.
 FIELDS = {"id": N_("id"), "sha256": N_("sha256"), "sm3": N_("sm3"), "size": N_("size (bytes)"),
           "media_type": N_("media type"), "original_path": N_("original path"), "device_serial": N_("device"),
@@ -106,7 +120,7 @@ def classify(app: App, ref: str, retention_class: str, reason: str) -> None:
     still wins; `invalid` (a file ingested by mistake) is refused on a recording linked to a case or held."""
     done, _files = app.call("recordings classify", {"ref": ref, "retention_class": retention_class,
                                                     "reason": reason})
-    click.echo(_("recording #{id}: class {name}").format(id=done["id"], name=done["class"]))
+    click.echo(_("recording #{id}: class {name}").format(id=done["id"], name=word(done["class"])))
 
 
 @recordings.command("set-time")
@@ -115,7 +129,7 @@ def classify(app: App, ref: str, retention_class: str, reason: str) -> None:
 @click.option("--reason", required=True, help="Where the time comes from: kept in the custody log.")
 @click.pass_obj
 def set_time(app: App, ref: str, start: str, reason: str) -> None:
-    """Give a recording whose file name carries no time (a voice recorder's 录音001.MP3) its START, e.g.
+    """Give a recording whose file name carries no time (a 录音笔's 录音001.MP3) its START, e.g.
     '2022-03-15 09:02:00' or 2022年3月15日9时2分 (in the configured timezone). Its end follows from its
     duration, and it then covers case steps like any recording. The file's name and bytes stay as they
     are; who set the time, from what and why is a custody event. A time read from a file's name is refused."""

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import click
 
+from archiver.audit.annual_html import percent
+from archiver.cases.casefile import KINDS
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import echo_fields, echo_json, json_option
 from archiver.fs import make_dirs, relative_name, write_atomic
 from archiver.i18n import _
+from archiver.times import span_text
 
 
 @click.group(cls=Group)
@@ -70,10 +73,14 @@ def _report(app: App, command: str, args: dict, html_file: Path | None, csv_dir:
         (_("cases"), _("{cases}, {actions} action(s), {required} to be recorded, {compliant} without a gap "
                        "({rate})").format(cases=data["cases"], actions=data["actions"],
                                           required=data["required_actions"], compliant=data["compliant_actions"],
-                                          rate="-" if rate is None else f"{rate:.1%}")),
-        (_("docking"), _("median {median} h, 95% within {p95} h; {late} later than {hours} h").format(
-            median=data["dock_delay_hours"]["median"], p95=data["dock_delay_hours"]["p95"],
-            late=data["late_docks"], hours=data["late_dock_hours"])),
+                                          rate=percent(rate))),
+        *[(_(KINDS[k["kind"]][1]), _("{cases} case(s), {actions} action(s), {required} to be recorded, {compliant} "
+                                     "without a gap ({rate})").format(
+            cases=k["cases"], actions=k["actions"], required=k["required_actions"], compliant=k["compliant_actions"],
+            rate=percent(k["compliance_rate"]))) for k in data["by_kind"] if k["actions"]],
+        (_("docking"), _("median {median}, 95% within {p95}; {late} later than {hours} h").format(
+            median=span_text(data["dock_delay_hours"]["median"]), p95=span_text(data["dock_delay_hours"]["p95"]),
+            late=data["late_docks"], hours=f'{data["late_dock_hours"]:g}')),
         (_("backups"), _("{count} recording(s) not yet on every target").format(
             count=data["backups"]["not_on_every_target"])),
         (_("verify"), _("{runs} run(s), {problems} problem(s)").format(runs=data["verify_runs"],

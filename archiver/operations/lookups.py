@@ -194,7 +194,7 @@ def _figures(ctx: Context, since: datetime, until: datetime, title: str, html: b
     from archiver.audit.annual_html import render
 
     data = figures(ctx.workspace(), since, until, ctx.cfg.report.late_dock_hours)
-    page = render(data, title) if html else None
+    page = render(data, title, ctx.cfg.report.unit) if html else None
     tables = {f"{name}.csv": table_text(rows) for name, rows in csv_tables(data).items()} if csv else None
     handed = {**({"report.html": page} if page is not None else {}), **(tables or {})}
     ctx.record("handover" if handed else "lookup", {"report": title},
