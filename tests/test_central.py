@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import ffmpeg
 import pytest
 from central_util import (
     centre_config,
@@ -322,3 +323,30 @@ def test_verify_central_reports_what_a_database_writer_changed(county, postgres,
     kinds = sorted((p["kind"], p["seq"]) for p in json.loads(result.stdout)["problems"])
     # the forged line no longer vouches for its recording: that one is unsigned now, beside the planted one
     assert kinds == [("changed", 2), ("changed", 3), ("signature", 2), ("unsigned", None), ("unsigned", None)]
+
+
+def test_a_start_given_by_hand_at_a_station_reaches_the_centre(county, postgres, tmp_path: Path):
+    """A 录音笔's file without a time, given its start at its station: the centre takes it from the signed event,
+    links it, and `verify --central` finds the recording as its events state it."""
+    run = county(new_database(postgres), ["houye"])
+    voice = tmp_path / "vr"
+    voice.mkdir()
+    tone = ffmpeg.input("sine=frequency=440:sample_rate=16000", f="lavfi", t=8)
+    ffmpeg.output(tone, str(voice / "录音001.MP3"), ac=1, map_metadata=-1).overwrite_output().run(quiet=True)
+    assert run("houye", "ingest", voice, "--device", "VR01", "--officer", "JX0300").exit_code == 0
+    assert run("houye", "sync").exit_code == 0
+    (before,) = as_json(run("centre", "recordings", "list", "--json"))
+    assert before["start"] is None
+    assert run("houye", "recordings", "set-time", "1", "2022-11-03 09:36:40", "--reason", "笔录").exit_code == 0
+    assert run("houye", "sync").exit_code == 0
+    (after,) = as_json(run("centre", "recordings", "list", "--json"))
+    assert (after["start"], after["end"][:19], after["flags"]) == ("2022-11-03T09:36:40+08:00", "2022-11-03T09:36:48",
+                                                                   ["name_unparsed", "time_set"])  # MP3: 8.1 s
+    case_file = tmp_path / "c.csv"
+    case_file.write_text(CASE_FILE)
+    assert run("centre", "cases", "import", case_file).exit_code == 0
+    assert compliant(run, "centre")[1] is False  # 09:36:40-48 of 09:36:40-52: covered, with a gap at its end
+    (case,) = as_json(run("centre", "cases", "check", CASE, "--json"))
+    assert case["actions"][1]["covered_s"] == pytest.approx(8, abs=0.2)
+    verified = run("centre", "verify", "--central")
+    assert verified.exit_code == 0 and "0 problem(s)" in verified.stdout, verified.stdout

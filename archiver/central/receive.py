@@ -14,13 +14,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from archiver.cases.links import link_recordings
+from archiver.cases.links import TIME_SET, link_recordings
 from archiver.catalog import Catalog, Device, Recording, Sighting, Station, StationEvent, StationRefusal
 from archiver.catalog.models import utcnow
 from archiver.errors import NotFoundError
@@ -158,7 +158,8 @@ def _time(event: dict[str, Any]) -> datetime:
 def _apply(session: Session, station_id: str, accepted: list[Accepted]) -> None:
     """What the accepted events state, in a few statements per delivery whatever its size: the lines
     themselves, new recordings (the same bytes docked at two stations are one recording, seen twice),
-    sightings and devices, linked to the central cases; then purges and classes, in log order."""
+    sightings and devices, linked to the central cases; then purges, classes and start times given by hand, in log
+    order."""
     now = utcnow()
     session.execute(insert(StationEvent), [
         {"station": station_id, "seq": a.event["seq"], "hash": a.digest, "time": _time(a.event),
@@ -168,7 +169,7 @@ def _apply(session: Session, station_id: str, accepted: list[Accepted]) -> None:
         _ingests(session, station_id, ingests)
     for item in accepted:
         action, subject, details = item.event.get("action"), item.event.get("subject"), item.event.get("details")
-        if action not in ("purge", "classify") or not _stated(item.event):
+        if action not in ("purge", "classify", "recording_set_time") or not _stated(item.event):
             continue
         rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"],
                                                      Recording.station == station_id))
@@ -176,8 +177,22 @@ def _apply(session: Session, station_id: str, accepted: list[Accepted]) -> None:
             continue
         if action == "purge":
             rec.purged_at, rec.purge_request_id = _time(item.event), None
+        elif action == "recording_set_time":
+            _set_start(session, rec, details)
         elif isinstance(details.get("class"), str):
             rec.retention_class = details["class"]
+
+
+def _set_start(session: Session, rec: Recording, details: dict[str, Any]) -> None:
+    """A start a person gave the recording at its station (`recordings set-time`), and its links derived again."""
+    start = read_facts({"start": details.get("start")})["start"]
+    if start is None:
+        return
+    rec.start = start
+    rec.end = start + timedelta(seconds=rec.duration_s) if rec.duration_s is not None else start
+    rec.flags = [*[f for f in rec.flags or [] if f != TIME_SET], TIME_SET]
+    session.flush()
+    link_recordings(session, [rec.id])
 
 
 def _stated(event: dict[str, Any]) -> bool:

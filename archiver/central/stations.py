@@ -123,6 +123,10 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
                 problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
             elif event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
                 result.ingested.setdefault(str(event["subject"].get("sha256")), {**event["details"], "seq": seq})
+            elif event.get("action") == "recording_set_time" and isinstance(event.get("subject"), dict) \
+                    and str(event["subject"].get("sha256")) in result.ingested:  # the start is now the one given
+                stated = result.ingested[str(event["subject"]["sha256"])]
+                stated["start"] = (event.get("details") or {}).get("start")
             else:
                 _note_stored(result.stored, event)
             prev, expected = digest, seq + 1
