@@ -278,8 +278,8 @@ def test_no_message_hides_inside_an_f_string():
 # What a Chinese reader may see in Latin letters: names of things (the program, its commands and options, file
 # formats, hashes, units) and what the data itself holds (paths, hashes, officer numbers, serials).
 _LATIN_OK = re.compile(
-    r"'archiver[^']*'|archiver(?:-[a-z]+)?(?: [a-z-]+)*|--[a-z][a-z-]*|\b(?:SHA-256|sha256|sm3|JSON|CSV|HTML|UTF-8|GB18030|UTC|"
-    r"UUID|ffprobe|age|[KMGT]?i?B(?:/s)?|ext4|vfat|xlsx|csv|json|html)\b|"
+    r"'archiver[^']*'|archiver(?:-[a-z]+)?(?: [a-z-]+)*|--[a-z][a-z-]*|"
+    r"\b(?:SHA-256|sha256|sm3|JSON|CSV|HTML|UTF-8|GB18030|UTC|UUID|ffprobe|age|[KMGT]?i?B(?:/s)?|ext4|vfat|xlsx|csv|json|html)\b|"
     r"[\w.\-/〔〕\[\]]*/[\w.\-/〔〕\[\]]*|[\w\-]+\.(?:MP4|MOV|WAV|MP3|JPG|LOG|INI|csv|xlsx|html|json|toml|db|jsonl)\b|"
     r"\b[0-9a-f]{8,64}\b|\b[A-Z]{1,4}\d{2,}\b|\b[A-Z]{2}\d+\b|"
     r"\{.*|ed25519:\S+|\broot\b|"  # an event as signed; a key; a user's name
