@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "linking": {
         "clock_tolerance_s": 30,
         "max_gap_s": 3,
+        "not_required_stages": [],
     },
     "backup": {
         "targets": [],
@@ -151,6 +152,8 @@ class DockConfig:
 class LinkingConfig:
     clock_tolerance_s: float
     max_gap_s: float
+    # A case file without a "recording required" column: steps of these names are not to be recorded.
+    not_required_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -440,7 +443,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
             max_parallel=int(dock["max_parallel"]) or auto_parallel(os.cpu_count() or 1),
             clear_after=dock["clear_after"],
         ),
-        linking=LinkingConfig(float(raw["linking"]["clock_tolerance_s"]), float(raw["linking"]["max_gap_s"])),
+        linking=LinkingConfig(float(raw["linking"]["clock_tolerance_s"]), float(raw["linking"]["max_gap_s"]),
+                              tuple(s.strip() for s in raw["linking"]["not_required_stages"] if s.strip())),
         backup=BackupConfig(
             targets=tuple(Path(p) for p in raw["backup"]["targets"] if not p.startswith(S3_SCHEME)),
             recipients=tuple(raw["backup"]["recipients"]),

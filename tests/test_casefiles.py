@@ -282,3 +282,15 @@ def test_a_wps_csv_in_gb18030_with_a_title_row_and_columns_of_its_own(tmp_path: 
     (action,) = case.actions
     assert (case.case_no, case.title, case.party, action.stage, action.officers, action.start.hour,
             action.recording_required) == (CASE, "占道经营", "王某", "现场检查", ("JX0227",), 9, True)
+
+
+def test_without_a_required_column_the_configured_steps_are_not_required(tmp_path: Path):
+    text = ("案件编号,案件名称,执法环节,执法人员,开始时间,结束时间\n"
+            f"{CASE},占道经营,立案审批,JX0227,2022-11-03 09:00,2022-11-03 09:10\n"
+            f"{CASE},占道经营,调查取证,JX0227,2022-11-03 09:36,2022-11-03 09:50\n")
+    records, _notes = read_case_file("c.csv", text.encode(), TZ, not_required={"立案审批"})
+    assert [(a.stage, a.recording_required) for a in records[0].actions] == [("立案审批", False), ("调查取证", True)]
+    with_column = text.replace("结束时间\n", "结束时间,是否需要记录\n").replace("09:10\n", "09:10,是\n").replace(
+        "09:50\n", "09:50,否\n")
+    records, _notes = read_case_file("c.csv", with_column.encode(), TZ, not_required={"立案审批"})
+    assert [a.recording_required for a in records[0].actions] == [True, False]  # the register's own word wins

@@ -47,6 +47,31 @@ def test_full_archive_disk_stops_cleanly_and_a_later_run_finishes(cli, recorder:
     assert tree_state(recorder) == before
 
 
+def test_lookups_go_on_when_the_disk_is_full(cli, recorder: Path, tmpfs):
+    """Something else fills the archive disk to the last byte: the catalog still opens and every lookup still
+    writes its custody event, from the reserve set aside while there was room; status says so."""
+    disk = tmpfs("full", "64m")
+    data_dir = disk / "data"
+    assert cli("ingest", recorder, data=data_dir).exit_code == 0
+    assert (data_dir / "reserve").stat().st_blocks * 512 >= 8 << 20
+    with (disk / "filler").open("wb") as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * (1 << 20))
+            fh.flush()
+    assert os.statvfs(disk).f_bavail == 0
+    for args in (("recordings", "list"), ("recordings", "show", "1"), ("cases", "list"), ("devices", "list"),
+                 ("custody", "show"), ("verify",), ("status",)):
+        done = cli(*args, data=data_dir)
+        assert done.exit_code == 0, (args, done.output)
+    assert "the disk filled up and its reserve for lookups is used" in done.stdout
+    lookups = [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
+    assert sum(e["action"] == "lookup" for e in lookups) >= 4 and not (data_dir / "reserve").exists()
+    assert cli("verify", data=data_dir).exit_code == 0  # the log, signed line by line, intact
+    (disk / "filler").unlink()
+    assert cli("ingest", recorder, data=data_dir).exit_code == 0
+    assert (data_dir / "reserve").exists()  # set aside again once there is room
+
+
 def test_missing_source_is_one_line_exit_2(cli, tmp_path: Path):
     result = cli("ingest", tmp_path / "not-there")
     assert result.exit_code == 2

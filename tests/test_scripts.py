@@ -73,3 +73,14 @@ def test_progress_shows_on_a_terminal_and_not_in_pipes(card: Path, tmp_path: Pat
     assert "ingest 6/6 files" in on_tty.stdout and "KiB" in on_tty.stdout
     piped = subprocess.run(command.split(), capture_output=True, text=True, env=env, timeout=120)
     assert piped.returncode == 0 and "files" not in piped.stderr and "\x1b[" not in piped.stdout
+
+
+def test_scripts_run_installs_the_font_the_reports_name():
+    """The HTML reports print in Chinese on the station itself: scripts/run installs the font they name, and that
+    font is what this machine finds for the name."""
+    installs = next(line for line in (REPO / "scripts/run").read_text().splitlines() if line.startswith("ensure_debs"))
+    assert "fonts-wqy-zenhei" in installs.split("#")[0].split()
+    for page in ("archiver/audit/annual_html.py", "archiver/cases/report.py"):
+        assert 'font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei"' in (REPO / page).read_text()
+    found = subprocess.run(["fc-match", "-f", "%{family}", "WenQuanYi Zen Hei"], capture_output=True, text=True)
+    assert "WenQuanYi Zen Hei" in found.stdout

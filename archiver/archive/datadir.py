@@ -69,7 +69,53 @@ def tighten_data_dir(data_dir: Path, group: int | None) -> int:
 
 
 # What the archiver keeps directly in the data dir (besides the archive folder and the keys).
-_OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal", "custody.jsonl")
+_OWN_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal", "custody.jsonl", "reserve")
+
+# Room kept for looking things up on a full disk: a file of RESERVE_BYTES made while the disk has room, given up when
+# the disk is nearly full, so the catalog can still open (SQLite's shared-memory file) and every lookup can still
+# write its custody event. Ingest stops long before (capacity.min_free); this is for what comes after.
+RESERVE_NAME = "reserve"
+RESERVE_BYTES = 8 << 20
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free on the filesystem of `path` for an unprivileged writer."""
+    found = os.statvfs(path)
+    return found.f_bavail * found.f_frsize
+
+
+def keep_reserve(data_dir: Path) -> bool:
+    """Make the reserve if it is missing and the disk has four times its size free; whether it is there now."""
+    path = data_dir / RESERVE_NAME
+    if os.path.lexists(path):
+        return True
+    try:
+        if free_bytes(data_dir) < 4 * RESERVE_BYTES:
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)  # blocks of its own, not a sparse promise
+        os.fsync(fd)
+    except OSError:
+        os.unlink(path)
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def release_reserve(data_dir: Path) -> bool:
+    """Give the reserve up when the disk is nearly full (less than half of it free). Whether it was given up now."""
+    path = data_dir / RESERVE_NAME
+    try:
+        if free_bytes(data_dir) >= RESERVE_BYTES // 2 or not os.path.lexists(path):
+            return False
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def check_data_dir(data_dir: Path, owners: set[int]) -> None:

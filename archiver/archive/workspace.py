@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from pathlib import Path
 from dataclasses import dataclass
 
-from archiver.archive.datadir import check_data_dir, prepare_data_dir
+from archiver.archive.datadir import (
+    RESERVE_BYTES,
+    check_data_dir,
+    keep_reserve,
+    prepare_data_dir,
+    release_reserve,
+)
 from archiver.archive.store import Archive
 from archiver.catalog import Catalog
 from archiver.config import Config
@@ -15,6 +23,8 @@ from archiver.fs import reader_gid, user_uid
 from archiver.i18n import _
 from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,9 +39,22 @@ class Workspace:
     def close(self) -> None:
         self.catalog.close()
 
+    def make_room(self) -> None:
+        """On a nearly full disk, give the reserve up so lookups go on (the daemon before each request)."""
+        make_room(self.cfg.data_dir)
+
     def acting(self, actor: dict) -> Workspace:
         """This workspace, its custody events naming `actor` (a person the station service serves)."""
         return dataclasses.replace(self, custody=self.custody.as_actor(actor))
+
+
+def make_room(data_dir: Path) -> bool:
+    """Give the data dir's reserve up if the disk is nearly full, saying so in the log; whether it was."""
+    if not release_reserve(data_dir):
+        return False
+    log.warning("disk full data_dir=%s: the reserve of %d bytes was given up so lookups go on; free space, then "
+                "the next ingest makes it again", data_dir, RESERVE_BYTES)
+    return True
 
 
 def trusted_owners(cfg: Config) -> set[int]:
@@ -47,6 +70,7 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     """Open the data dir. With `upgrade`, create it, its key and catalog and bring the schema up to date
     (what `init`, `ingest` and the daemon do); without, refuse a missing or outdated catalog."""
     owners = trusted_owners(cfg)
+    room_made = cfg.data_dir.is_dir() and make_room(cfg.data_dir)
     if upgrade:
         archive = prepare_data_dir(cfg.data_dir, owners, reader_gid(cfg.access.reader_group))
         catalog = Catalog.for_config(cfg)
@@ -66,4 +90,6 @@ def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     if created:  # the custody log starts with the station key it is signed with
         custody.append("init", {"data_dir": str(cfg.data_dir)},
                        {"station_key": custody.public_key.text, "schema": catalog.revision()})
+    if upgrade and not room_made:
+        keep_reserve(cfg.data_dir)
     return Workspace(cfg, archive, catalog, custody, key, before)

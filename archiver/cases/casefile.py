@@ -23,7 +23,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -127,14 +127,14 @@ class CaseRecord:
     kind: str | None = None  # 案件类型, as written: kind_of() reads which of KINDS it is
 
 
-def read_case_file(name: str, data: bytes, tz: tzinfo,
-                   encoding: str | None = None) -> tuple[list[CaseRecord], list[str]]:
+def read_case_file(name: str, data: bytes, tz: tzinfo, encoding: str | None = None,
+                   not_required: Collection[str] = ()) -> tuple[list[CaseRecord], list[str]]:
     """(records, notes on what was left out) of a .csv, .xlsx or .json case file. `encoding` forces
     one for a CSV; otherwise UTF-8 (with or without BOM) is tried, then GB18030. Raises CaseFileError
     naming every bad row."""
     if name.lower().endswith(".json"):
         return _parse_json(name, decode(name, data, encoding), tz), []
-    return _read_rows(name, table_rows(name, data, encoding, _(".csv, .xlsx or .json")), tz)
+    return _read_rows(name, table_rows(name, data, encoding, _(".csv, .xlsx or .json")), tz, frozenset(not_required))
 
 
 def table_rows(name: str, data: bytes, encoding: str | None, kinds: str) -> Iterator[tuple[int, list[Any]]]:
@@ -181,7 +181,7 @@ def xlsx_rows(name: str, data: bytes):
                               name=name, exc=exc)) from None
 
 
-def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]]:
+def _read_rows(name: str, rows, tz: tzinfo, not_required: frozenset[str]) -> tuple[list[CaseRecord], list[str]]:
     first = header_row(rows, _HEADERS, COLUMNS)
     if first is None:
         raise CaseFileError(_("{name} is empty: the first line must be {items}").format(
@@ -220,7 +220,8 @@ def _read_rows(name: str, rows, tz: tzinfo) -> tuple[list[CaseRecord], list[str]
         if not str(values.get("case_no", "")).strip() and above:
             values.update({k: v for k, v in above.items() if not str(values.get(k, "")).strip()})
         above = {k: values.get(k, "") for k in MERGED_DOWN}
-        values.setdefault("recording_required", True)
+        if "recording_required" not in values:  # no such column: the full-process rule, less the configured steps
+            values["recording_required"] = str(values.get("stage", "")).strip() not in not_required
         try:
             case_no, title, action = _action(values, _officers(values["officers"]), tz, names)
             case = cases.setdefault(case_no, CaseRecord(case_no, title))

@@ -125,6 +125,9 @@ def status(app: App, as_json: bool) -> None:
             days=room["days_until_full"], freed=human_bytes(room["retention_frees_bytes"] or 0))
         if room["low"]:
             room_line += _(" (WARNING: fewer than capacity.warn_days = {warn})").format(warn=room["warn_days"])
+    if not room["reserve"]:
+        room_line += _(" (WARNING: the disk filled up and its reserve for lookups is used: free space; the next ingest "
+                       "sets a new one aside)")
     echo_fields([
         (_("data dir"), data["data_dir"]),
         (_("disk"), room_line),

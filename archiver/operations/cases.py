@@ -21,7 +21,8 @@ def _records(ctx: Context, encoding: str | None) -> tuple[str, list, list[str]]:
     """(the file's name, its cases with officers named by 执法证号, notes on what was left out and warnings on
     officers nothing here knows) of the case file handed in."""
     source = ctx.the_input()
-    records, notes = read_case_file(source.name, source.read(CASE_FILE_LIMIT), ctx.cfg.timezone, encoding)
+    records, notes = read_case_file(source.name, source.read(CASE_FILE_LIMIT), ctx.cfg.timezone, encoding,
+                                    ctx.cfg.linking.not_required_stages)
     unknown = sorted({r.retention_class for r in records} - set(ctx.cfg.retention.classes) - {None})
     if unknown:
         raise ArchiverError(_("{file}: retention class(es) {names} are not in retention.classes ({known}); nothing "

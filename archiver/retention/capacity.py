@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.archive import datadir
 from archiver.archive.workspace import Workspace
 from archiver.catalog import Recording
 from archiver.retention.plan import make_plan
@@ -17,8 +18,7 @@ WINDOW_DAYS = 30
 
 
 def free_bytes(ws: Workspace) -> int:
-    st = os.statvfs(ws.archive.root)
-    return st.f_bavail * st.f_frsize
+    return datadir.free_bytes(ws.archive.root)
 
 
 def low_space(ws: Workspace) -> bool:
@@ -40,4 +40,5 @@ def capacity(ws: Workspace, now: datetime) -> dict[str, Any]:
         freed = sum(i["bytes"] for i in plan.due_now) + sum(i["bytes"] for i in plan.upcoming if i["due"] <= horizon)
     return {"free_bytes": free, "daily_growth_bytes": daily, "days_until_full": days,
             "retention_frees_bytes": freed, "warn_days": ws.cfg.capacity.warn_days,
-            "min_free_bytes": ws.cfg.capacity.min_free, "low": days is not None and days < ws.cfg.capacity.warn_days}
+            "min_free_bytes": ws.cfg.capacity.min_free, "low": days is not None and days < ws.cfg.capacity.warn_days,
+            "reserve": os.path.lexists(ws.cfg.data_dir / datadir.RESERVE_NAME)}

@@ -125,6 +125,7 @@ class StationService:
             conn.deadline = time.monotonic() + REQUEST_TIMEOUT
             op, args, language, files = _read_call(conn)
             person = person_for_uid(uid, self.ws.cfg.access)
+            self.ws.make_room()
             ctx = Context(self.ws.cfg, person, lambda _upgrade: self.ws, refusals=self.refusals)
             with speaking(language):
                 try:
