@@ -17,7 +17,8 @@ _COLOURS = {"video": "#1f77b4", "audio": "#2ca02c", "photo": "#9467bd", "other":
 _WIDTH, _LEFT, _RIGHT, _ROW = 960, 20, 940, 18
 
 _CSS = f"""
-body {{ font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Microsoft YaHei", sans-serif; margin: 24px; color: #222; }}
+body {{ font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Microsoft YaHei", sans-serif; margin: 24px;
+        color: #222; }}
 h1 {{ font-size: 22px; margin-bottom: 4px; }} h2 {{ font-size: 17px; margin: 28px 0 6px; }}
 .ok {{ color: #1a7f37; font-weight: bold; }} .bad {{ color: {GAP_COLOUR}; font-weight: bold; }}
 table {{ border-collapse: collapse; font-size: 12px; margin-top: 8px; }}
