@@ -42,6 +42,9 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
     cases = home / "cases.csv"
     cases.write_text(CASES)
     shutil.chown(cases, st.users[who])
+    people = home / "people.csv"
+    people.write_text("姓名,执法证号,记录仪编号\n王建国,JX0227,TA00716\n")
+    shutil.chown(people, st.users[who])
     return {
         "init": ["init"], "ingest": ["ingest", st.base / "cards" / "one"], "daemon": ["daemon"],
         "devices add": ["devices", "add", "TA00716", "--label", "REC0716", "--officer", "JX0227"],
@@ -53,6 +56,8 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "cases remove": ["cases", "remove", CASE_WRONG, "--reason", "导入错误"],
         "cases search": ["cases", "search", "后叶"], "cases show": ["cases", "show", CASE_A],
         "cases check": ["cases", "check", CASE_A], "cases report": ["cases", "report", CASE_A, "--html", "r.html"],
+        "people import": ["people", "import", "people.csv"], "people list": ["people", "list"],
+        "recordings set-time": ["recordings", "set-time", "1", "2022-11-03 10:00", "--reason", "复核"],
         "verify": ["verify"], "verify-export": ["verify-export", "bag"], "status": ["status"],
         "export": ["export", CASE_A, "bag"], "keys show": ["keys", "show"], "custody show": ["custody", "show"],
         "backup run": ["backup", "run"], "backup status": ["backup", "status"], "backup verify": ["backup", "verify"],
@@ -75,7 +80,8 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
 # What an allowed command may still answer without having been refused (it ran, and said why not).
 _RAN_BUT_SAID_NO = {"rebuild-catalog": "exists: move it aside", "daemon": "the daemon is running already",
                     "retention purge": "no purge request 999999", "retention approve": "no purge request 999999",
-                    "sync": "no central catalog configured"}
+                    "sync": "no central catalog configured",
+                    "recordings set-time": "is read from its file name"}
 
 
 @pytest.mark.parametrize("role", ROLES)
