@@ -79,7 +79,7 @@ def verify(app: App, case_no: str | None, since: str | None, max_minutes: float 
                      count2=len(report["problems"])))
         for p in report["problems"]:
             click.echo(_("PROBLEM {kind} {path}: {detail}").format(
-                         kind=p['kind'], path=p['path'], detail=p['detail']))
+                         kind=word(p['kind']), path=p['path'], detail=p['detail']))
     click.get_current_context().exit(1 if report["problems"] else 0)
 
 
@@ -93,7 +93,7 @@ def _central_result(report: dict, as_json: bool) -> None:
                                           problems=len(problems)))
         for p in problems:
             click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(
-                station=p.get("station") or p.get("path", "-"), seq=p.get("seq") or "-", kind=p["kind"],
+                station=p.get("station") or p.get("path", "-"), seq=p.get("seq") or "-", kind=word(p["kind"]),
                 detail=p["detail"]))
 
 
@@ -113,7 +113,7 @@ def status(app: App, as_json: bool) -> None:
     if (last := data["last_verify"]) is not None:
         verify_line = _("{finished_at} {result}: {checked} checked, {problems} problem(s), {remaining} left "
                         "({scope})").format(**{**last, "finished_at": local_time(last["finished_at"]),
-                                               "result": word(last["result"])})
+                                               "result": word(last["result"]), "scope": word(last["scope"])})
     if (head := data["custody_head"]) is not None:
         head_line = _("{seq}:{hash} (write it down: 'archiver verify --head' proves later that no line was "
                       "cut)").format(**head)

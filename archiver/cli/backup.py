@@ -11,6 +11,7 @@ from archiver.cli.files import hand_in, receive_tree
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.i18n import _
+from archiver.i18n.words import word
 
 
 @click.group(cls=Group)
@@ -80,7 +81,7 @@ def verify(app: App, identity: Path | None, as_json: bool) -> None:
         click.echo(text.format(checked=checked, count=len(problems)))
         for p in problems:
             click.echo(_("PROBLEM {kind} {path}: {detail}").format(
-                         kind=p['kind'], path=p['path'], detail=p['detail']))
+                         kind=word(p['kind']), path=p['path'], detail=p['detail']))
     click.get_current_context().exit(1 if problems else 0)
 
 

@@ -8,6 +8,7 @@ from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import Column, echo_json, human_bytes, json_option, local_time, print_table
 from archiver.i18n import N_, _
+from archiver.i18n.words import word
 
 # How the plan's reasons, a request's states and a purge's skips read (JSON keeps the codes).
 REASONS = {"held": N_("held"), "not_backed_up": N_("not on every backup target"),
@@ -33,7 +34,7 @@ def plan(app: App, as_json: bool) -> None:
         return
     print_table([Column(_("Class")), Column(_("Due now")), Column(_("Bytes")), Column(_("Later")),
                  Column(_("Bytes"))],
-                [[name, str(c["due_now"]), human_bytes(c["due_now_bytes"]), str(c["upcoming"]),
+                [[word(name), str(c["due_now"]), human_bytes(c["due_now_bytes"]), str(c["upcoming"]),
                   human_bytes(c["upcoming_bytes"])] for name, c in result["classes"].items()])
     months: dict[str, list[int]] = {}
     for item in result["upcoming"]:
@@ -62,7 +63,7 @@ def requests(app: App, as_json: bool) -> None:
         return
     print_table([Column(_("ID")), Column(_("State")), Column(_("Requested by")), Column(_("Approved by")),
                  Column(_("Recordings")), Column(_("Bytes"))],
-                [[str(r["id"]), _(r["state"]), r["requested_by"], r["approved_by"] or "-", str(r["recordings"]),
+                [[str(r["id"]), word(r["state"]), r["requested_by"], r["approved_by"] or "-", str(r["recordings"]),
                   human_bytes(r["bytes"])] for r in rows])
 
 

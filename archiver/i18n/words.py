@@ -23,7 +23,18 @@ ACTIONS = (
     N_("backup_verify"), N_("backup_prune"), N_("backup_drop_purged"), N_("backup_legal_hold"), N_("restore"),
     N_("restore_station"), N_("rebuild_catalog"), N_("tighten_permissions"), N_("denied"), N_("station_add"),
 )
-_KNOWN = frozenset((*MEDIA, *LINKS, *FLAGS, *ROLES, *STATES, *CLASSES, *ACTIONS))
+# What verify, backup verify and the centre's checks find (problems.Kind, and the centre's own kinds).
+PROBLEMS = (
+    N_("missing"), N_("unreadable"), N_("mismatch"), N_("manifest"), N_("unexpected"), N_("custody_chain"),
+    N_("custody_signature"), N_("custody_truncated"), N_("custody_anchor"), N_("custody_missing_event"),
+    N_("custody_orphan_event"), N_("custody_unapproved_purge"), N_("backup_target"), N_("backup_manifest"),
+    N_("backup_manifest_signature"), N_("backup_unknown"), N_("backup_unlisted"), N_("backup_missing"),
+    N_("backup_unsafe"), N_("backup_size"), N_("backup_mismatch"), N_("backup_decrypt"), N_("backup_plaintext"),
+    N_("backup_overwritten"), N_("backup_lock"), N_("changed"), N_("unsigned"), N_("truncated"), N_("gap"),
+    N_("head"), N_("signature"), N_("fork"), N_("malformed"), N_("key"),
+)
+SCOPES = (N_("all"),)
+_KNOWN = frozenset((*MEDIA, *LINKS, *FLAGS, *ROLES, *STATES, *CLASSES, *ACTIONS, *PROBLEMS, *SCOPES))
 
 
 def word(key: str | None) -> str:
