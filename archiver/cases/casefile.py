@@ -185,7 +185,7 @@ def _read_rows(name: str, rows, tz: tzinfo, not_required: frozenset[str]) -> tup
     first = header_row(rows, _HEADERS, COLUMNS)
     if first is None:
         raise CaseFileError(_("{name} is empty: the first line must be {items}").format(
-                              name=name, items=", ".join(_(LABELS[c]) for c in COLUMNS)))
+                              name=name, items=_(", ").join(_(LABELS[c]) for c in COLUMNS)))
     header_line, header = first[0], [column_of(cell, _HEADERS) for cell in first[1]]
     words = [re.sub(r"\s+", "", str(cell)) for cell in first[1]]
     names = dict(zip(header, words, strict=True))  # each column by the sheet's own word for it
@@ -194,14 +194,14 @@ def _read_rows(name: str, rows, tz: tzinfo, not_required: frozenset[str]) -> tup
     missing = [c for c in COLUMNS if c not in header and c not in DEFAULTED]
     unknown = [names[h] for h in header if h and h not in COLUMNS and h not in OPTIONAL]
     if twice or missing:
-        parts = ([_("column(s) {names} given twice").format(names=", ".join(twice))] if twice else []) + (
-            [_("unknown column(s) {names}").format(names=", ".join(unknown))] if unknown and missing else []) + (
-            [_("missing column(s) {names}").format(names=", ".join(_(LABELS[c]) for c in missing))]
+        parts = ([_("column(s) {names} given twice").format(names=_(", ").join(twice))] if twice else []) + (
+            [_("unknown column(s) {names}").format(names=_(", ").join(unknown))] if unknown and missing else []) + (
+            [_("missing column(s) {names}").format(names=_(", ").join(_(LABELS[c]) for c in missing))]
             if missing else [])
         raise CaseFileError(_("{name} line {line}: {items}; the columns are {items2} (the English names {items3} "
                               "are read too)").format(
-                              name=name, line=header_line, items='; '.join(parts),
-                              items2=", ".join(_(LABELS[c]) for c in COLUMNS), items3=",".join(COLUMNS)))
+                              name=name, line=header_line, items=_("; ").join(parts),
+                              items2=_(", ").join(_(LABELS[c]) for c in COLUMNS), items3=",".join(COLUMNS)))
     left_out = [(i, h) for i, h in enumerate(header) if h not in COLUMNS and h not in OPTIONAL]
     filled: set[int] = set()
     cases: dict[str, CaseRecord] = {}
@@ -434,6 +434,6 @@ def _flag(value: Any, what: str = "recording_required") -> bool:
 def _raise_if(name: str, errors: list[str]) -> None:
     if errors:
         more = _("; and {count} more").format(count=len(errors) - 20) if len(errors) > 20 else ""
-        shown = "; ".join(errors[:20]) + more
+        shown = _("; ").join(errors[:20]) + more
         raise CaseFileError(_("{name}: {count} bad row(s), nothing imported: {shown}").format(
                               name=name, count=len(errors), shown=shown))

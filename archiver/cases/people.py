@@ -62,7 +62,7 @@ def read_people(name: str, data: bytes, encoding: str | None = None) -> list[Per
     if first is None or missing:
         raise CaseFileError(_("{name}: no header row naming {items}; a personnel register has the columns 姓名, "
                               "执法证号 and, if any, 系统用户 and 记录仪编号").format(
-                              name=name, items=", ".join(_(LABELS[c]) for c in missing or NEEDED)))
+                              name=name, items=_(", ").join(_(LABELS[c]) for c in missing or NEEDED)))
     words = dict(zip(header, (re.sub(r"\s+", "", str(cell)) for cell in first[1]), strict=True))
     people: dict[str, PersonRecord] = {}
     errors: list[str] = []
@@ -87,7 +87,7 @@ def read_people(name: str, data: bytes, encoding: str | None = None) -> list[Per
         people[number] = PersonRecord(person_name, number, user, serials)
     if errors:
         raise CaseFileError(_("{name}: {count} bad row(s), nobody imported: {shown}").format(
-                              name=name, count=len(errors), shown="; ".join(errors[:20])))
+                              name=name, count=len(errors), shown=_("; ").join(errors[:20])))
     return list(people.values())
 
 
