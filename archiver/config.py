@@ -100,6 +100,9 @@ DEFAULTS: dict[str, Any] = {
         "url": "",  # the county's central catalog (postgresql+psycopg://...); empty: no sync
         "interval_s": 30,  # the daemon syncs this often, and after each ingest
         "max_backoff_s": 600,  # while the centre is unreachable, retries back off up to this
+        "key": "",  # the centre's public key (ed25519:...), as 'archiver stations add' prints it
+        "wait_s": 10,  # a sync waits this long for the centre to apply what it handed in
+        "poll_s": 0.5,  # at the centre: how often 'archiver central' looks into an empty inbox
     },
     "catalog": {
         "url": "",  # empty: SQLite in the data dir; the centre sets its PostgreSQL here
@@ -219,6 +222,9 @@ class CentralConfig:
     url: str  # empty: this station does not sync
     interval_s: float
     max_backoff_s: float
+    key: str = ""  # the centre's public key: the receipts a station keeps must verify with it
+    wait_s: float = 10.0  # how long a sync waits for the centre to apply what it handed in
+    poll_s: float = 0.5  # at the centre: how often `archiver central` looks into an empty inbox
 
 
 @dataclass(frozen=True)
@@ -464,7 +470,8 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         language=raw["ui"]["language"],
         station_id=station_id,
         central=CentralConfig(_database_url(central["url"]), float(central["interval_s"]),
-                              float(central["max_backoff_s"])),
+                              float(central["max_backoff_s"]), _centre_key(central["key"], where),
+                              float(central["wait_s"]), float(central["poll_s"])),
         catalog_url=_database_url(raw["catalog"]["url"]),
         s3=S3Config(raw["s3"]["endpoint_url"], raw["s3"]["region"], raw["s3"]["access_key_id"],
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),
@@ -482,6 +489,14 @@ def _s3_url(url: str, where: object) -> str:
         raise ConfigError(_("'backup.targets' entry {url!r} in {where} is not a usable S3 target: write "
                             "s3://bucket or s3://bucket/prefix (lower-case bucket name)").format(url=url, where=where))
     return url.rstrip("/")
+
+
+def _centre_key(text: str, where: object) -> str:
+    """The centre's public key as `archiver stations add` prints it, or empty."""
+    if text and not re.fullmatch(r"ed25519:[A-Za-z0-9+/]{43}=", text.strip()):
+        raise ConfigError(_("'central.key' in {where} must be the centre's key as 'archiver stations add' prints it "
+                            "(ed25519:...), not {value!r}").format(where=where, value=text[:60]))
+    return text.strip()
 
 
 def _database_url(url: str) -> str:

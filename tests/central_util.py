@@ -7,6 +7,10 @@ import base64
 import hashlib
 import json
 import os
+import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,12 +19,52 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from archiver.ledger.custody import LOG_NAME
 from archiver.ledger.keys import StationKey, canonical, load_station_key
 
+ARCHIVER = Path(sys.executable).parent / "archiver"
 
-def station_config(tmp_path: Path, name: str, central_url: str) -> Path:
+
+def station_config(tmp_path: Path, name: str, central_url: str = "", centre_key: str = "",
+                   wait_s: float = 20) -> Path:
+    """A station's config; without `central_url` it syncs nowhere (yet)."""
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'data_dir = "{name}"\n[station]\nid = "{name}"\n[central]\nurl = "{central_url}"\n'
-                    'interval_s = 0.5\nmax_backoff_s = 2\n')
+    central = (f'[central]\nurl = "{central_url}"\nkey = "{centre_key}"\ninterval_s = 0.5\nmax_backoff_s = 2\n'
+               f'wait_s = {wait_s}\n') if central_url else ""
+    path.write_text(f'data_dir = "{name}"\n[station]\nid = "{name}"\n{central}')
     return path
+
+
+def registered(output: str) -> tuple[str, str]:
+    """(the station's own login URL, the centre's key) from what `archiver stations add` printed."""
+    url = re.search(r'^  url = "([^"]+)"$', output, re.M)
+    key = re.search(r'^  key = "([^"]+)"$', output, re.M)
+    assert url and key, output
+    return url.group(1), key.group(1)
+
+
+class CentreProcess:
+    """The centre's own process (`archiver central`), a real one, logging to a file."""
+
+    def __init__(self, config: Path, data_dir: Path) -> None:
+        self.log_path = data_dir.parent / "centre.log"
+        env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data_dir)}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([str(ARCHIVER), "central"], env=env, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while "centre ready" not in self.log() and time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            time.sleep(0.05)
+        assert "centre ready" in self.log(), self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
 
 
 def centre_config(tmp_path: Path, url: str) -> Path:

@@ -4,9 +4,11 @@ centre killed mid-sync loses nothing; forged, missing and rewritten events are r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,10 +17,12 @@ from pathlib import Path
 import ffmpeg
 import pytest
 from central_util import (
+    CentreProcess,
     centre_config,
     extend_log,
     log_lines,
     other_key,
+    registered,
     signed_line,
     station_config,
     station_key,
@@ -27,7 +31,7 @@ from daemon_util import DaemonProcess, wait_for
 from pg_util import new_database, postgres_server
 from sqlalchemy import func, select
 
-from archiver.catalog import Catalog, Recording, Sighting, Station, StationEvent, StationRefusal
+from archiver.catalog import Catalog, InboxLine, Recording, Sighting, Station, StationEvent, StationRefusal
 from archiver.central.receive import Delivery, receive
 from archiver.dock.simulate import RecorderSpec, make_recorder
 
@@ -60,21 +64,32 @@ def cards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def county(cli, tmp_path: Path):
-    """A centre on a fresh database and a way to make stations; `run(who, *args)` runs `archiver` as one."""
+    """A centre on a fresh database, its own process running, and stations registered there, each with its own
+    login; `run(who, *args)` runs `archiver` as one of them."""
+    centres: list[CentreProcess] = []
+
     def make(url: str, names: list[str]) -> dict:
         configs = {"centre": centre_config(tmp_path, url)}
         assert cli("init", config=configs["centre"], data=tmp_path / "centre").exit_code == 0
+        logins = {}
         for name in names:
-            configs[name] = station_config(tmp_path, name, url)
+            configs[name] = station_config(tmp_path, name)
             assert cli("init", config=configs[name], data=tmp_path / name).exit_code == 0
             key = cli("keys", "show", config=configs[name], data=tmp_path / name).stdout.strip()
             added = cli("stations", "add", name, "--key", key, config=configs["centre"], data=tmp_path / "centre")
             assert added.exit_code == 0, added.output
+            logins[name] = registered(added.stdout)
+            station_config(tmp_path, name, *logins[name])
+        centres.append(CentreProcess(configs["centre"], tmp_path / "centre"))
 
         def run(who: str, *args: str):
             return cli(*args, config=configs[who], data=tmp_path / who)
+        run.logins, run.centre = logins, centres[-1]
         return run
-    return make
+    yield make
+    for centre in centres:
+        if centre.proc.poll() is None:
+            assert centre.stop() == 0, centre.log()
 
 
 def as_json(result) -> dict:
@@ -137,6 +152,11 @@ def test_a_joint_case_is_whole_only_at_the_centre(county, postgres, cards, tmp_p
                                                           "media_type")}
 
 
+def _held(catalog: Catalog) -> int:
+    with catalog.reading() as session:
+        return session.scalar(select(Station.seq).where(Station.id == "houye"))
+
+
 def _counts(url: str) -> dict[str, int]:
     catalog = Catalog(url)
     try:
@@ -169,12 +189,16 @@ def test_an_offline_station_catches_up_and_a_killed_centre_loses_nothing(county,
         assert "cannot reach" in lag["error"]
         assert "not yet central" in run("houye", "status").stdout
 
-        # Thousands of events (twelve deliveries), and the centre killed (SIGKILL) in the middle of taking them.
+        # Thousands of events handed in while the centre's process is down; that process then killed (SIGKILL)
+        # in the middle of applying them, and started again.
         lines = extend_log(data, 6000)
         server.start()
-        env = {**os.environ, "ARCHIVER_CONFIG": str(tmp_path / "houye.toml"), "ARCHIVER_DATA_DIR": str(data)}
-        syncing = subprocess.Popen([str(Path(sys.executable).parent / "archiver"), "sync"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert run.centre.stop() == 0
+        station_config(tmp_path, "houye", *run.logins["houye"], wait_s=0.5)
+        handed = as_json(run("houye", "sync", "--json"))
+        assert handed["handed_in"] >= 6000 and handed["central_seq"] == first["head"] and handed["refused"] == []
+        centre_config_path, centre_data = tmp_path / "centre.toml", tmp_path / "centre"
+        centre = CentreProcess(centre_config_path, centre_data)
         catalog = Catalog(url)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -182,14 +206,20 @@ def test_an_offline_station_catches_up_and_a_killed_centre_loses_nothing(county,
                 held = session.scalar(select(Station.seq).where(Station.id == "houye"))
             if held > first["head"] + 500:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
+        centre.kill()
+        with catalog.reading() as session:
+            held = session.scalar(select(Station.seq).where(Station.id == "houye"))
+            waiting = session.scalar(select(func.count()).select_from(InboxLine))
+        assert held < len(lines) and waiting > 0, "the centre finished before it was killed: kill sooner"
+        centre = CentreProcess(centre_config_path, centre_data)  # takes what waited, from its own head
+        try:
+            wait_for(lambda: _held(catalog) == len(lines), 60, "the centre caught up after its kill", step=0.1)
+        finally:
+            assert centre.stop() == 0, centre.log()
+        with catalog.reading() as session:
+            assert session.scalar(select(func.count()).select_from(InboxLine)) == 0
         catalog.close()
-        server.kill()
-        _out, err = syncing.communicate(timeout=60)
-        assert syncing.returncode == 3 and "cannot reach the central catalog" in err
-        assert held < len(lines), "the sync finished before the centre was killed: kill sooner"
-
-        server.start()
         caught = as_json(run("houye", "sync", "--json"))
         assert caught["refused"] == [] and caught["central_seq"] == caught["head"] == len(lines)
         counts = _counts(url)
@@ -261,10 +291,17 @@ def test_registration_and_configuration_errors_are_plain(county, postgres, cli, 
     assert cli("init", config=tmp_path / "stray.toml", data=tmp_path / "stray").exit_code == 0
     stray = cli("sync", config=tmp_path / "stray.toml", data=tmp_path / "stray")
     assert stray.exit_code == 2 and "archiver stations add stray --key ed25519:" in stray.stderr
-    (tmp_path / "impostor.toml").write_text(f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n')
+    # An impostor with houye's login but a key of its own: its code hands its lines in like any station's, and
+    # the centre, not the impostor, turns them away and keeps the refusal on record.
+    login, centre_key = run.logins["houye"]
+    (tmp_path / "impostor.toml").write_text(f'[station]\nid = "houye"\n[central]\nurl = "{login}"\n'
+                                            f'key = "{centre_key}"\nwait_s = 20\n')
     assert cli("init", config=tmp_path / "impostor.toml", data=tmp_path / "imp").exit_code == 0
     impostor = cli("sync", config=tmp_path / "impostor.toml", data=tmp_path / "imp")
-    assert impostor.exit_code == 2 and "another key" in impostor.stderr
+    assert impostor.exit_code == 1 and "REFUSED seq 1 (signature)" in impostor.stdout, impostor.output
+    checked = run("centre", "stations", "check")
+    assert checked.exit_code == 1 and "(signature)" in checked.stdout
+    assert as_json(run("centre", "stations", "list", "--json"))[0]["events"] == 0  # nothing of it applied
     (tmp_path / "nameless.toml").write_text(f'[central]\nurl = "{url}"\n')
     nameless = cli("status", config=tmp_path / "nameless.toml")
     assert nameless.exit_code == 2 and "'station.id' is not" in nameless.stderr
@@ -277,9 +314,10 @@ def test_the_daemon_syncs_as_it_docks_and_catches_up_after_an_outage(county, car
         run = county(url, ["houye"])
         inbox = tmp_path / "inbox"
         inbox.mkdir()
+        login, centre_key = run.logins["houye"]
         daemon = DaemonProcess(tmp_path, tmp_path / "houye", [], [inbox],
-                               extra=f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n'
-                                     'interval_s = 0.5\nmax_backoff_s = 2\n')
+                               extra=f'[station]\nid = "houye"\n[central]\nurl = "{login}"\nkey = "{centre_key}"\n'
+                                     'interval_s = 0.5\nmax_backoff_s = 2\nwait_s = 2\n')
         try:
             def central_recordings() -> int:
                 return len(as_json(run("centre", "recordings", "list", "--json")))
@@ -350,3 +388,119 @@ def test_a_start_given_by_hand_at_a_station_reaches_the_centre(county, postgres,
     assert case["actions"][1]["covered_s"] == pytest.approx(8, abs=0.2)
     verified = run("centre", "verify", "--central")
     assert verified.exit_code == 0 and "0 problem(s)" in verified.stdout, verified.stdout
+
+
+def test_a_station_login_can_only_hand_in_its_own_lines(county, postgres, cards, tmp_path: Path):
+    """The database itself, not the station's code, stops a station login from touching the county's catalog:
+    every UPDATE and DELETE, any read of a table, and a line for another station are refused by PostgreSQL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from archiver.catalog.models import Base
+
+    url = new_database(postgres)
+    run = county(url, ["houye", "xzj"])
+    for name in ("houye", "xzj"):
+        assert run(name, "ingest", cards[name]).exit_code == 0
+        assert as_json(run(name, "sync", "--json"))["behind"] == 0
+    engine = create_engine(run.logins["houye"][0])
+    before = _counts(url)
+
+    def refused(statement: str, **params) -> str:
+        with engine.connect() as conn, pytest.raises(DBAPIError) as caught:
+            conn.execute(text(statement), params)
+            conn.commit()
+        return str(caught.value.orig)
+
+    tables = sorted(Base.metadata.tables) + ["alembic_version"]
+    for table in tables:
+        assert "permission denied" in refused(f"UPDATE {table} SET {_a_column(table)} = {_a_column(table)}")
+        assert "permission denied" in refused(f"DELETE FROM {table}")
+    for table in set(tables) - {"alembic_version"}:
+        assert "permission denied" in refused(f"SELECT * FROM {table}")
+    line = log_lines(tmp_path / "xzj")[-1].decode()
+    assert "permission denied" in refused(
+        "INSERT INTO station_inbox (station, hash, line, at) VALUES ('xzj', :hash, :line, now())",
+        hash=hashlib.sha256(line.encode()).hexdigest(), line=line)
+    assert "permission denied" in refused("UPDATE recordings SET duration_s = 0 WHERE station = 'xzj'")
+    with engine.connect() as conn:  # what it may see: its own row, nothing of xzj's
+        assert [r.id for r in conn.execute(text("SELECT id FROM station_self"))] == ["houye"]
+        assert {r.seq for r in conn.execute(text("SELECT seq FROM station_own_receipts"))} <= {
+            _held_of(url, "houye")}
+        # A line of xzj's handed in by houye's login lands in houye's inbox, where the centre refuses it.
+        conn.execute(text("SELECT archiver_hand_in(CAST(:batch AS jsonb))"),
+                     {"batch": json.dumps([{"line": line, "facts": None}])})
+        conn.commit()
+    engine.dispose()
+    wait_for(lambda: _counts(url)["station_refusals"] == 1, 30, "the foreign line refused", step=0.1)
+    assert {k: v for k, v in _counts(url).items() if k != "station_refusals"} == \
+        {k: v for k, v in before.items() if k != "station_refusals"}
+    checked = as_json(run("centre", "stations", "check", "--json"))
+    (problem,) = [p for s in checked["stations"] for p in s["problems"]]
+    assert problem["kind"] in ("fork", "signature") and checked["problems"] == 1
+
+
+def _a_column(table: str) -> str:
+    from archiver.catalog.models import Base
+
+    return "version_num" if table == "alembic_version" else next(iter(Base.metadata.tables[table].columns)).name
+
+
+def _held_of(url: str, station: str) -> int:
+    catalog = Catalog(url)
+    try:
+        with catalog.reading() as session:
+            return session.scalar(select(Station.seq).where(Station.id == station))
+    finally:
+        catalog.close()
+
+
+def test_verify_central_names_every_column_a_database_writer_changed(county, postgres, cards, tmp_path: Path):
+    """Station A's rights used the old way (a writer of the shared tables): B's video durations set to zero and
+    a photo marked purged. `verify --central` compares every column its events state and names each edit."""
+    url = new_database(postgres)
+    run = county(url, ["houye"])
+    assert run("houye", "ingest", cards["houye"]).exit_code == 0
+    assert run("houye", "sync").exit_code == 0
+    assert run("centre", "verify", "--central").exit_code == 0
+    central = Catalog(url)
+    with central.session() as session:
+        first, second, third = session.scalars(select(Recording).order_by(Recording.id)).all()[:3]
+        first.duration_s, second.purged_at, third.retention_class = 0.0, first.verified_at, "invalid"
+        edited = {first.sha256: "duration_s", second.sha256: "purged_at", third.sha256: "retention_class"}
+        session.commit()
+    central.close()
+    result = run("centre", "verify", "--central", "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    found = {sha: column for sha, column in edited.items()
+             if any(p["kind"] == "changed" and sha in p["detail"] and f"column {column}:" in p["detail"]
+                    for p in problems)}
+    assert found == edited and len(problems) == 3, problems
+
+
+def test_a_log_rewritten_after_a_sync_is_caught_at_home_by_the_centres_receipt(county, postgres, cards,
+                                                                             tmp_path: Path):
+    """The station keeps the centre's signed receipt of its head. Someone at the station rewrites the log after a
+    sync, signs the new lines with the station's own key and sets the catalog's head to match: the station's
+    own `verify` still finds it, through the receipt."""
+    url = new_database(postgres)
+    run = county(url, ["houye"])
+    data = tmp_path / "houye"
+    assert run("houye", "ingest", cards["houye"]).exit_code == 0
+    synced = as_json(run("houye", "sync", "--json"))
+    assert synced["receipt"] == synced["head"] and run("houye", "verify").exit_code == 0
+    lines = extend_log(data, 3, keep=synced["head"] - 2)  # the last two lines replaced, then more
+    last = lines[-1]
+    db = sqlite3.connect(data / "catalog.db")
+    db.execute("UPDATE custody_head SET seq = ?, hash = ?", (len(lines), hashlib.sha256(last).hexdigest()))
+    db.commit()
+    db.close()
+    caught = run("houye", "verify")
+    assert caught.exit_code == 1 and "the centre's receipt" in caught.stdout, caught.output
+    # A receipt that is not the centre's (the key in [central] key does not verify it) is reported too.
+    db = sqlite3.connect(data / "catalog.db")
+    db.execute("UPDATE receipts SET receipt = replace(receipt, '\"time\":\"', '\"time\":\"1')")
+    db.commit()
+    db.close()
+    assert "does not verify with central.key" in run("houye", "verify").stdout

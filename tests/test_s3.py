@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from botocore.exceptions import ClientError
 from conftest import REPO
+from central_util import registered
 from pg_util import new_database, postgres_server
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
@@ -207,8 +208,6 @@ def test_verify_central_reads_back_every_object_the_stations_signed_for(cli, rec
                           f'access_key_id = "{ADMIN[0]}"\nsecret_access_key = "{ADMIN[1]}"\n')
         centre.chmod(0o600)
         station = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], STATION)
-        with station.open("a") as fh:
-            fh.write(f'[station]\nid = "houye"\n[central]\nurl = "{url}"\n')
 
         def at_centre(*args):
             return cli(*args, config=centre, data=tmp_path / "centre")
@@ -216,9 +215,14 @@ def test_verify_central_reads_back_every_object_the_stations_signed_for(cli, rec
         assert at_centre("init").exit_code == 0
         assert cli("ingest", recorder, config=station).exit_code == 0
         key = cli("keys", "show", config=station).stdout.strip()
-        assert at_centre("stations", "add", "houye", "--key", key).exit_code == 0
+        added = at_centre("stations", "add", "houye", "--key", key)
+        assert added.exit_code == 0
+        login, centre_key = registered(added.stdout)
+        with station.open("a") as fh:
+            fh.write(f'[station]\nid = "houye"\n[central]\nurl = "{login}"\nkey = "{centre_key}"\nwait_s = 0.1\n')
         assert cli("backup", "run", config=station).exit_code == 0
-        assert cli("sync", config=station).exit_code == 0
+        assert cli("sync", config=station).exit_code == 0  # handed in; the centre's process applies it:
+        assert at_centre("central", "--once").exit_code == 0
         clean = at_centre("verify", "--central", "--json")
         assert clean.exit_code == 0 and json.loads(clean.stdout)["objects"] == 6, clean.output
 

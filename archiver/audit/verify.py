@@ -22,13 +22,15 @@ from archiver.archive.manifests import day_entries, parse_manifest
 from archiver.archive.store import Archive
 from archiver.archive.workspace import Workspace
 from archiver.cases.links import recording_ids_for_case
-from archiver.catalog import Recording, VerifyRun
+from archiver.catalog import Receipt, Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.fs import TEMP_PREFIX
 from archiver.i18n import _
 from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
 from archiver.ledger.custody import LOG_NAME, Head, catalog_head, check_log
+from archiver.ledger.keys import PublicKey
+from archiver.ledger.receipts import receipt_head
 from archiver.problems import Kind
 
 WORKERS = 2
@@ -220,6 +222,22 @@ def _find_unexpected(ws: Workspace, known: set[str], purged: dict[str, int | Non
                 report.problem(Kind.UNEXPECTED, rel, what)
 
 
+def _receipt(ws: Workspace, report: VerifyReport) -> list[tuple[str, Head]]:
+    """The centre's latest receipt for this station's log, as an anchor (checked against [central] key)."""
+    with ws.catalog.reading() as session:
+        kept = session.scalar(select(Receipt).where(Receipt.station == ws.cfg.station_id)
+                              .order_by(Receipt.seq.desc()).limit(1))
+    if kept is None:
+        return []
+    head = receipt_head(kept.receipt, ws.cfg.station_id, PublicKey.parse(ws.cfg.central.key) if ws.cfg.central.key
+                        else None)
+    if head is None or head != Head(kept.seq, kept.hash):
+        report.problem(Kind.CUSTODY_ANCHOR, "receipts", _("seq {seq}: the centre's receipt kept here does not "
+                                                          "verify with central.key").format(seq=kept.seq))
+        return []
+    return [(_("the centre's receipt"), head)]
+
+
 def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, heads: list[Head],
                    report: VerifyReport) -> None:
     """The log's chain and signatures; its tail against every anchor (the catalog's head, the signed heads
@@ -234,6 +252,7 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
                            _("seq ?: the head on this target is {why}").format(why=why))
         anchors.append((f"backup target {target}", head))
     anchors += [("the head given with --head", head) for head in heads]
+    anchors += _receipt(ws, report)
     result = check_log(ws.custody.path, key, anchors)
     report.problems.extend(result.problems)
     report.custody_events = result.events

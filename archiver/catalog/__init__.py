@@ -11,18 +11,21 @@ from archiver.catalog.models import (
     CustodyHead,
     Device,
     Hold,
+    InboxLine,
     IngestRun,
     Person,
     PurgeRequest,
+    Receipt,
     Recording,
     Sighting,
     Station,
     StationEvent,
+    StationLogin,
     StationRefusal,
     SyncState,
     VerifyRun,
 )
 
 __all__ = ["Action", "ActionLink", "ActionOfficer", "BackupObject", "Case", "CaseLink", "Catalog", "CustodyHead",
-           "Device", "Hold", "IngestRun", "Person", "PurgeRequest", "Recording", "Sighting", "Station", "StationEvent",
-           "StationRefusal", "SyncState", "VerifyRun"]
+           "Device", "Hold", "InboxLine", "IngestRun", "Person", "PurgeRequest", "Receipt", "Recording",
+           "Sighting", "Station", "StationEvent", "StationLogin", "StationRefusal", "SyncState", "VerifyRun"]

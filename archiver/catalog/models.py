@@ -9,7 +9,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -337,6 +350,45 @@ class StationRefusal(Base):
     hash: Mapped[str] = mapped_column(String(64))  # of the refused line: the same line refused again is one row
     line: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboxLine(Base):
+    """A custody line a station handed in, not yet applied by the centre (who removes it once it has)."""
+
+    __tablename__ = "station_inbox"
+    __table_args__ = (UniqueConstraint("station", "hash", name="uq_station_inbox_line"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    station: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the line: the same line handed in twice is one row
+    line: Mapped[str] = mapped_column(Text)
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the station's facts for an old ingest line
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StationLogin(Base):
+    """The database login a station hands its lines in with (a centre on PostgreSQL)."""
+
+    __tablename__ = "station_logins"
+
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station: Mapped[str] = mapped_column(ForeignKey("stations.id"), unique=True)
+
+
+class Receipt(Base):
+    """The centre's signed word that it holds a station's log up to (seq, hash) at `time`; kept at the centre
+    for every station, and at a station for its own log."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (Index("ix_receipts_station_seq", "station", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    receipt: Mapped[str] = mapped_column(Text)  # canonical JSON with the centre's key and signature
 
 
 class SyncState(Base):

@@ -20,16 +20,25 @@ def sync(ctx: Context) -> dict[str, Any]:
 
     report = run_sync(ctx.workspace())
     return {"station": report.station, "central_seq": report.central_seq, "head": report.head,
-            "behind": report.behind, "applied": report.applied, "duplicates": report.duplicates,
-            "refused": report.refused}
+            "behind": report.behind, "handed_in": report.handed_in, "applied": report.applied,
+            "refused": report.refused, "receipt": report.receipt}
+
+
+@operation("central")
+def central(ctx: Context) -> None:
+    """Never served: the centre's process runs on its own (`archiver central`)."""
+    from archiver.operations.access import NOT_SERVED
+
+    raise ArchiverError(_(NOT_SERVED["central"]))
 
 
 @operation("stations add")
 def stations_add(ctx: Context, station_id: str, key: str) -> dict[str, str]:
     from archiver.central.stations import add_station
 
-    row = add_station(ctx.workspace(), station_id, key)
-    return {"station": row.id, "key": row.public_key}
+    done = add_station(ctx.workspace(), station_id, key)
+    return {"station": done.station.id, "key": done.station.public_key, "url": done.url,
+            "centre_key": ctx.workspace().station_key.public.text}
 
 
 @operation("stations list")

@@ -4,7 +4,12 @@ An event is applied only if it is the next one of its station (seq = the centre'
 line the centre holds last (`prev`), and verifies with the station's registered key. The same line again
 is a duplicate and changes nothing; another line at a sequence number the centre holds is a fork; a
 sequence number beyond the next is a gap. Refusals are kept (`stations check` lists them) and stop the
-delivery: nothing after a refused event is applied.
+delivery: nothing after a refused event is applied. A well-signed event that states something of another
+station's recording (a purge, a class, a start) joins the chain but changes nothing, and is kept as a
+refusal too (`foreign`).
+
+The centre's own process (`centre.py`) calls this on what a station handed into its inbox; nothing here
+trusts the station's code.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,8 +57,10 @@ class Refused(Exception):
         self.kind, self.seq, self.detail = kind, seq, detail
 
 
-def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Received:
-    """Check `deliveries` (in log order) for one station, then apply what passed in bulk; one transaction."""
+def receive(central: Catalog, station_id: str, deliveries: list[Delivery],
+            done: Callable[[Session, Head], None] | None = None) -> Received:
+    """Check `deliveries` (in log order) for one station, then apply what passed in bulk; one transaction, in
+    which `done` (given the station's head after it) runs last."""
     result = Received(station_id)
     with central.session() as session:
         station = session.get(Station, station_id, with_for_update=True)  # one delivery per station at a time
@@ -79,6 +87,8 @@ def receive(central: Catalog, station_id: str, deliveries: list[Delivery]) -> Re
             _apply(session, station_id, accepted)
         station.seq, station.hash, station.synced_at = head.seq, head.hash, utcnow()
         result.seq, result.applied = head.seq, len(accepted)
+        if done is not None:
+            done(session, head)
         session.commit()  # a failure is the caller's to name (sync: the centre out of reach)
     return result
 
@@ -171,9 +181,13 @@ def _apply(session: Session, station_id: str, accepted: list[Accepted]) -> None:
         action, subject, details = item.event.get("action"), item.event.get("subject"), item.event.get("details")
         if action not in ("purge", "classify", "recording_set_time") or not _stated(item.event):
             continue
-        rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"],
-                                                     Recording.station == station_id))
+        rec = session.scalar(select(Recording).where(Recording.sha256 == subject["sha256"]))
         if rec is None:
+            continue
+        if rec.station != station_id:
+            _refuse(session, station_id, Refused("foreign", item.event["seq"], _(
+                "states '{action}' of recording {sha256}, which is station {other}'s: not applied").format(
+                action=action, sha256=rec.sha256, other=rec.station)), item.line, item.digest)
             continue
         if action == "purge":
             rec.purged_at, rec.purge_request_id = _time(item.event), None

@@ -9,7 +9,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from archiver.archive.workspace import Workspace
 from archiver.catalog import BackupObject, Recording, Station, StationEvent, StationRefusal
 from archiver.catalog.db import commit
+from archiver.central import logins
 from archiver.config import S3_SCHEME, STATION_ID
 from archiver.errors import ConfigError
 from archiver.i18n import _
@@ -28,8 +29,15 @@ _OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{64}\.age$")  # what a stati
 _STREAM = 5000  # events read per round trip when checking (the lines are streamed, never all in memory)
 
 
-def add_station(ws: Workspace, station_id: str, key_text: str) -> Station:
-    """Register a station under its public key; the same key again is a no-op, another key is refused."""
+@dataclass(frozen=True)
+class Registered:
+    station: Station
+    url: str | None  # what the station sets as [central] url: its own login (shown once, when made)
+
+
+def add_station(ws: Workspace, station_id: str, key_text: str) -> Registered:
+    """Register a station under its public key and, on PostgreSQL, make the database login it hands its lines in
+    with; the same key again changes nothing, another key is refused."""
     if not STATION_ID.match(station_id):
         raise ConfigError(_("{value!r} is not a station id: use 1 to 64 letters, digits, '-' or '_'").format(
                             value=station_id))
@@ -41,13 +49,15 @@ def add_station(ws: Workspace, station_id: str, key_text: str) -> Station:
                 raise ConfigError(_("station {station} is registered already with another key ({fingerprint}); a "
                                     "station keeps its key for good").format(
                                     station=station_id, fingerprint=PublicKey.parse(row.public_key).fingerprint))
-            return row
+            return Registered(row, None)
         row = Station(id=station_id, public_key=key.text, added_by=ws.custody.actor.get("user") or "?", seq=0,
                       hash=GENESIS)
         session.add(row)
-        ws.custody.append("station_add", {"station": station_id}, {"key": key.text}, session)
+        session.flush()
+        url = logins.make_login(session, station_id) if ws.catalog.engine.dialect.name == "postgresql" else None
+        ws.custody.append("station_add", {"station": station_id}, {"key": key.text, "login": bool(url)}, session)
         commit(session)
-        return row
+        return Registered(row, url)
 
 
 @dataclass
@@ -75,7 +85,7 @@ class StationCheck:
     station: str
     events: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)  # {"station", "seq", "kind", "detail"}
-    ingested: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha256 -> what its ingest event states
+    ingested: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha256 -> what its signed events state
     # S3 objects its signed `backup` events say it wrote, less those its `backup_drop_purged` events took off:
     # (target, object, version) -> {"ciphertext_sha256", "size", "locked_until"}
     stored: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -93,6 +103,28 @@ def check_stations(ws: Workspace, only: str | None = None) -> list[StationCheck]
     for station in stations:
         results.append(_check_one(ws, station))
     return results
+
+
+def _note_fact(stated: dict[str, dict[str, Any]], event: dict[str, Any], seq: int) -> bool:
+    """Fold what an event states of a recording into `stated` (sha256 -> the ingest event's details, then the
+    purge's time, the class and a start given by hand); whether it was such an event."""
+    action, subject, details = event.get("action"), event.get("subject"), event.get("details")
+    if not isinstance(subject, dict) or not isinstance(details, dict):
+        return False
+    sha = str(subject.get("sha256"))
+    if action == "ingest":
+        stated.setdefault(sha, {**details, "seq": seq, "device": subject.get("device")})
+    elif action in ("purge", "classify", "recording_set_time") and sha in stated:
+        fact = stated[sha]
+        if action == "purge":
+            fact["purged_at"] = event.get("time")
+        elif action == "classify":
+            fact["class"] = details.get("class")
+        else:
+            fact["start"], fact["time_set"] = details.get("start"), True
+    else:
+        return False
+    return True
 
 
 def _check_one(ws: Workspace, station: Station) -> StationCheck:
@@ -121,13 +153,7 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
                 ok = False
             if not ok:
                 problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
-            elif event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
-                result.ingested.setdefault(str(event["subject"].get("sha256")), {**event["details"], "seq": seq})
-            elif event.get("action") == "recording_set_time" and isinstance(event.get("subject"), dict) \
-                    and str(event["subject"].get("sha256")) in result.ingested:  # the start is now the one given
-                stated = result.ingested[str(event["subject"]["sha256"])]
-                stated["start"] = (event.get("details") or {}).get("start")
-            else:
+            elif not _note_fact(result.ingested, event, seq):
                 _note_stored(result.stored, event)
             prev, expected = digest, seq + 1
             result.events += 1
@@ -161,6 +187,36 @@ def _note_stored(stored: dict[tuple[str, str, str], dict[str, Any]], event: dict
                 stored.pop((details["target"], str(gone.get("object")), str(gone.get("version"))), None)
 
 
+# The columns of a central recording that its station's signed events state, each compared by verify --central.
+FACT_COLUMNS = ("station", "size", "archive_path", "device_serial", "officer_no", "start", "end", "duration_s",
+                "media_type", "purged_at", "retention_class")
+
+
+def stated_facts(stated: dict[str, Any], station: str) -> dict[str, Any]:
+    """What a recording's columns must hold, from what its station's events state (`_note_fact`); the times,
+    duration, media type and officer only where the ingest event itself carries them."""
+    def when(value: Any) -> datetime | None:
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+    wanted: dict[str, Any] = {"station": station, "size": stated.get("size"),
+                              "archive_path": stated.get("archive_path"), "device_serial": stated.get("device") or None,
+                              "purged_at": when(stated.get("purged_at")), "retention_class": stated.get("class")}
+    if has_facts(stated):
+        facts = read_facts(stated)
+        wanted.update({k: facts[k] for k in ("officer_no", "start", "end", "duration_s", "media_type")})
+        if stated.get("time_set") and facts["start"] is not None:
+            duration = facts["duration_s"]
+            wanted["end"] = facts["start"] + timedelta(seconds=duration) if duration is not None else facts["start"]
+    return wanted
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, Any]], int]:
     """`verify --central`: every station checked as by `stations check`; every recording the centre
     holds matched against its station's signed ingest event (a row nobody's event states is reported);
@@ -185,24 +241,21 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, An
             problems.append({"kind": "backup_target", "path": target, "detail": str(exc)})
     events = {c.station: c.ingested for c in checks}
     with ws.catalog.reading() as session:
-        rows = session.execute(select(Recording.sha256, Recording.station, Recording.size, Recording.archive_path,
-                                      Recording.officer_no, Recording.start)
+        rows = session.execute(select(*(getattr(Recording, c) for c in ("sha256", *FACT_COLUMNS)))
                                .where(Recording.station.is_not(None)).execution_options(yield_per=_STREAM))
-        for sha256, station, size, archive_path, officer, start in rows:
-            stated = events.get(station, {}).get(sha256)
+        for row in rows:
+            found = dict(zip(FACT_COLUMNS, row[1:], strict=True))
+            stated = events.get(found["station"], {}).get(row.sha256)
             if stated is None:
-                problems.append({"station": station, "seq": None, "kind": "unsigned", "detail": _(
+                problems.append({"station": found["station"], "seq": None, "kind": "unsigned", "detail": _(
                     "recording {sha256} has no ingest event of its station: it was not put there by a sync").format(
-                    sha256=sha256)})
+                    sha256=row.sha256)})
                 continue
-            found = {"size": size, "archive_path": archive_path.split(":", 1)[-1]}
-            wanted = {"size": stated.get("size"), "archive_path": stated.get("archive_path")}
-            if has_facts(stated):
-                facts = read_facts(stated)
-                found.update(officer=officer, start=start)
-                wanted.update(officer=facts["officer_no"], start=facts["start"])
-            if found != wanted:
-                problems.append({"station": station, "seq": stated["seq"], "kind": "changed", "detail": _(
-                    "recording {sha256} differs from what its ingest event states: {fields}").format(
-                    sha256=sha256, fields=", ".join(k for k in found if found[k] != wanted[k]))})
+            found["archive_path"] = found["archive_path"].split(":", 1)[-1]
+            wanted = stated_facts(stated, found["station"])
+            for column in (c for c in FACT_COLUMNS if c in wanted and found[c] != wanted[c]):
+                problems.append({"station": found["station"], "seq": stated["seq"], "kind": "changed", "detail": _(
+                    "recording {sha256}, column {column}: the catalog holds {found}, the station's signed events "
+                    "state {wanted}").format(sha256=row.sha256, column=column, found=_shown(found[column]),
+                                             wanted=_shown(wanted[column]))})
     return checks, [{"station": None, "seq": None, "path": None, **p} for p in problems], objects  # one shape

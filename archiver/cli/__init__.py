@@ -233,6 +233,7 @@ _COMMANDS = {
     "access": "archiver.cli.access:access",
     "backup": "archiver.cli.backup:backup",
     "cases": "archiver.cli.cases:cases",
+    "central": "archiver.cli.central:central",
     "custody": "archiver.cli.audit:custody",
     "daemon": "archiver.cli.daemon:daemon",
     "devices": "archiver.cli.devices:devices",

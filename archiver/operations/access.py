@@ -78,6 +78,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "report year": frozenset({"clerk", "legal", "auditor", "admin"}),  # the clerk writes the yearly figures
     "report period": frozenset({"clerk", "legal", "auditor", "admin"}),
     "sync": frozenset({"admin"}),
+    "central": frozenset({"admin"}),  # the centre's own process, under its own unit
     "stations add": frozenset({"admin"}),
     "stations list": _READERS,
     "stations check": frozenset({"auditor", "admin"}),
@@ -87,7 +88,9 @@ MATRIX: dict[str, frozenset[str]] = {
 OWN_ONLY = frozenset({"recordings list", "recordings show", "cases list", "cases search", "cases show"})
 
 # Commands the running service does not run for anyone: it is the daemon.
-NOT_SERVED = {"daemon": N_("the daemon is running already: the station service is part of it")}
+NOT_SERVED = {"daemon": N_("the daemon is running already: the station service is part of it"),
+              "central": N_("the centre's process runs under its own unit (archiver-central.service), not through a "
+                            "station's service")}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ MODULES = {
     "access check": "lookups", "hold add": "keeping", "hold remove": "keeping", "hold list": "keeping",
     "retention plan": "keeping", "retention requests": "keeping", "retention purge": "keeping",
     "retention approve": "keeping", "report year": "lookups", "report period": "lookups",
-    "sync": "archiver.central.operations", "stations add": "archiver.central.operations",
+    "sync": "archiver.central.operations", "central": "archiver.central.operations",
+    "stations add": "archiver.central.operations",
     "stations list": "archiver.central.operations", "stations check": "archiver.central.operations",
 }
 
