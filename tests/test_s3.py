@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REPO
 from central_util import registered
+from conftest import REPO
 from pg_util import new_database, postgres_server
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
