@@ -72,7 +72,8 @@ def _command_lines(st: Station, who: str) -> dict[str, list[object]]:
         "retention approve": ["retention", "approve", "999999"],
         "report year": ["report", "year", "2022"], "report period": ["report", "period", "--since", "2022-11-01",
                                                                      "--until", "2022-12-01"],
-        "sync": ["sync"], "central": ["central"], "stations add": ["stations", "add", f"s-{who}", "--key", "ed25519:" + "A" * 43 + "="],
+        "sync": ["sync"], "central": ["central"],
+        "stations add": ["stations", "add", f"s-{who}", "--key", "ed25519:" + "A" * 43 + "="],
         "stations list": ["stations", "list"], "stations check": ["stations", "check"],
     }
 
