@@ -11,6 +11,7 @@ from archiver.cli import App, log_to_stderr
 from archiver.cli.localized import Command, Group
 from archiver.cli.output import Column, echo_json, json_option, local_time, print_table
 from archiver.i18n import _
+from archiver.i18n.words import word
 
 
 @click.command(cls=Command)
@@ -32,7 +33,8 @@ def sync(app: App, as_json: bool) -> None:
             click.echo(_("the centre has not applied {behind} event(s) yet: is 'archiver central' running there?")
                        .format(**data))
         for refusal in data["refused"]:
-            click.echo(_("REFUSED seq {seq} ({kind}): {detail}").format(**refusal))
+            click.echo(_("REFUSED seq {seq} ({kind}): {detail}").format(**{**refusal,
+                                                                          "kind": word(refusal["kind"])}))
     if data["refused"]:
         raise click.exceptions.Exit(1)
 
@@ -120,6 +122,6 @@ def check(app: App, station_id: str | None, as_json: bool) -> None:
             click.echo(_("{station}: {events} event(s) checked, {count} problem(s)").format(
                          station=r["station"], events=r["events"], count=len(r["problems"])))
         for p in problems:
-            click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(**p))
+            click.echo(_("PROBLEM {station} seq {seq} ({kind}): {detail}").format(**{**p, "kind": word(p["kind"])}))
     if problems:
         raise click.exceptions.Exit(1)

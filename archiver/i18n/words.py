@@ -31,7 +31,7 @@ PROBLEMS = (
     N_("backup_manifest_signature"), N_("backup_unknown"), N_("backup_unlisted"), N_("backup_missing"),
     N_("backup_unsafe"), N_("backup_size"), N_("backup_mismatch"), N_("backup_decrypt"), N_("backup_plaintext"),
     N_("backup_overwritten"), N_("backup_lock"), N_("changed"), N_("unsigned"), N_("truncated"), N_("gap"),
-    N_("head"), N_("signature"), N_("fork"), N_("malformed"), N_("key"),
+    N_("head"), N_("signature"), N_("fork"), N_("malformed"), N_("key"), N_("foreign"),
 )
 SCOPES = (N_("all"),)
 _KNOWN = frozenset((*MEDIA, *LINKS, *FLAGS, *ROLES, *STATES, *CLASSES, *ACTIONS, *PROBLEMS, *SCOPES))
