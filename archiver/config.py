@@ -107,6 +107,12 @@ DEFAULTS: dict[str, Any] = {
     "catalog": {
         "url": "",  # empty: SQLite in the data dir; the centre sets its PostgreSQL here
     },
+    "web": {
+        "listen": "127.0.0.1:8480",  # the web view's address; any but loopback only with TLS
+        "tls_cert": "",
+        "tls_key": "",
+        "idle_minutes": 15,  # a web session unused this long is gone
+    },
     "s3": {  # for backup targets s3://bucket/prefix; empty keys come from the usual AWS_* variables
         "endpoint_url": "",
         "region": "",
@@ -133,6 +139,7 @@ _FREE_TABLES = {"access.officers", "retention.classes"}
 
 # Keys holding paths (resolved relative to the file that sets them).
 _PATH_KEYS = {"data_dir", "dock.mount_roots", "dock.inboxes", "backup.targets", "backup.recipients_file",
+              "web.tls_cert", "web.tls_key",
               "service.socket", "backup.keep_purged"}
 
 
@@ -218,6 +225,14 @@ class S3Config:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    listen: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    idle_minutes: float
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     url: str  # empty: this station does not sync
     interval_s: float
@@ -245,6 +260,7 @@ class Config:
     language: str  # "auto" (from the locale), "en" or "zh_CN"
     station_id: str  # empty: a station of its own, in no county
     central: CentralConfig
+    web: WebConfig
     catalog_url: str  # empty: SQLite in the data dir
     s3: S3Config
     files: tuple[Path, ...]  # the config files that were read, lowest precedence first
@@ -472,6 +488,9 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
         central=CentralConfig(_database_url(central["url"]), float(central["interval_s"]),
                               float(central["max_backoff_s"]), _centre_key(central["key"], where),
                               float(central["wait_s"]), float(central["poll_s"])),
+        web=WebConfig(str(raw["web"]["listen"]), Path(raw["web"]["tls_cert"]) if raw["web"]["tls_cert"] else None,
+                      Path(raw["web"]["tls_key"]) if raw["web"]["tls_key"] else None,
+                      float(raw["web"]["idle_minutes"])),
         catalog_url=_database_url(raw["catalog"]["url"]),
         s3=S3Config(raw["s3"]["endpoint_url"], raw["s3"]["region"], raw["s3"]["access_key_id"],
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),

@@ -251,4 +251,5 @@ _COMMANDS = {
     "sync": "archiver.cli.central:sync",
     "verify": "archiver.cli.audit:verify",
     "verify-export": "archiver.cli.audit:verify_export_cmd",
+    "web": "archiver.cli.web:web",
 }

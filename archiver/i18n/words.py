@@ -22,6 +22,7 @@ ACTIONS = (
     N_("purge_approve"), N_("purge_expired"), N_("purge"), N_("purge_done"), N_("backup_run"), N_("backup"),
     N_("backup_verify"), N_("backup_prune"), N_("backup_drop_purged"), N_("backup_legal_hold"), N_("restore"),
     N_("restore_station"), N_("rebuild_catalog"), N_("tighten_permissions"), N_("denied"), N_("station_add"),
+    N_("view"), N_("web_login"), N_("web_login_failed"), N_("web_logout"),
 )
 # What verify, backup verify and the centre's checks find (problems.Kind, and the centre's own kinds).
 PROBLEMS = (

@@ -42,6 +42,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "recordings list": _ALL,
     "recordings show": frozenset({"officer"}) | _READERS,
     "recordings get": _READERS,
+    "recordings view": frozenset({"officer"}) | _READERS,  # playback in the web view: a custody `view` event
     "cases import": frozenset({"legal", "admin"}),
     "cases link": frozenset({"legal", "admin"}),
     "cases unlink": frozenset({"legal", "admin"}),
@@ -79,18 +80,24 @@ MATRIX: dict[str, frozenset[str]] = {
     "report period": frozenset({"clerk", "legal", "auditor", "admin"}),
     "sync": frozenset({"admin"}),
     "central": frozenset({"admin"}),  # the centre's own process, under its own unit
+    "web": frozenset({"admin"}),  # the web view's process (started by the daemon or its own unit)
     "stations add": frozenset({"admin"}),
     "stations list": _READERS,
     "stations check": frozenset({"auditor", "admin"}),
 }
 
 # Commands an officer runs only over their own recordings and the cases they act in.
-OWN_ONLY = frozenset({"recordings list", "recordings show", "cases list", "cases search", "cases show"})
+OWN_ONLY = frozenset({"recordings list", "recordings show", "recordings view", "cases list", "cases search",
+                      "cases show"})
+
+# Operations only the web view offers (a command line has nothing to play a recording in).
+WEB_ONLY = frozenset({"recordings view"})
 
 # Commands the running service does not run for anyone: it is the daemon.
 NOT_SERVED = {"daemon": N_("the daemon is running already: the station service is part of it"),
               "central": N_("the centre's process runs under its own unit (archiver-central.service), not through a "
-                            "station's service")}
+                            "station's service"),
+              "web": N_("the web view runs as its own process (archiver web), not through the station service")}
 
 
 @dataclass(frozen=True)

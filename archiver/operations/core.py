@@ -41,6 +41,7 @@ LIST_LIMIT = 1000  # items of a list a custody event keeps
 MODULES = {
     "init": "station", "daemon": "station", "ingest": "station", "devices add": "station", "devices list": "lookups",
     "recordings list": "lookups", "recordings show": "lookups", "recordings get": "evidence",
+    "recordings view": "lookups",
     "recordings classify": "keeping", "cases import": "cases", "cases link": "cases", "cases unlink": "cases",
     "cases remove": "cases", "cases list": "lookups", "cases search": "lookups", "cases show": "lookups",
     "cases check": "lookups", "cases report": "cases", "people import": "cases", "people list": "cases",
@@ -52,7 +53,7 @@ MODULES = {
     "access check": "lookups", "hold add": "keeping", "hold remove": "keeping", "hold list": "keeping",
     "retention plan": "keeping", "retention requests": "keeping", "retention purge": "keeping",
     "retention approve": "keeping", "report year": "lookups", "report period": "lookups",
-    "sync": "archiver.central.operations", "central": "archiver.central.operations",
+    "sync": "archiver.central.operations", "central": "archiver.central.operations", "web": "station",
     "stations add": "archiver.central.operations",
     "stations list": "archiver.central.operations", "stations check": "archiver.central.operations",
 }

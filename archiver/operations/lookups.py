@@ -70,6 +70,23 @@ def recordings_show(ctx: Context, ref: str) -> dict[str, Any]:
     return recording_detail_json(rec, ctx.cfg.timezone, cases)
 
 
+@operation("recordings view")
+def recordings_view(ctx: Context, ref: str) -> dict[str, Any]:
+    """A recording opened for playback (the web view streams it from the archived file, never a copy), handed back
+    read-only; each playback start is a custody `view` event."""
+    import os
+
+    rec = _own_recording(ctx, ref)
+    if rec.purged_at is not None:
+        raise missing_recording(ref)
+    ws = ctx.workspace()
+    ctx.record("view", {"sha256": rec.sha256, "device": rec.device_serial}, {"id": rec.id})
+    with ws.archive.open(ctx.cfg.data_dir / rec.archive_path) as fh:
+        ctx.hand_back(f"{rec.id}", os.dup(fh.fileno()), rec.sha256, rec.size)
+    return {"id": rec.id, "size": rec.size, "media_type": rec.media_type,
+            "name": rec.archive_path.rsplit("/", 1)[-1]}
+
+
 def _cases(ctx: Context, text: str | None) -> list[dict[str, Any]]:
     tz = ctx.cfg.timezone
     rows = links.list_cases(ctx.workspace().catalog, text, officer=ctx.own_officer())

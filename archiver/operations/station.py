@@ -31,6 +31,12 @@ def daemon(ctx: Context) -> None:
     raise ArchiverError(_(NOT_SERVED["daemon"]))
 
 
+@operation("web")
+def web(ctx: Context) -> None:
+    """Never served: the web view is a process of its own."""
+    raise ArchiverError(_(NOT_SERVED["web"]))
+
+
 @operation("ingest")
 def ingest(ctx: Context, source: str, path: str | None = None, device: str | None = None,
            officer: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,193 @@
+"""The web view in a real browser: Playwright driving Debian's Chromium against a real `archiver web` (started as
+root: its password helper keeps root, the server drops to the service user), real users with passwords checked
+by PAM, and real footage made by ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import chromium
+
+ARCHIVER = Path(sys.executable).parent / "archiver"
+CASE = "后叶罚〔2022〕12号"
+PASSWORD = "correct horse 7"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(card: Path):
+    """A station's data dir owned by a throwaway service user, a legal officer and an officer with passwords, and
+    the web view serving it on a free loopback port."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to add users")
+    tag = f"{os.getpid() % 10000}"
+    users = {who: f"arcv-w{who[:3]}-{tag}" for who in ("svc", "legal", "officer", "stranger")}
+    groups = {"legal": f"arcv-gw-leg-{tag}", "officer": f"arcv-gw-off-{tag}"}
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="archiver-web-"))
+    base.chmod(0o755)
+    server = None
+    try:
+        for group in groups.values():
+            subprocess.run(["groupadd", group], check=True)
+        for who, user in users.items():
+            extra = ["-G", groups[who]] if who in groups else []
+            subprocess.run(["useradd", "-M", "-N", *extra, "-s", "/usr/sbin/nologin", user], check=True)
+            subprocess.run(["chpasswd"], input=f"{user}:{PASSWORD}\n", text=True, check=True)
+        config = base / "archiver.toml"
+        config.write_text(f'[access]\nservice_user = "{users["svc"]}"\n'
+                          f'groups = {{ legal = "{groups["legal"]}", officer = "{groups["officer"]}" }}\n'
+                          f'officers = {{ "{users["officer"]}" = "JX0999" }}\n[web]\nidle_minutes = 0.15\n')
+        config.chmod(0o644)
+        env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(base / "data")}
+        for args in (["ingest", str(card)], ["cases", "import", str(base / "cases.csv")]):
+            if args[0] == "cases":
+                (base / "cases.csv").write_text("案件编号,案件名称,当事人,执法环节,执法人员,开始时间,结束时间\n"
+                                                f"{CASE},占道经营,王某,调查取证,JX0227,2022-11-03 09:36,"
+                                                "2022-11-03 09:37\n")
+            done = subprocess.run([str(ARCHIVER), *args], env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+        subprocess.run(["chown", "-R", users["svc"], str(base / "data")], check=True)
+        port = _free_port()
+        log = (base / "web.log").open("wb")
+        server = subprocess.Popen([str(ARCHIVER), "web", "--listen", f"127.0.0.1:{port}"], env=env, stdout=log,
+                                  stderr=log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None, (base / "web.log").read_text()
+                time.sleep(0.1)
+        yield {"url": f"http://127.0.0.1:{port}", "users": users, "data": base / "data", "env": env,
+               "log": base / "web.log"}
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        for user in users.values():
+            subprocess.run(["userdel", user], capture_output=True)
+        for group in groups.values():
+            subprocess.run(["groupdel", group], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=shutil.which(chromium()),
+                                      args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield launched
+        launched.close()
+
+
+def _login(browser, site, who: str, password: str = PASSWORD, lang: str = "en-US"):
+    page = browser.new_context(locale=lang, extra_http_headers={"Accept-Language": lang}).new_page()
+    page.goto(site["url"] + "/login")
+    page.fill("input[name=user]", site["users"][who])
+    page.fill("input[name=password]", password)
+    page.click("#login")
+    return page
+
+
+def _events(site, action: str) -> list[dict]:
+    lines = (site["data"] / "custody.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["action"] == action]
+
+
+def test_a_legal_officer_finds_a_case_sees_its_gap_and_plays_a_recording(site, browser):
+    page = _login(browser, site, "legal")
+    assert page.url.rstrip("/") == site["url"]
+    page.fill("input[name=q]", "后叶罚[2022]12号")  # brackets as typed, not as stored
+    page.click("#search")
+    page.click(f"text={CASE}")
+    assert page.inner_text("#case").startswith(CASE)
+    assert page.locator(".timeline .gap").count() >= 1  # the step runs to 09:37; footage ends at 09:36:33
+    page.click("a[href^='/recordings/']:has-text('#')", timeout=5000)
+    video = page.locator("video#player")
+    assert video.count() == 1
+    page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.querySelector('video').currentTime > 0.5", timeout=20000)
+    views = _events(site, "view")
+    assert views and views[-1]["actor"]["user"] == site["users"]["legal"]
+    assert [e["actor"]["user"] for e in _events(site, "web_login")][-1] == site["users"]["legal"]
+
+
+def test_an_officer_sees_only_their_own_and_anothers_recording_is_answered_as_missing(site, browser):
+    page = _login(browser, site, "officer")
+    page.goto(site["url"] + "/?q=后叶罚")
+    assert page.locator("#cases a").count() == 0  # JX0999 acts in no case
+    other = page.goto(site["url"] + "/recordings/1")
+    missing = page.goto(site["url"] + "/recordings/99999")
+    assert other.status == missing.status == 404
+    shown, absent = page.goto(site["url"] + "/recordings/1").text(), page.goto(site["url"] + "/recordings/99999")
+    assert "no recording with id or sha256 prefix 1" in shown and absent.status == 404
+    assert page.goto(site["url"] + "/media/1").status == 404
+    assert not [e for e in _events(site, "view") if e["actor"]["user"] == site["users"]["officer"]]
+
+
+def test_forms_without_their_token_an_idle_session_and_guessed_passwords_are_refused(site, browser):
+    page = _login(browser, site, "legal")
+    forged = page.request.post(site["url"] + "/logout", form={"csrf": "guessed"})
+    assert forged.status == 403
+    time.sleep(9.5)  # web.idle_minutes = 0.15: nine seconds
+    page.goto(site["url"] + "/")
+    assert page.url.endswith("/login")
+    for _attempt in range(5):
+        wrong = _login(browser, site, "stranger", "not it")
+        assert "wrong user name or password" in wrong.inner_text("#message")
+    blocked = _login(browser, site, "stranger")  # the right password, after five wrong ones
+    assert "too many failed logins" in blocked.inner_text("#message")
+    assert len([e for e in _events(site, "web_login_failed") if e["subject"]["user"] ==
+                site["users"]["stranger"]]) == 6
+
+
+def test_the_pages_speak_chinese_to_a_chinese_browser(site, browser, tmp_path_factory):
+    """Every page a legal officer opens, in zh_CN: no English word the CLI would translate; screenshots kept."""
+    from test_i18n import _english_words
+
+    page = _login(browser, site, "legal", lang="zh-CN")
+    shots = tmp_path_factory.mktemp("web-screenshots")
+    page.goto(site["url"] + "/?q=后叶罚")
+    assert "搜索" in page.inner_text("body") and "当事人" in page.inner_text("#cases")
+    pages = {"home": page.inner_text("body")}
+    page.click(f"text={CASE}")
+    pages["case"] = page.inner_text("body")
+    page.screenshot(path=str(shots / "case-zh.png"), full_page=True)
+    page.click("a[href^='/recordings/']:has-text('#')")
+    pages["recording"] = page.inner_text("body")
+    page.goto(site["url"] + "/retention")
+    pages["retention"] = page.inner_text("body")
+    pages = {name: text.replace(site["users"]["legal"], "") for name, text in pages.items()}  # a name is a name
+    english = {name: _english_words(text) for name, text in pages.items() if _english_words(text)}
+    assert not english, english
+    assert (shots / "case-zh.png").stat().st_size > 10_000
+
+
+def test_a_listener_off_loopback_without_tls_is_refused(site):
+    done = subprocess.run([str(ARCHIVER), "web", "--listen", "0.0.0.0:8481"], env=site["env"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "only with TLS" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_the_server_runs_as_the_service_user_and_only_its_helper_keeps_root(site):
+    pids = subprocess.run(["pgrep", "-f", "archiver web --listen 127.0.0.1"], capture_output=True, text=True)
+    owners = {subprocess.run(["ps", "-o", "user=", "-p", pid], capture_output=True, text=True).stdout.strip()
+              for pid in pids.stdout.split()}
+    assert owners == {"root", site["users"]["svc"]}, owners
