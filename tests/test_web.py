@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import chromium
 
+from archiver.dock.simulate import RecorderSpec, make_recorder
+
 ARCHIVER = Path(sys.executable).parent / "archiver"
 CASE = "后叶罚〔2022〕12号"
 PASSWORD = "correct horse 7"
@@ -35,8 +37,8 @@ def site(card: Path):
     if os.geteuid() != 0:
         pytest.skip("needs root to add users")
     tag = f"{os.getpid() % 10000}"
-    users = {who: f"arcv-w{who[:3]}-{tag}" for who in ("svc", "legal", "officer", "stranger")}
-    groups = {"legal": f"arcv-gw-leg-{tag}", "officer": f"arcv-gw-off-{tag}"}
+    users = {who: f"arcv-w{who[:3]}-{tag}" for who in ("svc", "legal", "officer", "stranger", "boss")}
+    groups = {"legal": f"arcv-gw-leg-{tag}", "officer": f"arcv-gw-off-{tag}", "admin": f"arcv-gw-adm-{tag}"}
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="archiver-web-"))
     base.chmod(0o755)
     server = None
@@ -44,16 +46,21 @@ def site(card: Path):
         for group in groups.values():
             subprocess.run(["groupadd", group], check=True)
         for who, user in users.items():
-            extra = ["-G", groups[who]] if who in groups else []
+            extra = ["-G", groups[who]] if who in groups else \
+                ["-G", f'{groups["admin"]},{groups["legal"]}'] if who == "boss" else []
             subprocess.run(["useradd", "-M", "-N", *extra, "-s", "/usr/sbin/nologin", user], check=True)
             subprocess.run(["chpasswd"], input=f"{user}:{PASSWORD}\n", text=True, check=True)
         config = base / "archiver.toml"
         config.write_text(f'[access]\nservice_user = "{users["svc"]}"\n'
-                          f'groups = {{ legal = "{groups["legal"]}", officer = "{groups["officer"]}" }}\n'
+                          f'groups = {{ legal = "{groups["legal"]}", officer = "{groups["officer"]}", '
+                          f'admin = "{groups["admin"]}" }}\n'
                           f'officers = {{ "{users["officer"]}" = "JX0999" }}\n[web]\nidle_minutes = 0.15\n')
         config.chmod(0o644)
         env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(base / "data")}
-        for args in (["ingest", str(card)], ["cases", "import", str(base / "cases.csv")]):
+        make_recorder(base / "other", RecorderSpec(serial="TA00555", officer="JX0555", segments=1, audio=0,
+                                                   photos=0, device_files=False))
+        for args in (["ingest", str(card)], ["ingest", str(base / "other")], ["cases", "import",
+                     str(base / "cases.csv")], ["verify"]):
             if args[0] == "cases":
                 (base / "cases.csv").write_text("案件编号,案件名称,当事人,执法环节,执法人员,开始时间,结束时间\n"
                                                 f"{CASE},占道经营,王某,调查取证,JX0227,2022-11-03 09:36,"
@@ -74,7 +81,7 @@ def site(card: Path):
                 assert server.poll() is None, (base / "web.log").read_text()
                 time.sleep(0.1)
         yield {"url": f"http://127.0.0.1:{port}", "users": users, "data": base / "data", "env": env,
-               "log": base / "web.log"}
+               "log": base / "web.log", "config": config}
     finally:
         if server is not None:
             server.terminate()
@@ -191,3 +198,32 @@ def test_the_server_runs_as_the_service_user_and_only_its_helper_keeps_root(site
     owners = {subprocess.run(["ps", "-o", "user=", "-p", pid], capture_output=True, text=True).stdout.strip()
               for pid in pids.stdout.split()}
     assert owners == {"root", site["users"]["svc"]}, owners
+
+
+def test_a_second_person_approves_a_purge_in_the_browser_and_the_requester_cannot(site, browser):
+    """The boss (admin and legal) requests a purge of the unlinked footage; in the browser the boss's own approval
+    is refused, the legal officer's goes through."""
+    from archiver.archive.workspace import open_workspace
+    from archiver.config import load_config
+    from archiver.operations.access import person_for
+    from archiver.operations.core import Context, run
+
+    cfg = load_config(site["config"], site["data"])
+    ws = open_workspace(cfg, upgrade=False)
+    try:
+        ctx = Context(cfg, person_for(site["users"]["boss"], cfg.access), lambda _upgrade: ws)
+        made = run(ctx, "retention purge", {"make_request": True})
+    finally:
+        ws.close()
+    subprocess.run(["chown", "-R", site["users"]["svc"], str(site["data"])], check=True)
+    assert made["recordings"] >= 1
+    own = _login(browser, site, "boss")
+    own.goto(site["url"] + "/retention")
+    own.click("button.approve")
+    assert f"requested purge {made['id']}" in own.inner_text("#message")
+    other = _login(browser, site, "legal")
+    other.goto(site["url"] + "/retention")
+    other.click("button.approve")
+    assert f"purge request {made['id']} approved" in other.inner_text("#message")
+    (approval,) = [e for e in _events(site, "purge_approve") if e["subject"]["request"] == made["id"]]
+    assert approval["actor"]["user"] == site["users"]["legal"]
