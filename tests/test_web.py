@@ -227,3 +227,21 @@ def test_a_second_person_approves_a_purge_in_the_browser_and_the_requester_canno
     assert f"purge request {made['id']} approved" in other.inner_text("#message")
     (approval,) = [e for e in _events(site, "purge_approve") if e["subject"]["request"] == made["id"]]
     assert approval["actor"]["user"] == site["users"]["legal"]
+
+
+def test_an_auditor_page_and_the_year_render_and_are_kept_as_screenshots(site, browser, tmp_path_factory):
+    """The year's figures and the custody trail as the pages show them (PNG kept as test artefacts); an officer
+    is refused the year, as by the CLI."""
+    shots = tmp_path_factory.mktemp("web-year")
+    page = _login(browser, site, "legal")
+    year = page.goto(site["url"] + "/year/2022")
+    assert year.status == 200 and "Recordings per month" in page.inner_text("body")
+    page.screenshot(path=str(shots / "year.png"), full_page=True)
+    assert (shots / "year.png").stat().st_size > 10_000
+    assert page.goto(site["url"] + "/custody").status == 403  # the custody trail is the auditor's and admin's
+    admin = _login(browser, site, "boss")
+    trail = admin.goto(site["url"] + "/custody")
+    assert trail.status == 200 and "web_login" in admin.inner_text("#custody")
+    officer = _login(browser, site, "officer")
+    assert officer.goto(site["url"] + "/year/2022").status == 403
+    assert "may not run 'report year'" in officer.inner_text("#message")

@@ -33,7 +33,8 @@ CHUNK = 256 << 10
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # The words of the templates (translated where they are shown, as the CLI's are).
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
-              N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"))
+              N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"),
+              N_("Custody trail"))
 
 
 class WebView:
@@ -69,7 +70,8 @@ class WebView:
         routes = [Route("/login", self.login, methods=["GET", "POST"]), Route("/logout", self.logout, methods=["POST"]),
                   Route("/", self.home), Route("/cases/{case_no:path}", self.case),
                   Route("/recordings/{ref}", self.recording), Route("/media/{ref}", self.media),
-                  Route("/retention", self.retention, methods=["GET", "POST"])]
+                  Route("/retention", self.retention, methods=["GET", "POST"]), Route("/year/{year:int}", self.year),
+                  Route("/custody", self.custody)]
         return Starlette(routes=routes)
 
     async def _guard(self, request: Request, handler) -> Response:
@@ -171,6 +173,22 @@ class WebView:
                     id=done["id"], count=done["recordings"])
             rows, _ctx = self.call(session.user, "retention requests", {})
             return self.page(request, "retention.html", session=session, requests=rows, message=message)
+        return await self._guard(request, handler)
+
+    async def year(self, request: Request) -> Response:
+        async def handler(request: Request, session) -> Response:
+            done, _ctx = self.call(session.user, "report year", {"year": request.path_params["year"], "html": True})
+            return HTMLResponse(done["html"], headers={"Cache-Control": "no-store",
+                                                       "Content-Security-Policy": "default-src 'none'; "
+                                                                                  "style-src 'unsafe-inline'"})
+        return await self._guard(request, handler)
+
+    async def custody(self, request: Request) -> Response:
+        async def handler(request: Request, session) -> Response:
+            found, _ctx = self.call(session.user, "custody show", {"user": plain(request.query_params.get("user"))
+                                                                   or None})
+            rows = [{**event, **shown} for event, shown in zip(found["events"], found["shown"], strict=True)][-500:]
+            return self.page(request, "custody.html", session=session, events=rows)
         return await self._guard(request, handler)
 
     async def media(self, request: Request) -> Response:
