@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO, umount
 
 MOUNT = REPO / "systemd" / "archiver-mount"
-LIMITS = {"archiver.service": 2.0, "archiver-central.service": 2.0, "archiver-verify.service": 3.0,
+LIMITS = {"archiver.service": 2.0, "archiver-central.service": 2.0, "archiver-web.service": 2.5,
+          "archiver-verify.service": 3.0,
           "archiver-mount@.service": 5.0}
 
 

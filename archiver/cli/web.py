@@ -48,7 +48,10 @@ def web(app: App, listen: str | None) -> None:
     checker = PasswordChecker()
     ws = app.workspace(upgrade=False)
     checker.start_helper(cfg.access.service_user)
-    os.nice(10)  # below the ingest: docking never waits for a viewer
+    try:
+        os.nice(10)  # below the ingest: docking never waits for a viewer (the unit sets Nice= itself)
+    except OSError:
+        pass
     view = WebView(ws, checker, cfg.web.idle_minutes * 60, secure=tls)
     click.echo(_("web view on {scheme}://{host}:{port}/").format(scheme="https" if tls else "http", host=host,
                                                                   port=port), err=True)
