@@ -13,6 +13,22 @@ from archiver.cli.localized import Command
 from archiver.errors import ConfigError
 from archiver.i18n import _
 
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}  # the ioprio_set system call's number
+
+
+def _below_ingest() -> None:
+    """CPU and disk below the ingest: nice 10 and the idle I/O class (the unit sets both too)."""
+    import ctypes
+    import platform
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    number = _IOPRIO_SET.get(platform.machine())
+    if number is not None:  # ioprio_set(IOPRIO_WHO_PROCESS, this process, IOPRIO_CLASS_IDLE)
+        ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0, 3 << 13)
+
 
 @click.command(cls=Command)
 @click.option("--listen", metavar="HOST:PORT", help="Where to listen (default: web.listen, 127.0.0.1:8480).")
@@ -48,10 +64,7 @@ def web(app: App, listen: str | None) -> None:
     checker = PasswordChecker()
     ws = app.workspace(upgrade=False)
     checker.start_helper(cfg.access.service_user)
-    try:
-        os.nice(10)  # below the ingest: docking never waits for a viewer (the unit sets Nice= itself)
-    except OSError:
-        pass
+    _below_ingest()
     view = WebView(ws, checker, cfg.web.idle_minutes * 60, secure=tls)
     click.echo(_("web view on {scheme}://{host}:{port}/").format(scheme="https" if tls else "http", host=host,
                                                                   port=port), err=True)
