@@ -4,6 +4,7 @@ by PAM, and real footage made by ffmpeg."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -245,3 +246,19 @@ def test_an_auditor_page_and_the_year_render_and_are_kept_as_screenshots(site, b
     officer = _login(browser, site, "officer")
     assert officer.goto(site["url"] + "/year/2022").status == 403
     assert "may not run 'report year'" in officer.inner_text("#message")
+
+
+def test_a_download_is_a_retrieval_with_its_reason(site, browser):
+    page = _login(browser, site, "legal")
+    page.goto(site["url"] + "/recordings/1")
+    page.fill("input[name=reason]", "复议材料")
+    with page.expect_download() as caught:
+        page.click("#download")
+    kept = caught.value.path()
+    (event,) = [e for e in _events(site, "retrieve") if e["details"]["reason"] == "复议材料"]
+    assert event["actor"]["user"] == site["users"]["legal"]
+    assert hashlib.sha256(Path(kept).read_bytes()).hexdigest() == event["subject"]["sha256"]
+    officer = _login(browser, site, "officer")  # with the session's own token: refused by the role, not the form
+    token = officer.get_attribute("input[name=csrf]", "value")
+    refused = officer.request.post(site["url"] + "/download/1", form={"reason": "x", "csrf": token})
+    assert refused.status == 403 and "may not run &#39;recordings get&#39;" in refused.text()

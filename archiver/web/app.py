@@ -34,7 +34,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # The words of the templates (translated where they are shown, as the CLI's are).
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
               N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"),
-              N_("Custody trail"))
+              N_("Custody trail"), N_("Download"))
 
 
 class WebView:
@@ -70,6 +70,7 @@ class WebView:
         routes = [Route("/login", self.login, methods=["GET", "POST"]), Route("/logout", self.logout, methods=["POST"]),
                   Route("/", self.home), Route("/cases/{case_no:path}", self.case),
                   Route("/recordings/{ref}", self.recording), Route("/media/{ref}", self.media),
+                  Route("/download/{ref}", self.download, methods=["POST"]),
                   Route("/retention", self.retention, methods=["GET", "POST"]), Route("/year/{year:int}", self.year),
                   Route("/custody", self.custody)]
         return Starlette(routes=routes)
@@ -173,6 +174,30 @@ class WebView:
                     id=done["id"], count=done["recordings"])
             rows, _ctx = self.call(session.user, "retention requests", {})
             return self.page(request, "retention.html", session=session, requests=rows, message=message)
+        return await self._guard(request, handler)
+
+    async def download(self, request: Request) -> Response:
+        """A copy to keep: a retrieval, with its reason, as `recordings get` (readers only)."""
+        async def handler(request: Request, session) -> Response:
+            reason = plain(request.state.form.get("reason"))
+            done, ctx = self.call(session.user, "recordings get", {"refs": [request.path_params["ref"]],
+                                                                    "reason": reason, "dest": "web download"})
+            (item,) = done
+            handed = ctx.handbacks[0]
+            headers = {"Content-Disposition": f'attachment; filename="{item["name"]}"',
+                       "Cache-Control": "no-store"}
+            size = item["size"]
+
+            def chunks():
+                try:
+                    at = 0
+                    while at < size and (data := os.pread(handed.fd, CHUNK, at)):
+                        at += len(data)
+                        yield data
+                finally:
+                    os.close(handed.fd)
+            return StreamingResponse(chunks(), headers={**headers, "Content-Length": str(size)},
+                                     media_type="application/octet-stream")
         return await self._guard(request, handler)
 
     async def year(self, request: Request) -> Response:
