@@ -243,6 +243,10 @@ def test_an_auditor_page_and_the_year_render_and_are_kept_as_screenshots(site, b
     admin = _login(browser, site, "boss")
     trail = admin.goto(site["url"] + "/custody")
     assert trail.status == 200 and "web_login" in admin.inner_text("#custody")
+    state = admin.goto(site["url"] + "/state")  # the verify state (the fixture ran one) and the backup targets
+    assert state.status == 200 and "ok: " in admin.inner_text("#verify")
+    assert page.goto(site["url"] + "/state").status == 403  # not the legal officer's to see, as `status`
+    assert page.goto(site["url"] + "/holds").status == 200 and page.locator("#holds").count() == 1
     officer = _login(browser, site, "officer")
     assert officer.goto(site["url"] + "/year/2022").status == 403
     assert "may not run 'report year'" in officer.inner_text("#message")

@@ -5,6 +5,7 @@ hold no rule and no SQL. Playback streams the archived file itself with HTTP Ran
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import re
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from archiver.errors import ArchiverError, NotFoundError, RefusedError
+from archiver.errors import ArchiverError, InternalError, NotFoundError, RefusedError
 from archiver.i18n import CHINESE, ENGLISH, N_, _, speaking
 from archiver.i18n.words import word
 from archiver.operations.access import person_for
@@ -27,6 +28,7 @@ from archiver.operations.core import Context, run
 from archiver.web.auth import PasswordChecker
 from archiver.web.sessions import RateLimit, Sessions, plain
 
+log = logging.getLogger(__name__)
 COOKIE = "archiver_session"
 LOGIN_COOKIE = "archiver_login"
 CHUNK = 256 << 10
@@ -34,7 +36,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # The words of the templates (translated where they are shown, as the CLI's are).
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
               N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"),
-              N_("Custody trail"), N_("Download"))
+              N_("Custody trail"), N_("Download"), N_("Archive state"), N_("Holds"), N_("last verify"),
+              N_("Target"), N_("Objects"), N_("Not backed up"), N_("Placed by"))
 
 
 class WebView:
@@ -49,10 +52,10 @@ class WebView:
     def language(self, request: Request) -> str:
         return CHINESE if request.headers.get("accept-language", "").lower().startswith("zh") else ENGLISH
 
-    def page(self, request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    def page(self, request: Request, template: str, code: int = 200, **values: Any) -> HTMLResponse:
         html = self.templates.get_template(template).render(lang="zh-CN" if self.language(request) == CHINESE
                                                             else "en", **values)
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store",
+        return HTMLResponse(html, status_code=code, headers={"Cache-Control": "no-store",
                                                                "Content-Security-Policy": "default-src 'self'"})
 
     def call(self, user: str, name: str, args: dict[str, Any]) -> tuple[Any, Context]:
@@ -72,7 +75,7 @@ class WebView:
                   Route("/recordings/{ref}", self.recording), Route("/media/{ref}", self.media),
                   Route("/download/{ref}", self.download, methods=["POST"]),
                   Route("/retention", self.retention, methods=["GET", "POST"]), Route("/year/{year:int}", self.year),
-                  Route("/custody", self.custody)]
+                  Route("/custody", self.custody), Route("/state", self.state), Route("/holds", self.holds)]
         return Starlette(routes=routes)
 
     async def _guard(self, request: Request, handler) -> Response:
@@ -93,6 +96,9 @@ class WebView:
                 return self.page(request, "error.html", 404, session=session, message=str(exc))
             except RefusedError as exc:
                 return self.page(request, "error.html", 403, session=session, message=str(exc))
+            except InternalError as exc:  # a bug: its traceback in the log, one line on the page
+                log.error("web page failed path=%s", request.url.path, exc_info=exc)
+                return self.page(request, "error.html", 500, session=session, message=str(exc))
             except ArchiverError as exc:
                 return self.page(request, "error.html", 400, session=session, message=str(exc))
 
@@ -206,6 +212,20 @@ class WebView:
             return HTMLResponse(done["html"], headers={"Cache-Control": "no-store",
                                                        "Content-Security-Policy": "default-src 'none'; "
                                                                                   "style-src 'unsafe-inline'"})
+        return await self._guard(request, handler)
+
+    async def state(self, request: Request) -> Response:
+        """The archive's state: counts, the last verify and its result, the backup targets (auditor, admin)."""
+        async def handler(request: Request, session) -> Response:
+            status, _ctx = self.call(session.user, "status", {})
+            targets, _ctx = self.call(session.user, "backup status", {})
+            return self.page(request, "state.html", session=session, state=status, targets=targets)
+        return await self._guard(request, handler)
+
+    async def holds(self, request: Request) -> Response:
+        async def handler(request: Request, session) -> Response:
+            rows, _ctx = self.call(session.user, "hold list", {})
+            return self.page(request, "holds.html", session=session, holds=rows)
         return await self._guard(request, handler)
 
     async def custody(self, request: Request) -> Response:
