@@ -127,6 +127,8 @@ def test_a_legal_officer_finds_a_case_sees_its_gap_and_plays_a_recording(site, b
     page.click(f"text={CASE}")
     assert page.inner_text("#case").startswith(CASE)
     assert page.locator(".timeline .gap").count() >= 1  # the step runs to 09:37; footage ends at 09:36:33
+    assert page.locator("img.thumbnail").count() == 3  # a strip of frames for each of the three videos
+    assert page.evaluate("() => [...document.querySelectorAll('img.thumbnail')].every(i => i.naturalWidth > 0)")
     page.click("a[href^='/recordings/']:has-text('#')", timeout=5000)
     video = page.locator("video#player")
     assert video.count() == 1

@@ -115,7 +115,8 @@ def cases_search(ctx: Context, text: str) -> list[dict[str, Any]]:
 
 
 @operation("cases show")
-def cases_show(ctx: Context, case_no: str) -> dict[str, Any]:
+def cases_show(ctx: Context, case_no: str, thumbnails: bool = False) -> dict[str, Any]:
+    """The case and its checked actions; with `thumbnails` (the web view), each video's strip of four frames."""
     tz = ctx.cfg.timezone
     catalog = ctx.workspace().catalog
     case_no = links.resolve_case_no(catalog, case_no, ctx.own_officer())
@@ -125,11 +126,21 @@ def cases_show(ctx: Context, case_no: str) -> dict[str, Any]:
     data.update(title=check.case.title, party=check.case.party, kind=check.case.kind,
                 closed_at=check.case.closed_at.astimezone(tz).isoformat() if check.case.closed_at else None)
     for entry, item in zip(data["actions"], check.actions, strict=True):
-        entry["recordings"] = [{**recording_json(r, tz), "link": "manual" if r.id in item.manual else "automatic"}
+        entry["recordings"] = [{**recording_json(r, tz), "link": "manual" if r.id in item.manual else "automatic",
+                                **({"thumbnail": _thumbnail(ctx, r)} if thumbnails else {})}
                                for r in item.recordings]
     data["linked_by_hand"] = [recording_json(r, tz) for r in check.linked_only]
     data["unlinked_by_hand"] = [recording_json(r, tz) for r in check.unlinked]
     return data
+
+
+def _thumbnail(ctx: Context, rec: Any) -> str | None:
+    """A video's strip of four frames (made once, cached outside the archive) as a data: URI; None otherwise."""
+    from archiver.cases.thumbnails import strip
+
+    if rec.media_type != "video" or rec.purged_at is not None:
+        return None
+    return strip(ctx.cfg.data_dir, rec.archive_path, rec.sha256, rec.duration_s)
 
 
 @operation("cases check")

@@ -56,7 +56,8 @@ class WebView:
         html = self.templates.get_template(template).render(lang="zh-CN" if self.language(request) == CHINESE
                                                             else "en", **values)
         return HTMLResponse(html, status_code=code, headers={"Cache-Control": "no-store",
-                                                               "Content-Security-Policy": "default-src 'self'"})
+                                                             "Content-Security-Policy": "default-src 'self'; "
+                                                                                        "img-src 'self' data:"})
 
     def call(self, user: str, name: str, args: dict[str, Any]) -> tuple[Any, Context]:
         ctx = Context(self.ws.cfg, person_for(user, self.ws.cfg.access), lambda _upgrade: self.ws)
@@ -158,7 +159,8 @@ class WebView:
 
     async def case(self, request: Request) -> Response:
         async def handler(request: Request, session) -> Response:
-            data, _ctx = self.call(session.user, "cases show", {"case_no": request.path_params["case_no"]})
+            data, _ctx = self.call(session.user, "cases show", {"case_no": request.path_params["case_no"],
+                                                                "thumbnails": True})
             for action in data["actions"]:
                 action["bars"] = _bars(action)
             return self.page(request, "case.html", session=session, case=data)
