@@ -268,3 +268,20 @@ def test_a_download_is_a_retrieval_with_its_reason(site, browser):
     token = officer.get_attribute("input[name=csrf]", "value")
     refused = officer.request.post(site["url"] + "/download/1", form={"reason": "x", "csrf": token})
     assert refused.status == 403 and "may not run &#39;recordings get&#39;" in refused.text()
+
+
+def test_a_legal_officer_places_and_lifts_a_case_hold_in_the_browser(site, browser):
+    page = _login(browser, site, "legal")
+    page.goto(site["url"] + "/cases/" + CASE)
+    page.fill("input[name=reason]", "行政复议")
+    page.click("#hold")
+    assert "1 hold(s) placed" in page.inner_text("#message") and CASE in page.inner_text("#holds")
+    (placed,) = [e for e in _events(site, "hold_add") if e["details"]["reason"] == "行政复议"]
+    assert placed["actor"]["user"] == site["users"]["legal"]
+    page.fill("#holds input[name=reason]", "复议已决")
+    page.click("button.lift")
+    assert "1 hold(s) lifted" in page.inner_text("#message") and CASE not in page.inner_text("#holds")
+    officer = _login(browser, site, "officer")
+    token = officer.get_attribute("input[name=csrf]", "value")
+    refused = officer.request.post(site["url"] + "/holds", form={"csrf": token, "case_no": CASE, "reason": "x"})
+    assert refused.status == 403

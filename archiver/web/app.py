@@ -37,7 +37,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
               N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"),
               N_("Custody trail"), N_("Download"), N_("Archive state"), N_("Holds"), N_("last verify"),
-              N_("Target"), N_("Objects"), N_("Not backed up"), N_("Placed by"))
+              N_("Target"), N_("Objects"), N_("Not backed up"), N_("Placed by"), N_("Place a hold"), N_("Lift"))
 
 
 class WebView:
@@ -76,7 +76,8 @@ class WebView:
                   Route("/recordings/{ref}", self.recording), Route("/media/{ref}", self.media),
                   Route("/download/{ref}", self.download, methods=["POST"]),
                   Route("/retention", self.retention, methods=["GET", "POST"]), Route("/year/{year:int}", self.year),
-                  Route("/custody", self.custody), Route("/state", self.state), Route("/holds", self.holds)]
+                  Route("/custody", self.custody), Route("/state", self.state),
+                  Route("/holds", self.holds, methods=["GET", "POST"])]
         return Starlette(routes=routes)
 
     async def _guard(self, request: Request, handler) -> Response:
@@ -225,9 +226,19 @@ class WebView:
         return await self._guard(request, handler)
 
     async def holds(self, request: Request) -> Response:
+        """The standing holds; a case's hold placed or lifted, with its reason (legal, admin, as `hold add|remove`)."""
         async def handler(request: Request, session) -> Response:
+            message = None
+            if request.method == "POST":
+                form = request.state.form
+                lift = form.get("do") == "lift"
+                done, _ctx = self.call(session.user, "hold remove" if lift else "hold add",
+                                       {"refs": [], "case_no": plain(form.get("case_no")),
+                                        "reason": plain(form.get("reason"))})
+                message = (_("{count} hold(s) lifted") if lift else _("{count} hold(s) placed")).format(
+                    count=done["lifted" if lift else "placed"])
             rows, _ctx = self.call(session.user, "hold list", {})
-            return self.page(request, "holds.html", session=session, holds=rows)
+            return self.page(request, "holds.html", session=session, holds=rows, message=message)
         return await self._guard(request, handler)
 
     async def custody(self, request: Request) -> Response:
