@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from archiver.cases.casefile import CaseFileError, read_case_file
-from archiver.times import parse_office_time
+from archiver.cases.times import parse_office_time
 
 TZ = ZoneInfo("Asia/Shanghai")
 CASE = "后叶罚〔2022〕12号"

@@ -7,8 +7,8 @@ from html import escape
 from typing import Any
 
 from archiver.cases.casefile import KINDS
+from archiver.cases.times import span_text
 from archiver.i18n import _, current
-from archiver.times import span_text
 
 BAR = "#1f77b4"  # the colour of every bar (tests find the bars by it)
 _CSS = """

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from archiver.cases.times import parse_office_time
 from archiver.errors import ArchiverError
 from archiver.i18n import N_, _
-from archiver.times import parse_office_time
 
 COLUMNS = ("case_no", "title", "stage", "officers", "start", "end", "recording_required")
 _TRUE = {"true", "1", "yes", "y", "是"}

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.cases.times import parse_time
 from archiver.errors import ArchiverError
 from archiver.i18n import _
 from archiver.operations.core import Context, operation
-from archiver.times import parse_time
 
 
 @operation("sync")

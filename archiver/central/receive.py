@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from archiver.cases.links import TIME_SET, link_recordings
+from archiver.cases.hand import TIME_SET
+from archiver.cases.links import link_recordings
 from archiver.catalog import Catalog, Device, Recording, Sighting, Station, StationEvent, StationRefusal
 from archiver.catalog.models import utcnow
 from archiver.errors import NotFoundError

@@ -8,12 +8,12 @@ import click
 
 from archiver.audit.annual_html import percent
 from archiver.cases.casefile import KINDS
+from archiver.cases.times import span_text
 from archiver.cli import App
 from archiver.cli.localized import Group
 from archiver.cli.output import echo_fields, echo_json, json_option
 from archiver.fs import make_dirs, relative_name, write_atomic
 from archiver.i18n import _
-from archiver.times import span_text
 
 
 @click.group(cls=Group)

@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.cases import links, people
+from archiver.cases import hand, links, people
 from archiver.cases.casefile import read_case_file
 from archiver.catalog.lookup import find_recording
 from archiver.errors import ArchiverError
@@ -83,7 +83,7 @@ def _manual(ctx: Context, case_no: str, refs: list[str], kind: str) -> dict[str,
                    session=session)
 
     number = links.set_manual_link(catalog, number, ids, kind, ctx.actor.user, record)
-    notes = links.idle_links(catalog, number, recs, ctx.cfg.timezone) if kind == "linked" else []
+    notes = hand.idle_links(catalog, number, recs, ctx.cfg.timezone) if kind == "linked" else []
     return {"case_no": number, "kind": kind, "recordings": ids, "notes": notes}
 
 
@@ -142,7 +142,7 @@ def people_list(ctx: Context) -> list[dict[str, Any]]:
 def recordings_set_time(ctx: Context, ref: str, start: str, reason: str) -> dict[str, Any]:
     """A file whose name carries no time (a voice recorder's 录音001.MP3) given its start by a person: its name and
     bytes stay as they are; who set it, when, from what and why is a custody event."""
-    from archiver.times import parse_time
+    from archiver.cases.times import parse_time
 
     if not reason.strip():
         raise ArchiverError(_("--reason must say where the time comes from (a note, the register, a witness)"))
@@ -155,7 +155,7 @@ def recordings_set_time(ctx: Context, ref: str, start: str, reason: str) -> dict
                    {"id": changed.id, "start": moment.isoformat(), "before": before.isoformat() if before else None,
                     "original_path": changed.original_path, "reason": reason}, session=session)
 
-    changed = links.set_start(ctx.workspace().catalog, rec.id, moment, record)
+    changed = hand.set_start(ctx.workspace().catalog, rec.id, moment, record)
     return {"id": changed.id, "start": changed.start.astimezone(tz).isoformat(),
             "end": changed.end.astimezone(tz).isoformat() if changed.end else None,
             "cases": links.cases_for_recordings(ctx.workspace().catalog, [changed.id]).get(changed.id, [])}

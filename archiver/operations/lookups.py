@@ -11,6 +11,7 @@ from typing import Any
 from archiver.cases import links
 from archiver.cases.casefile import officer_key
 from archiver.cases.people import unknown_officer, unknown_officers
+from archiver.cases.times import parse_time
 from archiver.catalog.lookup import (
     RecordingFilter,
     find_recording,
@@ -23,7 +24,6 @@ from archiver.errors import ArchiverError, NotFoundError, RefusedError
 from archiver.i18n import _
 from archiver.operations import access as rules
 from archiver.operations.core import Context, operation
-from archiver.times import parse_time
 
 
 def _own_recording(ctx: Context, ref: str) -> Any:
