@@ -224,6 +224,8 @@ def test_a_second_person_approves_a_purge_in_the_browser_and_the_requester_canno
     own.goto(site["url"] + "/retention")
     own.click("button.approve")
     assert f"requested purge {made['id']}" in own.inner_text("#message")
+    token = own.get_attribute("input[name=csrf]", "value")  # a hand-made form: a plain refusal, no traceback
+    assert own.request.post(site["url"] + "/retention", form={"csrf": token, "request": "x1"}).status == 404
     other = _login(browser, site, "legal")
     other.goto(site["url"] + "/retention")
     other.click("button.approve")

@@ -177,8 +177,10 @@ class WebView:
         async def handler(request: Request, session) -> Response:
             message = None
             if request.method == "POST":
-                done, _ctx = self.call(session.user, "retention approve",
-                                       {"request_id": int(request.state.form.get("request") or 0)})
+                wanted = plain(request.state.form.get("request"))
+                if not wanted.isdigit():  # a hand-made form: answered as a request that does not exist
+                    raise NotFoundError(_("no purge request {id}").format(id=wanted[:20]))
+                done, _ctx = self.call(session.user, "retention approve", {"request_id": int(wanted)})
                 message = _("purge request {id} approved: {count} recording(s)").format(
                     id=done["id"], count=done["recordings"])
             rows, _ctx = self.call(session.user, "retention requests", {})
