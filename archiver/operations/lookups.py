@@ -5,6 +5,7 @@ of anyone else's exactly what they would be told of something that does not exis
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
@@ -125,22 +126,28 @@ def cases_show(ctx: Context, case_no: str, thumbnails: bool = False) -> dict[str
     data = links.check_json(check, tz)
     data.update(title=check.case.title, party=check.case.party, kind=check.case.kind,
                 closed_at=check.case.closed_at.astimezone(tz).isoformat() if check.case.closed_at else None)
+    strips = _thumbnails(ctx, [r for item in check.actions for r in item.recordings]) if thumbnails else None
     for entry, item in zip(data["actions"], check.actions, strict=True):
         entry["recordings"] = [{**recording_json(r, tz), "link": "manual" if r.id in item.manual else "automatic",
-                                **({"thumbnail": _thumbnail(ctx, r)} if thumbnails else {})}
+                                **({"thumbnail": strips[r.id]} if strips is not None else {})}
                                for r in item.recordings]
     data["linked_by_hand"] = [recording_json(r, tz) for r in check.linked_only]
     data["unlinked_by_hand"] = [recording_json(r, tz) for r in check.unlinked]
     return data
 
 
-def _thumbnail(ctx: Context, rec: Any) -> str | None:
-    """A video's strip of four frames (made once, cached outside the archive) as a data: URI; None otherwise."""
+def _thumbnails(ctx: Context, recordings: list[Any]) -> dict[int, str | None]:
+    """Each video's strip of four frames (made once, cached outside the archive) as a data: URI, by recording id;
+    None for the rest. Those not yet made are made side by side, one ffmpeg per core."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from archiver.cases.thumbnails import strip
 
-    if rec.media_type != "video" or rec.purged_at is not None:
-        return None
-    return strip(ctx.cfg.data_dir, rec.archive_path, rec.sha256, rec.duration_s)
+    videos = {r.id: r for r in recordings if r.media_type == "video" and r.purged_at is None}
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        made = dict(zip(videos, pool.map(lambda r: strip(ctx.cfg.data_dir, r.archive_path, r.sha256, r.duration_s),
+                                         videos.values()), strict=True))
+    return {r.id: made.get(r.id) for r in recordings}
 
 
 @operation("cases check")
