@@ -112,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
         "tls_cert": "",
         "tls_key": "",
         "idle_minutes": 15,  # a web session unused this long is gone
+        "with_daemon": False,  # the daemon starts the web view as its child (outside systemd's units)
     },
     "s3": {  # for backup targets s3://bucket/prefix; empty keys come from the usual AWS_* variables
         "endpoint_url": "",
@@ -230,6 +231,7 @@ class WebConfig:
     tls_cert: Path | None
     tls_key: Path | None
     idle_minutes: float
+    with_daemon: bool = False
 
 
 @dataclass(frozen=True)
@@ -490,7 +492,7 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
                               float(central["wait_s"]), float(central["poll_s"])),
         web=WebConfig(str(raw["web"]["listen"]), Path(raw["web"]["tls_cert"]) if raw["web"]["tls_cert"] else None,
                       Path(raw["web"]["tls_key"]) if raw["web"]["tls_key"] else None,
-                      float(raw["web"]["idle_minutes"])),
+                      float(raw["web"]["idle_minutes"]), raw["web"]["with_daemon"]),
         catalog_url=_database_url(raw["catalog"]["url"]),
         s3=S3Config(raw["s3"]["endpoint_url"], raw["s3"]["region"], raw["s3"]["access_key_id"],
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),

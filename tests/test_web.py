@@ -287,3 +287,75 @@ def test_a_legal_officer_places_and_lifts_a_case_hold_in_the_browser(site, brows
     token = officer.get_attribute("input[name=csrf]", "value")
     refused = officer.request.post(site["url"] + "/holds", form={"csrf": token, "case_no": CASE, "reason": "x"})
     assert refused.status == 403
+
+
+def test_the_daemon_starts_the_web_view_as_its_child_below_the_ingest_and_stops_it(site):
+    """`web.with_daemon`: the daemon's child serves the pages, checks passwords with its helper as root, runs as
+    the service user at nice 10, and is gone when the daemon stops."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from daemon_util import DaemonProcess, wait_for
+    base = site["data"].parent
+    data = base / "daemon-data"
+    subprocess.run(["cp", "-a", str(site["data"]), str(data)], check=True)
+    port = _free_port()
+    extra = site["config"].read_text().replace("[web]\n", f'[web]\nlisten = "127.0.0.1:{port}"\nwith_daemon = true\n')
+    daemon = DaemonProcess(base, data, [base / "no-mounts"], extra=extra)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url + "/login"), 30, "the web view")
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        csrf = re.search(r'name="csrf" value="([^"]+)"', opener.open(url + "/login").read().decode()).group(1)
+        form = {"user": site["users"]["legal"], "password": PASSWORD, "csrf": csrf}
+        home = opener.open(url + "/login", urllib.parse.urlencode(form).encode()).read().decode()
+        assert 'name="q"' in home and "browse the archive at: http://127.0.0.1" in daemon.log()
+        (child,) = subprocess.run(["pgrep", "-P", str(daemon.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(fields[16]) == 10  # nice, as the unit's Nice=10
+        assert subprocess.run(["ps", "-o", "user=", "-p", child], capture_output=True,
+                              text=True).stdout.strip() == site["users"]["svc"]
+        assert daemon.stop() == 0
+        assert not Path(f"/proc/{child}").exists() and not _answers(url + "/login")
+    finally:
+        daemon.stop()
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_daemons_web_child_is_started_again_when_it_ends_and_stopped_with_the_daemon(tmp_path: Path):
+    import threading
+
+    from daemon_util import wait_for
+
+    from archiver.web.child import WebChild
+    starts = tmp_path / "starts"
+    stop = threading.Event()
+    child = WebChild(stop, ["sh", "-c", f"echo started >> {starts}; exit 3"], restart_after_s=0.05)
+    child.start()
+    wait_for(lambda: starts.exists() and len(starts.read_text().splitlines()) >= 3, 10, "three starts")
+    stop.set()
+    child.stop()
+    counted = len(starts.read_text().splitlines())
+    time.sleep(0.2)
+    assert len(starts.read_text().splitlines()) == counted  # none after the stop
+
+    stop = threading.Event()
+    child = WebChild(stop, ["sleep", "60"])
+    child.start()
+    wait_for(lambda: child._proc is not None, 10, "the child")
+    began = time.monotonic()
+    stop.set()
+    child.stop()
+    assert child._proc.poll() is not None and time.monotonic() - began < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 
@@ -16,8 +17,9 @@ from archiver.service.server import StationService
 
 @click.command(cls=Command)
 @click.option("--once", is_flag=True, help="Ingest what is there now (inboxes, mounted recorders) and exit.")
+@click.option("--web", is_flag=True, help="Also start the web view, as a child process (as web.with_daemon).")
 @click.pass_obj
-def daemon(app: App, once: bool) -> None:
+def daemon(app: App, once: bool, web: bool) -> None:
     """Ingest recorders as they are mounted below dock.mount_roots, and files dropped into dock.inboxes.
 
     Runs until SIGTERM or Ctrl-C, which stop it within seconds (the file in hand is discarded,
@@ -25,6 +27,7 @@ def daemon(app: App, once: bool) -> None:
     failure on stderr. Under systemd (Type=notify) it reports READY, STATUS and WATCHDOG.
     It also serves the station's people on the service.socket Unix socket: their 'archiver' commands
     run here, as far as their roles allow (see 'archiver access show').
+    With --web (or web.with_daemon) it starts 'archiver web' as its child, at the web view's lower priority.
     With --once, exit 1 if any file failed.
     """
     if app.served:  # someone else's station: the daemon there already serves it
@@ -43,8 +46,14 @@ def daemon(app: App, once: bool) -> None:
         service = StationService(ws)
         service.start()
         click.echo(_("  people run 'archiver' commands through: {socket}").format(socket=cfg.service.socket), err=True)
+        child = None
+        if web or cfg.web.with_daemon:  # the same archiver, config and data dir
+            config = ["--config", str(app.config_file.resolve())] if app.config_file else []
+            child = [sys.executable, "-m", "archiver", *config, "--data-dir", str(cfg.data_dir), "web"]
+            click.echo(_("  and browse the archive at: {scheme}://{listen}/").format(
+                scheme="https" if cfg.web.tls_cert else "http", listen=cfg.web.listen), err=True)
         try:
-            code = Daemon(ws).run()
+            code = Daemon(ws, web=child).run()
         finally:
             service.stop()
         click.get_current_context().exit(code)

@@ -34,6 +34,7 @@ from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, in
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished
+from archiver.web.child import WebChild
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _read_only(mount: Mount) -> bool:
 
 
 class Daemon:
-    def __init__(self, ws: Workspace, notifier: Notifier | None = None) -> None:
+    def __init__(self, ws: Workspace, notifier: Notifier | None = None, web: list[str] | None = None) -> None:
         self.ws = ws
         self.cfg = ws.cfg
         self.notifier = notifier or Notifier()
@@ -135,6 +136,7 @@ class Daemon:
         self.inbox_queue: dict[Path, set[Path]] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.syncing = ContinuousSync(ws, self.stop)
+        self.web = WebChild(self.stop, web) if web else None  # web: the command that starts the web view
 
     def wake(self) -> None:
         try:
@@ -161,6 +163,8 @@ class Daemon:
             finish(self.ws, request)
         self.check_capacity()
         self.syncing.start()
+        if self.web is not None:
+            self.web.start()
         self._mounts_changed(table.read())
         self.notifier.ready(self._status())
         log.info("daemon ready data_dir=%s mount_roots=%s inboxes=%s max_parallel=%d", self.cfg.data_dir,
@@ -189,6 +193,9 @@ class Daemon:
         finally:
             self.notifier.stopping()
             log.info("daemon stopping: discarding the files in hand running=%d", len(self.running))
+            self.stop.set()
+            if self.web is not None:
+                self.web.stop()
             inboxes.stop()
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.syncing.join()
