@@ -97,6 +97,8 @@ def test_reimport_updates_never_duplicates_and_manual_links_survive(cli, holey: 
     links = {r["id"]: r["link"] for r in shown["actions"][0]["recordings"]}
     assert links[helper["id"]] == "manual" and shown["unlinked_by_hand"][0]["id"] == photo["id"]
     assert json.loads(cli("recordings", "show", str(helper["id"]), "--json").stdout)["cases"] == [CASE]
+    own = json.loads(cli("custody", "show", "--recording", str(helper["id"]), "--json").stdout)
+    assert [e["action"] for e in own] == ["ingest", "link", "lookup"]  # its own trail: no other recording's
     in_case = json.loads(cli("recordings", "list", "--case", CASE, "--json").stdout)
     assert helper["id"] in [r["id"] for r in in_case] and photo["id"] not in [r["id"] for r in in_case]
 

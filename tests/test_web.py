@@ -250,6 +250,12 @@ def test_an_auditor_page_and_the_year_render_and_are_kept_as_screenshots(site, b
     state = admin.goto(site["url"] + "/state")  # the verify state (the fixture ran one) and the backup targets
     assert state.status == 200 and "ok: " in admin.inner_text("#verify")
     assert page.goto(site["url"] + "/state").status == 403  # not the legal officer's to see, as `status`
+    admin.goto(site["url"] + "/recordings/1")  # a recording's own trail: its events alone
+    sha = admin.inner_text("code").strip()
+    rows = admin.locator("#custody tr").all_inner_texts()[1:]
+    assert len(rows) >= 2 and all(sha in row for row in rows) and "ingest" in rows[0]
+    page.goto(site["url"] + "/recordings/1")
+    assert page.locator("#custody").count() == 0  # not the legal officer's
     assert page.goto(site["url"] + "/holds").status == 200 and page.locator("#holds").count() == 1
     officer = _login(browser, site, "officer")
     assert officer.goto(site["url"] + "/year/2022").status == 403

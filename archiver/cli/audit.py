@@ -162,12 +162,15 @@ def custody() -> None:
 @click.option("--user", metavar="USER", help="Only the events of this person (their user name).")
 @click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601).")
 @click.option("--action", metavar="ACTION", help="Only this action (ingest, lookup, retrieve, export, denied, ...).")
+@click.option("--recording", metavar="REF", help="Only the events about this recording (id or sha256 prefix).")
 @json_option("Print a JSON array of the events, as signed.")
 @click.pass_obj
-def custody_show(app: App, user: str | None, since: str | None, action: str | None, as_json: bool) -> None:
+def custody_show(app: App, user: str | None, since: str | None, action: str | None, recording: str | None,
+                 as_json: bool) -> None:
     """The custody trail as a table, oldest first: sequence number, time, person, role, action, what it was
     done to and the details. Run 'archiver verify' to check the chain and signatures."""
-    found, _files = app.call("custody show", {"user": user, "since": since, "action": action})
+    found, _files = app.call("custody show", {"user": user, "since": since, "action": action,
+                                              "recording": recording})
     rows = found["events"]
     if as_json:
         echo_json(rows)

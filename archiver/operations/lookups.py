@@ -186,15 +186,34 @@ def keys_show(ctx: Context) -> dict[str, str]:
 
 @operation("custody show")
 def custody_show(ctx: Context, user: str | None = None, since: str | None = None,
-                 action: str | None = None) -> dict[str, Any]:
-    """The events as signed, and for each the station's local time and the user it names (as a table shows)."""
+                 action: str | None = None, recording: str | None = None) -> dict[str, Any]:
+    """The events as signed, and for each the station's local time and the user it names (as a table shows);
+    with `recording` (an id or sha256 prefix), only the events about that recording: its own trail."""
     from archiver.ledger.custody import actor_name, trail
 
     ws, tz = ctx.workspace(), ctx.cfg.timezone
-    rows = list(trail(ws.custody.path, user, parse_time(since, tz) if since else None, action))
-    ctx.record("lookup", {"custody": "show"}, {"user": user, "since": since, "action": action, "results": len(rows)})
+    rec = find_recording(ws.catalog, recording) if recording else None
+    rows = [e for e in trail(ws.custody.path, user, parse_time(since, tz) if since else None, action)
+            if rec is None or _about(e, rec.id, rec.sha256)]
+    ctx.record("lookup", {"custody": "show"}, {"user": user, "since": since, "action": action, "results": len(rows),
+                                               **({"recording": rec.id} if rec else {})})
     return {"events": rows, "shown": [{"time": datetime.fromisoformat(e["time"]).astimezone(tz).isoformat(),
                                        "user": actor_name(e)} for e in rows]}
+
+
+def _about(event: dict[str, Any], rec_id: int, sha256: str) -> bool:
+    """Whether an event names the recording: its sha256 as the subject (or among them), its id among the
+    recordings linked or unlinked, or among a purge request's items."""
+    subject, details = event.get("subject"), event.get("details")
+    named = subject.get("sha256") if isinstance(subject, dict) else None
+    if named == sha256 or (isinstance(named, list) and sha256 in named):
+        return True
+    if not isinstance(details, dict):
+        return False
+    ids = details.get("recordings")
+    items = details.get("items")
+    return (isinstance(ids, list) and rec_id in ids) or (
+        isinstance(items, list) and any(isinstance(i, dict) and i.get("sha256") == sha256 for i in items))
 
 
 @operation("access show")

@@ -169,8 +169,12 @@ class WebView:
 
     async def recording(self, request: Request) -> Response:
         async def handler(request: Request, session) -> Response:
-            data, _ctx = self.call(session.user, "recordings show", {"ref": request.path_params["ref"]})
-            return self.page(request, "recording.html", session=session, rec=data)
+            data, ctx = self.call(session.user, "recordings show", {"ref": request.path_params["ref"]})
+            trail = None
+            if ctx.actor.may("custody show"):  # its own custody trail, for auditors and admins
+                found, _ctx = self.call(session.user, "custody show", {"recording": str(data["id"])})
+                trail = _trail(found)
+            return self.page(request, "recording.html", session=session, rec=data, events=trail)
         return await self._guard(request, handler)
 
     async def retention(self, request: Request) -> Response:
@@ -247,8 +251,7 @@ class WebView:
         async def handler(request: Request, session) -> Response:
             found, _ctx = self.call(session.user, "custody show", {"user": plain(request.query_params.get("user"))
                                                                    or None})
-            rows = [{**event, **shown} for event, shown in zip(found["events"], found["shown"], strict=True)][-500:]
-            return self.page(request, "custody.html", session=session, events=rows)
+            return self.page(request, "custody.html", session=session, events=_trail(found)[-500:])
         return await self._guard(request, handler)
 
     async def media(self, request: Request) -> Response:
@@ -310,3 +313,8 @@ def _ranged(request: Request, fd: int, size: int, mime: str) -> Response:
     if status == 206:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return StreamingResponse(chunks(), status_code=status, headers=headers, media_type=mime)
+
+
+def _trail(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """`custody show`'s events, each with the local time and the user shown."""
+    return [{**event, **shown} for event, shown in zip(found["events"], found["shown"], strict=True)]
