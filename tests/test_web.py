@@ -150,6 +150,12 @@ def test_an_officer_sees_only_their_own_and_anothers_recording_is_answered_as_mi
     assert "no recording with id or sha256 prefix 1" in shown and absent.status == 404
     assert page.goto(site["url"] + "/media/1").status == 404
     assert not [e for e in _events(site, "view") if e["actor"]["user"] == site["users"]["officer"]]
+    sha = _events(site, "ingest")[0]["subject"]["sha256"]
+    page.goto(site["url"] + "/?q=" + sha[:12])  # a search by another's sha256: nothing, as for none at all
+    assert page.locator("#recordings").count() == 0
+    legal = _login(browser, site, "legal")
+    legal.goto(site["url"] + "/?q=" + sha[:12].upper())
+    assert legal.locator("#recordings a[href^='/recordings/']").count() == 1
 
 
 def test_forms_without_their_token_an_idle_session_and_guessed_passwords_are_refused(site, browser):

@@ -33,9 +33,10 @@ COOKIE = "archiver_session"
 LOGIN_COOKIE = "archiver_login"
 CHUNK = 256 << 10
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RECORDING = re.compile(r"\d{1,18}|[0-9a-fA-F]{8,64}")
 # The words of the templates (translated where they are shown, as the CLI's are).
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
-              N_("Log in"), N_("Case number, party or officer"), N_("covered"), N_("Approve"),
+              N_("Log in"), N_("Case number, party, officer or recording"), N_("Recording"), N_("covered"), N_("Approve"),
               N_("Custody trail"), N_("Download"), N_("Archive state"), N_("Holds"), N_("last verify"),
               N_("Target"), N_("Objects"), N_("Not backed up"), N_("Placed by"), N_("Place a hold"), N_("Lift"))
 
@@ -149,13 +150,25 @@ class WebView:
             return response
         return await self._guard(request, handler)
 
+    def _recording(self, user: str, text: str) -> list[dict[str, Any]]:
+        """A search text that names a recording (#id, id, or a sha256 prefix): that recording, if the person may
+        see it; another's is answered as one that does not exist, with nothing shown."""
+        ref = text.lstrip("#＃")
+        if not _RECORDING.fullmatch(ref):
+            return []
+        try:
+            return [self.call(user, "recordings show", {"ref": ref})[0]]
+        except NotFoundError:
+            return []
+
     # -- pages ------------------------------------------------------------------------------------------
     async def home(self, request: Request) -> Response:
         async def handler(request: Request, session) -> Response:
             text = plain(request.query_params.get("q"))
             found, _ctx = self.call(session.user, "cases search" if text else "cases list",
                                     {"text": text} if text else {})
-            return self.page(request, "home.html", session=session, q=text, cases=found)
+            return self.page(request, "home.html", session=session, q=text, cases=found,
+                             recordings=self._recording(session.user, text))
         return await self._guard(request, handler)
 
     async def case(self, request: Request) -> Response:
