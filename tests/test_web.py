@@ -351,7 +351,7 @@ def test_the_daemons_web_child_is_started_again_when_it_ends_and_stopped_with_th
 
     from daemon_util import wait_for
 
-    from archiver.web.child import WebChild
+    from archiver.dock.child import WebChild
     starts = tmp_path / "starts"
     stop = threading.Event()
     child = WebChild(stop, ["sh", "-c", f"echo started >> {starts}; exit 3"], restart_after_s=0.05)

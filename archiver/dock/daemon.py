@@ -34,7 +34,7 @@ from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, in
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished
-from archiver.web.child import WebChild
+from archiver.dock.child import WebChild
 
 log = logging.getLogger(__name__)
 
