@@ -95,3 +95,18 @@ def test_the_architecture_shows_the_same_order():
     block = section[section.index("```\n") + 4:section.index("\n```", section.index("```\n") + 4)]
     shown = [{word[:-1] for word in line.split() if word.endswith("/")} for line in block.splitlines()]
     assert [level for level in shown if level] == ORDER[:-1]
+
+
+def test_help_and_version_start_without_the_catalog_or_the_daemon():
+    """`archiver --help` lists every command and `--version` answers without importing SQLAlchemy or the daemon's
+    machinery: the person's first command starts in a tenth of a second (measured by scripts/bench, not here)."""
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["--version"], ["cases", "--help"], ["daemon", "--help"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "archiver", *args], capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-500:]
+        loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        assert "click" in loaded and not {m for m in loaded if m.split(".")[0] == "sqlalchemy"
+                                          or m.startswith(("archiver.dock", "archiver.catalog"))}, args

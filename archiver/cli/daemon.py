@@ -10,9 +10,7 @@ import click
 from archiver.cli import App, log_to_stderr
 from archiver.cli.localized import Command
 from archiver.cli.output import human_bytes
-from archiver.dock.daemon import Daemon, run_once, sources
 from archiver.i18n import _
-from archiver.service.server import StationService
 
 
 @click.command(cls=Command)
@@ -32,6 +30,9 @@ def daemon(app: App, once: bool, web: bool) -> None:
     """
     if app.served:  # someone else's station: the daemon there already serves it
         app.call("daemon")
+    from archiver.dock.daemon import Daemon, run_once, sources  # not at import: `archiver --help` lists this command
+    from archiver.service.server import StationService
+
     log_to_stderr(app.verbose)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to people
