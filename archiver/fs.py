@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from archiver import liveness
 from archiver.errors import ArchiverError, InsecureError, UnsafePathError, storage_error
 from archiver.i18n import _
 
@@ -64,7 +65,7 @@ def sweep_temp_files(root: Path) -> list[Path]:
     removed = []
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if _left_behind(name):
+            if _left_behind(dirpath, name):
                 path = Path(dirpath) / name
                 path.unlink(missing_ok=True)
                 removed.append(path)
@@ -75,10 +76,9 @@ def sweep_interrupted(root: Path, marks: Path, *, walk: bool = False) -> list[Pa
     """Remove what killed writers left: their temp files under `root` (`sweep_temp_files`) and their marks
     (`Folder.writing`) in the folder `marks`. Walks `root` only when one of those marks is there, or when
     asked (`walk`); otherwise one listing of `marks` (an archive of years of footage takes seconds to walk).
-    Call it before this process writes there: a mark bearing this process's pid is taken as left behind by
-    an earlier process that had the same pid."""
+    What a live process (this one included: the daemon's other threads) is writing is left alone."""
     try:
-        stale = [marks / name for name in os.listdir(marks) if name.endswith(MARK) and _left_behind(name)]
+        stale = [marks / name for name in os.listdir(marks) if name.endswith(MARK) and _left_behind(marks, name)]
     except FileNotFoundError:
         stale = []
     if not (stale or walk):
@@ -89,12 +89,19 @@ def sweep_interrupted(root: Path, marks: Path, *, walk: bool = False) -> list[Pa
     return removed + stale
 
 
-def _left_behind(name: str) -> bool:
-    """A temp file's name whose writer no longer runs (or whose pid is this process's: a reused pid)."""
+def _left_behind(folder: str | Path, name: str) -> bool:
+    """A temp file (or mark) whose writer no longer runs: its pid is nobody's, or belongs to a process that started
+    after the file was made (a reused pid). The daemon's own temp files, made by threads sharing its pid, are not."""
     if not name.startswith(TEMP_PREFIX):
         return False
     pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
-    return not (pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists())
+    if not pid.isdigit():
+        return True
+    try:
+        made = os.lstat(os.path.join(folder, name)).st_mtime
+    except FileNotFoundError:
+        return False  # gone already: nothing to sweep
+    return liveness.gone(int(pid), made)
 
 
 def _planted(path: Path) -> UnsafePathError:

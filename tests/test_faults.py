@@ -279,6 +279,8 @@ def test_the_pipeline_killed_with_files_in_every_stage_loses_nothing(tmp_path: P
     archived = [p for p in (data_dir / "archive").rglob("*") if p.is_file() and not p.name.startswith("manifest-")]
     assert len(archived) == len(rows) == 324  # exactly once, and no temp file left
     assert not list(data_dir.glob(".tmp-*"))  # nor the killed run's mark
+    runs = sqlite3.connect(data_dir / "catalog.db").execute("select status from ingest_runs order by id").fetchall()
+    assert runs[-1] == ("ok",) and "interrupted" in {r[0] for r in runs} and ("running",) not in runs
     check = subprocess.run([ARCHIVER, "verify", "--json"], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     assert tree_state(rec) == before

@@ -72,8 +72,10 @@ class IngestRun(Base):
     device_serial: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # running while it works; ok, partial (some files failed) or failed (the run stopped)
+    # running while it works; ok, partial (some files failed) or failed (the run stopped); interrupted: its
+    # process ended first (killed, power lost), found so by the next start
     status: Mapped[str] = mapped_column(String(16), default="running")
+    pid: Mapped[int | None] = mapped_column(Integer)  # the process running it (None: before schema 0010)
     files_seen: Mapped[int] = mapped_column(Integer, default=0)
     ingested: Mapped[int] = mapped_column(Integer, default=0)
     already_archived: Mapped[int] = mapped_column(Integer, default=0)

@@ -25,6 +25,7 @@ from archiver.archive.workspace import Workspace
 from archiver.backup.targets import backup_run, on_every_target
 from archiver.catalog import Recording
 from archiver.dock import devices
+from archiver.dock.child import WebChild
 from archiver.dock.notify import Notifier
 from archiver.dock.syncing import ContinuousSync
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
@@ -34,7 +35,6 @@ from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, in
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished
-from archiver.dock.child import WebChild
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from archiver import liveness
 from archiver.archive.copying import CHUNK, DEEP, Cancelled
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.store import Archive, Copied, SourceStat
@@ -200,10 +201,20 @@ _END = None  # what a stage puts after its last item
 
 
 def sweep(ws: Workspace, *, walk: bool = False) -> None:
-    """Remove the temp files of archive writers that were killed: walking the whole archive when the daemon
-    starts (`walk`), else (before an ingest) only when one of them left its mark (`Archive.writing`)."""
+    """Before an ingest, what killed runs left: the temp files of archive writers, walking the whole archive when
+    the daemon starts (`walk`), else only when one of them left its mark (`Archive.writing`); and the rows of
+    ingest runs whose process is gone, closed as `interrupted` (this run finishes their files)."""
     for path in sweep_interrupted(ws.archive.root, ws.archive.data_dir, walk=walk):
         log.warning("removed temp file left by an interrupted run path=%s", path)
+    with ws.catalog.session() as session:
+        rows = [r for r in session.scalars(select(IngestRun).where(IngestRun.status == "running"))
+                if liveness.gone(r.pid, r.started_at.timestamp())]
+        for row in rows:
+            log.warning("ingest run closed: its process ended first run=%d source=%s", row.id, row.source)
+            row.status, row.finished_at = "interrupted", utcnow()
+            row.error = "the process ended before the run did (killed, or the power was lost)"
+        if rows:
+            commit(session)
 
 
 def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
@@ -279,7 +290,7 @@ class _Run:
         self._crash: BaseException | None = None
         with catalog.session() as session:
             row = IngestRun(source=str(report.source), device_serial=report.device_serial,
-                            files_seen=report.files_seen, failures=[])
+                            files_seen=report.files_seen, failures=[], pid=os.getpid())
             session.add(row)
             commit(session)
             self.run_id = report.run_id = row.id

@@ -36,8 +36,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _RECORDING = re.compile(r"\d{1,18}|[0-9a-fA-F]{8,64}")
 # The words of the templates (translated where they are shown, as the CLI's are).
 PAGE_WORDS = (N_("Evidence archive"), N_("Search"), N_("Purge requests"), N_("Log out"), N_("User"), N_("Password"),
-              N_("Log in"), N_("Case number, party, officer or recording"), N_("Recording"), N_("covered"), N_("Approve"),
-              N_("Custody trail"), N_("Download"), N_("Archive state"), N_("Holds"), N_("last verify"),
+              N_("Log in"), N_("Case number, party, officer or recording"), N_("Recording"), N_("covered"),
+              N_("Approve"), N_("Custody trail"), N_("Download"), N_("Archive state"), N_("Holds"), N_("last verify"),
               N_("Target"), N_("Objects"), N_("Not backed up"), N_("Placed by"), N_("Place a hold"), N_("Lift"))
 
 
