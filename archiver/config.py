@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.errors import ConfigError
-from archiver.fs import check_private
+from archiver.fs.owners import check_private
 from archiver.i18n import SETTINGS as LANGUAGE_SETTINGS
 from archiver.i18n import _
 from archiver.periods import Period, keeping_classes

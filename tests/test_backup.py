@@ -93,9 +93,15 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
     assert restored.read_bytes() == (data_dir / rec["archive_path"]).read_bytes()
     station = tmp_path / "station"
     key = cli("keys", "show").stdout.strip()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = tmp_path / f".station.restore-{gone.pid}-k1lled00"  # what a restore killed half way leaves
+    (killed / "archive").mkdir(parents=True)
+    (killed / "catalog.db").write_bytes(b"half")
     whole = run("backup", "restore", "--identity", backed["office"], "--target", backed["targets"][1], "--all",
                 "--station-key", key, station)
     assert whole.exit_code == 0, whole.output
+    assert not killed.exists() and [p.name for p in tmp_path.glob(".station.*")] == []  # swept, nothing left
     checked = cli("verify", "--json", data=station)
     assert checked.exit_code == 0, checked.stdout
     assert json.loads(checked.stdout)["checked"] == 6

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from archiver import liveness
-from archiver.fs import sweep_interrupted
+from archiver.fs.sweep import sweep_interrupted
 
 
 def test_the_sweep_leaves_a_live_writers_files_even_with_this_processs_pid_and_takes_a_dead_ones(tmp_path: Path):
@@ -46,3 +46,45 @@ def test_a_process_counts_as_the_maker_only_if_it_had_started_by_then():
     assert not liveness.gone(me, time.time())  # made now, by this process
     assert liveness.gone(me, began - 3600)  # made before this process began: a reused pid
     assert liveness.gone(None, time.time()) and liveness.gone(2 ** 22 + 7, time.time())  # no pid, nobody's pid
+
+
+def test_the_append_only_log_sets_a_torn_tail_aside_refuses_a_symlink_and_keeps_lines_whole(tmp_path: Path):
+    import threading
+
+    import pytest
+
+    from archiver.errors import UnsafePathError
+    from archiver.fs.appendlog import appending, set_aside
+
+    with appending(tmp_path, "log.jsonl") as fh:  # made here: 0640, whole lines
+        fh.write(b'{"n": 1}\n')
+    assert (tmp_path / "log.jsonl").stat().st_mode & 0o777 == 0o640
+    with (tmp_path / "log.jsonl").open("ab") as fh:
+        fh.write(b'{"n": 2, "cut')  # a writer killed mid-append
+    with appending(tmp_path, "log.jsonl") as fh:
+        fh.write(b'{"n": 3}\n')
+    assert (tmp_path / "log.jsonl").read_bytes() == b'{"n": 1}\n{"n": 3}\n'
+    (aside,) = set_aside(tmp_path, "log.jsonl")
+    assert (tmp_path / aside).read_bytes() == b'{"n": 2, "cut'
+
+    def writer(tag: int) -> None:  # appenders under the lock, each with a line of many writes
+        for i in range(50):
+            with appending(tmp_path, "log.jsonl", lock=True) as fh:
+                for part in (b'{"w": ', str(tag).encode(), b', "i": ', str(i).encode(), b"}\n"):
+                    fh.write(part)
+                    fh.flush()
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = (tmp_path / "log.jsonl").read_bytes().splitlines()
+    assert len(lines) == 202 and all(line.startswith(b"{") and line.endswith(b"}") for line in lines)
+
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_bytes(b"")
+    (tmp_path / "planted.jsonl").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match="is a symlink"):
+        with appending(tmp_path, "planted.jsonl") as fh:
+            fh.write(b"x\n")
+    assert elsewhere.read_bytes() == b""

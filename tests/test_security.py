@@ -21,6 +21,7 @@ from conftest import archive_problems
 from archiver.archive.workspace import open_workspace
 from archiver.backup.targets import on_every_target
 from archiver.config import load_config
+from archiver.dock.simulate import RecorderSpec, make_recorder
 from archiver.ingest.pipeline import IngestOptions, ingest
 from archiver.ledger.keys import load_station_key, sign_record
 
@@ -486,17 +487,31 @@ def test_hostile_case_files_are_one_line_exit_2_and_import_nothing(cli, tmp_path
     assert not data_dir.exists()  # refused before anything was opened: nothing imported
 
 
-def test_a_torn_target_manifest_line_is_named_not_a_traceback(backed):
+def test_a_torn_target_manifest_line_is_named_not_a_traceback(backed, tmp_path: Path):
+    """A torn last line (an append killed mid-write) is named by verify; the next append sets it aside beside the
+    manifest (kept, and named there), so that every line of the manifest is whole again."""
     run, target = backed["run"], backed["targets"][0]
     assert run("backup", "run").exit_code == 0
     with (target / "backup-manifest.jsonl").open("ab") as fh:
         fh.write(b'{"object": "objects/ab/torn')  # a torn append, no newline
-    again = run("backup", "run")
+    again = run("backup", "run")  # nothing new to list: the manifest is not touched
     assert again.exit_code == 0 and "Traceback" not in again.output
     result = run("backup", "verify", "--json")
     problems = json.loads(result.stdout)["problems"]
     assert result.exit_code == 1 and [p["kind"] for p in problems] == ["backup_manifest"]
     assert "not a JSON line" in problems[0]["detail"]
+
+    make_recorder(tmp_path / "more", RecorderSpec(serial="TA00888", officer="JX0888", segments=1, audio=0, photos=0,
+                                                  device_files=False))
+    assert run("ingest", tmp_path / "more").exit_code == 0
+    assert run("backup", "run").exit_code == 0  # its first append sets the torn line aside
+    problems = json.loads(run("backup", "verify", "--json").stdout)["problems"]
+    (aside,) = target.glob("backup-manifest.jsonl.torn-*")
+    assert aside.read_bytes() == b'{"object": "objects/ab/torn'
+    assert [(p["kind"], p["path"]) for p in problems] == [("backup_manifest", str(aside))]
+    assert "torn last line, set aside" in problems[0]["detail"]
+    assert all(line.startswith(b"{") and line.endswith(b"}")
+               for line in (target / "backup-manifest.jsonl").read_bytes().splitlines())
 
 
 def test_an_unexpected_exception_is_one_line_exit_70_with_the_traceback_kept(cli, recorder: Path, monkeypatch):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from archiver.archive.store import ARCHIVE_DIR, Archive
 from archiver.errors import DataDirError
-from archiver.fs import check_private, make_dirs, temp_name
+from archiver.fs import make_dirs, temp_name
+from archiver.fs.owners import check_private
 from archiver.i18n import _
 
 

@@ -19,7 +19,7 @@ from archiver.archive.store import Archive
 from archiver.catalog import Catalog
 from archiver.config import Config
 from archiver.errors import DataDirError
-from archiver.fs import reader_gid, user_uid
+from archiver.fs.owners import reader_gid, user_uid
 from archiver.i18n import _
 from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key

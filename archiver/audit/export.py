@@ -33,7 +33,9 @@ from archiver.archive.workspace import Workspace
 from archiver.cases.links import recording_ids_for_case, resolve_case_no
 from archiver.catalog import Recording
 from archiver.errors import ArchiverError
-from archiver.fs import Folder, new_or_empty, reader_gid, staged_folder
+from archiver.fs import Folder, new_or_empty
+from archiver.fs.owners import reader_gid
+from archiver.fs.sweep import staged_folder
 from archiver.i18n import _
 from archiver.ledger.custody import catalog_head, events
 from archiver.ledger.keys import PublicKey

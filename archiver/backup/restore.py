@@ -37,7 +37,8 @@ from archiver.backup.targets import (
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError
-from archiver.fs import NAME_MAX, Folder, new_or_empty, staged_folder
+from archiver.fs import NAME_MAX, Folder, new_or_empty
+from archiver.fs.sweep import staged_folder
 from archiver.i18n import _
 from archiver.ledger.custody import LOG_NAME, log_head
 from archiver.ledger.keys import KEY_DIR, PublicKey, signed_by

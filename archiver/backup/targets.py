@@ -41,7 +41,10 @@ from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import CATALOG_FILE, commit
 from archiver.config import S3_SCHEME, Config
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.fs import Folder, check_private, give_group, reader_gid, sweep_temp_files
+from archiver.fs import Folder
+from archiver.fs.appendlog import appending, set_aside
+from archiver.fs.owners import check_private, reader_gid
+from archiver.fs.sweep import sweep_temp_files
 from archiver.i18n import _
 from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
@@ -151,20 +154,9 @@ def _put(target: Path, name: str, src: BinaryIO, to: list[Recipient], group: int
 
 
 def _list(target: Path, entry: dict[str, Any], group: int | None) -> None:
-    """Append one signed line to the target's manifest (after a torn line, on a line of its own)."""
-    with Folder.open(target) as folder:
-        fd = folder.open_file(MANIFEST, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-        with os.fdopen(fd, "r+b") as fh:
-            size = os.fstat(fd).st_size
-            if not size and group is not None:
-                give_group(fd, group)
-            if size:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    """Append one signed line to the target's manifest (a torn last line set aside first)."""
+    with appending(target, MANIFEST, group=group) as fh:
+        fh.write(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode() + b"\n")
 
 
 @dataclass
@@ -516,6 +508,9 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
         for number, what in bad_lines:
             problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("line {number}: {what}").format(
                                                                number=number, what=what))
+        for name in set_aside(target, MANIFEST):
+            problem(Kind.BACKUP_MANIFEST, target / name, _("the manifest's torn last line, set aside here: an append "
+                                                           "that never completed (a run killed mid-write)"))
         listed: dict[str, dict[str, Any]] = {}
         # old snapshots' objects the station took off the target (only its own signed word counts)
         removed = {e["object"] for e in entries if e["kind"] == REMOVED and signed_by(e, key)}

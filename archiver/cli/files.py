@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.fs import AtomicFile, Folder, make_dirs, new_or_empty, relative_name, staged_folder
+from archiver.fs import AtomicFile, Folder, make_dirs, new_or_empty, relative_name
+from archiver.fs.sweep import staged_folder
 from archiver.i18n import _
 
 CHUNK = 1 << 20

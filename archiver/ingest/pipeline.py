@@ -48,7 +48,7 @@ from archiver.errors import (
     VerifyError,
     storage_error,
 )
-from archiver.fs import sweep_interrupted
+from archiver.fs.sweep import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.facts import signed_facts

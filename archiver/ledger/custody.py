@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from sqlalchemy.orm import Session
 from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
 from archiver.errors import ArchiverError, ArchiveStorageError, UnsafePathError, storage_error
-from archiver.fs import Folder
+from archiver.fs.appendlog import appending
 from archiver.i18n import _
 from archiver.ledger.keys import PublicKey, StationKey, canonical
 from archiver.ledger.purges import PurgeProof
@@ -135,9 +134,7 @@ class CustodyLog:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with open_log(self.path, write=True) as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                _drop_torn_tail(fh, self.path)
+            with appending(self.path.parent, self.path.name, lock=True) as fh:
                 seq, prev = _last(fh)
                 lines, heads = [], []
                 for item in batch:
@@ -151,8 +148,6 @@ class CustodyLog:
                     lines.append(line + b"\n")
                     heads.append(Head(seq, prev))
                 fh.write(b"".join(lines))
-                fh.flush()
-                os.fsync(fh.fileno())
         except (OSError, ArchiverError) as exc:
             error = exc if isinstance(exc, ArchiverError) else storage_error(exc, str(self.path.parent))
             for item in batch:
@@ -162,18 +157,17 @@ class CustodyLog:
             item.head = head
 
 
-def open_log(path: Path, write: bool = False) -> BinaryIO:
-    """The log, never through a symlink (a planted one would make an append land in another file)."""
-    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT) if write else os.O_RDONLY
+def open_log(path: Path) -> BinaryIO:
+    """The log to read, never through a symlink (a planted one would have it read another file)."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePathError(_("the custody log {path} is a symlink: refusing to follow it; remove it (and "
                                     "find out who put it there), then restore the log from a backup").format(
                                     path=path)) from None
         raise
-    return os.fdopen(fd, "a+b" if write else "rb")
+    return os.fdopen(fd, "rb")
 
 
 def _record(session: Session, head: Head) -> None:
@@ -182,35 +176,6 @@ def _record(session: Session, head: Head) -> None:
         session.add(CustodyHead(id=1, seq=head.seq, hash=head.hash))
     elif row.seq < head.seq:
         row.seq, row.hash = head.seq, head.hash
-
-
-def _drop_torn_tail(fh, path: Path) -> None:
-    """A process killed mid-append can leave a last line without its newline: an event that was never
-    completed (nor acknowledged). It is moved aside, kept for the record, so the chain goes on."""
-    fh.seek(0, os.SEEK_END)
-    end = fh.tell()
-    if end == 0:
-        return
-    fh.seek(end - 1)
-    if fh.read(1) == b"\n":
-        return
-    size = 1 << 16
-    while True:
-        start = max(0, end - size)
-        fh.seek(start)
-        cut = fh.read(end - start).rfind(b"\n")
-        if cut >= 0 or start == 0:
-            keep = start + cut + 1 if cut >= 0 else 0
-            break
-        size *= 4
-    fh.seek(keep)
-    torn = fh.read()
-    side = path.with_name(f"{path.name}.torn-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}")
-    with Folder.open(path.parent) as folder:
-        folder.write_file(side.name, torn)
-    fh.truncate(keep)
-    fh.flush()
-    os.fsync(fh.fileno())
 
 
 def local_actor(service_user: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from archiver.errors import DataDirError, storage_error
-from archiver.fs import Folder, check_private
+from archiver.fs import Folder
+from archiver.fs.owners import check_private
 from archiver.i18n import _
 
 KEY_DIR = "keys"

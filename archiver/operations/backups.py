@@ -66,7 +66,7 @@ def backup_restore(ctx: Context, refs: list[str], dest: str, case_no: str | None
     from archiver.backup.targets import BackupError, recorded_ciphertexts
     from archiver.cases.links import recording_ids_for_case
     from archiver.catalog.lookup import find_recording
-    from archiver.fs import reader_gid
+    from archiver.fs.owners import reader_gid
     from archiver.ledger.keys import read_public_key
 
     if sum(map(bool, (refs, case_no, all_))) != 1:

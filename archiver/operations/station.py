@@ -15,7 +15,7 @@ from archiver.operations.core import Context, input_path, operation
 @operation("init")
 def init(ctx: Context) -> dict[str, Any]:
     from archiver.archive.datadir import tighten_data_dir
-    from archiver.fs import reader_gid
+    from archiver.fs.owners import reader_gid
 
     ws = ctx.workspace(upgrade=True)
     tightened = tighten_data_dir(ctx.cfg.data_dir, reader_gid(ctx.cfg.access.reader_group))

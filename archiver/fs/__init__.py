@@ -7,22 +7,19 @@
 - `AtomicFile`: the one durable-write primitive: a temp name in the destination folder, fsync,
   mode, rename (or a link that never replaces), folder fsync, and the temp file removed on every
   failure path.
-- Owner and mode checks for the files others must not be able to change or read.
+- Owner and mode checks (`fs.owners`); the sweep of what killed writers left and staged folders (`fs.sweep`).
 """
 
 from __future__ import annotations
 
 import errno
-import grp
 import os
-import pwd
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from archiver import liveness
-from archiver.errors import ArchiverError, InsecureError, UnsafePathError, storage_error
+from archiver.errors import ArchiverError, UnsafePathError, storage_error
+from archiver.fs.owners import chgrp, give_group
 from archiver.i18n import _
 
 TEMP_PREFIX = ".tmp-"  # then the writer's pid, '-', a random tag, '-', the name
@@ -55,53 +52,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sweep_temp_files(root: Path) -> list[Path]:
-    """Remove temp files left under `root` by processes that no longer run (killed, power lost).
-
-    Temp files of live processes (another ingest at work) are left alone. Returns what was removed.
-    """
-    removed = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if _left_behind(dirpath, name):
-                path = Path(dirpath) / name
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
-
-
-def sweep_interrupted(root: Path, marks: Path, *, walk: bool = False) -> list[Path]:
-    """Remove what killed writers left: their temp files under `root` (`sweep_temp_files`) and their marks
-    (`Folder.writing`) in the folder `marks`. Walks `root` only when one of those marks is there, or when
-    asked (`walk`); otherwise one listing of `marks` (an archive of years of footage takes seconds to walk).
-    What a live process (this one included: the daemon's other threads) is writing is left alone."""
-    try:
-        stale = [marks / name for name in os.listdir(marks) if name.endswith(MARK) and _left_behind(marks, name)]
-    except FileNotFoundError:
-        stale = []
-    if not (stale or walk):
-        return []
-    removed = sweep_temp_files(root)
-    for mark in stale:
-        mark.unlink(missing_ok=True)
-    return removed + stale
-
-
-def _left_behind(folder: str | Path, name: str) -> bool:
-    """A temp file (or mark) whose writer no longer runs: its pid is nobody's, or belongs to a process that started
-    after the file was made (a reused pid). The daemon's own temp files, made by threads sharing its pid, are not."""
-    if not name.startswith(TEMP_PREFIX):
-        return False
-    pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
-    if not pid.isdigit():
-        return True
-    try:
-        made = os.lstat(os.path.join(folder, name)).st_mtime
-    except FileNotFoundError:
-        return False  # gone already: nothing to sweep
-    return liveness.gone(int(pid), made)
 
 
 def _planted(path: Path) -> UnsafePathError:
@@ -155,7 +105,7 @@ class Folder:
             try:
                 os.mkdir(name, mode, dir_fd=self.fd)
                 if group is not None:
-                    _chgrp(name, group, self.fd)
+                    chgrp(name, group, self.fd)
                 os.fsync(self.fd)
                 if created is not None:
                     created.append(path)
@@ -366,7 +316,7 @@ def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: 
         except FileExistsError:
             continue
         if group is not None:
-            _chgrp(str(folder), group)
+            chgrp(str(folder), group)
         fsync_dir(folder.parent)
         if created is not None:
             created.append(folder)
@@ -375,119 +325,6 @@ def make_dirs(path: Path, mode: int = 0o750, group: int | None = None, created: 
 def new_or_empty(dest: Path) -> bool:
     """Whether `dest` can receive a staged folder: absent, or an empty folder (not a symlink to one)."""
     return not os.path.lexists(dest) or (not dest.is_symlink() and dest.is_dir() and not any(dest.iterdir()))
-
-
-@contextmanager
-def staged_folder(dest: Path, purpose: str, group: int | None) -> Iterator[Path]:
-    """A folder that appears at `dest` only complete: built in a staging folder of this process's own
-    making next to it (an unpredictable name: nothing planted there is used), synced, then renamed onto
-    `dest` (absent or empty); removed on any failure."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.{purpose}-"))
-    try:
-        make_shared(staging, group)
-        yield staging
-        sync_tree(staging)
-        if os.path.lexists(dest):
-            dest.rmdir()
-        staging.rename(dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def sync_tree(root: Path) -> None:
-    """fsync every file and folder under `root` (a tree built by a library that does not), then the
-    folder holding it: what is renamed into place next is durable."""
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-    fsync_dir(root.parent)
-
-
-def give_group(fd: int, gid: int) -> None:
-    """A file for the reader group (where the folder's setgid does not already see to it)."""
-    try:
-        os.fchown(fd, -1, gid)
-    except PermissionError:
-        pass  # not root and not in that group: the file keeps the creator's group
-
-
-def make_shared(path: Path, gid: int | None) -> None:
-    """A folder the archiver made for others to read (an export): 0750, and the reader group's."""
-    os.chmod(path, 0o750)
-    if gid is not None:
-        _chgrp(str(path), gid)
-
-
-def _chgrp(name: str, gid: int, dir_fd: int | None = None) -> None:
-    """Hand a folder to the reader group, with setgid so what is created inside inherits it."""
-    try:
-        os.chown(name, -1, gid, dir_fd=dir_fd, follow_symlinks=False)
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        os.chmod(name, stat.S_IMODE(st.st_mode) | stat.S_ISGID, dir_fd=dir_fd)
-    except PermissionError:
-        pass  # not root and not in that group: the folder keeps the creator's group
-
-
-def reader_gid(group: str) -> int | None:
-    """The reader group's id, or None if there is no such group on this machine."""
-    if not group:
-        return None
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        return None
-
-
-def user_uid(user: str) -> int | None:
-    try:
-        return pwd.getpwnam(user).pw_uid if user else None
-    except KeyError:
-        return None
-
-
-def check_private(path: Path, what: str, owners: set[int], *, secret: bool = False, follow: bool = True,
-                  st: os.stat_result | None = None) -> None:
-    """Refuse `path` unless it is owned by one of `owners` and nobody else may change it (or, for a
-    `secret`, read it). With `follow=False` a symlink in its place is refused as planted."""
-    try:
-        st = st or (os.stat(path) if follow else os.lstat(path))
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise UnsafePathError(_("{what} {path} is a symlink: refusing to follow it; remove it (and find out who "
-                                "put it there)").format(what=what, path=path))
-    names = ", ".join(sorted(_user_name(uid) for uid in owners))
-    if st.st_uid not in owners:
-        raise InsecureError(_("{what} {path} belongs to {st_uid}, not to {names}: refused; check who made it, "
-                              "then chown it to {value}").format(
-                              what=what, path=path, st_uid=_user_name(st.st_uid), names=names,
-                              value=names.split(', ')[0]))
-    loose = 0o077 if secret else 0o022
-    if stat.S_IMODE(st.st_mode) & loose:
-        fix = "chmod 600" if secret else "chmod go-w"
-        can = _("read or changed") if secret else _("changed")
-        raise InsecureError(_("{what} {path} has mode {s_imode:04o}: others could have {can} it; refused until "
-                              "fixed ({fix} {path})").format(
-                              what=what, path=path, s_imode=stat.S_IMODE(st.st_mode), can=can, fix=fix))
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def relative_name(name: object, *, inside: bool = True) -> str:
