@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -70,6 +71,11 @@ def test_flipped_deleted_and_planted_files_are_all_named_in_one_run(cli, archive
     assert {("mismatch", rel + flipped.name), ("missing", rel + deleted.name),
             ("unexpected", rel + "planted.MP4")} <= kinds(report)
     assert report["checked"] == 6 and report["ok"] == 4
+    (bad,) = [p for p in report["problems"] if p["kind"] == "mismatch"]  # the values themselves, not only a sentence
+    shown = json.loads(cli("recordings", "list", "--json").stdout)
+    catalogued = next(r["sha256"] for r in shown if r["archive_path"].endswith(flipped.name))
+    assert bad["expected"] == catalogued and bad["found"] == hashlib.sha256(flipped.read_bytes()).hexdigest()
+    assert bad["detail"].endswith(f"sha256 is {bad['found']}, the catalog says {catalogued}")
     assert json.loads(cli("status", "--json").stdout)["last_verify"]["result"] == "problems"
     text = cli("verify").stdout
     assert "PROBLEM mismatch" in text and "PROBLEM missing" in text and "PROBLEM unexpected" in text

@@ -82,7 +82,9 @@ def test_backup_run_verify_status_and_restore(backed, cli, data_dir: Path, tmp_p
     victim.write_bytes(bytes(data))
     rot = run("backup", "verify", "--json")
     assert rot.exit_code == 1
-    assert [(p["kind"], p["path"]) for p in json.loads(rot.stdout)["problems"]] == [("backup_mismatch", str(victim))]
+    (bad,) = json.loads(rot.stdout)["problems"]
+    assert (bad["kind"], bad["path"]) == ("backup_mismatch", str(victim))
+    assert bad["found"] == hashlib.sha256(bytes(data)).hexdigest() != bad["expected"]
 
     # restore one recording from the other target, and a whole station from this one
     one = tmp_path / "one"

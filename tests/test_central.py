@@ -474,6 +474,9 @@ def test_verify_central_names_every_column_a_database_writer_changed(county, pos
              if any(p["kind"] == "changed" and sha in p["detail"] and f"column {column}:" in p["detail"]
                     for p in problems)}
     assert found == edited and len(problems) == 3, problems
+    (classed,) = [p for p in problems if "retention_class" in p["detail"]]
+    assert classed["found"] == "invalid" and classed["expected"] not in ("invalid", None)  # as signed, as held
+    assert classed["station"] and isinstance(classed["seq"], int) and classed["path"] is None
 
 
 def test_a_log_rewritten_after_a_sync_is_caught_at_home_by_the_centres_receipt(county, postgres, cards,

@@ -43,7 +43,7 @@ def rebuild_catalog(cfg: Config) -> RebuildReport:
         raise DataDirError(_("{value} exists: move it aside first; rebuild-catalog never overwrites a catalog").format(
                              value=data_dir / CATALOG_FILE))
     checked = check_log(data_dir / LOG_NAME, load_public_key(data_dir))
-    report = RebuildReport(problems=[f"{p['kind']}: {p['detail']}" for p in checked.problems])
+    report = RebuildReport(problems=[f"{p.kind}: {p.message()}" for p in checked.problems])
     if checked.problems:
         return report  # a log that does not check out is no basis for a catalog
     archive = Archive(data_dir)

@@ -26,12 +26,12 @@ from archiver.catalog import Receipt, Recording, VerifyRun
 from archiver.catalog.db import commit
 from archiver.catalog.models import utcnow
 from archiver.fs import TEMP_PREFIX
-from archiver.i18n import _
+from archiver.i18n import N_, _
 from archiver.ledger.anchor import HEAD_ANCHOR, read_anchor
 from archiver.ledger.custody import LOG_NAME, Head, catalog_head, check_log
 from archiver.ledger.keys import PublicKey
 from archiver.ledger.receipts import receipt_head
-from archiver.problems import Kind
+from archiver.problems import Finding, Kind
 
 WORKERS = 2
 
@@ -43,16 +43,18 @@ class VerifyReport:
     remaining: int = 0  # selected files left for a later (budgeted) run
     bytes: int = 0
     seconds: float = 0.0
-    problems: list[dict[str, str]] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
     custody_events: int = 0
     anchors: list[dict[str, Any]] = field(default_factory=list)  # the heads the log was checked against
     run_id: int | None = None
 
-    def problem(self, kind: Kind, path: str, detail: str) -> None:
-        self.problems.append({"kind": kind, "path": path, "detail": detail})
+    def problem(self, kind: Kind, path: str, text: str, expected: str | None = None, found: str | None = None,
+                **values: Any) -> None:
+        self.problems.append(Finding(kind, path, text, values, expected, found))
 
     def to_json(self) -> dict[str, Any]:
-        return {"checked": self.checked, "ok": self.ok, "problems": self.problems, "remaining": self.remaining,
+        return {"checked": self.checked, "ok": self.ok, "problems": [p.to_json() for p in self.problems],
+                "remaining": self.remaining,
                 "bytes": self.bytes, "seconds": round(self.seconds, 3), "custody_events": self.custody_events,
                 "anchors": self.anchors, "run_id": self.run_id}
 
@@ -92,7 +94,7 @@ def verify(ws: Workspace, case_no: str | None = None, since: datetime | None = N
         scope += f", budget {max_minutes:g} min"
     with ws.catalog.session() as session:
         run = VerifyRun(scope=scope, finished_at=utcnow(), checked=report.checked, ok=report.ok,
-                        remaining=report.remaining, problems=report.problems)
+                        remaining=report.remaining, problems=[p.to_json() for p in report.problems])
         session.add(run)
         commit(session)
         report.run_id = run.id
@@ -150,24 +152,21 @@ def _judge(rec: Recording, future: Future, report: VerifyReport) -> bool:
     try:
         digests = future.result()
     except FileNotFoundError:
-        report.problem(Kind.MISSING, rec.archive_path,
-                       _("recording #{id} (sha256 {sha256}) is not in the archive").format(
-                         id=rec.id, sha256=rec.sha256))
+        report.problem(Kind.MISSING, rec.archive_path, N_("recording #{id} (sha256 {sha256}) is not in the archive"),
+                       id=rec.id, sha256=rec.sha256)
         return False
     except OSError as exc:
-        report.problem(Kind.UNREADABLE, rec.archive_path, _("recording #{id}: {value}").format(
-                                                            id=rec.id, value=exc.strerror or exc))
+        report.problem(Kind.UNREADABLE, rec.archive_path, N_("recording #{id}: {value}"), id=rec.id,
+                       value=str(exc.strerror or exc))
         return False
     report.bytes += rec.size
     if digests["sha256"] != rec.sha256:
-        report.problem(Kind.MISMATCH, rec.archive_path,
-                       _("recording #{id}: sha256 is {found}, the catalog says {sha256}").format(
-                         id=rec.id, found=digests['sha256'], sha256=rec.sha256))
+        report.problem(Kind.MISMATCH, rec.archive_path, N_("recording #{id}: sha256 is {found}, the catalog says "
+                                                           "{expected}"), rec.sha256, digests["sha256"], id=rec.id)
         return False
     if rec.sm3 and digests.get("sm3") != rec.sm3:
-        report.problem(Kind.MISMATCH, rec.archive_path, _("recording #{id}: sm3 is {found}, the catalog says "
-                                                          "{sm3}").format(id=rec.id, found=digests.get("sm3"),
-                                                                          sm3=rec.sm3))
+        report.problem(Kind.MISMATCH, rec.archive_path, N_("recording #{id}: sm3 is {found}, the catalog says "
+                                                           "{expected}"), rec.sm3, digests.get("sm3"), id=rec.id)
         return False
     return True
 
@@ -184,18 +183,17 @@ def _check_manifests(ws: Workspace, days: set[tuple[str, ...]], report: VerifyRe
                     listed = parse_manifest(fh.read().decode("utf-8", "replace"))
             except FileNotFoundError:
                 if expected:
-                    report.problem(Kind.MANIFEST, shown, _("missing; it should list {count} file(s)").format(
-                                                           count=len(expected)))
+                    report.problem(Kind.MANIFEST, shown, N_("missing; it should list {count} file(s)"),
+                                   count=len(expected))
                 continue
             for rel, digest in sorted(expected.items()):
                 if rel not in listed:
-                    report.problem(Kind.MANIFEST, shown, _("does not list {rel}").format(rel=rel))
+                    report.problem(Kind.MANIFEST, shown, N_("does not list {rel}"), rel=rel)
                 elif listed[rel] != digest:
-                    report.problem(Kind.MANIFEST, shown, _("lists {rel} with {value}, the catalog has {digest}").format(
-                                                           rel=rel, value=listed[rel], digest=digest))
+                    report.problem(Kind.MANIFEST, shown, N_("lists {rel} with {found}, the catalog has {expected}"),
+                                   digest, listed[rel], rel=rel)
             for rel in sorted(set(listed) - set(expected)):
-                report.problem(Kind.MANIFEST, shown, _("lists {rel}, which the catalog does not have").format(
-                                                       rel=rel))
+                report.problem(Kind.MANIFEST, shown, N_("lists {rel}, which the catalog does not have"), rel=rel)
 
 
 def _find_unexpected(ws: Workspace, known: set[str], purged: dict[str, int | None], report: VerifyReport) -> None:
@@ -209,17 +207,17 @@ def _find_unexpected(ws: Workspace, known: set[str], purged: dict[str, int | Non
             path = folder / name
             rel = ws.archive.relative(path)
             if path.is_symlink():
-                report.problem(Kind.UNEXPECTED, rel, _("a symlink (to {readlink!r}), never followed: planted").format(
-                                                       readlink=os.readlink(path)))
+                report.problem(Kind.UNEXPECTED, rel, N_("a symlink (to {readlink!r}), never followed: planted"),
+                               readlink=os.readlink(path))
             elif name in files and rel not in known and not (depth == 3 and name.startswith("manifest-")):
                 if rel in purged:
-                    what = _("purged (request {id}) but still in the archive: run 'archiver retention purge {id}' "
-                             "to finish").format(id=purged[rel])
+                    report.problem(Kind.UNEXPECTED, rel, N_("purged (request {id}) but still in the archive: run "
+                                                            "'archiver retention purge {id}' to finish"),
+                                   id=purged[rel])
                 elif name.startswith(TEMP_PREFIX):
-                    what = _("a temp file left by an interrupted write")
+                    report.problem(Kind.UNEXPECTED, rel, N_("a temp file left by an interrupted write"))
                 else:
-                    what = _("not in the catalog")
-                report.problem(Kind.UNEXPECTED, rel, what)
+                    report.problem(Kind.UNEXPECTED, rel, N_("not in the catalog"))
 
 
 def _receipt(ws: Workspace, report: VerifyReport) -> list[tuple[str, Head]]:
@@ -232,8 +230,8 @@ def _receipt(ws: Workspace, report: VerifyReport) -> list[tuple[str, Head]]:
     head = receipt_head(kept.receipt, ws.cfg.station_id, PublicKey.parse(ws.cfg.central.key) if ws.cfg.central.key
                         else None)
     if head is None or head != Head(kept.seq, kept.hash):
-        report.problem(Kind.CUSTODY_ANCHOR, "receipts", _("seq {seq}: the centre's receipt kept here does not "
-                                                          "verify with central.key").format(seq=kept.seq))
+        report.problem(Kind.CUSTODY_ANCHOR, "receipts", N_("seq {seq}: the centre's receipt kept here does not "
+                                                           "verify with central.key"), seq=kept.seq)
         return []
     return [(_("the centre's receipt"), head)]
 
@@ -249,7 +247,7 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
         head, why = read_anchor(target, key) if target.is_dir() else (None, None)
         if why:
             report.problem(Kind.CUSTODY_ANCHOR, str(target / HEAD_ANCHOR),
-                           _("seq ?: the head on this target is {why}").format(why=why))
+                           N_("seq ?: the head on this target is {why}"), why=why)
         anchors.append((f"backup target {target}", head))
     anchors += [("the head given with --head", head) for head in heads]
     anchors += _receipt(ws, report)
@@ -260,19 +258,18 @@ def _check_custody(ws: Workspace, selected: list[Recording], everything: bool, h
     for rec in selected:
         if rec.purged_at is not None and rec.sha256 not in result.purged:
             report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
-                           _("recording #{id} ({archive_path}) is marked purged, but no purge event in the log "
-                             "says so: deleted evidence, hidden as a purge").format(
-                             id=rec.id, archive_path=rec.archive_path))
+                           N_("recording #{id} ({archive_path}) is marked purged, but no purge event in the log "
+                              "says so: deleted evidence, hidden as a purge"), id=rec.id, archive_path=rec.archive_path)
         if rec.sha256 not in result.ingested:
             report.problem(Kind.CUSTODY_MISSING_EVENT, LOG_NAME,
-                           _("recording #{id} ({archive_path}) has no ingest event").format(
-                             id=rec.id, archive_path=rec.archive_path))
+                           N_("recording #{id} ({archive_path}) has no ingest event"), id=rec.id,
+                           archive_path=rec.archive_path)
     if not everything:
         return
     catalogued = {rec.sha256 for rec in selected}  # every recording, when nothing narrowed the selection
     for sha256, seq in sorted(result.ingested.items(), key=lambda item: item[1]):
         if sha256 not in catalogued:
             report.problem(Kind.CUSTODY_ORPHAN_EVENT, LOG_NAME,
-                           _("seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
-                             "(deleted evidence, or an ingest killed before it catalogued the file and never "
-                             "rerun)").format(seq=seq, sha256=sha256))
+                           N_("seq {seq}: recording {sha256} was ingested, but the catalog has no such recording "
+                              "(deleted evidence, or an ingest killed before it catalogued the file and never "
+                              "rerun)"), seq=seq, sha256=sha256)

@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 from archiver.backup.age import AgeError, Identity, decrypt
 from archiver.catalog import BackupObject
-from archiver.i18n import _
-from archiver.problems import Kind
+from archiver.i18n import N_
+from archiver.problems import MADE, Finding, Kind
 
 
 class HashingWriter:
@@ -52,9 +52,10 @@ def object_name(sha256: str) -> str:
     return f"objects/{sha256[:2]}/{sha256}.age"
 
 
-def check_stream(fh: BinaryIO, row: BackupObject, identities: list[Identity] | None) -> tuple[Kind, str] | None:
+def check_stream(fh: BinaryIO, row: BackupObject, identities: list[Identity] | None,
+                 subject: str = "") -> Finding | None:
     """Read `fh` (closed after) to its end: size and ciphertext hash as recorded; with identities, decrypted
-    in the same pass and the plaintext hash compared."""
+    in the same pass and the plaintext hash compared. What differs, as a finding about `subject`."""
     with fh:
         reader = HashingReader(fh)
         plain = HashingWriter()
@@ -63,16 +64,18 @@ def check_stream(fh: BinaryIO, row: BackupObject, identities: list[Identity] | N
             try:
                 decrypt(reader, plain, identities)
             except AgeError as exc:
-                failure = (Kind.BACKUP_DECRYPT, str(exc))
+                failure = Finding(Kind.BACKUP_DECRYPT, subject, MADE, {"detail": str(exc)})
         digest = reader.drain()
     if reader.size != row.size:
-        return Kind.BACKUP_SIZE, _("{size} bytes, the station wrote {written}").format(size=reader.size,
-                                                                                       written=row.size)
+        return Finding(Kind.BACKUP_SIZE, subject, N_("{found} bytes, the station wrote {expected}"),
+                       expected=row.size, found=reader.size)
     if digest != row.ciphertext_sha256:
-        return Kind.BACKUP_MISMATCH, _("ciphertext SHA-256 differs from what the station wrote (bit rot or "
-                                       "substitution)")
+        return Finding(Kind.BACKUP_MISMATCH, subject, N_("ciphertext SHA-256 differs from what the station wrote "
+                                                         "(bit rot or substitution)"),
+                       expected=row.ciphertext_sha256, found=digest)
     if failure:
         return failure
     if identities is not None and plain.sha256.hexdigest() != row.plain_sha256:
-        return Kind.BACKUP_PLAINTEXT, _("decrypts to other bytes than were backed up")
+        return Finding(Kind.BACKUP_PLAINTEXT, subject, N_("decrypts to other bytes than were backed up"),
+                       expected=row.plain_sha256, found=plain.sha256.hexdigest())
     return None

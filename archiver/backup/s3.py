@@ -29,9 +29,9 @@ from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import commit
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
-from archiver.i18n import _
+from archiver.i18n import N_, _
 from archiver.ledger.keys import sign_record, signed_by
-from archiver.problems import Kind
+from archiver.problems import Finding, Kind
 from archiver.retention.plan import gather
 from archiver.retention.rules import due
 
@@ -301,7 +301,7 @@ def drop_purged_s3(ws: Workspace, url: str) -> tuple[int, int]:
 
 
 # -- checking -----------------------------------------------------------------------------------------
-def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tuple[int, list[dict[str, str]]]:
+def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
     """Every version the station wrote read back (streamed): size and ciphertext hash as recorded, the
     lock at least as long as recorded, no later version on top; with identities, decrypted and compared."""
     with ws.catalog.reading() as session:
@@ -311,37 +311,38 @@ def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tup
 
 
 def check_versions(cfg: Config, url: str, rows: list[BackupObject],
-                   identities: list[Identity] | None) -> list[dict[str, str]]:
+                   identities: list[Identity] | None) -> list[Finding]:
     """`rows` (objects as written: name, version, ciphertext hash and size, lock) checked in the store."""
     target, s3 = S3Target(url), client(cfg)
-    problems: list[dict[str, str]] = []
+    problems: list[Finding] = []
 
-    def problem(kind: Kind, row: BackupObject, detail: str) -> None:
-        problems.append({"kind": kind, "path": f"{url}/{row.name}", "detail": detail})
+    def problem(kind: Kind, row: BackupObject, text: str, expected: Any = None, found: Any = None,
+                **values: Any) -> None:
+        problems.append(Finding(kind, f"{url}/{row.name}", text, values, expected, found))
 
     for row in rows:
         key = target.key(row.name)
         try:
             answer = s3.get_object(Bucket=target.bucket, Key=key, VersionId=row.version_id)
-            found = check_stream(answer["Body"], row, identities)
+            found = check_stream(answer["Body"], row, identities, f"{url}/{row.name}")
             # listed, not read: a version someone else put on top may not even be readable by us
             listed = s3.list_object_versions(Bucket=target.bucket, Prefix=key).get("Versions", [])
             latest = next((v["VersionId"] for v in listed if v["Key"] == key and v.get("IsLatest")), None)
         except Exception as exc:
             if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
-                problem(Kind.BACKUP_MISSING, row, _("written by this station (version {version}) but not in the "
-                                                    "store").format(version=row.version_id))
+                problem(Kind.BACKUP_MISSING, row, N_("written by this station (version {version}) but not in the "
+                                                     "store"), version=row.version_id)
                 continue
             raise _failure(target, exc) from exc
         if found:
-            problem(found[0], row, found[1])
+            problems.append(found)
         if latest != row.version_id:
-            problem(Kind.BACKUP_OVERWRITTEN, row, _("a later version ({version}) was put over the one this station "
-                                                    "wrote; that one is still there, locked").format(version=latest))
+            problem(Kind.BACKUP_OVERWRITTEN, row, N_("a later version ({found}) was put over the one this station "
+                                                     "wrote; that one is still there, locked"), row.version_id, latest)
         locked = answer.get("ObjectLockRetainUntilDate")
         if row.locked_until is not None and (answer.get("ObjectLockMode") != "COMPLIANCE" or locked is None
                                              or locked < row.locked_until - timedelta(seconds=1)):
-            problem(Kind.BACKUP_LOCK, row, _("locked {mode} until {found}; the station set COMPLIANCE until "
-                                             "{until}").format(mode=answer.get("ObjectLockMode") or "-",
-                                                               found=locked, until=row.locked_until))
+            problem(Kind.BACKUP_LOCK, row, N_("locked {mode} until {found}; the station set COMPLIANCE until "
+                                              "{expected}"), str(row.locked_until), str(locked),
+                    mode=answer.get("ObjectLockMode") or "-")
     return problems

@@ -45,11 +45,11 @@ from archiver.fs import Folder
 from archiver.fs.appendlog import appending, set_aside
 from archiver.fs.owners import check_private, reader_gid
 from archiver.fs.sweep import sweep_temp_files
-from archiver.i18n import _
+from archiver.i18n import N_, _
 from archiver.ledger.anchor import publish_head
 from archiver.ledger.custody import LOG_NAME, Head, log_head, open_log
 from archiver.ledger.keys import KEY_DIR, sign_record, signed_by
-from archiver.problems import Kind
+from archiver.problems import MADE, Finding, Kind
 
 log = logging.getLogger(__name__)
 
@@ -477,16 +477,16 @@ def ciphertext_digest(target: Path, name: str) -> tuple[str, int] | None:
         return None
 
 
-def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int, list[dict[str, str]]]:
+def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
     """Every object the station recorded as written, checked against the hashes the station recorded
     (not against what the target lists); every manifest line against the station key; with
     identities, every object decrypted and its plaintext compared with the catalog."""
-    problems: list[dict[str, str]] = []
+    problems: list[Finding] = []
     checked = 0
     key = ws.station_key.public
 
-    def problem(kind: Kind, path: Path | str, detail: str) -> None:
-        problems.append({"kind": kind, "path": str(path), "detail": detail})
+    def problem(kind: Kind, path: Path | str, text: str, **values: Any) -> None:
+        problems.append(Finding(kind, str(path), text, values))
 
     for url in ws.cfg.backup.s3_targets:
         from archiver.backup.s3 import S3TargetError, verify_s3
@@ -494,64 +494,65 @@ def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int
         try:
             count, found = verify_s3(ws, url, identities)
         except S3TargetError as exc:  # out of reach, as a disk that is not mounted: a problem, and on to the next
-            problem(Kind.BACKUP_TARGET, url, str(exc))
+            problem(Kind.BACKUP_TARGET, url, MADE, detail=str(exc))
             continue
         checked += count
         problems += found
     for target in _targets(ws.cfg):
         if not target.is_dir():
-            problem(Kind.BACKUP_TARGET, target, _("missing (not mounted?)"))
+            problem(Kind.BACKUP_TARGET, target, N_("missing (not mounted?)"))
             continue
         with ws.catalog.session() as session:
             rows = {r.name: r for r in session.scalars(select(BackupObject).where(BackupObject.target == str(target)))}
         entries, bad_lines = read_manifest(target)
         for number, what in bad_lines:
-            problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("line {number}: {what}").format(
-                                                               number=number, what=what))
+            problem(Kind.BACKUP_MANIFEST, target / MANIFEST, N_("line {number}: {what}"), number=number, what=what)
         for name in set_aside(target, MANIFEST):
-            problem(Kind.BACKUP_MANIFEST, target / name, _("the manifest's torn last line, set aside here: an append "
-                                                           "that never completed (a run killed mid-write)"))
+            problem(Kind.BACKUP_MANIFEST, target / name, N_("the manifest's torn last line, set aside here: an append "
+                                                            "that never completed (a run killed mid-write)"))
         listed: dict[str, dict[str, Any]] = {}
         # old snapshots' objects the station took off the target (only its own signed word counts)
         removed = {e["object"] for e in entries if e["kind"] == REMOVED and signed_by(e, key)}
         for entry in entries:
             if not signed_by(entry, key):
                 problem(Kind.BACKUP_MANIFEST_SIGNATURE, target / MANIFEST,
-                        _("{object}: the line is not signed by this station's key (forged or edited)").format(
-                          object=entry['object']))
+                        N_("{object}: the line is not signed by this station's key (forged or edited)"),
+                        object=entry["object"])
             if entry["kind"] == REMOVED or entry["object"] in removed:
                 continue
             listed[entry["object"]] = entry
             row = rows.get(entry["object"])
             if row is None:
-                problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, _("{object} is listed but this station never "
-                                                                  "recorded writing it (planted, or a run killed "
-                                                                  "a moment after listing it: the next backup "
-                                                                  "run adopts it)").format(
-                                                                  object=entry['object']))
+                problem(Kind.BACKUP_UNKNOWN, target / MANIFEST, N_("{object} is listed but this station never "
+                                                                   "recorded writing it (planted, or a run killed "
+                                                                   "a moment after listing it: the next backup "
+                                                                   "run adopts it)"), object=entry["object"])
             elif (entry["ciphertext_sha256"], entry["size"]) != (row.ciphertext_sha256, row.size):
-                problem(Kind.BACKUP_MANIFEST, target / MANIFEST, _("{object}: hashes or size differ from what the "
-                                                                   "station recorded when it wrote the "
-                                                                   "object").format(object=entry["object"]))
+                problems.append(Finding(Kind.BACKUP_MANIFEST, str(target / MANIFEST),
+                                        N_("{object}: hashes or size differ from what the station recorded when it "
+                                           "wrote the object"), {"object": entry["object"]},
+                                        {"ciphertext_sha256": row.ciphertext_sha256, "size": row.size},
+                                        {"ciphertext_sha256": entry["ciphertext_sha256"], "size": entry["size"]}))
         for name, row in sorted(rows.items()):
             checked += 1
             if name not in listed:
-                problem(Kind.BACKUP_UNLISTED, target / name, _("recorded in the catalog but not in the target's "
-                                                               "manifest"))
+                problem(Kind.BACKUP_UNLISTED, target / name, N_("recorded in the catalog but not in the target's "
+                                                                "manifest"))
             found = _check_object(target, row, identities)
             if found:
-                problem(found[0], target / name, found[1])
+                problems.append(found)
     return checked, problems
 
 
-def _check_object(target: Path, row: BackupObject, identities: list[Identity] | None) -> tuple[Kind, str] | None:
+def _check_object(target: Path, row: BackupObject, identities: list[Identity] | None) -> Finding | None:
+    subject = str(target / row.name)
     try:
         fh = open_object(target, row.name)
     except (FileNotFoundError, NotADirectoryError):
-        return Kind.BACKUP_MISSING, _("written by this station but not on the target")
+        return Finding(Kind.BACKUP_MISSING, subject, N_("written by this station but not on the target"))
     except ArchiverError as exc:
-        return Kind.BACKUP_UNSAFE, str(exc)
-    return check_stream(fh, row, identities if row.kind != "descriptor" else None)
+        return Finding(Kind.BACKUP_UNSAFE, subject, MADE, {"detail": str(exc)})
+    return check_stream(fh, row, identities if row.kind != "descriptor" else None, subject)
 
 
 def backup_status(ws: Workspace) -> list[dict[str, Any]]:

@@ -57,7 +57,8 @@ def stations_check(ctx: Context, station_id: str | None = None) -> dict[str, Any
 
     results = check_stations(ctx.workspace(), station_id)
     problems = [p for r in results for p in r.problems]
-    return {"stations": [{"station": r.station, "events": r.events, "problems": r.problems} for r in results],
+    return {"stations": [{"station": r.station, "events": r.events,
+                          "problems": [p.to_station_json() for p in r.problems]} for r in results],
             "problems": len(problems)}
 
 
@@ -77,7 +78,7 @@ def verify(ctx: Context, case_no: str | None = None, since: str | None = None, m
         ctx.record("verify", {"scope": "central"}, {"stations": len(checks), "objects": objects,
                                                     "problems": len(problems)})
         return {"stations": [{"station": c.station, "events": c.events} for c in checks], "objects": objects,
-                "problems": problems}
+                "problems": [p.to_station_json() for p in problems]}
     from archiver.audit.verify import verify as run_verify
     from archiver.ledger.anchor import parse_head
 

@@ -20,10 +20,11 @@ from archiver.catalog.db import commit
 from archiver.central import logins
 from archiver.config import S3_SCHEME, STATION_ID
 from archiver.errors import ConfigError
-from archiver.i18n import _
+from archiver.i18n import N_, _
 from archiver.ingest.facts import has_facts, read_facts
 from archiver.ledger.custody import GENESIS
 from archiver.ledger.keys import PublicKey, canonical
+from archiver.problems import MADE, Finding, Kind
 
 _OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{64}\.age$")  # what a station writes in a store
 _STREAM = 5000  # events read per round trip when checking (the lines are streamed, never all in memory)
@@ -84,7 +85,7 @@ def list_stations(ws: Workspace) -> list[StationSummary]:
 class StationCheck:
     station: str
     events: int = 0
-    problems: list[dict[str, Any]] = field(default_factory=list)  # {"station", "seq", "kind", "detail"}
+    problems: list[Finding] = field(default_factory=list)
     ingested: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha256 -> what its signed events state
     # S3 objects its signed `backup` events say it wrote, less those its `backup_drop_purged` events took off:
     # (target, object, version) -> {"ciphertext_sha256", "size", "locked_until"}
@@ -131,8 +132,9 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
     result = StationCheck(station.id)
     key = PublicKey.parse(station.public_key)
 
-    def problem(kind: str, seq: int | None, detail: str) -> None:
-        result.problems.append({"station": station.id, "seq": seq, "kind": kind, "detail": detail})
+    def problem(kind: Kind, seq: int | None, text: str, expected: Any = None, **values: Any) -> None:
+        result.problems.append(Finding(kind, None, text, values, expected, None if expected is None else seq,
+                                       station=station.id, seq=seq))
 
     prev, expected = GENESIS, 1
     with ws.catalog.reading() as session:
@@ -142,9 +144,9 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
         for seq, digest, line in rows:
             raw = line.encode()
             if seq != expected:
-                problem("gap", seq, _("expected sequence {expected}").format(expected=expected))
+                problem(Kind.GAP, seq, N_("expected sequence {expected}"), expected)
             if hashlib.sha256(raw).hexdigest() != digest:
-                problem("changed", seq, _("the stored line no longer has the hash it was received with"))
+                problem(Kind.CHANGED, seq, N_("the stored line no longer has the hash it was received with"))
             try:
                 event = json.loads(raw)
                 signature = base64.b64decode(event.pop("sig"), validate=True)
@@ -152,17 +154,17 @@ def _check_one(ws: Workspace, station: Station) -> StationCheck:
             except (ValueError, KeyError, TypeError, AttributeError):
                 ok = False
             if not ok:
-                problem("signature", seq, _("the stored event does not chain or verify with the station's key"))
+                problem(Kind.SIGNATURE, seq, N_("the stored event does not chain or verify with the station's key"))
             elif not _note_fact(result.ingested, event, seq):
                 _note_stored(result.stored, event)
             prev, expected = digest, seq + 1
             result.events += 1
         if (result.events and station.seq != expected - 1) or station.hash != prev:
-            problem("head", station.seq, _("the centre's head for the station is not its last stored event"))
+            problem(Kind.HEAD, station.seq, N_("the centre's head for the station is not its last stored event"))
         for refusal in session.scalars(select(StationRefusal).where(StationRefusal.station == station.id)
                                        .order_by(StationRefusal.id)):
-            problem(refusal.kind, refusal.seq, _("refused at {time}: {detail}").format(
-                time=refusal.at.isoformat(timespec="seconds"), detail=refusal.detail))
+            problem(Kind(refusal.kind), refusal.seq, N_("refused at {time}: {detail}"),
+                    time=refusal.at.isoformat(timespec="seconds"), detail=refusal.detail)
     return result
 
 
@@ -217,7 +219,7 @@ def _shown(value: Any) -> str:
     return "-" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, Any]], int]:
+def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[Finding], int]:
     """`verify --central`: every station checked as by `stations check`; every recording the centre
     holds matched against its station's signed ingest event (a row nobody's event states is reported);
     and every object the stations' signed `backup` events put in an S3 store read back there (streamed:
@@ -238,7 +240,7 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, An
         try:
             problems += check_versions(ws.cfg, target, rows, None)
         except S3TargetError as exc:
-            problems.append({"kind": "backup_target", "path": target, "detail": str(exc)})
+            problems.append(Finding(Kind.BACKUP_TARGET, target, MADE, {"detail": str(exc)}))
     events = {c.station: c.ingested for c in checks}
     with ws.catalog.reading() as session:
         rows = session.execute(select(*(getattr(Recording, c) for c in ("sha256", *FACT_COLUMNS)))
@@ -247,15 +249,15 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[dict[str, An
             found = dict(zip(FACT_COLUMNS, row[1:], strict=True))
             stated = events.get(found["station"], {}).get(row.sha256)
             if stated is None:
-                problems.append({"station": found["station"], "seq": None, "kind": "unsigned", "detail": _(
-                    "recording {sha256} has no ingest event of its station: it was not put there by a sync").format(
-                    sha256=row.sha256)})
+                problems.append(Finding(Kind.UNSIGNED, None, N_("recording {sha256} has no ingest event of its "
+                                                                "station: it was not put there by a sync"),
+                                        {"sha256": row.sha256}, station=found["station"]))
                 continue
             found["archive_path"] = found["archive_path"].split(":", 1)[-1]
             wanted = stated_facts(stated, found["station"])
             for column in (c for c in FACT_COLUMNS if c in wanted and found[c] != wanted[c]):
-                problems.append({"station": found["station"], "seq": stated["seq"], "kind": "changed", "detail": _(
-                    "recording {sha256}, column {column}: the catalog holds {found}, the station's signed events "
-                    "state {wanted}").format(sha256=row.sha256, column=column, found=_shown(found[column]),
-                                             wanted=_shown(wanted[column]))})
-    return checks, [{"station": None, "seq": None, "path": None, **p} for p in problems], objects  # one shape
+                problems.append(Finding(Kind.CHANGED, None, N_("recording {sha256}, column {column}: the catalog "
+                                                               "holds {found}, the station's signed events state "
+                                                               "{expected}"), {"sha256": row.sha256, "column": column},
+                                        _shown(wanted[column]), _shown(found[column]), found["station"], stated["seq"]))
+    return checks, problems, objects

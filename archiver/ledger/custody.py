@@ -33,10 +33,10 @@ from archiver.catalog import Catalog, CustodyHead
 from archiver.catalog.db import commit
 from archiver.errors import ArchiverError, ArchiveStorageError, UnsafePathError, storage_error
 from archiver.fs.appendlog import appending
-from archiver.i18n import _
+from archiver.i18n import N_, _
 from archiver.ledger.keys import PublicKey, StationKey, canonical
 from archiver.ledger.purges import PurgeProof
-from archiver.problems import Kind
+from archiver.problems import MADE, Finding, Kind
 
 LOG_NAME = "custody.jsonl"
 GENESIS = "0" * 64
@@ -233,7 +233,7 @@ def catalog_head(catalog: Catalog) -> Head | None:
 # -- checking ------------------------------------------------------------------------------
 @dataclass
 class LogCheck:
-    problems: list[dict[str, str]] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
     events: int = 0
     head: Head | None = None  # the log's own last line
     ingested: dict[str, int] = field(default_factory=dict)  # sha256 of each recording ingested -> its first event
@@ -281,8 +281,9 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
     hashes: dict[int, str] = {}  # only at the anchors' sequence numbers: memory stays flat
     proof = PurgeProof()  # what the lines before each purge prove: a request, a second person, no hold
 
-    def problem(kind: Kind, seq: int | str, detail: str) -> None:
-        result.problems.append({"kind": kind, "path": LOG_NAME, "detail": f"seq {seq}: {detail}"})
+    def problem(kind: Kind, at: int | str, text: str, expected: Any = None, **values: Any) -> None:
+        result.problems.append(Finding(kind, LOG_NAME, text, values, expected, None if expected is None else at,
+                                       seq=at))
 
     for number, line in events(path):
         digest = hashlib.sha256(line).hexdigest()
@@ -291,18 +292,17 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
             seq = int(event["seq"])
             signature = base64.b64decode(event.pop("sig"), validate=True)
         except (ValueError, KeyError, TypeError, AttributeError):
-            problem(Kind.CUSTODY_CHAIN, f"? (line {number})", _("not a well-formed custody event"))
+            problem(Kind.CUSTODY_CHAIN, f"? (line {number})", N_("not a well-formed custody event"))
             prev_hash, expected = digest, expected + 1
             continue
         if seq != expected:
-            problem(Kind.CUSTODY_CHAIN, seq, _("expected sequence number {expected} (line {number}): a line was "
-                                               "removed, inserted or moved").format(
-                                               expected=expected, number=number))
+            problem(Kind.CUSTODY_CHAIN, seq, N_("expected sequence number {expected} (line {number}): a line was "
+                                                "removed, inserted or moved"), expected, number=number)
         if event.get("prev") != prev_hash:
-            problem(Kind.CUSTODY_CHAIN, seq, _("does not chain to the line before it (that line was changed, "
-                                               "removed or moved)"))
+            problem(Kind.CUSTODY_CHAIN, seq, N_("does not chain to the line before it (that line was changed, "
+                                                "removed or moved)"))
         if not key.verify(signature, canonical(event)):
-            problem(Kind.CUSTODY_SIGNATURE, seq, _("signature does not verify with the station key"))
+            problem(Kind.CUSTODY_SIGNATURE, seq, N_("signature does not verify with the station key"))
         if event.get("action") == "ingest" and isinstance(event.get("subject"), dict):
             result.ingested.setdefault(str(event["subject"].get("sha256")), seq)
         if event.get("action") == "purge" and isinstance(event.get("subject"), dict):
@@ -314,15 +314,14 @@ def check_log(path: Path, key: PublicKey, anchors: Iterable[tuple[str, Head]] = 
         result.events += 1
         result.head = Head(seq, digest)
     for seq, detail in proof.problems:
-        problem(Kind.CUSTODY_UNAPPROVED_PURGE, seq, detail)
+        problem(Kind.CUSTODY_UNAPPROVED_PURGE, seq, MADE, detail=detail)
     last = result.head.seq if result.head else 0
     for source, anchor in anchors:
         if last < anchor.seq:
-            problem(Kind.CUSTODY_TRUNCATED, anchor.seq, _("{source} holds the head at sequence {seq} but the log "
-                                                          "ends at {last}: lines were cut off").format(
-                                                          source=source, seq=anchor.seq, last=last))
+            problem(Kind.CUSTODY_TRUNCATED, anchor.seq, N_("{source} holds the head at sequence {seq} but the log "
+                                                           "ends at {last}: lines were cut off"),
+                    source=source, seq=anchor.seq, last=last)
         elif hashes.get(anchor.seq) != anchor.hash:
-            problem(Kind.CUSTODY_CHAIN, anchor.seq, _("differs from the line {source} holds as the head "
-                                                      "(rewritten)").format(
-                                                      source=source))
+            problem(Kind.CUSTODY_CHAIN, anchor.seq, N_("differs from the line {source} holds as the head "
+                                                       "(rewritten)"), source=source)
     return result

@@ -51,7 +51,7 @@ def backup_verify(ctx: Context, decrypt: bool = False) -> dict[str, Any]:
     checked, problems = check(ctx.workspace(), _identities(ctx) if decrypt else None)
     ctx.record("backup_verify", {"targets": list(ctx.cfg.backup.names)},
                {"checked": checked, "problems": len(problems), "decrypted": decrypt})
-    return {"checked": checked, "problems": problems}
+    return {"checked": checked, "problems": [p.to_json() for p in problems]}
 
 
 @operation("backup restore")
