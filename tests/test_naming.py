@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archiver.config import DEFAULT_NAME_PATTERN
+from archiver.defaults import DEFAULT_NAME_PATTERN
 from archiver.ingest.naming import parse_name
 
 TZ = ZoneInfo("Asia/Shanghai")
