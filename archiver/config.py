@@ -394,6 +394,11 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
 
 STATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 S3_SCHEME = "s3://"
+
+
+def names_s3_store(target: str) -> bool:
+    """Whether a backup target's name (as backup.targets and the custody events give it) is an S3 store's."""
+    return target.startswith(S3_SCHEME)
 _S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
 
 

@@ -44,9 +44,17 @@ class ArchiveFullError(ArchiveStorageError):
     """The archive disk is full."""
 
 
+class BackupTargetError(ArchiveStorageError):
+    """A backup target is missing, full or failing; what was written before stays recorded."""
+
+
 class UnsafePathError(ArchiveStorageError):
     """A symlink, or something other than a folder or file, where the archiver reads or writes its own
     files: planted by someone. Nothing is followed; the command stops."""
+
+
+class BackupError(ArchiverError):
+    """Backups cannot run as configured (no recipients, a private key in the config, no targets)."""
 
 
 class InsecureError(ArchiverError):

@@ -23,20 +23,11 @@ from typing import Any
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.store import FOOTAGE_MODE, Archive
 from archiver.backup.age import AgeError, Identity, decrypt
-from archiver.backup.targets import (
-    DESCRIPTOR,
-    SNAPSHOT_FORMAT,
-    SNAPSHOT_PARTS,
-    STAMP,
-    BackupError,
-    HashingReader,
-    HashingWriter,
-    object_name,
-    open_object,
-)
+from archiver.backup.disk import DESCRIPTOR, SNAPSHOT_FORMAT, SNAPSHOT_PARTS, STAMP, open_object
+from archiver.backup.objects import HashingReader, HashingWriter, object_name
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, BackupError
 from archiver.fs import NAME_MAX, Folder, new_or_empty
 from archiver.fs.sweep import staged_folder
 from archiver.i18n import _

@@ -31,7 +31,7 @@ from archiver.config import Config
 from archiver.errors import ArchiverError, ArchiveStorageError
 from archiver.i18n import N_, _
 from archiver.ledger.keys import sign_record, signed_by
-from archiver.problems import Finding, Kind
+from archiver.problems import MADE, Finding, Kind
 from archiver.retention.plan import gather
 from archiver.retention.rules import due
 
@@ -112,6 +112,35 @@ def _wanted(ws: Workspace, ids: list[int], now: datetime) -> dict[int, Wanted]:
         day = due(facts, ws.cfg.retention.classes, tz).date
         wanted[facts.id] = Wanted(lock_until(day, today, ws.cfg.s3.rolling_lock_days, tz), day is None, facts.held)
     return wanted
+
+
+class S3Store:
+    """An S3 bucket with Object Lock as a backup target (`Target`): recordings only, each version locked
+    (COMPLIANCE) as long as it must be kept, so nobody, the station included, can change it; no snapshots."""
+
+    def __init__(self, ws: Workspace, url: str) -> None:
+        self.ws, self.name = ws, url
+
+    def prepare(self) -> None:
+        """Nothing to finish: a version is recorded only once the store has it."""
+
+    def drop_purged(self, counts: dict[str, int]) -> None:
+        counts["purged_dropped"], counts["purged_locked"] = drop_purged_s3(self.ws, self.name)
+
+    def put(self, to: list[Recipient], counts: dict[str, int], cancel, rotten) -> None:
+        backup_to_s3(self.ws, self.name, to, counts, cancel, datetime.now(UTC), rotten)
+
+    def verify(self, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
+        try:
+            return verify_s3(self.ws, self.name, identities)
+        except S3TargetError as exc:  # out of reach, as a disk that is not mounted: a problem, and on to the next
+            return 0, [Finding(Kind.BACKUP_TARGET, self.name, MADE, {"detail": str(exc)})]
+
+    def present(self) -> bool | None:
+        return None  # known only by reading it: see backup verify
+
+    def holds(self, row: BackupObject) -> bool:
+        return True  # the version the station wrote is locked (COMPLIANCE): recorded is enough
 
 
 # -- writing ----------------------------------------------------------------------------------------

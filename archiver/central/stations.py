@@ -18,7 +18,7 @@ from archiver.archive.workspace import Workspace
 from archiver.catalog import BackupObject, Recording, Station, StationEvent, StationRefusal
 from archiver.catalog.db import commit
 from archiver.central import logins
-from archiver.config import S3_SCHEME, STATION_ID
+from archiver.config import STATION_ID, names_s3_store
 from archiver.errors import ConfigError
 from archiver.i18n import N_, _
 from archiver.ingest.facts import has_facts, read_facts
@@ -172,7 +172,7 @@ def _note_stored(stored: dict[tuple[str, str, str], dict[str, Any]], event: dict
     """Keep what a signed `backup` event says it put in an S3 store; only recording objects under the
     target's own prefix, with a hash, a size and a lock date that parse (anything else is no claim)."""
     details = event.get("details")
-    if not isinstance(details, dict) or not str(details.get("target", "")).startswith(S3_SCHEME):
+    if not isinstance(details, dict) or not names_s3_store(str(details.get("target", ""))):
         return
     if event.get("action") == "backup" and details.get("version"):
         try:

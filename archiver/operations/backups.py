@@ -63,9 +63,10 @@ def backup_restore(ctx: Context, refs: list[str], dest: str, case_no: str | None
     `target`, a folder the person names, likewise: the station service reads only the configured targets."""
     from archiver.archive.workspace import open_workspace
     from archiver.backup.restore import restore_recordings, restore_station
-    from archiver.backup.targets import BackupError, recorded_ciphertexts
+    from archiver.backup.targets import recorded_ciphertexts
     from archiver.cases.links import recording_ids_for_case
     from archiver.catalog.lookup import find_recording
+    from archiver.errors import BackupError
     from archiver.fs.owners import reader_gid
     from archiver.ledger.keys import read_public_key
 
