@@ -22,7 +22,8 @@ from archiver.archive.workspace import open_workspace
 from archiver.backup.targets import on_every_target
 from archiver.config import load_config
 from archiver.dock.simulate import RecorderSpec, make_recorder
-from archiver.ingest.pipeline import IngestOptions, ingest
+from archiver.ingest.options import IngestOptions
+from archiver.ingest.pipeline import ingest
 from archiver.ledger.keys import load_station_key, sign_record
 
 DAY = "archive/2022/11/03"

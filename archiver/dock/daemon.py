@@ -31,7 +31,8 @@ from archiver.dock.syncing import ContinuousSync
 from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorder_mounts, recorder_mounts
 from archiver.errors import ArchiverError
 from archiver.ingest.devices import identify
-from archiver.ingest.pipeline import IngestOptions, IngestReport, KeyedLocks, ingest, sweep
+from archiver.ingest.options import IngestOptions, IngestReport, KeyedLocks
+from archiver.ingest.pipeline import ingest, sweep
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished

@@ -10,7 +10,6 @@ leaving what was done done, nothing half-done, and the rest listed as pending.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import queue
@@ -18,25 +17,21 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from archiver import liveness
 from archiver.archive.copying import CHUNK, DEEP, Cancelled
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.store import Archive, Copied, SourceStat
 from archiver.archive.workspace import Workspace
-from archiver.cases.links import link_recordings
-from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
+from archiver.catalog import Catalog, IngestRun, Recording
 from archiver.catalog.db import commit, one_of
 from archiver.catalog.models import utcnow
 from archiver.config import Config
@@ -45,118 +40,22 @@ from archiver.errors import (
     ArchiveStorageError,
     FileProblem,
     SourceReadError,
-    VerifyError,
     storage_error,
 )
 from archiver.fs.sweep import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
-from archiver.ingest.facts import signed_facts
-from archiver.ingest.plan import Planned, describe_media, plan_file
-from archiver.ingest.scan import Found, Skipped, handed, scan
+from archiver.ingest.options import IngestOptions, IngestReport, NoProgress, Progress
+from archiver.ingest.plan import Planned, plan_file
+from archiver.ingest.proof import probe, verify_copy
+from archiver.ingest.record import Cataloguer, known_files, subject
+from archiver.ingest.scan import Found, handed, scan
+from archiver.ingest.stages import END, Halting, batch_stage, hand_on_in_order, start_each
 from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
 
 MANIFEST_EVERY_S = 2.0
-
-
-class KeyedLocks:
-    """One lock per key (a hash, a folder), shared by the ingests running in one process."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
-
-
-class Progress(Protocol):
-    def begin(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self, rel: str, outcome: str) -> None: ...
-    def end(self) -> None: ...
-
-
-class _NoProgress:
-    def begin(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self, rel: str, outcome: str) -> None: ...
-    def end(self) -> None: ...
-
-
-@dataclass
-class IngestOptions:
-    """What the caller decides beyond the configuration."""
-
-    device: str | None = None  # serial for files whose names carry none
-    officer: str | None = None  # officer number for files whose names carry none
-    only: frozenset[Path] | None = None  # just these files under the source (settled inbox drops)
-    clear: bool = False  # delete each file from the source once its archived copy is verified
-    clear_when: Callable[[Recording], str | None] | None = None  # why not yet (not backed up everywhere), or None
-    cancel: threading.Event | None = None  # set it to stop: the file in hand is discarded
-    locks: KeyedLocks = field(default_factory=KeyedLocks)  # shared by parallel ingests
-    progress: Progress | None = None
-
-
-@dataclass
-class IngestReport:
-    source: Path
-    device_serial: str | None = None
-    files_seen: int = 0
-    ingested: int = 0
-    already_archived: int = 0
-    flagged: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)  # not attempted: the run ended early
-    bytes_copied: int = 0
-    cleared: int = 0
-    not_recordings: list[Skipped] = field(default_factory=list)
-    recording_ids: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    run_id: int | None = None
-    stopped: ArchiverError | None = None  # the archive failed and the run stopped
-    ended: str | None = None  # why the run ended early: "archive", "source removed", "cancelled"
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stopped.exit_code
-        return 1 if self.failed or self.pending else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": str(self.source),
-            "device_serial": self.device_serial,
-            "files_seen": self.files_seen,
-            "ingested": self.ingested,
-            "already_archived": self.already_archived,
-            "flagged": self.flagged,
-            "failed": self.failed,
-            "pending": self.pending,
-            "bytes_copied": self.bytes_copied,
-            "cleared": self.cleared,
-            "not_recordings": [{"path": s.rel, "reason": s.reason} for s in self.not_recordings],
-            "recordings": self.recording_ids,
-            "seconds": round(self.seconds, 3),
-            "run_id": self.run_id,
-            "ended": self.ended,
-            "error": str(self.stopped) if self.stopped else None,
-        }
 
 
 class _SourceGone(Exception):
@@ -197,9 +96,6 @@ class _Item:
         return self.error is None and not self.dropped and self.known is None and self.copied is not None
 
 
-_END = None  # what a stage puts after its last item
-
-
 def sweep(ws: Workspace, *, walk: bool = False) -> None:
     """Before an ingest, what killed runs left: the temp files of archive writers, walking the whole archive when
     the daemon starts (`walk`), else only when one of them left its mark (`Archive.writing`); and the rows of
@@ -225,7 +121,7 @@ def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
     if the source cannot be read at all."""
     cfg, archive, catalog = ws.cfg, ws.archive, ws.catalog
     opts = options or IngestOptions()
-    progress = opts.progress or _NoProgress()
+    progress = opts.progress or NoProgress()
     started = time.monotonic()
     scanned = scan(source, cfg.system_files) if files is None else handed(source, files, cfg.system_files)
     files = [f for f in scanned.files if opts.only is None or f.path in opts.only]
@@ -285,15 +181,14 @@ class _Run:
         self._placed: dict[str, _Item] = {}  # sha256 -> the item of this run that placed those bytes
         self._folders: set[Path] = set()  # day folders made sure of in this run
         self._known: dict[tuple[str, str, int, int], int] = {}
-        self._halted = threading.Event()
-        self._dropping = False  # halted for a reason that makes the stages drop what they hold
-        self._crash: BaseException | None = None
+        self._halting = Halting((ArchiveStorageError, Cancelled))
         with catalog.session() as session:
             row = IngestRun(source=str(report.source), device_serial=report.device_serial,
                             files_seen=report.files_seen, failures=[], pid=os.getpid())
             session.add(row)
             commit(session)
             self.run_id = report.run_id = row.id
+        self._books = Cataloguer(cfg, archive, catalog, custody, self.run_id, report.source)
 
     # -- the stages -------------------------------------------------------------------------
     def run(self, plans: list[Planned]) -> None:
@@ -301,21 +196,24 @@ class _Run:
         to_prove: queue.Queue[_Item | None] = queue.Queue(_PROVE_QUEUE)
         proving: queue.Queue[tuple[_Item, Future | None] | None] = queue.Queue(_PROVERS)
         to_record: queue.Queue[_Item | None] = queue.Queue(_RECORD_QUEUE)
+        halting, halt, drop = self._halting, self._halt, self._drop
         stages = [
-            threading.Thread(target=self._stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH),
-                             name="ingest-sync", daemon=True),
-            threading.Thread(target=self._start_proofs, args=(to_prove, proving), name="ingest-prove", daemon=True),
-            threading.Thread(target=self._pass_proved, args=(proving, to_record), name="ingest-proved", daemon=True),
-            threading.Thread(target=self._stage, args=(to_record, self._record, None, _RECORD_BATCH),
-                             name="ingest-record", daemon=True),
+            threading.Thread(target=batch_stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH, _LINGER_S,
+                                                       halting, halt, drop), name="ingest-sync", daemon=True),
+            threading.Thread(target=start_each, args=(to_prove, self._start_proof, proving, halting, drop),
+                             name="ingest-prove", daemon=True),
+            threading.Thread(target=hand_on_in_order, args=(proving, to_record, halting, halt, drop),
+                             name="ingest-proved", daemon=True),
+            threading.Thread(target=batch_stage, args=(to_record, self._record, None, _RECORD_BATCH, _LINGER_S,
+                                                       halting, halt, drop), name="ingest-record", daemon=True),
         ]
         self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
         for thread in stages:
             thread.start()
         try:
-            self._known = _known_files(self.catalog, plans)
+            self._known = known_files(self.catalog, plans)
             for index, planned in enumerate(plans):
-                if self._halted.is_set():
+                if self._halting.halted.is_set():
                     break
                 if self.opts.cancel is not None and self.opts.cancel.is_set():
                     self._halt(Cancelled("stopped before this file"))
@@ -324,15 +222,15 @@ class _Run:
         except BaseException as exc:
             self._fail(exc)
         finally:
-            to_sync.put(_END)
+            to_sync.put(END)
             for thread in stages:
                 thread.join()
             self._provers.shutdown()
             for created in reversed(self._created):
                 self.archive.drop_empty(created)  # only folders left empty go
         self.report.pending = [p.found.rel for i, p in enumerate(plans) if i not in self._decided]
-        if self._crash is not None:
-            raise self._crash
+        if self._halting.crash is not None:
+            raise self._halting.crash
         if self.report.pending:
             log.error("ingest ended early source=%s reason=%s pending=%d error=%s", self.report.source,
                       self.report.ended, len(self.report.pending), self.report.stopped or self.report.ended)
@@ -340,38 +238,6 @@ class _Run:
             self.refresh_manifests(self._days)
         except ArchiveStorageError as exc:
             self.report.stopped = self.report.stopped or exc
-
-    def _stage(self, inbox: queue.Queue, work: Callable[[list[_Item]], None], outbox: queue.Queue | None,
-               batch: int) -> None:
-        """Take what is waiting (up to `batch` items), work on it, pass it on; to the end, whatever happens
-        (a stage that stopped taking would block the one before it)."""
-        ended = False
-        while not ended:
-            items = [inbox.get()]
-            until = time.monotonic() + _LINGER_S
-            while len(items) < batch and items[-1] is not _END:
-                try:
-                    items.append(inbox.get(timeout=max(0.0, until - time.monotonic())))
-                except queue.Empty:
-                    break
-            ended = items[-1] is _END
-            items = [i for i in items if i is not _END]
-            try:
-                if self._dropping:
-                    self._drop(items)
-                if items and (outbox is None or not self._dropping):  # the last stage still counts failures
-                    work(items)
-            except (ArchiveStorageError, Cancelled) as exc:
-                self._halt(exc)
-                self._drop(items)
-            except BaseException as exc:
-                self._fail(exc)
-                self._drop(items)
-            if outbox is not None:
-                for item in items:
-                    outbox.put(item)
-        if outbox is not None:
-            outbox.put(_END)
 
     def _copy(self, item: _Item) -> _Item:
         """Stage 1: the source's bytes into a temp file of their day folder, hashed on the way."""
@@ -437,53 +303,28 @@ class _Run:
             for folder in sorted(folders):
                 self.archive.sync_folder(folder)
 
-    def _start_proofs(self, inbox: queue.Queue, proving: queue.Queue) -> None:
-        """Stage 3, first half: start proving each placed copy as it comes (up to _PROVERS at once: a disk
-        serves several reads at once about as fast as one, and a long probe holds up no other file)."""
-        while (item := inbox.get()) is not _END:
-            try:
-                if self._dropping:
-                    self._drop([item])
-                placed = item.final is not None and item.error is None
-                proving.put((item, self._provers.submit(self._prove_one, item) if placed else None))
-            except BaseException as exc:  # pragma: no cover - submit fails only once the pool is shut down
-                self._fail(exc)
-                self._drop([item])
-                proving.put((item, None))
-        proving.put(_END)
-
-    def _pass_proved(self, proving: queue.Queue, outbox: queue.Queue) -> None:
-        """Stage 3, second half: pass the files on in their order as their proofs end."""
-        while (entry := proving.get()) is not _END:
-            item, proof = entry
-            try:
-                stop = proof.result() if proof is not None else None
-                if stop is not None:
-                    self._halt(stop)
-                    self._drop([item])
-            except BaseException as exc:
-                self._fail(exc)
-                self._drop([item])
-            outbox.put(item)
-        outbox.put(_END)
+    def _start_proof(self, item: _Item) -> Future | None:
+        """Stage 3: prove each placed copy as it comes (up to _PROVERS at once: a disk serves several reads at
+        once about as fast as one, and a long probe holds up no other file); handed on in their order."""
+        return self._provers.submit(self._prove_one, item) if item.final is not None and item.error is None else None
 
     def _prove_one(self, item: _Item) -> ArchiverError | Cancelled | None:
         """One file: None when proved or failed on its own; the error when the archive or a stop ended it."""
         try:
             if item.adopted:  # read back already, when it was found at its name
-                item.probed = _probe(item.final, self.cfg.timezone)
+                item.probed = probe(item.final, self.cfg.timezone)
                 self.archive.seal(item.final)  # its interrupted run may not have made it read-only
             elif item.copied.read_back is not None:  # read back as it was copied
-                _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
-                item.probed = _probe(item.final, self.cfg.timezone)
+                verify_copy(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
+                item.probed = probe(item.final, self.cfg.timezone)
             elif item.copied.size < CHUNK:  # its bytes, read back, are enough to tell a photo
                 head = bytearray()
-                _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel, head)
-                item.probed = _probe(item.final, self.cfg.timezone, bytes(head))
+                verify_copy(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel, head)
+                item.probed = probe(item.final, self.cfg.timezone, bytes(head))
             else:
                 with ThreadPoolExecutor(1) as pool:  # ffprobe reads the copy while we read it back
-                    probing = pool.submit(_probe, item.final, self.cfg.timezone)
-                    _verify(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
+                    probing = pool.submit(probe, item.final, self.cfg.timezone)
+                    verify_copy(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
                     item.probed = probing.result()
         except (FileProblem, FileNotFoundError) as exc:
             # FileNotFoundError: an identical file this run adopted from a parallel ingest went when that
@@ -502,16 +343,16 @@ class _Run:
         then count each file, and clear it from the recorder where asked."""
         ready = [i for i in items if i.error is None and not i.dropped]
         try:
-            self._catalogue(ready)
+            self._books.catalogue(ready)
         except IntegrityError:
             # Another process catalogued some of the same bytes meanwhile: one by one, theirs stands.
             for item in ready:
                 try:
-                    self._catalogue([item])
+                    self._books.catalogue([item])
                 except IntegrityError:
                     if item.final is None:
                         raise
-                    self._lost_race(item)
+                    self._books.lost_race(item)
         except OSError as exc:
             raise storage_error(exc, str(self.archive.data_dir)) from exc
         for item in items:
@@ -519,83 +360,6 @@ class _Run:
                 self._decide(item)
         if self._pending_days and time.monotonic() - self._manifests_at >= MANIFEST_EVERY_S:
             self.refresh_manifests(self._pending_days)
-
-    # -- one batch in the catalog ---------------------------------------------------------------
-    def _catalogue(self, items: list[_Item]) -> None:
-        if not items:
-            return
-        with self.catalog.session() as session, session.no_autoflush:
-            new = [i for i in items if i.final is not None]
-            for item in new:
-                item.recording = self._new_recording(item)
-            session.add_all([i.recording for i in new])
-            session.flush()
-            link_recordings(session, [i.recording.id for i in new])  # to the cases' actions they fall in
-            if new:
-                # logged before the commit, with the head in the same transaction: a crash in between leaves
-                # events whose recordings the next run archives again, never a recording without its event
-                self.custody.append_many([self._ingest_event(i) for i in new], session)
-            held = {r.id: r for r in session.scalars(select(Recording).where(one_of(
-                session, Recording.id, [i.known or i.existing for i in items if i.known or i.existing])))}
-            for item in items:
-                if item.known is not None:
-                    item.recording = held[item.known]
-                    continue
-                if item.twin is not None:
-                    item.recording = item.twin.recording  # catalogued in this batch or an earlier one
-                elif item.existing is not None:
-                    item.recording = held[item.existing]
-            self._seen(session, [i for i in items if i.known is None and i.recording is not None])
-            _touch_devices(session, [i.planned for i in items])
-            commit(session)
-
-    def _new_recording(self, item: _Item) -> Recording:
-        planned, copied, now = item.planned, item.copied, utcnow()
-        return Recording(
-            sha256=copied.digests["sha256"],
-            sm3=copied.digests.get("sm3"),
-            size=copied.size,
-            original_path=planned.found.rel,
-            original_path_bytes=planned.found.raw,
-            device_serial=planned.serial,
-            officer_no=planned.officer,
-            archive_path=self.archive.relative(item.final),
-            verified_at=now,
-            ingested_at=now,
-            ingest_run_id=self.run_id,
-            **describe_media(planned, item.probed, self.cfg.timezone),
-        )
-
-    def _ingest_event(self, item: _Item) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        recording, found = item.recording, item.planned.found
-        return "ingest", _subject(recording), {
-            "archive_path": recording.archive_path, "original_path": found.rel, "size": recording.size,
-            **({"original_path_b64": base64.b64encode(found.raw).decode()} if found.raw else {}),
-            "source": str(self.report.source), "run": self.run_id, "sm3": recording.sm3,
-            "flags": recording.flags, **signed_facts(recording)}
-
-    def _lost_race(self, item: _Item) -> None:
-        """Another process catalogued these bytes first: theirs stands, our copy goes, this is a sighting."""
-        with self.catalog.session() as session:
-            existing = session.scalar(select(Recording).where(Recording.sha256 == item.copied.digests["sha256"]))
-            if existing is None:
-                raise ArchiveStorageError(_("the catalog refused {rel!r} for a reason other than a duplicate; "
-                                            "run 'archiver verify'").format(rel=item.planned.found.rel))
-            if item.final is not None and existing.archive_path != self.archive.relative(item.final):
-                item.final.unlink(missing_ok=True)
-            item.final, item.existing, item.recording = None, existing.id, existing
-            self._seen(session, [item])
-            _touch_devices(session, [item.planned])
-            commit(session)
-
-    def _seen(self, session: Session, items: list[_Item]) -> None:
-        """Where each file was found (what lets a re-dock skip it), as one insert."""
-        if items:
-            session.execute(insert(Sighting), [
-                {"recording_id": i.recording.id, "ingest_run_id": self.run_id, "device_key": i.planned.serial or "",
-                 "source": str(self.report.source), "original_path": i.planned.found.rel,
-                 "size": i.planned.found.size, "mtime_ns": i.planned.found.mtime_ns, "seen_at": utcnow()}
-                for i in items])
 
     def _decide(self, item: _Item) -> None:
         """Count a file whose batch is committed (or that failed), and clear it from the recorder if asked."""
@@ -631,21 +395,17 @@ class _Run:
         """End the run early. No new file is started; on a stop request the stages drop what they hold (a
         stop takes a second or two, not the read-back of every file in flight), otherwise (a pulled recorder,
         a full archive disk) they finish it where they still can."""
-        if self._halted.is_set():
+        if not self._halting.halt(exc, drop=isinstance(exc, Cancelled)):
             return
         report = self.report
         if isinstance(exc, ArchiveStorageError):
             report.stopped, report.ended = exc, "archive"
         else:
             report.ended = "cancelled" if isinstance(exc, Cancelled) else "source removed"
-        self._dropping = isinstance(exc, Cancelled)
-        self._halted.set()
 
     def _fail(self, exc: BaseException) -> None:
         """An error nobody expected: stop everything, and raise it once the stages have ended."""
-        self._crash = self._crash or exc
-        self._dropping = True
-        self._halted.set()
+        self._halting.fail(exc)
 
     def _drop(self, items: list[_Item]) -> None:
         """Let go of files not catalogued: temp copies go, and so do copies this run placed (the next run
@@ -699,7 +459,7 @@ class _Run:
                  recording.sha256, recording.archive_path)
 
     def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
-        self.custody.append(action, _subject(recording), details)
+        self.custody.append(action, subject(recording), details)
 
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:
@@ -733,88 +493,3 @@ class _Run:
             report.stopped = report.stopped or exc
 
 
-def _probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo | None:
-    """What the archived copy is: a JPEG or PNG read in-process (from `head`, its first bytes, if given);
-    ffprobe for what can be media by extension or by its first bytes (ffprobe is a process: spawning one
-    per photo, log file or tiny attachment would dominate a card of small files)."""
-    kind = media.type_by_extension(path.name)
-    if kind == "photo":
-        try:
-            if head is None:  # never through a symlink put in the copy's place
-                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fh:
-                    head = fh.read(media.PHOTO_HEAD)
-            photo = media.photo_info(head, tz)
-        except OSError:
-            photo = None
-        if photo is not None:
-            return photo
-    elif kind == "other" and not (media.looks_like(head) if head is not None else media.looks_like_media(path)):
-        return None
-    try:
-        return media.probe(path)
-    except media.ProbeError:
-        return None
-
-
-def _verify(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...],
-            cancel: threading.Event | None, head: bytearray | None = None) -> None:
-    """Read the placed copy back (unless the copy did); anything but a match removes it (it is not catalogued)."""
-    try:
-        back = copied.read_back or archive.read_back(final, algorithms, cancel, head)
-    except Cancelled:
-        final.unlink(missing_ok=True)
-        raise
-    except OSError as exc:
-        final.unlink(missing_ok=True)
-        raise storage_error(exc, str(final.parent)) from exc
-    if back != copied.digests:
-        final.unlink(missing_ok=True)
-        raise VerifyError(
-            _("the archived copy read back differs from the recorder's bytes (sha256 {value}... != {value2}...): "
-              "check the archive disk, then ingest again").format(
-              value=back['sha256'][:16], value2=copied.digests['sha256'][:16])
-        )
-
-
-def _known_files(catalog: Catalog, plans: list[Planned]) -> dict[tuple[str, str, int, int], int]:
-    """{(device, path, size, mtime): recording} for the files of this run archived before from the same
-    device (a re-dock), looked up a few hundred paths at a time."""
-    known: dict[tuple[str, str, int, int], int] = {}
-    serials = sorted({p.serial for p in plans if p.serial})
-    if not serials:
-        return known
-    paths = sorted({p.found.rel for p in plans if p.serial})
-    with catalog.reading() as session:
-        for i in range(0, len(paths), 500):
-            rows = session.execute(select(Sighting.device_key, Sighting.original_path, Sighting.size,
-                                          Sighting.mtime_ns, Sighting.recording_id)
-                                   .where(one_of(session, Sighting.device_key, serials),
-                                          one_of(session, Sighting.original_path, paths[i:i + 500])))
-            for device, path, size, mtime_ns, recording_id in rows:
-                known.setdefault((device, path, size, mtime_ns), recording_id)
-    return known
-
-
-def _touch_devices(session: Session, plans: list[Planned]) -> None:
-    """The recorders of these files: docked now; created if new, given the officer their names carry."""
-    officers: dict[str, str | None] = {}
-    for planned in plans:
-        if planned.serial:
-            officers[planned.serial] = officers.get(planned.serial) or planned.officer
-    if not officers:
-        return
-    devices = {d.serial: d for d in session.scalars(select(Device).where(one_of(session, Device.serial,
-                                                                                  list(officers))))}
-    now = utcnow()
-    for serial, officer in officers.items():
-        device = devices.get(serial)
-        if device is None:
-            device = Device(serial=serial)
-            session.add(device)
-        device.last_docked = now
-        if officer and not device.officer_no:
-            device.officer_no = officer
-
-
-def _subject(recording: Recording) -> dict[str, Any]:
-    return {"sha256": recording.sha256, "device": recording.device_serial}

@@ -44,8 +44,9 @@ def ingest(ctx: Context, source: str, path: str | None = None, device: str | Non
     from); or, run in the person's own process, every file under `path`."""
     from pathlib import Path
 
-    from archiver.ingest.pipeline import IngestOptions, sweep
+    from archiver.ingest.options import IngestOptions
     from archiver.ingest.pipeline import ingest as run_ingest
+    from archiver.ingest.pipeline import sweep
 
     local = input_path(ctx, path)
     ws = ctx.workspace(upgrade=True)
