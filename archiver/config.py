@@ -281,71 +281,10 @@ def _resolve(value: str | list[str], base: Path) -> str | list[str]:
 
 def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
     where = files[-1] if files else "the built-in defaults"
-    try:
-        tz = ZoneInfo(raw["timezone"])
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(_("unknown timezone '{timezone}' in {where}: use an IANA name such as Asia/Shanghai").format(
-                            timezone=raw['timezone'], where=where)) from exc
-    hashes = tuple(dict.fromkeys(raw["hashes"]))
-    bad = [h for h in hashes if h not in SUPPORTED_HASHES]
-    if bad or "sha256" not in hashes:
-        raise ConfigError(_("'hashes' in {where} must include sha256 and may add sm3, not {list}").format(
-                            where=where, list=list(raw['hashes'])))
-    naming = raw["naming"]
-    patterns = []
-    for text in naming["patterns"]:
-        try:
-            pattern = re.compile(text)
-        except re.error as exc:
-            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} is not a valid regex: {exc}").format(
-                                text=text, where=where, exc=exc)) from exc
-        if "start" not in pattern.groupindex and "serial" not in pattern.groupindex:
-            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} needs a (?P<serial>...) or "
-                                "(?P<start>...) group").format(
-                                text=text, where=where))
-        patterns.append(pattern)
-    dock = raw["dock"]
-    if dock["clear_after"] not in CLEAR_AFTER:
-        raise ConfigError(_("'dock.clear_after' in {where} must be one of {items}").format(
-                            where=where, items=', '.join(CLEAR_AFTER)))
-    if int(dock["max_parallel"]) < 0 or dock["settle_seconds"] < 0:
-        raise ConfigError(_("'dock.max_parallel' (0: automatic) and 'dock.settle_seconds' must not be negative in "
-                            "{where}").format(where=where))
-    if raw["backup"]["keep_snapshots"] != int(raw["backup"]["keep_snapshots"]) or raw["backup"]["keep_snapshots"] < 1:
-        raise ConfigError(_("'backup.keep_snapshots' in {where} must be a whole number, at least 1").format(
-            where=where))
-    if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
-        raise ConfigError(_("'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's "
-                            "limit)").format(where=where))
-    if not 0 < raw["service"]["refusals_every_s"] <= 86400:
-        raise ConfigError(_("'service.refusals_every_s' in {where} must be above 0 and at most 86400").format(
-                            where=where))
-    if raw["ui"]["language"] not in LANGUAGE_SETTINGS:
-        raise ConfigError(_("'ui.language' in {where} must be one of {items}").format(
-                            where=where, items=', '.join(LANGUAGE_SETTINGS)))
-    station_id, central = raw["station"]["id"], raw["central"]
-    if station_id and not STATION_ID.match(station_id):
-        raise ConfigError(_("'station.id' in {where} is {value!r}: use 1 to 64 letters, digits, '-' or '_' (such as "
-                            "houye)").format(where=where, value=station_id))
-    for name, url in (("central.url", central["url"]), ("catalog.url", raw["catalog"]["url"])):
-        if url and not url.startswith(("postgresql://", "postgresql+psycopg://", "sqlite:///")):
-            raise ConfigError(_("'{name}' in {where} must be a database URL such as postgresql+psycopg://user@host/"
-                                "db, not {value!r}").format(name=name, where=where, value=url.split("@")[-1]))
-    if central["url"] and not station_id:
-        raise ConfigError(_("'central.url' is set in {where} but 'station.id' is not: give this station its name "
-                            "in the county ([station] id = \"houye\")").format(where=where))
-    days = raw["retention"]["request_days"]
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
-        raise ConfigError(_("'retention.request_days' in {where} must be a whole number of days, 1 to 366").format(
-                            where=where))
-    if int(raw["s3"]["rolling_lock_days"]) < 1:
-        raise ConfigError(_("'s3.rolling_lock_days' in {where} must be at least 1").format(where=where))
-    if central["interval_s"] <= 0 or central["max_backoff_s"] < central["interval_s"]:
-        raise ConfigError(_("'central.interval_s' must be above 0 and 'central.max_backoff_s' at least as long, "
-                            "in {where}").format(where=where))
-    if not raw["data_dir"]:
-        raise ConfigError(_("'data_dir' in {where} is empty: give the folder for the archive and catalog").format(
-                            where=where))
+    tz, hashes, patterns = _timezone(raw, where), _hashes(raw, where), _patterns(raw["naming"]["patterns"], where)
+    _check_local(raw, where)
+    _check_county(raw, where)
+    naming, dock, station_id, central = raw["naming"], raw["dock"], raw["station"]["id"], raw["central"]
     return Config(
         data_dir=Path(raw["data_dir"]),
         timezone=tz,
@@ -390,6 +329,90 @@ def _build(raw: dict[str, Any], files: tuple[Path, ...]) -> Config:
                     raw["s3"]["secret_access_key"], int(raw["s3"]["rolling_lock_days"])),
         files=files,
     )
+
+
+def _timezone(raw: dict[str, Any], where: object) -> ZoneInfo:
+    try:
+        tz = ZoneInfo(raw["timezone"])
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(_("unknown timezone '{timezone}' in {where}: use an IANA name such as Asia/Shanghai").format(
+                            timezone=raw['timezone'], where=where)) from exc
+    return tz
+
+
+def _hashes(raw: dict[str, Any], where: object) -> tuple[str, ...]:
+    hashes = tuple(dict.fromkeys(raw["hashes"]))
+    bad = [h for h in hashes if h not in SUPPORTED_HASHES]
+    if bad or "sha256" not in hashes:
+        raise ConfigError(_("'hashes' in {where} must include sha256 and may add sm3, not {list}").format(
+                            where=where, list=list(raw['hashes'])))
+    return hashes
+
+
+def _patterns(texts: list[str], where: object) -> list[re.Pattern[str]]:
+    patterns = []
+    for text in texts:
+        try:
+            pattern = re.compile(text)
+        except re.error as exc:
+            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} is not a valid regex: {exc}").format(
+                                text=text, where=where, exc=exc)) from exc
+        if "start" not in pattern.groupindex and "serial" not in pattern.groupindex:
+            raise ConfigError(_("'naming.patterns' entry {text!r} in {where} needs a (?P<serial>...) or "
+                                "(?P<start>...) group").format(
+                                text=text, where=where))
+        patterns.append(pattern)
+    return patterns
+
+
+def _check_local(raw: dict[str, Any], where: object) -> None:
+    """The station's own settings: the dock, backups, the service, the language, retention, the data dir."""
+    dock = raw["dock"]
+    if dock["clear_after"] not in CLEAR_AFTER:
+        raise ConfigError(_("'dock.clear_after' in {where} must be one of {items}").format(
+                            where=where, items=', '.join(CLEAR_AFTER)))
+    if int(dock["max_parallel"]) < 0 or dock["settle_seconds"] < 0:
+        raise ConfigError(_("'dock.max_parallel' (0: automatic) and 'dock.settle_seconds' must not be negative in "
+                            "{where}").format(where=where))
+    if raw["backup"]["keep_snapshots"] != int(raw["backup"]["keep_snapshots"]) or raw["backup"]["keep_snapshots"] < 1:
+        raise ConfigError(_("'backup.keep_snapshots' in {where} must be a whole number, at least 1").format(
+            where=where))
+    if not raw["service"]["socket"] or len(os.fsencode(raw["service"]["socket"])) > 107:
+        raise ConfigError(_("'service.socket' in {where} must be a path of at most 107 bytes (a Unix socket's "
+                            "limit)").format(where=where))
+    if not 0 < raw["service"]["refusals_every_s"] <= 86400:
+        raise ConfigError(_("'service.refusals_every_s' in {where} must be above 0 and at most 86400").format(
+                            where=where))
+    if raw["ui"]["language"] not in LANGUAGE_SETTINGS:
+        raise ConfigError(_("'ui.language' in {where} must be one of {items}").format(
+                            where=where, items=', '.join(LANGUAGE_SETTINGS)))
+    days = raw["retention"]["request_days"]
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
+        raise ConfigError(_("'retention.request_days' in {where} must be a whole number of days, 1 to 366").format(
+                            where=where))
+    if not raw["data_dir"]:
+        raise ConfigError(_("'data_dir' in {where} is empty: give the folder for the archive and catalog").format(
+                            where=where))
+
+
+def _check_county(raw: dict[str, Any], where: object) -> None:
+    """What ties the station to the county: its name, the databases, the S3 locks, the sync's timing."""
+    station_id, central = raw["station"]["id"], raw["central"]
+    if station_id and not STATION_ID.match(station_id):
+        raise ConfigError(_("'station.id' in {where} is {value!r}: use 1 to 64 letters, digits, '-' or '_' (such as "
+                            "houye)").format(where=where, value=station_id))
+    for name, url in (("central.url", central["url"]), ("catalog.url", raw["catalog"]["url"])):
+        if url and not url.startswith(("postgresql://", "postgresql+psycopg://", "sqlite:///")):
+            raise ConfigError(_("'{name}' in {where} must be a database URL such as postgresql+psycopg://user@host/"
+                                "db, not {value!r}").format(name=name, where=where, value=url.split("@")[-1]))
+    if central["url"] and not station_id:
+        raise ConfigError(_("'central.url' is set in {where} but 'station.id' is not: give this station its name "
+                            "in the county ([station] id = \"houye\")").format(where=where))
+    if int(raw["s3"]["rolling_lock_days"]) < 1:
+        raise ConfigError(_("'s3.rolling_lock_days' in {where} must be at least 1").format(where=where))
+    if central["interval_s"] <= 0 or central["max_backoff_s"] < central["interval_s"]:
+        raise ConfigError(_("'central.interval_s' must be above 0 and 'central.max_backoff_s' at least as long, "
+                            "in {where}").format(where=where))
 
 
 STATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
