@@ -64,6 +64,36 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
             on_targets[rid].add(target)
         verify_runs = list(session.execute(select(VerifyRun.finished_at, VerifyRun.checked, VerifyRun.problems)
                                            .where(VerifyRun.finished_at >= since, VerifyRun.finished_at < until)))
+    per_recorder, per_officer, delays, late_docks, video_s, audio_s = _tally(ws, recordings, months, late)
+
+    cases = _cases(ws, since, until, months)
+    targets = set(ws.cfg.backup.names)
+    behind = [r for r in recordings if r.purged_at is None and targets and not targets <= on_targets[r.id]]
+    custody = _custody(ws, since, until)
+    return {
+        "since": since.astimezone(ws.cfg.timezone).isoformat(), "until": until.astimezone(ws.cfg.timezone).isoformat(),
+        "recorders": len({r.device_serial for r in recordings if r.device_serial}),
+        "recordings": len(recordings), "video_hours": _hours(video_s), "audio_hours": _hours(audio_s),
+        "photos": sum(r.media_type == "photo" for r in recordings), "bytes": sum(r.size for r in recordings),
+        "per_recorder": dict(sorted(per_recorder.items())), "per_officer": dict(sorted(per_officer.items())),
+        **cases,
+        "dock_delay_hours": {"median": round(statistics.median(delays), 2) if delays else None,
+                             "p95": round(sorted(delays)[math.ceil(0.95 * len(delays)) - 1], 2) if delays else None,
+                             "histogram": _histogram(delays)},
+        "late_dock_hours": late_dock_hours, "late_docks": len(late_docks), "late_dock_list": late_docks,
+        "backups": {"targets": sorted(targets), "not_on_every_target": len(behind),
+                    "oldest_not_on_every_target": min(r.ingested_at for r in behind).astimezone(ws.cfg.timezone)
+                    .isoformat() if behind else None},
+        "verify_runs": len(verify_runs), "verify_problems": sum(len(p or []) for _t, _c, p in verify_runs),
+        **custody,
+        "months": list(months.values()),
+    }
+
+
+def _tally(ws: Workspace, recordings: list[Any], months: dict[str, dict],
+           late: timedelta) -> tuple[dict, dict, list[float], list[dict[str, Any]], float, float]:
+    """The recordings counted per recorder, per officer and per month (into `months`), with their docking
+    delays: (per recorder, per officer, delays in hours, late docks, video seconds, audio seconds)."""
     month_recorders: dict[str, set[str]] = defaultdict(set)
     per_recorder: dict[str, dict[str, Any]] = {}
     per_officer: dict[str, dict[str, Any]] = {}
@@ -104,29 +134,7 @@ def figures(ws: Workspace, since: datetime, until: datetime, late_dock_hours: fl
         month["recorders"] = len(month_recorders.get(name, ()))
     for row in (*per_recorder.values(), *per_officer.values(), *months.values()):
         row["video_hours"], row["audio_hours"] = round(row["video_hours"], 2), round(row["audio_hours"], 2)
-
-    cases = _cases(ws, since, until, months)
-    targets = set(ws.cfg.backup.names)
-    behind = [r for r in recordings if r.purged_at is None and targets and not targets <= on_targets[r.id]]
-    custody = _custody(ws, since, until)
-    return {
-        "since": since.astimezone(ws.cfg.timezone).isoformat(), "until": until.astimezone(ws.cfg.timezone).isoformat(),
-        "recorders": len({r.device_serial for r in recordings if r.device_serial}),
-        "recordings": len(recordings), "video_hours": _hours(video_s), "audio_hours": _hours(audio_s),
-        "photos": sum(r.media_type == "photo" for r in recordings), "bytes": sum(r.size for r in recordings),
-        "per_recorder": dict(sorted(per_recorder.items())), "per_officer": dict(sorted(per_officer.items())),
-        **cases,
-        "dock_delay_hours": {"median": round(statistics.median(delays), 2) if delays else None,
-                             "p95": round(sorted(delays)[math.ceil(0.95 * len(delays)) - 1], 2) if delays else None,
-                             "histogram": _histogram(delays)},
-        "late_dock_hours": late_dock_hours, "late_docks": len(late_docks), "late_dock_list": late_docks,
-        "backups": {"targets": sorted(targets), "not_on_every_target": len(behind),
-                    "oldest_not_on_every_target": min(r.ingested_at for r in behind).astimezone(ws.cfg.timezone)
-                    .isoformat() if behind else None},
-        "verify_runs": len(verify_runs), "verify_problems": sum(len(p or []) for _t, _c, p in verify_runs),
-        **custody,
-        "months": list(months.values()),
-    }
+    return per_recorder, per_officer, delays, late_docks, video_s, audio_s
 
 
 def _cases(ws: Workspace, since: datetime, until: datetime, months: dict[str, dict]) -> dict[str, Any]:
