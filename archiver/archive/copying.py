@@ -272,6 +272,23 @@ def _pump_deep(src_fd: int, out_fd: int, direct_fd: int | None, proof_fd: int | 
     return total, writes.proved
 
 
+def copy_deep(place: Folder, out: AtomicFile, src_fd: int, size: int, hashers: dict[str, Hasher], folder: Path,
+              on_bytes, cancel: threading.Event | None) -> tuple[int, dict[str, str] | None]:
+    """A big file written straight to the disk, each chunk read back past the page cache and compared with the
+    bytes that were hashed: (bytes copied, the digests when every chunk matched, else None)."""
+    _preallocate(out.fd, size, folder)
+    direct = _open_direct(place, out.temp, os.O_WRONLY)
+    proof = _open_direct(place, out.temp, os.O_RDONLY) if direct is not None else None
+    try:
+        total, proved = _pump_deep(src_fd, out.fd, direct, proof, hashers.values(), folder, on_bytes, cancel)
+    finally:
+        for fd in (direct, proof):
+            if fd is not None:
+                os.close(fd)
+    # every byte on the disk is then a byte that was hashed
+    return total, {a: h.hexdigest() for a, h in hashers.items()} if proved else None
+
+
 class _Writes:
     """Positional writes of one file, DEPTH at a time, each read back and compared where `proof_fd` allows;
     the first error is raised by `wait`."""

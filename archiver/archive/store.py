@@ -25,11 +25,9 @@ from archiver.archive.copying import (
     _libc,
     _make_durable,
     _NoDirectIO,
-    _open_direct,
     _open_source,
-    _preallocate,
     _pump,
-    _pump_deep,
+    copy_deep,
     new_hasher,
 )
 from archiver.errors import (
@@ -192,22 +190,10 @@ class Archive:
             except OSError as exc:
                 place.close()
                 raise storage_error(exc, str(folder)) from exc
-            back = None
             if read_back:
-                _preallocate(out.fd, before.st_size, folder)
-                direct = _open_direct(place, out.temp, os.O_WRONLY)
-                proof = _open_direct(place, out.temp, os.O_RDONLY) if direct is not None else None
-                try:
-                    total, proved = _pump_deep(src_fd, out.fd, direct, proof, hashers.values(), folder, on_bytes,
-                                               cancel)
-                finally:
-                    for fd in (direct, proof):
-                        if fd is not None:
-                            os.close(fd)
-                if proved:  # every byte on the disk is a byte that was hashed
-                    back = {a: h.hexdigest() for a, h in hashers.items()}
+                total, back = copy_deep(place, out, src_fd, before.st_size, hashers, folder, on_bytes, cancel)
             else:
-                total = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel)
+                total, back = _pump(src_fd, out.fd, before.st_size, hashers.values(), folder, on_bytes, cancel), None
             if sync:
                 _make_durable(out, folder)
             after = os.fstat(src_fd)

@@ -58,25 +58,31 @@ def is_system_name(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(lowered, p.lower()) for p in patterns)
 
 
-def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
-    """List every regular file under `source` (a folder, or one file)."""
+def _top(source: Path) -> os.stat_result:
+    """The source as given (it may itself be a symlink to the mount point): a readable folder, or a file."""
     try:
-        top = os.stat(source)  # the path given may itself be a symlink to the mount point
+        top = os.stat(source)
     except FileNotFoundError:
         raise SourceError(_("{source} does not exist: give the folder where the recorder is mounted").format(
                             source=source)) from None
     except OSError as exc:
         raise SourceError(_("cannot read {source}: {strerror}").format(source=source, strerror=exc.strerror)) from exc
+    if not stat.S_ISREG(top.st_mode) and not stat.S_ISDIR(top.st_mode):
+        raise SourceError(_("{source} is neither a folder nor a regular file").format(source=source))
+    if stat.S_ISDIR(top.st_mode) and not os.access(source, os.R_OK | os.X_OK):
+        raise SourceError(_("cannot read {source}: permission denied").format(source=source))
+    return top
+
+
+def scan(source: Path, system_files: tuple[str, ...]) -> ScanResult:
+    """List every regular file under `source` (a folder, or one file)."""
+    top = _top(source)
     root = Path(os.path.abspath(source))
     result = ScanResult(root, top.st_dev)
     if stat.S_ISREG(top.st_mode):
         result.root = root.parent
         result.files.append(Found(root, root.name, top.st_size, top.st_mtime_ns))
         return result
-    if not stat.S_ISDIR(top.st_mode):
-        raise SourceError(_("{source} is neither a folder nor a regular file").format(source=source))
-    if not os.access(root, os.R_OK | os.X_OK):
-        raise SourceError(_("cannot read {source}: permission denied").format(source=source))
 
     seen: set[tuple[int, int]] = {(top.st_dev, top.st_ino)}
     pending: list[tuple[Path, str, bool]] = [(root, "", False)]
