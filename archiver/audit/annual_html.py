@@ -65,12 +65,11 @@ def percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.1%}"
 
 
-def render(data: dict[str, Any], title: str, unit: str = "") -> str:
-    """The page; `unit` heads it and its signature line."""
-    months = data["months"]
+def _summary(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The figures at the head of the page, each with its label."""
     rate = data["compliance_rate"]
     delay = data["dock_delay_hours"]
-    summary = [
+    return [
         (_("Recorders in use"), data["recorders"]), (_("Recordings"), data["recordings"]),
         (_("Hours of video"), data["video_hours"]), (_("Hours of audio"), data["audio_hours"]),
         (_("Photos"), data["photos"]), (_("Cases"), data["cases"]), (_("Enforcement actions"), data["actions"]),
@@ -86,6 +85,12 @@ def render(data: dict[str, Any], title: str, unit: str = "") -> str:
         (_("Retrievals"), sum(r["count"] for r in data["retrievals"])),
         (_("Holds placed"), data["holds_placed"]), (_("Recordings purged"), data["purged"]),
     ]
+
+
+def render(data: dict[str, Any], title: str, unit: str = "") -> str:
+    """The page; `unit` heads it and its signature line."""
+    months = data["months"]
+    summary = _summary(data)
     lang = "zh-CN" if current().startswith("zh") else "en"
     parts = [
         "<!DOCTYPE html>", f'<html lang="{lang}"><head><meta charset="utf-8">',

@@ -292,49 +292,58 @@ def _parse_json(name: str, text: str, tz: tzinfo) -> list[CaseRecord]:
                             where=where, items=', '.join(sorted(extra))))
             continue
         for j, action in enumerate(item["actions"], 1):
-            if not isinstance(action, dict):
-                errors.append(_("{where} action {j}: not an object").format(where=where, j=j))
-                continue
-            extra = set(action) - set(COLUMNS)
-            if extra:
-                errors.append(_("{where} action {j}: unknown key(s) {items}").format(
-                                where=where, j=j, items=', '.join(sorted(extra))))
-                continue
-            officers = action.get("officers", [])
-            if isinstance(officers, str):
-                officers = _officers(officers)
-            values = {**action, "case_no": item.get("case_no", ""), "title": item.get("title", "")}
-            wrong = _wrong_types(values, officers)
-            if wrong:
-                errors.append(_("{where} action {j}: {wrong}").format(where=where, j=j, wrong=wrong))
-                continue
-            try:
-                case_no, title, parsed = _action(values, officers, tz)
-            except (ValueError, TypeError) as exc:
-                errors.append(_("{where} action {j}: {exc}").format(where=where, j=j, exc=exc))
-                continue
-            case = cases.setdefault(case_no, CaseRecord(case_no, title))
-            try:
-                _case_fields(case, item, tz)
-            except ValueError as exc:
-                errors.append(_("{where}: {exc}").format(where=where, exc=exc))
-                continue
-            case.title = title or case.title
-            case.actions.append(parsed)
+            error = _json_action(where, j, item, action, tz, cases)
+            if error is not None:
+                errors.append(error)
         if not item["actions"]:
-            wrong = _wrong_types({"case_no": item.get("case_no"), "title": item.get("title")}, [])
-            if wrong:
-                errors.append(_("{where}: {wrong}").format(where=where, wrong=wrong))
-                continue
-            try:
-                case_no, title = _clean(item.get("case_no"), "case_no"), _clean(item.get("title"), "title")
-            except ValueError as exc:
-                errors.append(_("{where}: {exc}").format(where=where, exc=exc))
-                continue
-            if case_no:
-                cases.setdefault(case_no, CaseRecord(case_no, title))
+            error = _json_empty_case(where, item, cases)
+            if error is not None:
+                errors.append(error)
     _raise_if(name, errors)
     return list(cases.values())
+
+
+def _json_action(where: str, j: int, item: dict[str, Any], action: Any, tz: tzinfo,
+                 cases: dict[str, CaseRecord]) -> str | None:
+    """One action of a JSON case added to `cases`; what is wrong with it, if anything."""
+    if not isinstance(action, dict):
+        return _("{where} action {j}: not an object").format(where=where, j=j)
+    extra = set(action) - set(COLUMNS)
+    if extra:
+        return _("{where} action {j}: unknown key(s) {items}").format(where=where, j=j, items=', '.join(sorted(extra)))
+    officers = action.get("officers", [])
+    if isinstance(officers, str):
+        officers = _officers(officers)
+    values = {**action, "case_no": item.get("case_no", ""), "title": item.get("title", "")}
+    wrong = _wrong_types(values, officers)
+    if wrong:
+        return _("{where} action {j}: {wrong}").format(where=where, j=j, wrong=wrong)
+    try:
+        case_no, title, parsed = _action(values, officers, tz)
+    except (ValueError, TypeError) as exc:
+        return _("{where} action {j}: {exc}").format(where=where, j=j, exc=exc)
+    case = cases.setdefault(case_no, CaseRecord(case_no, title))
+    try:
+        _case_fields(case, item, tz)
+    except ValueError as exc:
+        return _("{where}: {exc}").format(where=where, exc=exc)
+    case.title = title or case.title
+    case.actions.append(parsed)
+    return None
+
+
+def _json_empty_case(where: str, item: dict[str, Any], cases: dict[str, CaseRecord]) -> str | None:
+    """A JSON case with no action yet, added to `cases`; what is wrong with it, if anything."""
+    wrong = _wrong_types({"case_no": item.get("case_no"), "title": item.get("title")}, [])
+    if wrong:
+        return _("{where}: {wrong}").format(where=where, wrong=wrong)
+    try:
+        case_no, title = _clean(item.get("case_no"), "case_no"), _clean(item.get("title"), "title")
+    except ValueError as exc:
+        return _("{where}: {exc}").format(where=where, exc=exc)
+    if case_no:
+        cases.setdefault(case_no, CaseRecord(case_no, title))
+    return None
 
 
 _TEXT_FIELDS = ("case_no", "title", "stage", "start", "end")
