@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, archive_problems, mount, tree_state, umount
+from runner import archiver
 
 from archiver.dock.simulate import RecorderSpec, make_photo
 
@@ -61,7 +62,7 @@ def test_ingest_killed_at_20_random_moments_then_one_full_run(big_recorder: Path
     rng = random.Random(SEED)
     killed = _kill_at_random([ARCHIVER, "ingest", str(big_recorder)], env, 20, 1.0, rng)
     assert killed >= 5, f"only {killed} of 20 runs were cut short (seed {SEED})"
-    final = subprocess.run([ARCHIVER, "ingest", str(big_recorder), "--json"], env=env, capture_output=True, text=True)
+    final = archiver("ingest", str(big_recorder), "--json", env=env)
     assert final.returncode == 0, final.stderr
     assert archive_problems(data_dir) == []
     rows = sqlite3.connect(data_dir / "catalog.db").execute("select original_path from recordings").fetchall()
@@ -69,7 +70,7 @@ def test_ingest_killed_at_20_random_moments_then_one_full_run(big_recorder: Path
                                                 if p.suffix in (".MP4", ".WAV", ".JPG"))
     archived = [p for p in (data_dir / "archive").rglob("*") if p.is_file() and not p.name.startswith("manifest-")]
     assert len(archived) == len(rows)  # exactly once
-    check = subprocess.run([ARCHIVER, "verify", "--json"], env=env, capture_output=True, text=True)
+    check = archiver("verify", "--json", env=env)
     assert check.returncode == 0, check.stdout
     assert tree_state(big_recorder) == before
 
@@ -83,19 +84,18 @@ def test_backup_killed_at_random_moments_then_one_full_run(big_recorder: Path, t
     config = tmp_path / "c.toml"
     config.write_text(f"[backup]\ntargets = [{str(target)!r}]\nrecipients = [{recipient.strip()!r}]\n")
     env = _env(data_dir, config)
-    assert subprocess.run([ARCHIVER, "ingest", str(big_recorder)], env=env, capture_output=True).returncode == 0
+    assert archiver("ingest", str(big_recorder), env=env).returncode == 0
     rng = random.Random(SEED + 1)
     killed = _kill_at_random([ARCHIVER, "backup", "run"], env, 10, 1.5, rng)
     assert killed >= 5
-    assert subprocess.run([ARCHIVER, "backup", "run"], env=env, capture_output=True).returncode == 0
+    assert archiver("backup", "run", env=env).returncode == 0
     manifest = [json.loads(line) for line in (target / "backup-manifest.jsonl").read_text().splitlines()]
     objects = [e["plain_sha256"] for e in manifest if e["kind"] == "recording"]
     assert len(objects) == len(set(objects)) == 10
     assert not list(target.rglob(".tmp-*"))
-    drill = subprocess.run([ARCHIVER, "backup", "verify", "--identity", str(keys)], env=env, capture_output=True,
-                           text=True)
+    drill = archiver("backup", "verify", "--identity", str(keys), env=env)
     assert drill.returncode == 0, drill.stdout
-    assert subprocess.run([ARCHIVER, "verify"], env=env, capture_output=True).returncode == 0
+    assert archiver("verify", env=env).returncode == 0
 
 
 def test_a_catalog_held_by_another_process_is_waited_for(cli, recorder: Path, data_dir: Path):
@@ -269,7 +269,7 @@ def test_the_pipeline_killed_with_files_in_every_stage_loses_nothing(tmp_path: P
             break
     assert caught, "never saw a copy, a placed file and a catalogued one at the same time"
     assert list(data_dir.glob(".tmp-*-writing")), "the killed run left its mark"
-    final = subprocess.run([ARCHIVER, "ingest", str(rec), "--json"], env=env, capture_output=True, text=True)
+    final = archiver("ingest", str(rec), "--json", env=env)
     assert final.returncode == 0, final.stderr
     report = json.loads(final.stdout)
     assert report["failed"] == [] and report["pending"] == []
@@ -281,6 +281,6 @@ def test_the_pipeline_killed_with_files_in_every_stage_loses_nothing(tmp_path: P
     assert not list(data_dir.glob(".tmp-*"))  # nor the killed run's mark
     runs = sqlite3.connect(data_dir / "catalog.db").execute("select status from ingest_runs order by id").fetchall()
     assert runs[-1] == ("ok",) and "interrupted" in {r[0] for r in runs} and ("running",) not in runs
-    check = subprocess.run([ARCHIVER, "verify", "--json"], env=env, capture_output=True, text=True)
+    check = archiver("verify", "--json", env=env)
     assert check.returncode == 0, check.stdout
     assert tree_state(rec) == before

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, archive_problems, mount
 from daemon_util import DaemonProcess, wait_for
+from runner import archiver
 
 from archiver.archive.workspace import open_workspace
 from archiver.config import load_config
@@ -110,7 +111,7 @@ def _station(tmp_path: Path, count: int) -> tuple[Path, Path]:
     config = tmp_path / "archiver.toml"
     config.write_text("")
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
-    subprocess.run([str(ARCHIVER), "ingest", str(tmp_path / "card")], env=env, check=True, capture_output=True)
+    archiver("ingest", str(tmp_path / "card"), env=env, check=True)
     return data, config
 
 
@@ -118,11 +119,9 @@ def _approved_request(data: Path, config: Path, when: str) -> int:
     """A purge of everything due, requested by root and approved by a second person (the library, acting
     as that person: the identity check is the same code the service runs)."""
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
-    made = subprocess.run([str(ARCHIVER), "retention", "purge", "--request", "--json"], env=env,
-                          capture_output=True, text=True, check=True)
+    made = archiver("retention", "purge", "--request", "--json", env=env, check=True)
     request = json.loads(made.stdout)["id"]
-    same = subprocess.run([str(ARCHIVER), "retention", "approve", str(request)], env=env, capture_output=True,
-                          text=True)
+    same = archiver("retention", "approve", str(request), env=env)
     assert same.returncode == 4 and "a different person (auditor or legal) must approve it" in same.stderr
     ws = open_workspace(load_config(config, data), upgrade=False)
     try:
@@ -138,8 +137,7 @@ def test_a_purge_killed_at_ten_random_moments_then_run_once_leaves_each_recordin
     data, config = _station(tmp_path, 200)
     when = "2022-09-01T23:59:59+08:00"  # ended 1 March: six months run to 1 September, nothing due yet
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
-    nothing = subprocess.run([str(ARCHIVER), "retention", "purge", "--request"], env=env, capture_output=True,
-                             text=True)
+    nothing = archiver("retention", "purge", "--request", env=env)
     assert nothing.returncode == 2 and "nothing is due for purging on 2022-09-01" in nothing.stderr
     when = "2022-09-02" + SHANGHAI_DAY
     request = _approved_request(data, config, when)
@@ -159,8 +157,7 @@ def test_a_purge_killed_at_ten_random_moments_then_run_once_leaves_each_recordin
                 assert rec.purged_at is not None or on_disk, rec.id  # never gone without its tombstone
         finally:
             ws.close()
-    done = subprocess.run([str(ARCHIVER), "retention", "purge", str(request), "--json"], env=env,
-                          capture_output=True, text=True)
+    done = archiver("retention", "purge", str(request), "--json", env=env)
     assert done.returncode == 0, done.stderr
     ws = open_workspace(load_config(config, data), upgrade=False)
     try:
@@ -169,7 +166,7 @@ def test_a_purge_killed_at_ten_random_moments_then_run_once_leaves_each_recordin
         ws.close()
     assert all(r.purged_at is not None and not (data / r.archive_path).exists() for r in recordings)
     assert archive_problems(data) == []  # every manifest left passes sha256sum -c
-    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    verify = archiver("verify", "--json", env=env)
     assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == [], verify.stdout
     events = [json.loads(line) for line in (data / "custody.jsonl").read_text().splitlines()]
     purged = {e["subject"]["sha256"] for e in events if e["action"] == "purge"}
@@ -228,14 +225,13 @@ def test_a_rebuilt_catalog_keeps_the_tombstones(tmp_path: Path):
     when = "2022-09-02" + SHANGHAI_DAY
     request = _approved_request(data, config, when)
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
-    subprocess.run([str(ARCHIVER), "retention", "purge", str(request)], env=env, check=True, capture_output=True)
+    archiver("retention", "purge", str(request), env=env, check=True)
     (data / "catalog.db").rename(tmp_path / "lost.db")
-    rebuilt = subprocess.run([str(ARCHIVER), "rebuild-catalog"], env=env, capture_output=True, text=True)
+    rebuilt = archiver("rebuild-catalog", env=env)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
-    listed = json.loads(subprocess.run([str(ARCHIVER), "recordings", "list", "--json"], env=env, check=True,
-                                       capture_output=True, text=True).stdout)
+    listed = json.loads(archiver("recordings", "list", "--json", env=env, check=True).stdout)
     assert len(listed) == 12 and all("purged" in r["flags"] for r in listed)
-    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    verify = archiver("verify", "--json", env=env)
     assert json.loads(verify.stdout)["problems"] == []
 
 
@@ -253,7 +249,7 @@ def test_a_tombstone_without_its_purge_event_is_reported_as_deleted_evidence(tmp
     path = data / rel
     path.parent.chmod(0o750)
     path.unlink()
-    verify = subprocess.run([str(ARCHIVER), "verify", "--json"], env=env, capture_output=True, text=True)
+    verify = archiver("verify", "--json", env=env)
     problems = json.loads(verify.stdout)["problems"]
     assert verify.returncode == 1
     assert any(p["kind"] == "custody_missing_event" and "marked purged, but no purge event" in p["detail"]
@@ -262,8 +258,7 @@ def test_a_tombstone_without_its_purge_event_is_reported_as_deleted_evidence(tmp
 
 # -- the rules cannot be talked around ----------------------------------------------------------------
 def _run(data: Path, config: Path, when: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when}
-    return subprocess.run([str(ARCHIVER), *args], env=env, capture_output=True, text=True)
+    return archiver(*args, env={"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data), "ARCHIVER_NOW": when})
 
 
 def test_a_request_is_used_once_and_what_it_skipped_needs_a_new_one(tmp_path: Path):

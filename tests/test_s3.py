@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 from central_util import registered
 from conftest import REPO
 from pg_util import new_database, postgres_server
+from runner import archiver
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
 
@@ -159,7 +159,7 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
     config = _config(tmp_path, rgw.endpoint, bucket, keys["recipients"], ADMIN)  # the county's credentials: may delete
     data = tmp_path / "data"
     env = {**os.environ, "ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
-    subprocess.run([str(ARCHIVER), "ingest", str(recorder)], env=env, check=True, capture_output=True)
+    archiver("ingest", str(recorder), env=env, check=True)
     cfg = load_config(config, data)
     ws = open_workspace(cfg, upgrade=False)
     try:
@@ -173,13 +173,11 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
             lib._put(ws, target, s3, rec, to, until, hold=rec is recordings[0])
 
         when = (datetime.now(SHANGHAI) + timedelta(days=1)).isoformat()  # due since 2023, verified today
-        made = subprocess.run([str(ARCHIVER), "retention", "purge", "--request", "--json"],
-                              env={**env, "ARCHIVER_NOW": when}, capture_output=True, text=True, check=True)
+        made = archiver("retention", "purge", "--request", "--json", env={**env, "ARCHIVER_NOW": when}, check=True)
         request = json.loads(made.stdout)["id"]
         purge.approve(ws.acting({"user": "auditor-wang", "uid": 12345, "role": "auditor"}), request,
                       datetime.fromisoformat(when))
-        subprocess.run([str(ARCHIVER), "retention", "purge", str(request)], env={**env, "ARCHIVER_NOW": when},
-                       check=True, capture_output=True)
+        archiver("retention", "purge", str(request), env={**env, "ARCHIVER_NOW": when}, check=True)
 
         assert lib.drop_purged_s3(ws, target.url) == (0, 6)  # every version still locked: the store refuses
         time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
@@ -191,8 +189,7 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
         assert [r.recording_id for r in rows] == [recordings[0].id]
     finally:
         ws.close()
-    shown = subprocess.run([str(ARCHIVER), "custody", "show", "--action", "backup_drop_purged", "--json"], env=env,
-                           capture_output=True, text=True, check=True)
+    shown = archiver("custody", "show", "--action", "backup_drop_purged", "--json", env=env, check=True)
     (event,) = json.loads(shown.stdout)
     assert len(event["details"]["objects"]) == 5
 
