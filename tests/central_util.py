@@ -9,17 +9,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from runner import ARCHIVER
 
 from archiver.ledger.custody import LOG_NAME
 from archiver.ledger.keys import StationKey, canonical, load_station_key
-
-ARCHIVER = Path(sys.executable).parent / "archiver"
 
 
 def station_config(tmp_path: Path, name: str, central_url: str = "", centre_key: str = "",

@@ -11,9 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import REPO
-
-ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
+from runner import ARCHIVER
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.01):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import _age_keygen
-from daemon_util import ARCHIVER, DaemonProcess
+from daemon_util import DaemonProcess
+from runner import ARCHIVER
 
 from archiver.dock.simulate import RecorderSpec, make_recorder
 from archiver.operations.access import ROLES

@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, archive_problems, mount, tree_state, umount
-from runner import archiver
+from conftest import archive_problems, mount, tree_state, umount
+from runner import ARCHIVER, archiver
 
 from archiver.dock.simulate import RecorderSpec, make_photo
 
-ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
 SEED = int(os.environ.get("FAULT_SEED", "20261126"))
 
 

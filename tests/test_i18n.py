@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
+from runner import ARCHIVER
 
 from archiver import i18n
 from archiver.cli import main
@@ -21,7 +22,6 @@ from archiver.i18n import catalogs
 from archiver.i18n.text import break_points, cells, shorten_middle
 from archiver.operations.access import MATRIX
 
-ARCHIVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "archiver"
 CASE = "后叶罚〔2022〕12号"
 PLACEHOLDER = re.compile(r"\{[^{}]*\}|%\([a-z_]+\)[sd]")
 

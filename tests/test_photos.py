@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from runner import ARCHIVER
 
 from archiver.dock.simulate import RecorderSpec, make_photo
 from archiver.ingest import media
 
-ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
 BEIJING = timezone(timedelta(hours=8))
 
 

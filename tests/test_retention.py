@@ -15,15 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, archive_problems, mount
+from conftest import archive_problems, mount
 from daemon_util import DaemonProcess, wait_for
-from runner import archiver
+from runner import ARCHIVER, archiver
 
 from archiver.archive.workspace import open_workspace
 from archiver.config import load_config
 from archiver.retention import purge as lib
 
-ARCHIVER = REPO / ".venv" / "bin" / "archiver"
 SHANGHAI_DAY = "T00:00:00+08:00"
 
 

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from botocore.exceptions import ClientError
 from central_util import registered
-from conftest import REPO
 from pg_util import new_database, postgres_server
 from runner import archiver
 from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
@@ -29,7 +28,6 @@ from archiver.catalog import BackupObject, Recording
 from archiver.config import load_config
 from archiver.retention import purge
 
-ARCHIVER = REPO / ".venv" / "bin" / "archiver"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

@@ -10,17 +10,16 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from conftest import chromium
+from runner import ARCHIVER
 
 from archiver.dock.simulate import RecorderSpec, make_recorder
 
-ARCHIVER = Path(sys.executable).parent / "archiver"
 CASE = "后叶罚〔2022〕12号"
 PASSWORD = "correct horse 7"
 
