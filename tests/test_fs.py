@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from archiver import liveness
+from archiver.fs import liveness
 from archiver.fs.sweep import sweep_interrupted
 
 

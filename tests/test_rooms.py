@@ -22,7 +22,7 @@ ORDER = [
     {"archive"},
     {"ledger"},
     {"catalog"},
-    {"fs", "liveness", "config", "defaults", "errors", "periods", "problems", "i18n", "__init__"},
+    {"fs", "config", "defaults", "errors", "periods", "problems", "i18n", "__init__"},
 ]
 GROUND = len(ORDER) - 1
 PACKAGE = Path(archiver.__file__).parent

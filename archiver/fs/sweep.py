@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from archiver import liveness
-from archiver.fs import MARK, TEMP_PREFIX, fsync_dir
+from archiver.fs import MARK, TEMP_PREFIX, fsync_dir, liveness
 from archiver.fs.owners import make_shared
 
 log = logging.getLogger(__name__)

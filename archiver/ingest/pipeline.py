@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from archiver import liveness
 from archiver.archive.copying import CHUNK, DEEP, Cancelled
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.store import Archive, Copied, SourceStat
@@ -42,6 +41,7 @@ from archiver.errors import (
     SourceReadError,
     storage_error,
 )
+from archiver.fs import liveness
 from archiver.fs.sweep import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
