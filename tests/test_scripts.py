@@ -84,3 +84,32 @@ def test_scripts_run_installs_the_font_the_reports_name():
         assert 'font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei"' in (REPO / page).read_text()
     found = subprocess.run(["fc-match", "-f", "%{family}", "WenQuanYi Zen Hei"], capture_output=True, text=True)
     assert "WenQuanYi Zen Hei" in found.stdout
+
+
+def test_a_closed_checkout_refuses_a_suite_copy_folder_another_user_made_first(tmp_path: Path):
+    """scripts/test runs a checkout others cannot enter from /var/tmp/archiver-suite-<hash>, as root: a folder
+    of that name made first by someone else (to plant code root would run) is refused, and nothing is copied."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root: the copy is made only for root")
+    closed = Path(tempfile.mkdtemp(prefix="archiver-closed-"))
+    closed.chmod(0o700)
+    clone = closed / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    shutil.copy2(REPO / "scripts" / "test", clone / "scripts" / "test")  # the script as it is here
+    planted = Path(f"/var/tmp/archiver-suite-{hashlib.sha256(str(clone).encode()).hexdigest()[:12]}")
+    planted.mkdir()
+    try:
+        os.chown(planted, 65534, 65534)  # nobody's
+        env = {k: v for k, v in os.environ.items() if k != "ARCHIVER_SUITE_COPY"}  # this suite may run from one
+        done = subprocess.run([str(clone / "scripts" / "test"), "-k", "nothing"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=300, env=env)
+        assert done.returncode == 2 and "is not root's own folder" in done.stderr
+        assert list(planted.iterdir()) == []
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+        shutil.rmtree(closed, ignore_errors=True)

@@ -16,9 +16,9 @@ def started_at(pid: int, proc: Path = Path("/proc")) -> float | None:
         stat = (proc / str(pid) / "stat").read_text()
         boot = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
                     if line.startswith("btime "))
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
