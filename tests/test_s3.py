@@ -5,6 +5,8 @@ one is caught by `backup verify`; a purge deletes only what the lock allows."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import sqlite3
@@ -22,10 +24,15 @@ from s3_util import ADMIN, STATION, Radosgw, client, locked_bucket, radosgw
 from sqlalchemy import select
 
 from archiver.archive.workspace import open_workspace
-from archiver.backup import s3 as lib
-from archiver.backup.targets import recipients
+from archiver.backup.age import read_identities
+from archiver.backup.objects import Lock, Rotten, filler
+from archiver.backup.run import backup_one, drop_purged
+from archiver.backup.s3 import S3Store
+from archiver.backup.targets import recipients, targets
 from archiver.catalog import BackupObject, Recording
 from archiver.config import load_config
+from archiver.ledger.keys import sign_record, signed_by
+from archiver.problems import Kind
 from archiver.retention import purge
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -172,10 +179,9 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
             recordings = list(session.scalars(select(Recording).order_by(Recording.id)))
         # Locks of seconds, so the test can outlive them: written by the library the backup run uses.
         until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
-        target, s3 = lib.S3Target(cfg.backup.s3_targets[0]), lib.client(cfg)
-        to = recipients(cfg)
+        store, to = S3Store(cfg, cfg.backup.s3_targets[0]), recipients(cfg)
         for rec in recordings:
-            lib._put(ws, target, s3, rec, to, until, hold=rec is recordings[0])
+            backup_one(ws, store, rec, to, Lock(until, hold=rec is recordings[0]), {"objects": 0, "bytes": 0})
 
         when = (datetime.now(SHANGHAI) + timedelta(days=1)).isoformat()  # due since 2023, verified today
         made = archiver("retention", "purge", "--request", "--json", env={**env, "ARCHIVER_NOW": when}, check=True)
@@ -184,9 +190,9 @@ def test_a_purge_deletes_only_what_the_lock_and_legal_hold_allow(recorder: Path,
                       datetime.fromisoformat(when))
         archiver("retention", "purge", str(request), env={**env, "ARCHIVER_NOW": when}, check=True)
 
-        assert lib.drop_purged_s3(ws, target.url) == (0, 6)  # every version still locked: the store refuses
+        assert drop_purged(ws, store) == (0, 6)  # every version still locked: the store refuses
         time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
-        assert lib.drop_purged_s3(ws, target.url) == (5, 1)  # past the date; the legal hold still keeps one
+        assert drop_purged(ws, store) == (5, 1)  # past the date; the legal hold still keeps one
         left = client(rgw.endpoint, ADMIN).list_object_versions(Bucket=bucket).get("Versions", [])
         assert [v["Key"].rsplit("/", 1)[-1] for v in left] == [f"{recordings[0].sha256}.age"]
         with ws.catalog.reading() as session:
@@ -236,3 +242,70 @@ def test_verify_central_reads_back_every_object_the_stations_signed_for(cli, rec
         assert [(p["kind"], p["path"].rsplit("/", 1)[-1]) for p in json.loads(caught.stdout)["problems"]] == [
             ("backup_overwritten", f"{listed[0]['sha256']}.age")]
         assert "1 problem(s)" in at_centre("verify", "--central").stdout
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_a_folder_and_a_store_keep_the_one_target_protocol(kind: str, recorder: Path, tmp_path: Path, keys,
+                                                            rgw: Radosgw):
+    """The calls the run, verify and snapshots are written against (put, list, open, check, drop, lock), on
+    each target alike: what differs is only what a lock keeps."""
+    if kind == "s3":
+        config = _config(tmp_path, rgw.endpoint, locked_bucket(rgw.base), keys["recipients"], ADMIN)
+    else:
+        (tmp_path / "t1").mkdir()
+        config = tmp_path / "disk.toml"
+        config.write_text(f'[backup]\ntargets = ["{tmp_path / "t1"}"]\nrecipients = {keys["recipients"]!r}\n')
+    data = tmp_path / "data"
+    archiver("ingest", str(recorder), env={"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}, check=True)
+    cfg = load_config(config, data)
+    ws = open_workspace(cfg, upgrade=False)
+    try:
+        (target,) = targets(ws)
+        assert target.locks is (kind == "s3")
+        name, payload = "objects/ab/evidence.age", os.urandom(300_000)
+        lock = Lock(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4), hold=False)
+        placed = target.put(name, filler(ws.station_key, name, "recording", io.BytesIO(payload), recipients(cfg)), lock)
+        entry = placed.entry
+        assert signed_by(entry, ws.station_key.public) and entry["plain_sha256"] == hashlib.sha256(payload).hexdigest()
+        assert [p.name for p in target.list()] == [name]
+        (listed,) = target.list(name)
+        assert (listed.entry, listed.version) == (entry, placed.version)
+        expected = (True, lock.until) if target.locks else (False, None)  # a folder keeps neither
+        assert (placed.version is not None, placed.locked_until) == expected
+        row = BackupObject(target=target.name, name=name, kind="recording", plain_sha256=entry["plain_sha256"],
+                           ciphertext_sha256=entry["ciphertext_sha256"], size=entry["size"],
+                           version_id=placed.version, locked_until=placed.locked_until)
+        with target.open(name, placed.version) as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == entry["ciphertext_sha256"]
+        identities = read_identities(Path(keys["office"]).read_text())
+        assert target.check(row, identities) == []
+        other = BackupObject(**{c: getattr(row, c) for c in ("target", "name", "kind", "plain_sha256", "size",
+                                                                 "version_id", "locked_until")},
+                             ciphertext_sha256="0" * 64)
+        assert [(f.kind, f.expected, f.found) for f in target.check(other, None)] == [
+            (Kind.BACKUP_MISMATCH, "0" * 64, entry["ciphertext_sha256"])]
+
+        def torn(out):  # an object whose writing fails half-way (a disk error, a file that rotted) is not kept
+            out.write(b"age-encryption.org/v1\n")
+            raise Rotten("0" * 64)
+
+        with pytest.raises(Rotten):
+            target.put("objects/cd/torn.age", torn, lock)
+        assert [p.name for p in target.list()] == [name]
+        with pytest.raises(FileNotFoundError):
+            target.open("objects/cd/torn.age")
+
+        removal = sign_record(ws.station_key, {**entry, "kind": "removed"})
+        if target.locks:  # the store keeps a locked version, for anyone; a lock is extended, a hold placed
+            assert target.drop(row, removal) is False
+            target.lock(row, lock.until + timedelta(seconds=1), True)
+            time.sleep(max(0.0, (lock.until - datetime.now(UTC)).total_seconds()) + 2)
+            assert target.drop(row, removal) is False  # the legal hold keeps it past its date
+            target.lock(row, None, False)
+        assert target.drop(row, removal) is True
+        assert target.list() == [] and target.list(name) == []
+        with pytest.raises(FileNotFoundError):
+            target.open(name, placed.version)
+        assert target.audit([]) == []  # the removal is listed: the target agrees with a catalog without it
+    finally:
+        ws.close()

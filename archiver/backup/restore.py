@@ -23,8 +23,9 @@ from typing import Any
 from archiver.archive.manifests import write_day_manifests
 from archiver.archive.store import FOOTAGE_MODE, Archive
 from archiver.backup.age import AgeError, Identity, decrypt
-from archiver.backup.disk import DESCRIPTOR, SNAPSHOT_FORMAT, SNAPSHOT_PARTS, STAMP, open_object
+from archiver.backup.disk import open_object
 from archiver.backup.objects import HashingReader, HashingWriter, object_name
+from archiver.backup.snapshots import DESCRIPTOR, SNAPSHOT_FORMAT, SNAPSHOT_PARTS, STAMP
 from archiver.catalog import Catalog, Recording
 from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError, BackupError

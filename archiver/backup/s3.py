@@ -13,33 +13,26 @@ objects, retention and legal holds but never to delete (README: the bucket polic
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO
 
-from sqlalchemy import select
-
-from archiver.archive.workspace import Workspace
-from archiver.backup.age import Identity, Recipient, encrypt
-from archiver.backup.objects import HashingReader, HashingWriter, check_stream, object_name
-from archiver.catalog import BackupObject, Recording
-from archiver.catalog.db import commit
+from archiver.backup.age import Identity
+from archiver.backup.objects import Lock, Placed, check_stream
+from archiver.catalog import BackupObject
 from archiver.config import Config
-from archiver.errors import ArchiverError, ArchiveStorageError
+from archiver.errors import BackupTargetError
 from archiver.i18n import N_, _
-from archiver.ledger.keys import sign_record, signed_by
-from archiver.problems import MADE, Finding, Kind
-from archiver.retention.plan import gather
-from archiver.retention.rules import due
+from archiver.problems import Finding, Kind
 
-log = logging.getLogger(__name__)
 ENTRY_META = "archiver-entry"  # the signed manifest line, kept with the object as user metadata
+_GONE = ("NoSuchKey", "NoSuchVersion", "404")
 
 
-class S3TargetError(ArchiveStorageError):
+class S3TargetError(BackupTargetError):
     """An S3 target cannot be reached or refuses what the station may do."""
 
 
@@ -88,290 +81,138 @@ def _refused(exc: Exception) -> bool:
     return _code(exc) in ("AccessDenied", "InvalidRequest")
 
 
-# -- locks (pure) ---------------------------------------------------------------------------------
-def lock_until(due_date: date | None, today: date, rolling_days: int, tz: Any) -> datetime:
-    """How long an object's COMPLIANCE lock runs: to the start of its due day, or `rolling_days` ahead for
-    footage kept for good; never less than a day (a recording due already waits for its purge locked)."""
-    day = today + timedelta(days=rolling_days) if due_date is None else max(due_date, today + timedelta(days=1))
-    return datetime.combine(day, time(), tz).astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class Wanted:
-    until: datetime
-    rolling: bool  # kept for good as things stand: the lock is renewed, never ends while that holds
-    hold: bool
-
-
-def _wanted(ws: Workspace, ids: list[int], now: datetime) -> dict[int, Wanted]:
-    """Per recording: its lock and legal hold, from the retention rules as things stand."""
-    tz = ws.cfg.timezone
-    today = now.astimezone(tz).date()
-    wanted = {}
-    for facts in gather(ws, ids):
-        day = due(facts, ws.cfg.retention.classes, tz).date
-        wanted[facts.id] = Wanted(lock_until(day, today, ws.cfg.s3.rolling_lock_days, tz), day is None, facts.held)
-    return wanted
-
-
 class S3Store:
     """An S3 bucket with Object Lock as a backup target (`Target`): recordings only, each version locked
-    (COMPLIANCE) as long as it must be kept, so nobody, the station included, can change it; no snapshots."""
+    (COMPLIANCE) as long as it must be kept, so nobody, the station included, can change it; no snapshots.
+    The signed entry of each object travels with it as user metadata."""
 
-    def __init__(self, ws: Workspace, url: str) -> None:
-        self.ws, self.name = ws, url
+    locks = True
+
+    def __init__(self, cfg: Config, url: str) -> None:
+        self.cfg, self.name, self.where = cfg, url, S3Target(url)
+        self._s3 = None
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = client(self.cfg)
+        return self._s3
 
     def prepare(self) -> None:
-        """Nothing to finish: a version is recorded only once the store has it."""
-
-    def drop_purged(self, counts: dict[str, int]) -> None:
-        counts["purged_dropped"], counts["purged_locked"] = drop_purged_s3(self.ws, self.name)
-
-    def put(self, to: list[Recipient], counts: dict[str, int], cancel, rotten) -> None:
-        backup_to_s3(self.ws, self.name, to, counts, cancel, datetime.now(UTC), rotten)
-
-    def verify(self, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
-        try:
-            return verify_s3(self.ws, self.name, identities)
-        except S3TargetError as exc:  # out of reach, as a disk that is not mounted: a problem, and on to the next
-            return 0, [Finding(Kind.BACKUP_TARGET, self.name, MADE, {"detail": str(exc)})]
+        """Nothing to sweep: a version is there whole or not at all."""
 
     def present(self) -> bool | None:
         return None  # known only by reading it: see backup verify
 
-    def holds(self, row: BackupObject) -> bool:
-        return True  # the version the station wrote is locked (COMPLIANCE): recorded is enough
-
-
-# -- writing ----------------------------------------------------------------------------------------
-def backup_to_s3(ws: Workspace, url: str, to: list[Recipient], counts: dict[str, int], cancel, now: datetime,
-                 report_rotten) -> None:
-    """Every recording not yet on the target, then every lock and legal hold brought up to date."""
-    target, s3 = S3Target(url), client(ws.cfg)
-    with ws.catalog.reading() as session:
-        done = set(session.scalars(select(BackupObject.recording_id).where(
-            BackupObject.target == url, BackupObject.kind == "recording")))
-        todo = [r for r in session.scalars(select(Recording).where(Recording.purged_at.is_(None))
-                                           .order_by(Recording.id)) if r.id not in done]
-    wanted = _wanted(ws, [r.id for r in todo], now) if todo else {}
-    for rec in todo:
-        if cancel is not None and cancel.is_set():
-            return
-        want = wanted[rec.id]
-        row = _adopt(ws, target, s3, rec)
-        adopted = row is not None
-        if row is not None:
-            _record(ws, row)
-        else:
-            try:
-                row = _put(ws, target, s3, rec, to, want.until, want.hold)
-            except _Rotten as rotten:
-                report_rotten(rec, str(rotten))
-                continue
-        ws.custody.append("backup", {"sha256": rec.sha256, "device": rec.device_serial},
-                          {"target": url, "object": row.name, "version": row.version_id,
-                           "ciphertext_sha256": row.ciphertext_sha256, "size": row.size,
-                           "locked_until": row.locked_until.isoformat() if row.locked_until else None,
-                           "legal_hold": row.legal_hold, **({"adopted": True} if adopted else {})})
-        counts["objects"] += 1
-        counts["bytes"] += row.size
-    counts["locks_extended"], counts["holds_changed"] = _maintain(ws, target, s3, now)
-
-
-class _Rotten(Exception):
-    """The archived file no longer hashes as catalogued: not backed up as that recording."""
-
-
-def _put(ws: Workspace, target: S3Target, s3, rec: Recording, to: list[Recipient], until: datetime,
-         hold: bool) -> BackupObject:
-    """Encrypt to a private temp file (memory stays flat), then one PUT with the lock and the signed entry."""
-    name = object_name(rec.sha256)
-    with tempfile.TemporaryFile(dir=ws.cfg.data_dir) as spool:
-        with ws.archive.open(ws.archive.data_dir / rec.archive_path) as src:
-            plain, sink = HashingReader(src), HashingWriter(spool)
-            encrypt(plain, sink, to)
-        if plain.sha256.hexdigest() != rec.sha256:
-            raise _Rotten(plain.sha256.hexdigest())
-        spool.flush()
-        spool.seek(0)
-        digest, size = sink.sha256.hexdigest(), sink.size
-        entry = sign_record(ws.station_key, {"object": name, "kind": "recording", "plain_sha256": rec.sha256,
-                                             "ciphertext_sha256": digest, "size": size,
-                                             "time": datetime.now(UTC).isoformat(timespec="seconds")})
-        try:
+    def put(self, name: str, fill: Callable[[BinaryIO], dict[str, Any]], lock: Lock | None = None) -> Placed:
+        """Encrypted to a private temp file (memory stays flat), then one PUT with the lock and the signed entry."""
+        locking = {} if lock is None else {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": lock.until,
+                                           "ObjectLockLegalHoldStatus": "ON" if lock.hold else "OFF"}
+        with tempfile.TemporaryFile(dir=self.cfg.data_dir) as spool:
+            entry = fill(spool)
+            spool.flush()
+            spool.seek(0)
             # the county (the bucket's owner) owns what a station writes: its auditors read it, its purge deletes
-            answer = s3.put_object(Bucket=target.bucket, Key=target.key(name), Body=spool, ContentLength=size,
-                                   ACL="bucket-owner-full-control",
-                                   ChecksumAlgorithm="SHA256", ObjectLockMode="COMPLIANCE",
-                                   ObjectLockRetainUntilDate=until, ObjectLockLegalHoldStatus="ON" if hold else "OFF",
-                                   Metadata={ENTRY_META: json.dumps(entry, sort_keys=True)})
-        except Exception as exc:  # botocore's errors: connection, credentials, the bucket's refusal
-            raise _failure(target, exc) from exc
-    version = answer.get("VersionId")
-    if not version:
-        raise S3TargetError(_("backup target {target} gave no version for {name}: the bucket needs versioning and "
-                              "Object Lock enabled (create it with Object Lock)").format(target=target.url, name=name))
-    row = BackupObject(target=target.url, name=name, kind="recording", recording_id=rec.id, plain_sha256=rec.sha256,
-                       ciphertext_sha256=digest, size=size, version_id=version, locked_until=until, legal_hold=hold)
-    _record(ws, row)
-    return row
+            answer = self._call(self.s3.put_object, Key=self.where.key(name), Body=spool, ContentLength=entry["size"],
+                                ACL="bucket-owner-full-control", ChecksumAlgorithm="SHA256",
+                                Metadata={ENTRY_META: json.dumps(entry, sort_keys=True)}, **locking)
+        version = answer.get("VersionId")
+        if not version:
+            raise S3TargetError(_("backup target {target} gave no version for {name}: the bucket needs versioning "
+                                  "and Object Lock enabled (create it with Object Lock)").format(target=self.name,
+                                                                                                  name=name))
+        return Placed(name, entry, version, lock.until if lock else None, lock.hold if lock else None)
 
-
-def _record(ws: Workspace, row: BackupObject) -> None:
-    with ws.catalog.session() as session:
-        session.add(row)
-        commit(session)
-
-
-def _adopt(ws: Workspace, target: S3Target, s3, rec: Recording) -> BackupObject | None:
-    """A version a killed run put but did not record (the PUT answered, the catalog never heard): adopted
-    if the station signed the entry it carries and it reads back as that entry says, so a run killed at
-    any moment leaves no second locked copy behind. Planted versions (unsigned, or not as signed) are not."""
-    name = object_name(rec.sha256)
-    key = target.key(name)
-    try:
-        listed = s3.list_object_versions(Bucket=target.bucket, Prefix=key).get("Versions", [])
-        for version in (v for v in listed if v["Key"] == key):
-            head = s3.head_object(Bucket=target.bucket, Key=key, VersionId=version["VersionId"])
-            try:
-                entry = json.loads(head.get("Metadata", {}).get(ENTRY_META, "null"))
-            except ValueError:
-                continue
-            if not signed_by(entry, ws.station_key.public) or entry.get("object") != name \
-                    or entry.get("plain_sha256") != rec.sha256:
-                continue
-            row = BackupObject(target=target.url, name=name, kind="recording", recording_id=rec.id,
-                               plain_sha256=rec.sha256, ciphertext_sha256=entry["ciphertext_sha256"],
-                               size=entry["size"], version_id=version["VersionId"],
-                               locked_until=head.get("ObjectLockRetainUntilDate"),
-                               legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON")
-            body = s3.get_object(Bucket=target.bucket, Key=key, VersionId=version["VersionId"])["Body"]
-            if check_stream(body, row, None) is None:
-                return row
-    except Exception as exc:
-        raise _failure(target, exc) from exc
-    return None
-
-
-def _maintain(ws: Workspace, target: S3Target, s3, now: datetime) -> tuple[int, int]:
-    """Extend locks the rules now want longer (a case linked, a rolling lock half spent) and mirror legal
-    holds placed or lifted since. (extended, holds changed)."""
-    with ws.catalog.reading() as session:
-        rows = list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
-                                    .where(BackupObject.target == target.url, BackupObject.kind == "recording",
-                                           Recording.purged_at.is_(None))))
-    wanted = _wanted(ws, [r.recording_id for r in rows], now) if rows else {}
-    half = timedelta(days=ws.cfg.s3.rolling_lock_days) / 2
-    extended = changed = 0
-    for row in rows:
-        want, key = wanted.get(row.recording_id), target.key(row.name)
-        if want is None:
-            continue
-        try:
-            # a due date that moved later is followed at once; a rolling lock is renewed once half spent
-            if row.locked_until is not None and want.until > row.locked_until and (
-                    not want.rolling or row.locked_until - now < half):
-                s3.put_object_retention(Bucket=target.bucket, Key=key, VersionId=row.version_id,
-                                        Retention={"Mode": "COMPLIANCE", "RetainUntilDate": want.until})
-                _update(ws, row.id, locked_until=want.until)
-                extended += 1
-            if bool(row.legal_hold) != want.hold:
-                s3.put_object_legal_hold(Bucket=target.bucket, Key=key, VersionId=row.version_id,
-                                         LegalHold={"Status": "ON" if want.hold else "OFF"})
-                _update(ws, row.id, legal_hold=want.hold)
-                ws.custody.append("backup_legal_hold", {"sha256": row.plain_sha256},
-                                  {"target": target.url, "object": row.name, "version": row.version_id,
-                                   "on": want.hold})
-                changed += 1
-        except ArchiverError:
-            raise
+    def list(self, name: str | None = None) -> list[Placed]:
+        """Every version under the prefix (entries unread), or each version of `name` with its entry."""
+        prefix = self.where.key(name if name is not None else "")
+        found = []
+        try:  # the pages come as they are read
+            versions = [v for page in self.s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.where.bucket, Prefix=prefix) for v in page.get("Versions", [])]
         except Exception as exc:
-            raise _failure(target, exc) from exc
-    return extended, changed
+            raise _failure(self.where, exc) from exc
+        for version in versions:
+            if name is None:
+                found.append(Placed(version["Key"][len(self.where.key("")):], None, version["VersionId"]))
+            elif version["Key"] == prefix:
+                found.append(self._placed(name, version["VersionId"]))
+        return found
 
-
-def _update(ws: Workspace, row_id: int, **values: Any) -> None:
-    with ws.catalog.session() as session:
-        row = session.get(BackupObject, row_id)
-        assert row is not None
-        for name, value in values.items():
-            setattr(row, name, value)
-        commit(session)
-
-
-# -- purged recordings --------------------------------------------------------------------------------
-def drop_purged_s3(ws: Workspace, url: str) -> tuple[int, int]:
-    """Delete the versions of purged recordings where the lock allows it; (deleted, still locked). A
-    version the store refuses to delete (its lock runs on, a legal hold, credentials that may not delete)
-    stays recorded, and the next run tries again."""
-    target, s3 = S3Target(url), client(ws.cfg)
-    with ws.catalog.reading() as session:
-        rows = list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
-                                    .where(BackupObject.target == url, BackupObject.kind == "recording",
-                                           Recording.purged_at.is_not(None))))
-    deleted, kept = [], 0
-    for row in rows:
+    def _placed(self, name: str, version: str) -> Placed:
+        head = self._call(self.s3.head_object, Key=self.where.key(name), VersionId=version)
         try:
-            s3.delete_object(Bucket=target.bucket, Key=target.key(row.name), VersionId=row.version_id)
+            entry = json.loads(head.get("Metadata", {}).get(ENTRY_META, "null"))
+        except ValueError:
+            entry = None
+        return Placed(name, entry if isinstance(entry, dict) else None, version,
+                      head.get("ObjectLockRetainUntilDate"), head.get("ObjectLockLegalHoldStatus") == "ON")
+
+    def open(self, name: str, version: str | None = None) -> BinaryIO:
+        try:
+            return self.s3.get_object(Bucket=self.where.bucket, Key=self.where.key(name),
+                                      **({"VersionId": version} if version else {}))["Body"]
         except Exception as exc:
-            if not _refused(exc):
-                raise _failure(target, exc) from exc
-            log.warning("purged recording's object kept by the store target=%s object=%s locked_until=%s", url,
-                        row.name, row.locked_until)
-            kept += 1
-            continue
-        with ws.catalog.session() as session:
-            session.delete(session.get(BackupObject, row.id))
-            commit(session)
-        deleted.append({"object": row.name, "version": row.version_id, "plain_sha256": row.plain_sha256})
-    if deleted:
-        ws.custody.append("backup_drop_purged", {"target": url}, {"objects": deleted})
-    return len(deleted), kept
+            if _code(exc) in _GONE:
+                raise FileNotFoundError(f"{self.name}/{name}") from exc
+            raise _failure(self.where, exc) from exc
 
-
-# -- checking -----------------------------------------------------------------------------------------
-def verify_s3(ws: Workspace, url: str, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
-    """Every version the station wrote read back (streamed): size and ciphertext hash as recorded, the
-    lock at least as long as recorded, no later version on top; with identities, decrypted and compared."""
-    with ws.catalog.reading() as session:
-        rows = list(session.scalars(select(BackupObject).where(BackupObject.target == url)
-                                    .order_by(BackupObject.name)))
-    return len(rows), check_versions(ws.cfg, url, rows, identities)
-
-
-def check_versions(cfg: Config, url: str, rows: list[BackupObject],
-                   identities: list[Identity] | None) -> list[Finding]:
-    """`rows` (objects as written: name, version, ciphertext hash and size, lock) checked in the store."""
-    target, s3 = S3Target(url), client(cfg)
-    problems: list[Finding] = []
-
-    def problem(kind: Kind, row: BackupObject, text: str, expected: Any = None, found: Any = None,
-                **values: Any) -> None:
-        problems.append(Finding(kind, f"{url}/{row.name}", text, values, expected, found))
-
-    for row in rows:
-        key = target.key(row.name)
+    def check(self, row: BackupObject, identities: list[Identity] | None) -> list[Finding]:
+        """The version the station wrote read back (streamed): size and ciphertext hash as recorded, with
+        identities decrypted and compared; the lock at least as long as recorded; no later version on top."""
+        subject, key = f"{self.name}/{row.name}", self.where.key(row.name)
+        problems: list[Finding] = []
         try:
-            answer = s3.get_object(Bucket=target.bucket, Key=key, VersionId=row.version_id)
-            found = check_stream(answer["Body"], row, identities, f"{url}/{row.name}")
+            answer = self.s3.get_object(Bucket=self.where.bucket, Key=key, VersionId=row.version_id)
+            found = check_stream(answer["Body"], row, identities, subject)
             # listed, not read: a version someone else put on top may not even be readable by us
-            listed = s3.list_object_versions(Bucket=target.bucket, Prefix=key).get("Versions", [])
+            listed = self.s3.list_object_versions(Bucket=self.where.bucket, Prefix=key).get("Versions", [])
             latest = next((v["VersionId"] for v in listed if v["Key"] == key and v.get("IsLatest")), None)
         except Exception as exc:
-            if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
-                problem(Kind.BACKUP_MISSING, row, N_("written by this station (version {version}) but not in the "
-                                                     "store"), version=row.version_id)
-                continue
-            raise _failure(target, exc) from exc
+            if _code(exc) in _GONE:
+                return [Finding(Kind.BACKUP_MISSING, subject, N_("written by this station (version {version}) but "
+                                                                 "not in the store"), {"version": row.version_id})]
+            raise _failure(self.where, exc) from exc
         if found:
             problems.append(found)
         if latest != row.version_id:
-            problem(Kind.BACKUP_OVERWRITTEN, row, N_("a later version ({found}) was put over the one this station "
-                                                     "wrote; that one is still there, locked"), row.version_id, latest)
+            problems.append(Finding(Kind.BACKUP_OVERWRITTEN, subject, N_(
+                "a later version ({found}) was put over the one this station wrote; that one is still there, locked"),
+                {}, row.version_id, latest))
         locked = answer.get("ObjectLockRetainUntilDate")
         if row.locked_until is not None and (answer.get("ObjectLockMode") != "COMPLIANCE" or locked is None
                                              or locked < row.locked_until - timedelta(seconds=1)):
-            problem(Kind.BACKUP_LOCK, row, N_("locked {mode} until {found}; the station set COMPLIANCE until "
-                                              "{expected}"), str(row.locked_until), str(locked),
-                    mode=answer.get("ObjectLockMode") or "-")
-    return problems
+            problems.append(Finding(Kind.BACKUP_LOCK, subject, N_(
+                "locked {mode} until {found}; the station set COMPLIANCE until {expected}"),
+                {"mode": answer.get("ObjectLockMode") or "-"}, str(row.locked_until), str(locked)))
+        return problems
+
+    def audit(self, rows: list[BackupObject]) -> list[Finding]:
+        return []  # each version is checked by itself: a version put over one the station wrote, by `check`
+
+    def drop(self, row: BackupObject, entry: dict[str, Any]) -> bool:
+        """The version deleted; False where the store refuses (its lock runs on, a legal hold, credentials that
+        may not delete)."""
+        try:
+            self.s3.delete_object(Bucket=self.where.bucket, Key=self.where.key(row.name), VersionId=row.version_id)
+        except Exception as exc:
+            if _refused(exc):
+                return False
+            raise _failure(self.where, exc) from exc
+        return True
+
+    def lock(self, row: BackupObject, until: datetime | None, hold: bool | None) -> None:
+        key = self.where.key(row.name)
+        if until is not None:
+            self._call(self.s3.put_object_retention, Key=key, VersionId=row.version_id,
+                       Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until})
+        if hold is not None:
+            self._call(self.s3.put_object_legal_hold, Key=key, VersionId=row.version_id,
+                       LegalHold={"Status": "ON" if hold else "OFF"})
+
+    def _call(self, method, **kwargs: Any) -> Any:
+        """One request to the bucket; botocore's errors (connection, credentials, the bucket's refusal) as one."""
+        try:
+            return method(Bucket=self.where.bucket, **kwargs)
+        except Exception as exc:
+            raise _failure(self.where, exc) from exc

@@ -1,47 +1,67 @@
-"""The backup targets as one: every face of a backup (run, verify, status, whether a recording is on every
-target) written once against the `Target` protocol, which the folder target (`backup/disk.py`) and the S3 store
-(`backup/s3.py`) implement. Which kind a configured target is, the configuration says (`backup.targets` and
+"""The backup targets as one: the `Target` protocol (put, list, open, check, drop, lock an object), which the
+folder target (`backup/disk.py`) and the S3 store (`backup/s3.py`) implement, and the faces that read them (verify,
+status, whether a recording is on every target) written once against it; the run that writes them is
+`backup/run.py`. Which kind a configured target is, the configuration says (`backup.targets` and
 `backup.s3_targets`); nothing here looks at a name to tell."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from datetime import UTC
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlalchemy import func, select
 
 from archiver.archive.workspace import Workspace
 from archiver.backup.age import AgeError, Identity, Recipient, read_identities
 from archiver.backup.disk import DiskTarget
+from archiver.backup.objects import REMOVED, Lock, Placed, check_stream
 from archiver.catalog import BackupObject, Recording
+from archiver.catalog.db import commit
 from archiver.config import Config
-from archiver.errors import BackupError
-from archiver.fs.owners import check_private, reader_gid
-from archiver.i18n import _
-from archiver.ledger.custody import Head, log_head
-from archiver.problems import Finding
+from archiver.errors import ArchiverError, BackupError, BackupTargetError
+from archiver.fs.owners import check_private
+from archiver.i18n import N_, _
+from archiver.ledger.keys import sign_record
+from archiver.problems import MADE, Finding, Kind
 
 
 class Target(Protocol):
-    name: str  # as backup.targets names it, and the catalog records it
+    """Where encrypted objects go. Each object is put with the entry the station signed for it (its hashes and
+    size), so a target can be checked against the station's word and what a killed run left can be adopted."""
 
-    def prepare(self) -> None: ...  # usable, and what a killed run left finished
-    def drop_purged(self, counts: dict[str, int]) -> None: ...  # the objects of purged recordings taken off
-    def put(self, to: list[Recipient], counts: dict[str, int], cancel, rotten) -> None: ...  # recordings not there
-    def verify(self, identities: list[Identity] | None) -> tuple[int, list[Finding]]: ...
+    name: str  # as backup.targets names it, and the catalog records it
+    locks: bool  # objects carry a lock and a legal hold (S3 Object Lock) that `lock` brings up to date
+
+    def prepare(self) -> None: ...  # usable, and what a killed run left behind swept
     def present(self) -> bool | None: ...  # None: known only by reading it
-    def holds(self, row: BackupObject) -> bool: ...  # the object there as the station wrote it
+
+    def put(self, name: str, fill: Callable[[BinaryIO], dict[str, Any]], lock: Lock | None) -> Placed:
+        """`fill` writes the bytes and returns the signed entry; the object is complete on the target, and listed
+        with its entry, before this returns; an exception from `fill` leaves nothing there."""
+
+    def list(self, name: str | None = None) -> list[Placed]:
+        """Every object there (entries read where it costs nothing), or with `name` each one (version) under that
+        name with its entry read."""
+
+    def open(self, name: str, version: str | None = None) -> BinaryIO: ...  # FileNotFoundError if not there
+    def check(self, row: BackupObject, identities: list[Identity] | None) -> list[Finding]: ...  # one as written
+    def audit(self, rows: list[BackupObject]) -> list[Finding]: ...  # the target's own listing vs the catalog
+
+    def drop(self, row: BackupObject, entry: dict[str, Any]) -> bool:
+        """Take an object off, its removal first listed with `entry` (signed); False where the target keeps it
+        (a lock or a legal hold)."""
+
+    def lock(self, row: BackupObject, until: datetime | None, hold: bool | None) -> None:
+        """A lock extended to `until`, a legal hold placed or lifted; where the target locks."""
 
 
 @runtime_checkable
 class SnapshotTarget(Target, Protocol):
     """A target that also keeps the station's snapshots (for a whole-station restore) and its published head."""
 
-    def snapshot_head(self) -> Head | None | bool: ...  # the head its newest snapshot holds; False: none (or bad)
-    def snapshot(self, to: list[Recipient], counts: dict[str, int]) -> None: ...  # a new one; the oldest pruned
     def publish_head(self) -> None: ...  # the custody head, signed, for `verify` to check the log against
 
 
@@ -55,7 +75,7 @@ def targets(ws: Workspace, group: int | None = None) -> list[Target]:
     if cfg.backup.s3_targets:
         from archiver.backup.s3 import S3Store  # boto3 loads only for a station that has an S3 target
 
-        found += [S3Store(ws, url) for url in cfg.backup.s3_targets]
+        found += [S3Store(cfg, url) for url in cfg.backup.s3_targets]
     return found
 
 
@@ -89,62 +109,57 @@ def recipients(cfg: Config) -> list[Recipient]:
         raise BackupError(_("backup.recipients: {exc}").format(exc=exc)) from exc
 
 
-@dataclass
-class BackupReport:
-    targets: dict[str, dict[str, int]] = field(default_factory=dict)
-    # archived files that no longer hash as catalogued: not backed up (run `archiver verify`)
-    not_backed_up: list[dict[str, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"targets": self.targets, "not_backed_up": self.not_backed_up}
-
-
-def backup_run(ws: Workspace, cancel=None) -> BackupReport:
-    """Put every recording not yet on a target there. Then, if anything happened since the newest
-    snapshot on some target (a recording backed up, a case imported, a lookup logged: the custody log
-    moved), a `backup_run` custody event and a fresh signed snapshot of the station on every target that
-    keeps snapshots, keeping the newest backup.keep_snapshots there. A run that finds nothing to do writes
-    nothing."""
-    if not ws.catalog.is_sqlite:  # a snapshot would copy an empty SQLite file made beside it
-        raise BackupError(_("the catalog is on {url}, not in the data dir: back it up with the database's own "
-                            "tools; 'backup run' is for a station").format(url=ws.catalog.url))
-    to = recipients(ws.cfg)
-    report = BackupReport()
-    every = targets(ws, reader_gid(ws.cfg.access.reader_group))
-    for target in every:
-        counts = report.targets.setdefault(target.name, {"objects": 0, "bytes": 0, "snapshot_parts": 0,
-                                                         "snapshots_pruned": 0, "purged_dropped": 0})
-        target.prepare()
-        target.drop_purged(counts)
-        target.put(to, counts, cancel, lambda rec, found, where=target.name: report.not_backed_up.append(
-            _rotten(where, rec, found)))
-    keeping = [t for t in every if isinstance(t, SnapshotTarget)]
-    head = log_head(ws.custody.path)
-    if all(t.snapshot_head() == head for t in keeping):
-        return report  # every target's newest snapshot already holds the station as it is
-    ws.custody.append("backup_run", {"targets": [t.name for t in keeping]},
-                      {"objects": {t: c["objects"] for t, c in report.targets.items()},
-                       "bytes": {t: c["bytes"] for t, c in report.targets.items()},
-                       "not_backed_up": report.not_backed_up})
-    for target in keeping:
-        target.snapshot(to, report.targets[target.name])
-    for target in keeping:  # the head after every target's events, on every target
-        target.publish_head()
-    return report
+# -- written once against the protocol -------------------------------------------------------------
+def record(ws: Workspace, target: Target, placed: Placed, recording_id: int | None = None) -> BackupObject:
+    """The catalog's row for an object now on the target, from the entry it was put with."""
+    entry = placed.entry or {}
+    row = BackupObject(target=target.name, name=placed.name, kind=entry["kind"], recording_id=recording_id,
+                       plain_sha256=entry["plain_sha256"], ciphertext_sha256=entry["ciphertext_sha256"],
+                       size=entry["size"], at=datetime.now(UTC), version_id=placed.version,
+                       locked_until=placed.locked_until, legal_hold=placed.legal_hold)
+    with ws.catalog.session() as session:
+        session.add(row)
+        commit(session)
+    return row
 
 
-def _rotten(target: str, rec: Recording, found: str) -> dict[str, str]:
-    return {"target": target, "path": rec.archive_path, "detail": _(
-        "recording #{id} hashes as {found} now, the catalog says {sha256}: run 'archiver verify'").format(
-        id=rec.id, found=found, sha256=rec.sha256)}
+def remove(ws: Workspace, target: Target, rows: list[BackupObject]) -> list[BackupObject]:
+    """Each object taken off (`Target.drop`, its signed removal listed first), then its catalog row: killed
+    anywhere, the next run does it again. The rows of the objects taken off."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    gone = []
+    for row in rows:
+        entry = sign_record(ws.station_key, {"object": row.name, "kind": REMOVED, "plain_sha256": row.plain_sha256,
+                                             "ciphertext_sha256": row.ciphertext_sha256, "size": row.size,
+                                             "time": now})
+        if not target.drop(row, entry):
+            continue
+        with ws.catalog.session() as session:
+            session.delete(session.get(BackupObject, row.id))
+            commit(session)
+        gone.append(row)
+    return gone
 
 
 def backup_verify(ws: Workspace, identities: list[Identity] | None) -> tuple[int, list[Finding]]:
-    """Every target checked (`Target.verify`): (objects checked, findings)."""
+    """Every object the station recorded as written to each target, checked there against the hashes the station
+    recorded (not against what the target says); the target's own listing against the catalog; with
+    identities, every object decrypted and its plaintext compared. (objects checked, findings)."""
     checked, problems = 0, []
     for target in targets(ws):
-        count, found = target.verify(identities)
-        checked += count
+        if target.present() is False:
+            problems.append(Finding(Kind.BACKUP_TARGET, target.name, N_("missing (not mounted?)")))
+            continue
+        with ws.catalog.reading() as session:
+            rows = list(session.scalars(select(BackupObject).where(BackupObject.target == target.name)
+                                        .order_by(BackupObject.name)))
+        try:
+            found = target.audit(rows)
+            for row in rows:
+                found += target.check(row, identities)
+        except BackupTargetError as exc:  # out of reach, as a disk that is not mounted: said, and on to the next
+            found = [Finding(Kind.BACKUP_TARGET, target.name, MADE, {"detail": str(exc)})]
+        checked += len(rows)
         problems += found
     return checked, problems
 
@@ -178,7 +193,18 @@ def on_every_target(ws: Workspace, recording_id: int) -> bool:
     with ws.catalog.session() as session:
         rows = {r.target: r for r in session.scalars(select(BackupObject).where(
             BackupObject.recording_id == recording_id, BackupObject.kind == "recording"))}
-    return all(t.name in rows and t.holds(rows[t.name]) for t in targets(ws))
+    return all(t.name in rows and _holds(t, rows[t.name]) for t in targets(ws))
+
+
+def _holds(target: Target, row: BackupObject) -> bool:
+    """Whether the object is there as the station wrote it: read back and hashed, or, where the target locks
+    (COMPLIANCE: nobody can change or remove the version), recorded is enough."""
+    if target.locks:
+        return True
+    try:
+        return check_stream(target.open(row.name, row.version_id), row, None) is None
+    except (OSError, ArchiverError):
+        return False
 
 
 def recorded_ciphertexts(ws: Workspace, recordings: list[Recording]) -> dict[int, set[str]]:

@@ -233,12 +233,14 @@ def verify_central(ws: Workspace) -> tuple[list[StationCheck], list[Finding], in
             by_target[target].append(BackupObject(
                 target=target, name=name, version_id=version, ciphertext_sha256=what.get("ciphertext_sha256"),
                 size=what.get("size"), kind="recording", plain_sha256="", locked_until=what["locked_until"]))
-    from archiver.backup.s3 import S3TargetError, check_versions  # boto3 itself loads only for a client
+    from archiver.backup.s3 import S3Store, S3TargetError  # boto3 itself loads only for a client
 
     for target, rows in sorted(by_target.items()):
         objects += len(rows)
+        store = S3Store(ws.cfg, target)
         try:
-            problems += check_versions(ws.cfg, target, rows, None)
+            for row in rows:
+                problems += store.check(row, None)
         except S3TargetError as exc:
             problems.append(Finding(Kind.BACKUP_TARGET, target, MADE, {"detail": str(exc)}))
     events = {c.station: c.ingested for c in checks}

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.archive.workspace import Workspace
-from archiver.backup.targets import backup_run, on_every_target
+from archiver.backup.run import backup_run
+from archiver.backup.targets import on_every_target
 from archiver.catalog import Recording
 from archiver.dock import devices
 from archiver.dock.child import WebChild

@@ -31,7 +31,7 @@ def _identities(ctx: Context) -> list[Any]:
 
 @operation("backup run")
 def backup_run(ctx: Context) -> dict[str, Any]:
-    from archiver.backup.targets import backup_run as run
+    from archiver.backup.run import backup_run as run
 
     return run(ctx.workspace()).to_json()
 
