@@ -232,7 +232,7 @@ def test_idle_daemon_uses_under_1_percent_cpu(dock, tmp_path: Path, data_dir: Pa
     inbox = tmp_path / "inbox"
     daemon = DaemonProcess(tmp_path, data_dir, [dock.root], [inbox])
     try:
-        time.sleep(1)  # let start-up work finish
+        wait_for(lambda: "daemon ready" in daemon.log(), 20, "the daemon's start-up work")
         before, start = cpu_seconds(daemon.proc.pid), time.monotonic()
         time.sleep(10)
         used = (cpu_seconds(daemon.proc.pid) - before) / (time.monotonic() - start)

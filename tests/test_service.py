@@ -340,7 +340,7 @@ def test_twenty_clients_and_a_large_retrieval_while_a_recorder_docks(station: St
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1)
+        wait_for(lambda: answers[0] >= 20, 60, "the clients' first answers")
         shift.rename(station.inbox / "shift")  # docked while the clients run
         wait_for(lambda: catalog_rows(station.data, count)[0][0] == 6 + 1 + 2, 180,  # segments, audio, photos
                  "the docked recorder's ingest", step=0.2)
