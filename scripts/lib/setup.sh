@@ -74,6 +74,9 @@ ensure_venv() {
     fi
     # An install made under a tighter umask (a test that ran scripts/run) left files only root can read.
     find "$venv" \( -name '__editable__*' -o -name '*.pth' \) ! -perm -004 -exec chmod a+r {} + 2>/dev/null || true
+    # The project's own bytecode, made now (quietly, only what changed): where PYTHONDONTWRITEBYTECODE is set, or
+    # the checkout is not writable by whoever runs it, every command would compile its modules again.
+    "$venv/bin/python" -m compileall -q "$repo/archiver" >/dev/null || true
     umask "$mask"
 }
 
