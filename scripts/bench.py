@@ -58,6 +58,38 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
     return seconds, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
+def read_direct(paths: list[Path]) -> float:
+    """Seconds to read every file in `paths` past the page cache (O_DIRECT, into one aligned buffer), as the
+    ingest's read-back does: the second half of the floor."""
+    import mmap
+
+    buffer = mmap.mmap(-1, 8 << 20)  # page-aligned, as O_DIRECT wants
+    start = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            offset = 0
+            while (got := os.preadv(fd, [buffer], offset)) > 0:
+                offset += got
+        finally:
+            os.close(fd)
+    return time.perf_counter() - start
+
+
+def cold_start(archiver: str, base: Path, runs: int) -> float:
+    """Median seconds of `archiver ingest` of an empty card into an existing station, caches dropped before each:
+    the command's start, apart from any copying."""
+    empty, data = base / "empty-card", base / "empty-data"
+    empty.mkdir(exist_ok=True)
+    config = base / "empty.toml"
+    config.write_text("")
+    env = {"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(data)}
+    subprocess.run([archiver, "init"], env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    seconds = statistics.median(measure([archiver, "ingest", str(empty)], env)[0] for _ in range(runs))
+    shutil.rmtree(data)
+    return seconds
+
+
 def make_card(base: Path, size_gib: float) -> Path:
     card = base / f"card-{size_gib:g}GiB"
     done = base / f"card-{size_gib:g}GiB.complete"

@@ -244,3 +244,68 @@ def test_an_ingest_walks_the_archive_for_temp_files_only_when_a_killed_writer_le
     mark.write_bytes(b"")
     assert cli("daemon", "--once").exit_code == 0
     assert not leftover.exists() and not mark.exists()
+
+
+def test_an_empty_card_is_answered_from_its_scan_without_loading_the_station(cli, recorder: Path, tmp_path: Path,
+                                                                             data_dir: Path):
+    """Nothing on the card, nothing to record: the catalog, the custody log and SQLAlchemy are not even loaded
+    (that is most of a cold start). A card with anything on it, even a file that is not a recording, is a run."""
+    import sys
+
+    assert cli("ingest", recorder).exit_code == 0
+    def runs_recorded() -> int:
+        return sqlite3.connect(data_dir / "catalog.db").execute("select count(*) from ingest_runs").fetchone()[0]
+
+    runs = runs_recorded()
+    custody = (data_dir / "custody.jsonl").read_bytes()
+    empty = tmp_path / "empty-card"
+    (empty / "DCIM").mkdir(parents=True)  # folders, but no file
+    env = {**os.environ, "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_CONFIG": str(tmp_path / "empty.toml")}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "archiver", "ingest", str(empty), "--json"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    report = json.loads(done.stdout)
+    assert (report["files_seen"], report["ingested"], report["failed"]) == (0, 0, [])
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "archiver.ingest.scan" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("sqlalchemy", "cryptography")
+                or m.startswith(("archiver.catalog", "archiver.ledger", "archiver.ingest.pipeline"))}
+    assert runs_recorded() == runs
+    assert (data_dir / "custody.jsonl").read_bytes() == custody
+
+    (empty / "DCIM" / "notes.txt").write_text("not a recording")
+    again = cli("ingest", empty, "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["files_seen"] == 1
+    assert runs_recorded() == runs + 1
+
+
+def test_the_read_ahead_reads_only_regular_files_in_order_within_its_budget_and_writes_nothing(tmp_path: Path):
+    """What reads the card while the command loads: never through a symlink, never a FIFO (it would hang), never
+    past its budget, stopped when asked, and the card left exactly as it was."""
+    from archiver.ingest.readahead import ReadAhead
+
+    card = tmp_path / "card"
+    card.mkdir()
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(os.urandom(3 << 20))
+    sizes = {"A.MP4": 2 << 20, "B.MP4": (1 << 20) + 17, "C.MP4": 5 << 20}
+    for name, size in sizes.items():
+        (card / name).write_bytes(os.urandom(size))
+    (card / "LINK.MP4").symlink_to(outside)
+    os.mkfifo(card / "PIPE.MP4")
+    before = tree_state(card)
+    order = [card / n for n in ("PIPE.MP4", "A.MP4", "LINK.MP4", "B.MP4", "C.MP4")]
+
+    whole = ReadAhead(order, budget=64 << 20).start()
+    whole._thread.join(10)
+    assert not whole._thread.is_alive() and whole.read == sum(sizes.values())  # the FIFO and the link skipped
+
+    some = ReadAhead(order, budget=3 << 20).start()  # the budget ends it part-way through B
+    some._thread.join(10)
+    assert not some._thread.is_alive() and (3 << 20) <= some.read < (3 << 20) + (1 << 20)
+
+    stopped = ReadAhead(order, budget=64 << 20)
+    stopped._stopping.set()
+    stopped.start().stop()
+    assert stopped.read == 0
+    assert tree_state(card) == before

@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from archiver.catalog import Recording
 from archiver.errors import ArchiverError
 from archiver.ingest.scan import Skipped
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) loads only once there is something to record
+    from archiver.catalog import Recording
 
 
 class KeyedLocks:

@@ -49,7 +49,7 @@ from archiver.ingest.options import IngestOptions, IngestReport, NoProgress, Pro
 from archiver.ingest.plan import Planned, plan_file
 from archiver.ingest.proof import probe, verify_copy
 from archiver.ingest.record import Cataloguer, known_files, subject
-from archiver.ingest.scan import Found, handed, scan
+from archiver.ingest.scan import Found, ScanResult, handed, scan
 from archiver.ingest.stages import END, Halting, batch_stage, hand_on_in_order, start_each
 from archiver.ledger.custody import CustodyLog
 
@@ -114,16 +114,17 @@ def sweep(ws: Workspace, *, walk: bool = False) -> None:
 
 
 def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
-           files: list[tuple[str, int]] | None = None) -> IngestReport:
+           files: list[tuple[str, int]] | None = None, scanned: ScanResult | None = None) -> IngestReport:
     """Archive every recording under `source` into the workspace's archive and catalog, each with its custody
     event (there is no ingest without the custody log); or, with `files`, the files a person handed in:
-    relative names and open descriptors, `source` then only naming where they came from. Raises SourceError
-    if the source cannot be read at all."""
+    relative names and open descriptors, `source` then only naming where they came from; or what `scanned`
+    lists (a scan made beforehand). Raises SourceError if the source cannot be read at all."""
     cfg, archive, catalog = ws.cfg, ws.archive, ws.catalog
     opts = options or IngestOptions()
     progress = opts.progress or NoProgress()
     started = time.monotonic()
-    scanned = scan(source, cfg.system_files) if files is None else handed(source, files, cfg.system_files)
+    if scanned is None:
+        scanned = scan(source, cfg.system_files) if files is None else handed(source, files, cfg.system_files)
     files = [f for f in scanned.files if opts.only is None or f.path in opts.only]
     plans = [plan_file(f, cfg, opts.device, opts.officer) for f in files]
     serials = Counter(p.serial for p in plans if p.serial)
