@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 ARCHIVER = str(REPO / ".venv" / "bin" / "archiver")
 BLKIO = Path("/sys/fs/cgroup/blkio")
 USB2, USB3 = 40, 200  # MiB/s
-TARGETS = {"same-disk": 1.5, "usb2": 1.03, "usb3": 1.10, "six": 1.10}
+TARGETS = {"usb2": 1.03, "usb3": 1.10, "six": 1.10}  # the cached case's target is the floor (FLOOR_TARGET)
 FLOOR_TARGET = 1.05
 
 
@@ -336,10 +336,11 @@ def main() -> None:
     names = {"same-disk": "same disk, source cached", "usb2": f"card at USB 2 ({USB2} MiB/s), cold",
              "usb3": f"card at USB 3 ({USB3} MiB/s), cold", "six": "six USB 2 cards at once, idle daemon"}
     for case, figures in results.items():
-        ratio = figures["ingest"] / figures["cp"]
-        target = TARGETS[case]
+        ratio, target = figures["ingest"] / figures["cp"], TARGETS.get(case)
+        verdict = "against the floor, below" if target is None else \
+            f"{target:.2f}x: {'met' if ratio <= target else 'NOT met'}"
         print(f"  {names[case]:34s} {figures['bytes'] / 2**20:6.0f} {figures['cp']:10.2f} s {figures['floor']:6.2f} s "
-              f"{figures['ingest']:6.2f} s  {ratio:.2f}x ({target:.2f}x: {'met' if ratio <= target else 'NOT met'})")
+              f"{figures['ingest']:6.2f} s  {ratio:.2f}x ({verdict})")
         if case == "same-disk":
             floor_ratio = figures["ingest"] / figures["floor"]
             print(f"  {'  floor: write+fsync':34s} {figures['write']:17.2f} s, direct read {figures['read']:.2f} s, "

@@ -309,3 +309,37 @@ def test_the_read_ahead_reads_only_regular_files_in_order_within_its_budget_and_
     stopped.start().stop()
     assert stopped.read == 0
     assert tree_state(card) == before
+
+
+def test_a_big_recording_is_probed_on_the_recorder_while_it_copies(cli, card: Path, tmp_path: Path, data_dir: Path):
+    """So a card's last file does not wait for its probe after its copy: a recording the copy proves as it goes is
+    probed on the recorder meanwhile; small ones, photos and files handed in are probed on the archived copy."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+    from zoneinfo import ZoneInfo
+
+    from archiver.ingest import media
+    from archiver.ingest.proof import probe_on_source
+    from archiver.ingest.scan import Found
+
+    small = card / "RECORD" / "TA00716_JX0227_20221103093621.MP4"
+    big = tmp_path / "big" / "RECORD" / "TA00716_JX0227_20221103100000.MP4"
+    big.parent.mkdir(parents=True)
+    pad = DEEP + 4096  # a `free` box after the recording's own: the same media, as big as a deep copy
+    big.write_bytes(small.read_bytes() + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8))
+    tz = ZoneInfo("Asia/Shanghai")
+
+    def found(path: Path) -> Found:
+        return Found(path, path.name, path.stat().st_size, path.stat().st_mtime_ns)
+
+    photo = next(card.rglob("*.JPG"))
+    with ThreadPoolExecutor(1) as pool:
+        early = probe_on_source(found(big), pool, tz)
+        assert early is not None and early.result().duration_s == media.probe(small).duration_s
+        assert [probe_on_source(f, pool, tz) for f in (found(small), found(photo),
+                                                      dataclasses.replace(found(big), fd=0))] == [None, None, None]
+    done = cli("ingest", big.parent.parent, "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout)["ingested"] == 1
+    (duration, kind), = sqlite3.connect(data_dir / "catalog.db").execute(
+        "select duration_s, media_type from recordings").fetchall()
+    assert (duration, kind) == (media.probe(small).duration_s, "video")
