@@ -311,33 +311,47 @@ def test_the_read_ahead_reads_only_regular_files_in_order_within_its_budget_and_
     assert tree_state(card) == before
 
 
-def test_a_big_recording_is_probed_on_the_recorder_while_it_copies(cli, card: Path, tmp_path: Path, data_dir: Path):
-    """So a card's last file does not wait for its probe after its copy: a recording the copy proves as it goes is
-    probed on the recorder meanwhile; small ones, photos and files handed in are probed on the archived copy."""
-    import dataclasses
+def padded_recording(small: Path, dest: Path) -> Path:
+    """`small` (a real MP4) with a `free` box after its own: the same media, as big as a deep copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pad = DEEP + 4096
+    dest.write_bytes(small.read_bytes() + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8))
+    return dest
+
+
+def test_a_big_recording_is_probed_on_its_copy_while_the_copy_is_placed(cli, card: Path, tmp_path: Path,
+                                                                        data_dir: Path):
+    """So a card's last file does not wait for its probe after its copy: a recording the copy proved as it went is
+    probed on the copy (never on the recorder: access times) through a descriptor of its own, which it closes;
+    small ones, photos and copies not proved yet are probed when read back."""
     from concurrent.futures import ThreadPoolExecutor
-    from zoneinfo import ZoneInfo
 
     from archiver.ingest import media
-    from archiver.ingest.proof import probe_on_source
-    from archiver.ingest.scan import Found
+    from archiver.ingest.proof import probe_copy_early
 
     small = card / "RECORD" / "TA00716_JX0227_20221103093621.MP4"
-    big = tmp_path / "big" / "RECORD" / "TA00716_JX0227_20221103100000.MP4"
-    big.parent.mkdir(parents=True)
-    pad = DEEP + 4096  # a `free` box after the recording's own: the same media, as big as a deep copy
-    big.write_bytes(small.read_bytes() + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8))
-    tz = ZoneInfo("Asia/Shanghai")
+    big = padded_recording(small, tmp_path / "big" / "RECORD" / "TA00716_JX0227_20221103100000.MP4")
+    folder = tmp_path / "archive" / "day"
+    folder.mkdir(parents=True)
 
-    def found(path: Path) -> Found:
-        return Found(path, path.name, path.stat().st_size, path.stat().st_mtime_ns)
+    def copy(path: Path, name: str):
+        st = path.stat()
+        return Archive(tmp_path).copy_in(path, folder, name, ("sha256",), SourceStat(st.st_size, st.st_mtime_ns),
+                                         sync=False, read_back=st.st_size >= DEEP)  # as the pipeline copies
 
-    photo = next(card.rglob("*.JPG"))
-    with ThreadPoolExecutor(1) as pool:
-        early = probe_on_source(found(big), pool, tz)
-        assert early is not None and early.result().duration_s == media.probe(small).duration_s
-        assert [probe_on_source(f, pool, tz) for f in (found(small), found(photo),
-                                                      dataclasses.replace(found(big), fd=0))] == [None, None, None]
+    descriptors = len(os.listdir("/proc/self/fd"))
+    copies = [copy(big, big.name), copy(small, small.name), copy(big, "TA00716_JX0227_20221103100000.JPG")]
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            early = [probe_copy_early(c, name, pool) for c, name in zip(
+                copies, (big.name, small.name, "TA00716_JX0227_20221103100000.JPG"), strict=True)]
+            assert early[0] is not None and early[1:] == [None, None]
+            assert early[0].result().duration_s == media.probe(small).duration_s
+    finally:
+        for c in copies:
+            c.close()
+    assert len(os.listdir("/proc/self/fd")) == descriptors and list(folder.iterdir()) == []
+
     done = cli("ingest", big.parent.parent, "--json")
     assert done.exit_code == 0 and json.loads(done.stdout)["ingested"] == 1
     (duration, kind), = sqlite3.connect(data_dir / "catalog.db").execute(

@@ -204,7 +204,8 @@ def _errno_error() -> OSError:
     return OSError(err, os.strerror(err))
 
 
-def _open_source(source: Path) -> int:
+def open_source(source: Path) -> int:
+    """A recorder's file opened for reading, and only that (SourceReadError otherwise)."""
     # O_NOFOLLOW: a file swapped for a symlink after the scan is refused; O_NONBLOCK: a FIFO
     # swapped in does not hang us; O_NOATIME: the recorder's access times stay as they were.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

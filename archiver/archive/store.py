@@ -25,10 +25,10 @@ from archiver.archive.copying import (
     _libc,
     _make_durable,
     _NoDirectIO,
-    _open_source,
     _pump,
     copy_deep,
     new_hasher,
+    open_source,
 )
 from archiver.errors import (
     FileProblem,
@@ -174,7 +174,7 @@ class Archive:
         ArchiveStorageError if writing failed; in every case the temp file is gone.
         """
         hashers = {a: new_hasher(a) for a in algorithms}
-        src_fd = os.dup(source) if isinstance(source, int) else _open_source(source)
+        src_fd = os.dup(source) if isinstance(source, int) else open_source(source)
         out = None
         try:
             before = os.fstat(src_fd)

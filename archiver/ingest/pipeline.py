@@ -47,7 +47,7 @@ from archiver.i18n import _
 from archiver.ingest import media
 from archiver.ingest.options import IngestOptions, IngestReport, NoProgress, Progress
 from archiver.ingest.plan import Planned, plan_file
-from archiver.ingest.proof import probe, probe_on_source, verify_copy
+from archiver.ingest.proof import probe, probe_copy_early, verify_copy
 from archiver.ingest.record import Cataloguer, known_files, subject
 from archiver.ingest.scan import Found, ScanResult, handed, scan
 from archiver.ingest.stages import END, Halting, batch_stage, hand_on_in_order, start_each
@@ -86,7 +86,7 @@ class _Item:
     twin: _Item | None = None  # the same bytes came earlier in this run
     existing: int | None = None  # the recording that already holds these bytes
     probed: media.MediaInfo | None = None
-    probing: Future | None = None  # a big recording probed on the recorder while it copies
+    probing: Future | None = None  # a big recording probed on its copy while the copy is placed
     recording: Recording | None = None
     error: str | None = None  # why it failed
     dropped: bool = False  # let go when the run halted: pending
@@ -229,7 +229,7 @@ class _Run:
             for thread in stages:
                 thread.join()
             self._provers.shutdown()
-            self._probers.shutdown(cancel_futures=True)
+            self._probers.shutdown()  # each probe closes its own descriptor
             for created in reversed(self._created):
                 self.archive.drop_empty(created)  # only folders left empty go
         self.report.pending = [p.found.rel for i, p in enumerate(plans) if i not in self._decided]
@@ -254,7 +254,6 @@ class _Run:
             if item.folder not in self._folders:
                 self._created.append(self.archive.ensure_folder(item.folder))
                 self._folders.add(item.folder)
-            item.probing = probe_on_source(found, self._probers, self.cfg.timezone)
             try:
                 source = found.path if found.fd is None else found.fd
                 item.copied = self.archive.copy_in(source, item.folder, planned.name, self.cfg.hashes,
@@ -265,6 +264,7 @@ class _Run:
                     raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
                 raise
             self.report.bytes_copied += item.copied.size
+            item.probing = probe_copy_early(item.copied, found.path.name, self._probers)
         except FileProblem as exc:
             item.error = str(exc)
         except (ArchiveStorageError, _SourceGone, Cancelled) as exc:
@@ -321,7 +321,7 @@ class _Run:
                 self.archive.seal(item.final)  # its interrupted run may not have made it read-only
             elif item.copied.read_back is not None:  # read back as it was copied
                 verify_copy(self.archive, item.final, item.copied, self.cfg.hashes, self.opts.cancel)
-                # probed on the recorder as it copied; if that told nothing (a card pulled since), the copy
+                # probed on its copy while it was placed; if that told nothing, probed again at its name
                 item.probed = item.probing and item.probing.result() or probe(item.final, self.cfg.timezone)
             elif item.copied.size < CHUNK:  # its bytes, read back, are enough to tell a photo
                 head = bytearray()

@@ -10,12 +10,11 @@ from concurrent.futures import Executor, Future
 from datetime import tzinfo
 from pathlib import Path
 
-from archiver.archive.copying import DEEP, Cancelled
+from archiver.archive.copying import Cancelled
 from archiver.archive.store import Archive, Copied
 from archiver.errors import VerifyError, storage_error
 from archiver.i18n import _
 from archiver.ingest import media
-from archiver.ingest.scan import Found
 
 
 def probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo | None:
@@ -41,15 +40,25 @@ def probe(path: Path, tz: tzinfo, head: bytes | None = None) -> media.MediaInfo 
         return None
 
 
-def probe_on_source(found: Found, pool: Executor, tz: tzinfo) -> Future | None:
-    """A big recording (one the copy proves as it goes) probed on the recorder while it copies: ffprobe reads a
-    few kilobytes to a few megabytes of the file while the copy reads all of it, so the last file of a card is
-    not left waiting for its probe. What it describes is the bytes the copy hashes: a file that changes while it
-    is read is not archived at all. None for the rest (probed on the archived copy, as it is read back)."""
-    if found.size < DEEP or found.fd is not None or media.type_by_extension(found.path.name) not in ("video",
-                                                                                                     "audio"):
+def probe_copy_early(copied: Copied, name: str, pool: Executor) -> Future | None:
+    """A big recording (one the copy proved as it went) probed on its archived copy as soon as the copy ends,
+    while the copy is made durable and placed: so the last file of a card does not wait for its probe. (Not on
+    the recorder: ffprobe cannot read without leaving access times behind.) A descriptor of our own holds the
+    copy whatever its name becomes meanwhile; ffprobe reads it through /proc. None for the rest, probed when
+    read back."""
+    if copied.read_back is None or copied.file.fd < 0 or media.type_by_extension(name) not in ("video", "audio"):
         return None
-    return pool.submit(probe, found.path, tz)
+    fd = os.dup(copied.file.fd)
+
+    def run() -> media.MediaInfo | None:
+        try:
+            return media.probe(Path(f"/proc/{os.getpid()}/fd/{fd}"))
+        except media.ProbeError:
+            return None
+        finally:
+            os.close(fd)
+
+    return pool.submit(run)
 
 
 def verify_copy(archive: Archive, final: Path, copied: Copied, algorithms: tuple[str, ...],

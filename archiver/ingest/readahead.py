@@ -15,6 +15,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from archiver.archive.copying import open_source
+from archiver.errors import SourceReadError
+
 _CHUNK = 1 << 20
 BUDGET = 256 << 20  # at most this much read ahead, and never more than an eighth of the memory free
 
@@ -32,8 +35,9 @@ def _budget() -> int:
 
 class ReadAhead:
     """Reads `paths` (regular files, in order) in a daemon thread until `stop()` or the budget is spent. Opens
-    nothing through a symlink and nothing that is not a regular file by then; any error ends it quietly (the
-    copy will meet the same file and say what is wrong)."""
+    them as the copy does (no symlink followed, no FIFO waited on, the access times kept) and reads nothing that
+    is not a regular file by then; any error ends it quietly (the copy will meet the same file and say what is
+    wrong)."""
 
     def __init__(self, paths: Iterable[Path], budget: int | None = None) -> None:
         self._paths, self._budget = list(paths), _budget() if budget is None else budget
@@ -56,8 +60,8 @@ class ReadAhead:
         buffer = bytearray(_CHUNK)
         for path in self._paths:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
+                fd = open_source(path)  # as the copy opens it: no symlink, no hang, access times kept
+            except SourceReadError:
                 continue
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
