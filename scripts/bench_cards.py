@@ -23,6 +23,7 @@ first.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -73,10 +74,14 @@ def pick(card: Path, mib: float, skip: set[Path]) -> list[Path]:
 
 
 def make_image(base: Path, name: str, files: list[Path]) -> Path:
-    """An ext4 image (mkfs -d, no mount needed) holding `files` under RECORD/."""
-    image = base / f"{name}.img"
+    """An ext4 image (mkfs -d, no mount needed) holding `files` under RECORD/; kept for the next run under a name
+    that says what it holds (an image made for other files, e.g. another --card-mib, is never reused)."""
+    listing = "\n".join(f"{p.name} {p.stat().st_size}" for p in sorted(files))
+    image = base / f"{name}-{hashlib.sha256(listing.encode()).hexdigest()[:10]}.img"
     if image.exists():
         return image
+    for stale in base.glob(f"{name}-*.img"):
+        stale.unlink()
     tree = base / f"{name}.tree"
     shutil.rmtree(tree, ignore_errors=True)
     (tree / "RECORD").mkdir(parents=True)
@@ -277,7 +282,7 @@ def _docked(data: Path, env: dict[str, str], group: Path, media: Path, wheres: l
         start = time.perf_counter()
         for where in wheres:
             image_loop = next(line.split(":")[0] for line in loops.splitlines()
-                              if f"six-{where.name[4:]}.img" in line)
+                              if f"/six-{where.name[4:]}-" in line)
             subprocess.run(["mount", "-o", "ro,noload", image_loop, str(where)], check=True)
         _wait_for(log_path, b"ingest finished", len(wheres), daemon)
         seconds = time.perf_counter() - start
