@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from archiver.archive.copying import DEEP
 from archiver.cli import main
 from archiver.dock.simulate import RecorderSpec, make_recorder
 
@@ -197,3 +198,11 @@ def backed(cli, recorder: Path, tmp_path: Path, keys):
         return cli(*args, config=config)
 
     return {"run": run, "targets": targets, "config": config, **keys}
+
+
+def padded_recording(small: Path, dest: Path) -> Path:
+    """`small` (a real MP4) with a `free` box after its own: the same media, as big as a deep copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pad = DEEP + 4096
+    dest.write_bytes(small.read_bytes() + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8))
+    return dest

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from conftest import archive_problems, files_state, tree_state
+from conftest import archive_problems, files_state, padded_recording, tree_state
 
 from archiver.archive.copying import CHUNK, DEEP
 from archiver.archive.store import Archive, SourceStat
@@ -309,14 +309,6 @@ def test_the_read_ahead_reads_only_regular_files_in_order_within_its_budget_and_
     stopped.start().stop()
     assert stopped.read == 0
     assert tree_state(card) == before
-
-
-def padded_recording(small: Path, dest: Path) -> Path:
-    """`small` (a real MP4) with a `free` box after its own: the same media, as big as a deep copy."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    pad = DEEP + 4096
-    dest.write_bytes(small.read_bytes() + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8))
-    return dest
 
 
 def test_a_big_recording_is_probed_on_its_copy_while_the_copy_is_placed(cli, card: Path, tmp_path: Path,

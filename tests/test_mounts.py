@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import archive_problems, mount, tree_state, umount
-from test_ingest import padded_recording
+from conftest import archive_problems, mount, padded_recording, tree_state, umount
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
 

@@ -23,7 +23,7 @@ from archiver.archive.workspace import Workspace
 from archiver.backup.age import Recipient
 from archiver.backup.objects import Lock, Placed, Rotten, check_stream, filler, object_name
 from archiver.backup.snapshots import snapshot_head, take_snapshot
-from archiver.backup.targets import SnapshotTarget, Target, recipients, record, remove, targets
+from archiver.backup.targets import SnapshotTarget, Target, object_row, recipients, record, remove, targets
 from archiver.catalog import BackupObject, Recording
 from archiver.catalog.db import commit
 from archiver.errors import ArchiverError, BackupError
@@ -116,7 +116,7 @@ def _send(ws: Workspace, target: Target, rec: Recording, to: list[Recipient], lo
 def backup_one(ws: Workspace, target: Target, rec: Recording, to: list[Recipient], lock: Lock | None,
                counts: dict[str, int]) -> BackupObject:
     """One recording put, recorded and logged (what `put_recordings` does two at a time)."""
-    row = record(ws, target, _send(ws, target, rec, to, lock), rec.id)
+    row = record(ws, object_row(target, _send(ws, target, rec, to, lock), rec.id))
     _backed_up(ws, target, rec, row, counts)
     return row
 
@@ -137,20 +137,14 @@ def adopt(ws: Workspace, target: Target, counts: dict[str, int]) -> None:
             if not isinstance(entry, dict) or not signed_by(entry, key) or entry.get("kind") != "recording" \
                     or entry.get("object") != name or entry.get("plain_sha256") != rec.sha256:
                 continue
-            row = BackupObject(target=target.name, name=name, kind="recording", recording_id=rec.id,
-                               plain_sha256=rec.sha256, ciphertext_sha256=entry["ciphertext_sha256"],
-                               size=entry["size"], version_id=placed.version, locked_until=placed.locked_until,
-                               legal_hold=placed.legal_hold)
+            row = object_row(target, placed, rec.id)
             try:
                 if check_stream(target.open(name, placed.version), row, None) is not None:
                     continue
             except (OSError, ArchiverError):
                 continue
             row.at = datetime.fromisoformat(entry["time"])
-            with ws.catalog.session() as session:
-                session.add(row)
-                commit(session)
-            _backed_up(ws, target, rec, row, counts, adopted=True)
+            _backed_up(ws, target, rec, record(ws, row), counts, adopted=True)
             break
 
 
@@ -160,10 +154,7 @@ def drop_purged(ws: Workspace, target: Target) -> tuple[int, int]:
     target keeps (its lock runs on, a legal hold) stays recorded, and the next run tries again. (dropped, kept)."""
     if target.name in {str(p) for p in ws.cfg.backup.keep_purged} or target.present() is False:
         return 0, 0
-    with ws.catalog.reading() as session:
-        rows = list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
-                                    .where(BackupObject.target == target.name, BackupObject.kind == "recording",
-                                           Recording.purged_at.is_not(None))))
+    rows = _recordings_objects(ws, target, purged=True)
     dropped = remove(ws, target, rows)
     for row in rows:
         if row not in dropped:
@@ -174,6 +165,15 @@ def drop_purged(ws: Workspace, target: Target) -> tuple[int, int]:
             {"object": r.name, **({"version": r.version_id} if r.version_id else {}), "plain_sha256": r.plain_sha256}
             for r in dropped]})
     return len(dropped), len(rows) - len(dropped)
+
+
+def _recordings_objects(ws: Workspace, target: Target, purged: bool) -> list[BackupObject]:
+    """The target's objects of recordings purged since (or of live ones)."""
+    gone = Recording.purged_at.is_not(None) if purged else Recording.purged_at.is_(None)
+    with ws.catalog.reading() as session:
+        return list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
+                                    .where(BackupObject.target == target.name, BackupObject.kind == "recording",
+                                           gone)))
 
 
 def put_recordings(ws: Workspace, target: Target, to: list[Recipient], counts: dict[str, int], cancel,
@@ -209,7 +209,7 @@ def put_recordings(ws: Workspace, target: Target, to: list[Recipient], counts: d
                         log.error("not backed up: the archived file no longer hashes as catalogued path=%s",
                                   rec.archive_path)
                         continue
-                    _backed_up(ws, target, rec, record(ws, target, placed, rec.id), counts)
+                    _backed_up(ws, target, rec, record(ws, object_row(target, placed, rec.id)), counts)
         finally:
             for future in running:  # let the other writer finish or clean up its temp object
                 future.cancel()
@@ -238,10 +238,7 @@ def wanted_locks(ws: Workspace, ids: list[int], now: datetime) -> dict[int, Lock
 def maintain_locks(ws: Workspace, target: Target, now: datetime) -> tuple[int, int]:
     """Locks the rules now want longer extended (a case linked, a rolling lock half spent), legal holds placed
     or lifted since mirrored. Locks are only ever extended. (extended, holds changed)."""
-    with ws.catalog.reading() as session:
-        rows = list(session.scalars(select(BackupObject).join(Recording, Recording.id == BackupObject.recording_id)
-                                    .where(BackupObject.target == target.name, BackupObject.kind == "recording",
-                                           Recording.purged_at.is_(None))))
+    rows = _recordings_objects(ws, target, purged=False)
     wanted = wanted_locks(ws, [r.recording_id for r in rows], now) if rows else {}
     half = timedelta(days=ws.cfg.s3.rolling_lock_days) / 2
     extended = changed = 0

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from archiver.archive.workspace import Workspace
 from archiver.backup.age import Recipient
 from archiver.backup.objects import filler
-from archiver.backup.targets import Target, record, remove
+from archiver.backup.targets import Target, object_row, record, remove
 from archiver.catalog import BackupObject
 from archiver.catalog.db import CATALOG_FILE
 from archiver.errors import ArchiverError
@@ -58,7 +58,7 @@ def take_snapshot(ws: Workspace, target: Target, to: list[Recipient], counts: di
             for part in SNAPSHOT_PARTS:
                 name = f"snapshots/{stamp}/{part}.age"
                 fill = filler(ws.station_key, name, part, sources[part](), to)
-                row = record(ws, target, target.put(name, fill, None))
+                row = record(ws, object_row(target, target.put(name, fill, None)))
                 parts[part] = {"object": name, "plain_sha256": row.plain_sha256,
                                "ciphertext_sha256": row.ciphertext_sha256, "size": row.size}
                 counts["snapshot_parts"] += 1
@@ -68,7 +68,8 @@ def take_snapshot(ws: Workspace, target: Target, to: list[Recipient], counts: di
         "custody_head": {"seq": head.seq, "hash": head.hash} if head else None})
     data = json.dumps(descriptor, sort_keys=True, ensure_ascii=False, indent=1).encode() + b"\n"
     name = f"snapshots/{stamp}/{DESCRIPTOR}"
-    record(ws, target, target.put(name, filler(ws.station_key, name, "descriptor", io.BytesIO(data), None), None))
+    fill = filler(ws.station_key, name, "descriptor", io.BytesIO(data), None)
+    record(ws, object_row(target, target.put(name, fill, None)))
     counts["snapshots_pruned"] = prune_snapshots(ws, target, ws.cfg.backup.keep_snapshots)
 
 

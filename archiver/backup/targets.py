@@ -110,13 +110,18 @@ def recipients(cfg: Config) -> list[Recipient]:
 
 
 # -- written once against the protocol -------------------------------------------------------------
-def record(ws: Workspace, target: Target, placed: Placed, recording_id: int | None = None) -> BackupObject:
-    """The catalog's row for an object now on the target, from the entry it was put with."""
-    entry = placed.entry or {}
-    row = BackupObject(target=target.name, name=placed.name, kind=entry["kind"], recording_id=recording_id,
-                       plain_sha256=entry["plain_sha256"], ciphertext_sha256=entry["ciphertext_sha256"],
-                       size=entry["size"], at=datetime.now(UTC), version_id=placed.version,
-                       locked_until=placed.locked_until, legal_hold=placed.legal_hold)
+def object_row(target: Target, placed: Placed, recording_id: int | None = None) -> BackupObject:
+    """The catalog's row for an object on the target, from the signed entry it was put with."""
+    entry = placed.entry
+    assert entry is not None, placed.name  # what `put` and `list(name)` hand back always carries it
+    return BackupObject(target=target.name, name=placed.name, kind=entry["kind"], recording_id=recording_id,
+                        plain_sha256=entry["plain_sha256"], ciphertext_sha256=entry["ciphertext_sha256"],
+                        size=entry["size"], at=datetime.now(UTC), version_id=placed.version,
+                        locked_until=placed.locked_until, legal_hold=placed.legal_hold)
+
+
+def record(ws: Workspace, row: BackupObject) -> BackupObject:
+    """`row` (an object now on its target) kept in the catalog."""
     with ws.catalog.session() as session:
         session.add(row)
         commit(session)
