@@ -73,15 +73,22 @@ def pick(card: Path, mib: float, skip: set[Path]) -> list[Path]:
     return chosen
 
 
-def make_image(base: Path, name: str, files: list[Path]) -> Path:
-    """An ext4 image (mkfs -d, no mount needed) holding `files` under RECORD/; kept for the next run under a name
-    that says what it holds (an image made for other files, e.g. another --card-mib, is never reused)."""
+def holding(base: Path, name: str, files: list[Path], suffix: str) -> Path:
+    """Where a card made of `files` is kept for the next run: named by what it holds, so one made for other files
+    (another --card-mib) is never reused; the stale ones of that name go."""
     listing = "\n".join(f"{p.name} {p.stat().st_size}" for p in sorted(files))
-    image = base / f"{name}-{hashlib.sha256(listing.encode()).hexdigest()[:10]}.img"
+    kept = base / f"{name}-{hashlib.sha256(listing.encode()).hexdigest()[:10]}{suffix}"
+    if not kept.exists():
+        for stale in base.glob(f"{name}-*{suffix}"):
+            clean(stale)
+    return kept
+
+
+def make_image(base: Path, name: str, files: list[Path]) -> Path:
+    """An ext4 image (mkfs -d, no mount needed) holding `files` under RECORD/."""
+    image = holding(base, name, files, ".img")
     if image.exists():
         return image
-    for stale in base.glob(f"{name}-*.img"):
-        stale.unlink()
     tree = base / f"{name}.tree"
     shutil.rmtree(tree, ignore_errors=True)
     (tree / "RECORD").mkdir(parents=True)
@@ -128,9 +135,11 @@ def throttled(loops: list[str], mib_s: int):
 
 def clean(*paths: Path) -> None:
     for path in paths:
-        if path.exists():
+        if path.is_dir():
             subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
             shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def fresh(data: Path, env: dict[str, str]) -> None:
@@ -184,7 +193,7 @@ def disk_floor(base: Path, total: int, runs: int) -> dict[str, float]:
 
 
 def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
-    source = base / "same-disk.card" / "RECORD"
+    source = holding(base, "same-disk", files, ".card") / "RECORD"
     if not source.exists():
         source.mkdir(parents=True)
         for path in files:
@@ -206,6 +215,8 @@ def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
         (lambda: (fresh(data, env), warm()),
          lambda: run([ARCHIVER, "ingest", "--json", str(source.parent)], env, report=inside)))
     clean(copy, data)
+    if any(r["bytes_copied"] != total for r in inside):
+        raise SystemExit(f"the cached case copied other than the {total} bytes picked: {source}")
     return {"bytes": total, "cp": cp_s, "ingest": ingest_s, **disk_floor(base, total, runs),
             "inside": statistics.median(r["seconds"] for r in inside)}
 

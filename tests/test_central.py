@@ -319,20 +319,24 @@ def test_the_daemon_syncs_as_it_docks_and_catches_up_after_an_outage(county, car
             def central_recordings() -> int:
                 return len(as_json(run("centre", "recordings", "list", "--json")))
 
+            def lag() -> dict:
+                return as_json(run("houye", "status", "--json"))["central"]
+
             shutil.copytree(cards["houye"], inbox / "first")
             wait_for(lambda: central_recordings() == 3, 60, "the first card at the centre", step=0.3)
+            # the station notes how far the centre is once its receipts are in, a moment after the centre applied
+            wait_for(lambda: lag()["events_behind"] == 0, 30, "the first sync noted", step=0.3)
             server.stop()
             later = tmp_path / "later"
             make_recorder(later, RecorderSpec(serial="TC00003", officer="JX0411", segments=2, audio=1, photos=0,
                                               device_files=False))
             shutil.copytree(later, inbox / "later")
             wait_for(lambda: "central sync failed" in daemon.log(), 60, "a failed sync logged", step=0.2)
-            wait_for(lambda: as_json(run("houye", "status", "--json"))["central"]["recordings_behind"] == 3, 60,
-                     "the station's lag", step=0.3)
+            wait_for(lambda: lag()["recordings_behind"] == 3, 60, "the station's lag", step=0.3)
             server.start()
             wait_for(lambda: central_recordings() == 6, 60, "the centre caught up", step=0.3)
-            lag = as_json(run("houye", "status", "--json"))["central"]
-            assert lag["events_behind"] == 0 and lag["error"] is None
+            wait_for(lambda: lag()["events_behind"] == 0, 30, "the station's lag cleared", step=0.3)
+            assert lag()["error"] is None
         finally:
             assert daemon.stop() == 0, daemon.log()
         assert "retry_in=" in daemon.log()

@@ -8,9 +8,12 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
 from conftest import archive_problems, files_state, padded_recording, tree_state
+from daemon_util import wait_for
 
 from archiver.archive.copying import CHUNK, DEEP
 from archiver.archive.store import Archive, SourceStat
@@ -349,3 +352,104 @@ def test_a_big_recording_is_probed_on_its_copy_while_the_copy_is_placed(cli, car
     (duration, kind), = sqlite3.connect(data_dir / "catalog.db").execute(
         "select duration_s, media_type from recordings").fetchall()
     assert (duration, kind) == (media.probe(small).duration_s, "video")
+
+
+def _temp_files(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "archive").rglob(".tmp-*")]
+
+
+def test_the_copy_starts_before_the_catalog_is_open_and_a_card_docked_again_waits_for_it(recorder: Path,
+                                                                                        data_dir: Path):
+    """A one-shot ingest copies while the catalog, the custody log and SQLAlchemy load: every recording is in its
+    temp file before the catalog is opened, and none is placed or catalogued until it is. A card docked again is
+    not read again: its files' names are taken, so the copy waits for the catalog to say they are archived."""
+    from archiver.archive.datadir import open_archive
+    from archiver.ingest.pipeline import start
+
+    cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
+    open_workspace(cfg, upgrade=True).close()  # a station made beforehand
+    before = tree_state(recorder)
+
+    def books_once_copied():
+        wait_for(lambda: len(_temp_files(data_dir)) == 6, 30, "every recording copied before the catalog opened")
+        assert not [p for p in (data_dir / "archive").rglob("*.MP4") if not p.name.startswith(".tmp-")]
+        assert sqlite3.connect(data_dir / "catalog.db").execute("select count(*) from ingest_runs").fetchone()[0] == 0
+        return open_workspace(cfg, upgrade=True)
+
+    report = start(cfg, open_archive(cfg), recorder).finish(books_once_copied)
+    assert (report.ingested, report.failed, report.pending) == (6, [], [])
+    assert _temp_files(data_dir) == [] and archive_problems(data_dir) == []
+
+    def books_after_a_while():
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert _temp_files(data_dir) == [], "a file archived before was copied again"
+            time.sleep(0.01)
+        return open_workspace(cfg, upgrade=True)
+
+    again = start(cfg, open_archive(cfg), recorder).finish(books_after_a_while)
+    assert (again.ingested, again.already_archived, again.bytes_copied) == (0, 6, 0)
+    assert tree_state(recorder) == before
+
+
+def test_when_the_catalog_cannot_be_opened_the_copy_under_way_stops_and_nothing_is_left(recorder: Path,
+                                                                                       data_dir: Path):
+    """The catalog fails to open while a big file is copying (a data dir someone else can change, a catalog disk
+    gone): the copy stops within a chunk or two, not at the end of the file; the error is raised; the archive
+    holds no temp file, nothing was catalogued, the card is unchanged; and the next run archives it all."""
+    import threading
+
+    from archiver.archive.datadir import open_archive
+    from archiver.errors import DataDirError
+    from archiver.ingest.options import IngestOptions, NoProgress
+    from archiver.ingest.pipeline import start
+
+    big = recorder / "RECORD" / "TA00716_JX0227_20221103100000.MP4"
+    with big.open("wb") as fh:
+        fh.truncate(512 << 20)  # read as fast as memory allows: only an interrupted copy ends early
+    before = tree_state(recorder)
+    cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
+    open_workspace(cfg, upgrade=True).close()
+
+    class Copying(NoProgress):
+        def __init__(self) -> None:
+            self.bytes, self.moving = 0, threading.Event()
+
+        def advance(self, nbytes: int) -> None:
+            self.bytes += nbytes
+            if self.bytes >= 8 << 20:
+                self.moving.set()
+
+    copying = Copying()
+
+    def failing_books():
+        copying.moving.wait(30)
+        raise DataDirError("the data dir can be changed by another user")
+
+    run = start(cfg, open_archive(cfg), recorder, IngestOptions(progress=copying))
+    with pytest.raises(DataDirError, match="another user"):
+        run.finish(failing_books)
+    assert copying.bytes < big.stat().st_size // 2, "the copy went on to the end of the file"
+    assert not [p for p in (data_dir / "archive").rglob("*") if p.is_file()]
+    assert sqlite3.connect(data_dir / "catalog.db").execute("select count(*) from recordings").fetchone()[0] == 0
+    assert tree_state(recorder) == before
+
+    ws = open_workspace(cfg, upgrade=True)
+    try:
+        report = ingest(ws, recorder)
+    finally:
+        ws.close()
+    assert (report.ingested, report.pending) == (7, [])
+    assert archive_problems(data_dir) == []
+
+
+def test_what_the_copy_needs_loads_without_the_catalog():
+    """What a one-shot ingest loads before its copy starts: no SQLAlchemy, no cryptography, no catalog models."""
+    import sys
+
+    code = ("import sys, archiver.operations.station, archiver.ingest.pipeline, archiver.archive.datadir, "
+            "archiver.ingest.readahead, archiver.ingest.clearing; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'cryptography') "
+            "or m.startswith(('archiver.catalog', 'archiver.ledger', 'archiver.ingest.record'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

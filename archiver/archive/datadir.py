@@ -6,12 +6,31 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archiver.archive.store import ARCHIVE_DIR, Archive
 from archiver.errors import DataDirError
 from archiver.fs import make_dirs, temp_name
-from archiver.fs.owners import check_private
+from archiver.fs.owners import check_private, reader_gid, user_uid
 from archiver.i18n import _
+
+if TYPE_CHECKING:
+    from archiver.config import Config
+
+
+def trusted_owners(cfg: Config) -> set[int]:
+    """Who may own the data dir and the station key: root, whoever runs this, and the service user."""
+    owners = {0, os.geteuid()}
+    service = user_uid(cfg.access.service_user)
+    if service is not None:
+        owners.add(service)
+    return owners
+
+
+def open_archive(cfg: Config) -> Archive:
+    """The archive of a data dir made if needed and checked (`prepare_data_dir`): what a copy needs, without the
+    catalog (`workspace.open_workspace` opens the rest)."""
+    return prepare_data_dir(cfg.data_dir, trusted_owners(cfg), reader_gid(cfg.access.reader_group))
 
 
 def prepare_data_dir(data_dir: Path, owners: set[int], group: int | None = None) -> Archive:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,14 +11,14 @@ from archiver.archive.datadir import (
     RESERVE_BYTES,
     check_data_dir,
     keep_reserve,
-    prepare_data_dir,
+    open_archive,
     release_reserve,
+    trusted_owners,
 )
 from archiver.archive.store import Archive
 from archiver.catalog import Catalog
 from archiver.config import Config
 from archiver.errors import DataDirError
-from archiver.fs.owners import reader_gid, user_uid
 from archiver.i18n import _
 from archiver.ledger.custody import CustodyLog, local_actor
 from archiver.ledger.keys import StationKey, ensure_station_key, load_station_key
@@ -57,22 +56,13 @@ def make_room(data_dir: Path) -> bool:
     return True
 
 
-def trusted_owners(cfg: Config) -> set[int]:
-    """Who may own the data dir and the station key: root, whoever runs this, and the service user."""
-    owners = {0, os.geteuid()}
-    service = user_uid(cfg.access.service_user)
-    if service is not None:
-        owners.add(service)
-    return owners
-
-
 def open_workspace(cfg: Config, *, upgrade: bool) -> Workspace:
     """Open the data dir. With `upgrade`, create it, its key and catalog and bring the schema up to date
     (what `init`, `ingest` and the daemon do); without, refuse a missing or outdated catalog."""
     owners = trusted_owners(cfg)
     room_made = cfg.data_dir.is_dir() and make_room(cfg.data_dir)
     if upgrade:
-        archive = prepare_data_dir(cfg.data_dir, owners, reader_gid(cfg.access.reader_group))
+        archive = open_archive(cfg)
         catalog = Catalog.for_config(cfg)
         before, _after = catalog.upgrade()
         created = ensure_station_key(cfg.data_dir)

@@ -33,7 +33,8 @@ from archiver.dock.watch import InboxWatcher, Mount, MountTable, current_recorde
 from archiver.errors import ArchiverError
 from archiver.ingest.devices import identify
 from archiver.ingest.options import IngestOptions, IngestReport, KeyedLocks
-from archiver.ingest.pipeline import ingest, sweep
+from archiver.ingest.pipeline import ingest
+from archiver.ingest.record import sweep
 from archiver.retention.capacity import capacity, low_space
 from archiver.retention.clock import now
 from archiver.retention.purge import finish, unfinished

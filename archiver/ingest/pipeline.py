@@ -1,11 +1,13 @@
 """The ingest pipeline: scan -> plan, then four stages that overlap across files: copy+hash ->
 sync+place -> read back+probe+seal -> catalog (a batch at a time).
 
-`ingest()` is what both `archiver ingest` and the daemon call. It writes nothing to the source
-unless asked to clear it (`IngestOptions.clear`), and then deletes a file only after its archived
-copy is verified. Per-file problems are collected in the report and the run goes on; a problem
-with the archive itself (disk full, I/O error), a pulled recorder or a stop request ends the run,
-leaving what was done done, nothing half-done, and the rest listed as pending.
+`ingest()` is what the daemon calls; `start()` is what a one-shot `archiver ingest` calls: the copy starts
+before the catalog and the custody log are open (loading them, SQLAlchemy and the rest takes a few tenths of a
+second), and `Run.finish` hands them over. Nothing here imports the catalog's side until then
+(`ingest.record`). It writes nothing to the source unless asked to clear it (`IngestOptions.clear`), and then
+deletes a file only after its archived copy is verified. Per-file problems are collected in the report and the
+run goes on; a problem with the archive itself (disk full, I/O error), a pulled recorder or a stop request ends
+the run, leaving what was done done, nothing half-done, and the rest listed as pending.
 """
 
 from __future__ import annotations
@@ -13,26 +15,20 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING
 
 from archiver.archive.copying import CHUNK, DEEP, Cancelled
-from archiver.archive.manifests import write_day_manifests
+from archiver.archive.datadir import free_bytes
 from archiver.archive.store import Archive, Copied, SourceStat
-from archiver.archive.workspace import Workspace
-from archiver.catalog import Catalog, IngestRun, Recording
-from archiver.catalog.db import commit, one_of
-from archiver.catalog.models import utcnow
 from archiver.config import Config
 from archiver.errors import (
     ArchiverError,
@@ -41,17 +37,20 @@ from archiver.errors import (
     SourceReadError,
     storage_error,
 )
-from archiver.fs import liveness
-from archiver.fs.sweep import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest import media
+from archiver.ingest.clearing import clear_from_recorder
 from archiver.ingest.options import IngestOptions, IngestReport, NoProgress, Progress
 from archiver.ingest.plan import Planned, plan_file
 from archiver.ingest.proof import probe, probe_copy_early, verify_copy
-from archiver.ingest.record import Cataloguer, known_files, subject
-from archiver.ingest.scan import Found, ScanResult, handed, scan
+from archiver.ingest.scan import ScanResult, handed, scan, source_gone
 from archiver.ingest.stages import END, Halting, batch_stage, hand_on_in_order, start_each
-from archiver.ledger.custody import CustodyLog
+
+if TYPE_CHECKING:
+    from archiver.archive.workspace import Workspace
+    from archiver.catalog import Catalog, Recording
+    from archiver.ingest.record import Cataloguer
+    from archiver.ledger.custody import CustodyLog
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,10 @@ class _SourceGone(Exception):
 _SYNC_QUEUE, _PROVE_QUEUE, _RECORD_QUEUE = 8, 64, 512
 _SYNC_BATCH, _RECORD_BATCH = 32, 256  # files made durable together / catalogued in one transaction
 _PROVERS = 4  # files read back at once
+_PROBERS = 2  # big recordings probed on their copies at once: the last one of a card never waits for another
+# Room a file must leave on the archive disk to be copied before the catalog is open: what opening it may write
+# (a new catalog and its key, a migration, the run's row) is never crowded out by the copy.
+_EARLY_ROOM = 64 << 20
 # How long a stage waits for more files to join a batch: small files arrive every millisecond or so and
 # share their syncs and their transaction; a big file waits this long once, next to seconds of copying.
 _LINGER_S = 0.05
@@ -96,22 +99,11 @@ class _Item:
         """Still to be copied, placed or proved (not failed, and not a file the catalog knows)."""
         return self.error is None and not self.dropped and self.known is None and self.copied is not None
 
-
-def sweep(ws: Workspace, *, walk: bool = False) -> None:
-    """Before an ingest, what killed runs left: the temp files of archive writers, walking the whole archive when
-    the daemon starts (`walk`), else only when one of them left its mark (`Archive.writing`); and the rows of
-    ingest runs whose process is gone, closed as `interrupted` (this run finishes their files)."""
-    for path in sweep_interrupted(ws.archive.root, ws.archive.data_dir, walk=walk):
-        log.warning("removed temp file left by an interrupted run path=%s", path)
-    with ws.catalog.session() as session:
-        rows = [r for r in session.scalars(select(IngestRun).where(IngestRun.status == "running"))
-                if liveness.gone(r.pid, r.started_at.timestamp())]
-        for row in rows:
-            log.warning("ingest run closed: its process ended first run=%d source=%s", row.id, row.source)
-            row.status, row.finished_at = "interrupted", utcnow()
-            row.error = "the process ended before the run did (killed, or the power was lost)"
-        if rows:
-            commit(session)
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        """What makes it a file archived before: its recorder, path, size and mtime."""
+        found = self.planned.found
+        return self.planned.serial or "", found.rel, found.size, found.mtime_ns
 
 
 def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
@@ -120,9 +112,16 @@ def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
     event (there is no ingest without the custody log); or, with `files`, the files a person handed in:
     relative names and open descriptors, `source` then only naming where they came from; or what `scanned`
     lists (a scan made beforehand). Raises SourceError if the source cannot be read at all."""
-    cfg, archive, catalog = ws.cfg, ws.archive, ws.catalog
+    return start(ws.cfg, ws.archive, source, options, files, scanned, ws=ws).finish()
+
+
+def start(cfg: Config, archive: Archive, source: Path, options: IngestOptions | None = None,
+          files: list[tuple[str, int]] | None = None, scanned: ScanResult | None = None,
+          ws: Workspace | None = None) -> Run:
+    """`ingest`; without `ws`, its copy started before the catalog is open, and `finish` opens it. Until then
+    nothing is placed or catalogued, and a file is copied only if its name in the archive is free (one archived
+    before waits for the catalog to say so: a card docked again is not read again) and the disk keeps room."""
     opts = options or IngestOptions()
-    progress = opts.progress or NoProgress()
     started = time.monotonic()
     if scanned is None:
         scanned = scan(source, cfg.system_files) if files is None else handed(source, files, cfg.system_files)
@@ -137,42 +136,39 @@ def ingest(ws: Workspace, source: Path, options: IngestOptions | None = None,
         failed=[{"path": s.rel, "error": s.reason} for s in scanned.unreadable],
     )
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
-    with archive.writing(), archive.holding_folders() as held:
-        run = _Run(cfg, held, catalog, ws.custody, opts, report, progress, scanned.device)
-        progress.begin(len(plans), sum(p.found.size for p in plans))
-        try:
-            run.run(plans)
-        finally:
-            progress.end()
-            report.seconds = time.monotonic() - started
-            run.finish()
-    log.info(
-        "ingest finished source=%s device=%s ingested=%d already=%d failed=%d pending=%d bytes=%d cleared=%d "
-        "seconds=%.1f", report.source, report.device_serial, report.ingested, report.already_archived,
-        len(report.failed), len(report.pending), report.bytes_copied, report.cleared, report.seconds,
-    )
-    return report
+    with ExitStack() as held:
+        held.enter_context(archive.writing())
+        run = Run(cfg, held.enter_context(archive.holding_folders()), opts, report, scanned.device, plans)
+        if ws is not None:
+            run.open_books(ws)
+        run.progress.begin(len(plans), sum(p.found.size for p in plans))
+        run.start()
+        run.held, run.started = held.pop_all(), started
+        return run
 
 
-class _Run:
+class Run:
     """One ingest run as a pipeline of four stages, each a thread, joined by bounded queues:
 
-    1. copy (the calling thread): read the source, hash, write a temp file in the day folder;
+    1. copy: read the source, hash, write a temp file in the day folder;
     2. sync: fsync a batch of copies, give each its final name, fsync each folder once;
     3. prove: read each copy back past the page cache and compare, probe it, make it read-only;
     4. record: catalogue a batch of proven files in one transaction, their custody events with one fsync.
 
     So the card, the archive's writes and its reads are busy at once, and small files share their
-    syncs. Nothing is catalogued before its read-back matched; a kill leaves copies that are either
+    syncs. The copy starts before the catalog is open (`start`); the sync stage waits for it (`complete`).
+    Nothing is catalogued before its read-back matched; a kill leaves copies that are either
     temp files (removed by the next run) or complete, placed and uncatalogued (adopted by the next run
     after reading them back). A problem with the archive, a stop request or an unexpected error halts
     the run (see `_halt`); what is not catalogued by then is listed as pending.
     """
 
-    def __init__(self, cfg: Config, archive: Archive, catalog: Catalog, custody: CustodyLog, opts: IngestOptions,
-                 report: IngestReport, progress: Progress, source_device: int) -> None:
-        self.cfg, self.archive, self.catalog, self.custody, self.opts = cfg, archive, catalog, custody, opts
-        self.report, self.progress, self.source_device = report, progress, source_device
+    def __init__(self, cfg: Config, archive: Archive, opts: IngestOptions, report: IngestReport, source_device: int,
+                 plans: list[Planned]) -> None:
+        self.cfg, self.archive, self.opts, self.report, self.plans = cfg, archive, opts, report, plans
+        self.progress: Progress = opts.progress or NoProgress()
+        self.source_device = source_device
+        self.held, self.started = ExitStack(), time.monotonic()  # what `finish` lets go of; when it began
         # Day manifests are rewritten at most every MANIFEST_EVERY_S while a run goes on, and at its end:
         # rewriting a day's manifest per file would cost O(files^2) on a card of thousands of files.
         self._pending_days: set[date] = set()
@@ -182,24 +178,25 @@ class _Run:
         self._created: list[list[Path]] = []  # folders this run made, per file
         self._placed: dict[str, _Item] = {}  # sha256 -> the item of this run that placed those bytes
         self._folders: set[Path] = set()  # day folders made sure of in this run
-        self._known: dict[tuple[str, str, int, int], int] = {}
         self._halting = Halting((ArchiveStorageError, Cancelled))
-        with catalog.session() as session:
-            row = IngestRun(source=str(report.source), device_serial=report.device_serial,
-                            files_seen=report.files_seen, failures=[], pid=os.getpid())
-            session.add(row)
-            commit(session)
-            self.run_id = report.run_id = row.id
-        self._books = Cataloguer(cfg, archive, catalog, custody, self.run_id, report.source)
+        self._stopping = self._halting.stopping(opts.cancel)
+        # the catalog's side, handed over by `complete` (`_opened` set once it is, or once it failed)
+        self._opened = threading.Event()
+        self.catalog: Catalog | None = None
+        self.custody: CustodyLog | None = None
+        self.run_id: int | None = None
+        self._books: Cataloguer | None = None
+        self._known: dict[tuple[str, str, int, int], int] = {}
 
     # -- the stages -------------------------------------------------------------------------
-    def run(self, plans: list[Planned]) -> None:
+    def start(self) -> None:
         to_sync: queue.Queue[_Item | None] = queue.Queue(_SYNC_QUEUE)
         to_prove: queue.Queue[_Item | None] = queue.Queue(_PROVE_QUEUE)
         proving: queue.Queue[tuple[_Item, Future | None] | None] = queue.Queue(_PROVERS)
         to_record: queue.Queue[_Item | None] = queue.Queue(_RECORD_QUEUE)
         halting, halt, drop = self._halting, self._halt, self._drop
-        stages = [
+        self._stages = [
+            threading.Thread(target=self._copy_all, args=(to_sync,), name="ingest-copy", daemon=True),
             threading.Thread(target=batch_stage, args=(to_sync, self._sync, to_prove, _SYNC_BATCH, _LINGER_S,
                                                        halting, halt, drop), name="ingest-sync", daemon=True),
             threading.Thread(target=start_each, args=(to_prove, self._start_proof, proving, halting, drop),
@@ -210,29 +207,37 @@ class _Run:
                                                        halting, halt, drop), name="ingest-record", daemon=True),
         ]
         self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
-        self._probers = ThreadPoolExecutor(1, thread_name_prefix="ingest-probe")
-        for thread in stages:
+        self._probers = ThreadPoolExecutor(_PROBERS, thread_name_prefix="ingest-probe")
+        for thread in self._stages:
             thread.start()
+
+    def open_books(self, ws: Workspace) -> None:
+        """The catalog's side: the run's row, the catalogue stage's work, the files archived before."""
+        from archiver.ingest.record import Cataloguer, known_files, open_run
+
+        self.catalog, self.custody = ws.catalog, ws.custody
+        self.run_id = self.report.run_id = open_run(ws.catalog, self.report)
+        self._books = Cataloguer(self.cfg, self.archive, ws.catalog, ws.custody, self.run_id, self.report.source)
+        self._known = known_files(ws.catalog, self.plans)
+        self._opened.set()
+
+    def complete(self, books: Callable[[], Workspace] | None) -> None:
+        """Hand the catalog's side over (opened by `books`, unless it was at the start), then wait for the stages
+        to end."""
         try:
-            self._known = known_files(self.catalog, plans)
-            for index, planned in enumerate(plans):
-                if self._halting.halted.is_set():
-                    break
-                if self.opts.cancel is not None and self.opts.cancel.is_set():
-                    self._halt(Cancelled("stopped before this file"))
-                    break
-                to_sync.put(self._copy(_Item(index, planned)))
+            if books is not None:
+                self.open_books(books())
         except BaseException as exc:
-            self._fail(exc)
+            self._halting.fail(exc)  # raised once the stages have ended
         finally:
-            to_sync.put(END)
-            for thread in stages:
+            self._opened.set()
+            for thread in self._stages:
                 thread.join()
             self._provers.shutdown()
             self._probers.shutdown()  # each probe closes its own descriptor
             for created in reversed(self._created):
                 self.archive.drop_empty(created)  # only folders left empty go
-        self.report.pending = [p.found.rel for i, p in enumerate(plans) if i not in self._decided]
+        self.report.pending = [p.found.rel for i, p in enumerate(self.plans) if i not in self._decided]
         if self._halting.crash is not None:
             raise self._halting.crash
         if self.report.pending:
@@ -243,14 +248,42 @@ class _Run:
         except ArchiveStorageError as exc:
             self.report.stopped = self.report.stopped or exc
 
+    def _await_books(self) -> Cataloguer:
+        """The catalog's side, once `complete` has handed it over; raises if opening it failed (the run then
+        lets go of what it holds)."""
+        self._opened.wait()
+        if self._books is None:
+            raise RuntimeError("no catalog")  # never shown: the error that opening it raised is
+        return self._books
+
+    def _copy_all(self, to_sync: queue.Queue) -> None:
+        """Stage 1, in a thread of its own: each file copied in turn, handed to the sync stage."""
+        try:
+            for index, planned in enumerate(self.plans):
+                if self._halting.halted.is_set():
+                    break
+                if self.opts.cancel is not None and self.opts.cancel.is_set():
+                    self._halt(Cancelled("stopped before this file"))
+                    break
+                to_sync.put(self._copy(_Item(index, planned)))
+        except BaseException as exc:
+            self._halting.fail(exc)  # raised once the stages have ended
+        finally:
+            to_sync.put(END)
+
     def _copy(self, item: _Item) -> _Item:
-        """Stage 1: the source's bytes into a temp file of their day folder, hashed on the way."""
+        """Stage 1: the source's bytes into a temp file of their day folder, hashed on the way. Before the catalog
+        is open, a file waits for it if its name in the archive is taken (it may be a file archived before) or if
+        copying it would leave the disk less than _EARLY_ROOM (what opening the catalog may need)."""
         planned, found = item.planned, item.planned.found
         try:
-            item.known = self._known.get((planned.serial or "", found.rel, found.size, found.mtime_ns))
+            item.folder = self.archive.day_folder(planned.day) / planned.device_folder
+            if not self._opened.is_set() and (os.path.lexists(item.folder / planned.name)
+                                              or free_bytes(self.archive.data_dir) - found.size < _EARLY_ROOM):
+                self._await_books()
+            item.known = self._known.get(item.key)
             if item.known is not None:
                 return item
-            item.folder = self.archive.day_folder(planned.day) / planned.device_folder
             if item.folder not in self._folders:
                 self._created.append(self.archive.ensure_folder(item.folder))
                 self._folders.add(item.folder)
@@ -258,9 +291,9 @@ class _Run:
                 source = found.path if found.fd is None else found.fd
                 item.copied = self.archive.copy_in(source, item.folder, planned.name, self.cfg.hashes,
                                                    SourceStat(found.size, found.mtime_ns), self.progress.advance,
-                                                   self.opts.cancel, sync=False, read_back=found.size >= DEEP)
+                                                   self._stopping, sync=False, read_back=found.size >= DEEP)
             except SourceReadError:
-                if self._source_gone():
+                if source_gone(self.report.source, self.source_device):
                     raise _SourceGone(f"{self.report.source} is gone (recorder removed?)") from None
                 raise
             self.report.bytes_copied += item.copied.size
@@ -275,6 +308,13 @@ class _Run:
     def _sync(self, items: list[_Item]) -> None:
         """Stage 2: make a batch of copies durable and give each its final name (or none, when the catalog
         or this run already holds those bytes); then one fsync per folder for all the new names."""
+        from archiver.ingest.record import held_bytes
+
+        self._await_books()
+        for item in items:  # copied before the catalog was open, and archived before after all
+            if item.live and (known := self._known.get(item.key)) is not None:
+                item.known = known
+                item.copied.close()
         live = [i for i in items if i.live]
         if len(live) > 1 and all(i.copied.size < CHUNK for i in live):
             # small files: one syncfs writes them all out with one journal commit, where an fsync each
@@ -282,10 +322,8 @@ class _Run:
             self.archive.sync_all()
         for item in live:
             item.copied.sync(item.folder)
-        with self.catalog.reading() as session:  # never waits for the catalogue stage's write lock
-            shas = [i.copied.digests["sha256"] for i in live]
-            held = dict(session.execute(select(Recording.sha256, Recording.id)
-                                        .where(one_of(session, Recording.sha256, shas))).all()) if shas else {}
+        # a read that never waits for the catalogue stage's write lock
+        held = held_bytes(self.catalog, [i.copied.digests["sha256"] for i in live])
         folders: set[Path] = set()
         try:
             for item in live:
@@ -349,16 +387,8 @@ class _Run:
         then count each file, and clear it from the recorder where asked."""
         ready = [i for i in items if i.error is None and not i.dropped]
         try:
-            self._books.catalogue(ready)
-        except IntegrityError:
-            # Another process catalogued some of the same bytes meanwhile: one by one, theirs stands.
-            for item in ready:
-                try:
-                    self._books.catalogue([item])
-                except IntegrityError:
-                    if item.final is None:
-                        raise
-                    self._books.lost_race(item)
+            if ready:
+                self._await_books().catalogue(ready)
         except OSError as exc:
             raise storage_error(exc, str(self.archive.data_dir)) from exc
         for item in items:
@@ -372,7 +402,8 @@ class _Run:
         report, rel = self.report, item.planned.found.rel
         self._decided.add(item.index)
         if item.known is not None:
-            self.progress.advance(item.planned.found.size)
+            if item.copied is None:  # else counted as it was copied
+                self.progress.advance(item.planned.found.size)
             outcome = "already archived"
         elif item.recording is None:
             outcome = "failed"
@@ -393,7 +424,8 @@ class _Run:
                 self._pending_days.add(item.planned.day)
             if outcome == "already archived":
                 report.already_archived += 1
-            self._clear(item.planned.found, item.recording)
+            report.cleared += clear_from_recorder(item.planned.found, item.recording, self.opts, self.archive,
+                                                  self.custody, str(report.source))
         self.progress.file_done(rel, outcome)
 
     # -- halting -----------------------------------------------------------------------------
@@ -409,10 +441,6 @@ class _Run:
         else:
             report.ended = "cancelled" if isinstance(exc, Cancelled) else "source removed"
 
-    def _fail(self, exc: BaseException) -> None:
-        """An error nobody expected: stop everything, and raise it once the stages have ended."""
-        self._halting.fail(exc)
-
     def _drop(self, items: list[_Item]) -> None:
         """Let go of files not catalogued: temp copies go, and so do copies this run placed (the next run
         copies them again); each stays pending. Files that failed stay failed."""
@@ -427,73 +455,40 @@ class _Run:
             item.final = None
             item.dropped = item.error is None
 
-    # -- the recorder --------------------------------------------------------------------------
-    def _source_gone(self) -> bool:
-        if not self.source_device:  # handed in: the source is a name, never looked at
-            return False
-        # Listing the root does real I/O: a dead FUSE mount may still answer stat() from its cache.
-        try:
-            os.listdir(self.report.source)
-            return os.stat(self.report.source).st_dev != self.source_device
-        except OSError:
-            return True
-
-    def _clear(self, found: Found, recording: Recording) -> None:
-        """Delete a file from the recorder: only when asked, and only once its copy is safe."""
-        if not self.opts.clear:
-            return
-        why = self.opts.clear_when(recording) if self.opts.clear_when is not None else None
-        if why is not None:
-            log.info("not cleared yet: %s path=%r", why, found.rel)
-            return
-        archived = self.archive.data_dir / recording.archive_path
-        try:
-            st = os.lstat(found.path)
-            if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (found.size, found.mtime_ns):
-                log.warning("not cleared: changed since copied source=%s path=%r", self.report.source, found.rel)
-                return
-            if recording.verified_at is None or archived.stat().st_size != found.size:
-                log.warning("not cleared: archived copy missing or wrong size path=%r", found.rel)
-                return
-            os.unlink(found.path)
-        except OSError as exc:
-            log.warning("not cleared source=%s path=%r error=%s", self.report.source, found.rel, exc.strerror)
-            return
-        self.report.cleared += 1
-        self._event("clear_from_device", recording, {"source": str(self.report.source), "original_path": found.rel})
-        log.info("cleared from recorder source=%s path=%r sha256=%s archive=%s", self.report.source, found.rel,
-                 recording.sha256, recording.archive_path)
-
-    def _event(self, action: str, recording: Recording, details: dict[str, Any]) -> None:
-        self.custody.append(action, subject(recording), details)
-
     # -- the run ---------------------------------------------------------------------------
     def refresh_manifests(self, days: set[date]) -> None:
+        from archiver.archive.manifests import write_day_manifests
+
+        if self.catalog is None:  # never opened: nothing was catalogued
+            return
         write_day_manifests(self.archive, self.catalog, (self.archive.day_folder(d) for d in days), self.cfg.hashes,
                             self.opts.locks)
         self._pending_days = set()
         self._manifests_at = time.monotonic()
 
-    def finish(self) -> None:
+    def finish(self, books: Callable[[], Workspace] | None = None) -> IngestReport:
+        """Open the catalog and the custody log (`books`, in the calling thread) unless `start` was given them,
+        hand them over, and wait for the end. An error opening them ends the run (nothing is placed or
+        catalogued) and is raised."""
+        from archiver.ingest.record import close_run
+
         report = self.report
-        try:
-            with self.catalog.session() as session:
-                row = session.get(IngestRun, self.run_id)
-                if row is None:
-                    return
-                row.finished_at = utcnow()
-                row.status = ("failed" if report.stopped else
-                              "partial" if report.failed or report.pending else "ok")
-                row.ingested, row.already_archived = report.ingested, report.already_archived
-                row.flagged, row.failed = report.flagged, len(report.failed)
-                row.bytes_copied = report.bytes_copied
-                row.failures = report.failed + [{"path": p, "error": f"pending ({report.ended})"}
-                                                for p in report.pending]
-                row.error = str(report.stopped) if report.stopped else report.ended
-                commit(session)
-        except ArchiveStorageError as exc:
-            # The run's own record could not be closed (the catalog disk is full); the files' rows are safe.
-            log.error("could not record the end of ingest run %s: %s", self.run_id, exc)
-            report.stopped = report.stopped or exc
-
-
+        with self.held:
+            try:
+                self.complete(books)
+            finally:
+                self.progress.end()
+                report.seconds = time.monotonic() - self.started
+                try:
+                    if self.run_id is not None:
+                        close_run(self.catalog, self.run_id, report)
+                except ArchiveStorageError as exc:
+                    # The run's own row could not be closed (the catalog disk is full); the files' rows are safe.
+                    log.error("could not record the end of ingest run %s: %s", self.run_id, exc)
+                    report.stopped = report.stopped or exc
+        log.info(
+            "ingest finished source=%s device=%s ingested=%d already=%d failed=%d pending=%d bytes=%d cleared=%d "
+            "seconds=%.1f", report.source, report.device_serial, report.ingested, report.already_archived,
+            len(report.failed), len(report.pending), report.bytes_copied, report.cleared, report.seconds,
+        )
+        return report

@@ -1,30 +1,93 @@
-"""Stage 4's catalog work: a batch of proven files catalogued in one transaction (new recordings, their case
-links and custody events, the files already held, where each was found, the recorders docked), a lost race with
-another process settled, and the catalog lookups the run starts with."""
+"""An ingest run's side of the catalog, loaded only once the copy has started: the run's own row (opened, closed;
+those of killed runs closed as interrupted), the lookups (files archived before, bytes held already), and stage 4's
+work: a batch of proven files catalogued in one transaction (new recordings, their case links and custody events,
+the files already held, where each was found, the recorders docked), a lost race with another process settled."""
 
 from __future__ import annotations
 
 import base64
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from archiver.archive.store import Archive
 from archiver.cases.links import link_recordings
-from archiver.catalog import Catalog, Device, Recording, Sighting
+from archiver.catalog import Catalog, Device, IngestRun, Recording, Sighting
 from archiver.catalog.db import commit, one_of
 from archiver.catalog.models import utcnow
 from archiver.config import Config
 from archiver.errors import ArchiveStorageError
+from archiver.fs import liveness
+from archiver.fs.sweep import sweep_interrupted
 from archiver.i18n import _
 from archiver.ingest.facts import signed_facts
+from archiver.ingest.options import IngestReport
 from archiver.ingest.plan import Planned, describe_media
 from archiver.ledger.custody import CustodyLog
 
 if TYPE_CHECKING:
+    from archiver.archive.workspace import Workspace
     from archiver.ingest.pipeline import _Item
+
+log = logging.getLogger(__name__)
+
+
+def sweep(ws: Workspace, *, walk: bool = False) -> None:
+    """Before an ingest, what killed runs left: the temp files of archive writers, walking the whole archive when
+    the daemon starts (`walk`), else only when one of them left its mark (`Archive.writing`); and the rows of
+    ingest runs whose process is gone, closed as `interrupted` (this run finishes their files). What this process
+    is writing (its copy may have started) is left alone."""
+    for path in sweep_interrupted(ws.archive.root, ws.archive.data_dir, walk=walk):
+        log.warning("removed temp file left by an interrupted run path=%s", path)
+    with ws.catalog.session() as session:
+        rows = [r for r in session.scalars(select(IngestRun).where(IngestRun.status == "running"))
+                if liveness.gone(r.pid, r.started_at.timestamp())]
+        for row in rows:
+            log.warning("ingest run closed: its process ended first run=%d source=%s", row.id, row.source)
+            row.status, row.finished_at = "interrupted", utcnow()
+            row.error = "the process ended before the run did (killed, or the power was lost)"
+        if rows:
+            commit(session)
+
+
+def open_run(catalog: Catalog, report: IngestReport) -> int:
+    """The run's own row, `running` until `close_run`: its id."""
+    with catalog.session() as session:
+        row = IngestRun(source=str(report.source), device_serial=report.device_serial, files_seen=report.files_seen,
+                        failures=[], pid=os.getpid())
+        session.add(row)
+        commit(session)
+        return row.id
+
+
+def close_run(catalog: Catalog, run_id: int, report: IngestReport) -> None:
+    """The run's row, closed with its outcome."""
+    with catalog.session() as session:
+        row = session.get(IngestRun, run_id)
+        if row is None:
+            return
+        row.finished_at = utcnow()
+        row.status = "failed" if report.stopped else "partial" if report.failed or report.pending else "ok"
+        row.ingested, row.already_archived = report.ingested, report.already_archived
+        row.flagged, row.failed = report.flagged, len(report.failed)
+        row.bytes_copied = report.bytes_copied
+        row.failures = report.failed + [{"path": p, "error": f"pending ({report.ended})"} for p in report.pending]
+        row.error = str(report.stopped) if report.stopped else report.ended
+        commit(session)
+
+
+def held_bytes(catalog: Catalog, sha256s: list[str]) -> dict[str, int]:
+    """{sha256: recording} for those of these hashes the catalog holds (a read that never waits for a writer)."""
+    if not sha256s:
+        return {}
+    with catalog.reading() as session:
+        return dict(session.execute(select(Recording.sha256, Recording.id)
+                                    .where(one_of(session, Recording.sha256, sha256s))).all())
 
 
 class Cataloguer:
@@ -34,6 +97,20 @@ class Cataloguer:
         self.run_id, self.source = run_id, source
 
     def catalogue(self, items: list[_Item]) -> None:
+        """A batch in one transaction; if another process catalogued some of the same bytes meanwhile, one by one
+        (theirs stands)."""
+        try:
+            self._together(items)
+        except IntegrityError:
+            for item in items:
+                try:
+                    self._together([item])
+                except IntegrityError:
+                    if item.final is None:
+                        raise
+                    self.lost_race(item)
+
+    def _together(self, items: list[_Item]) -> None:
         """A batch in one transaction: new recordings with their case links and custody events (one fsync),
         the files already held, where each was found, the recorders docked."""
         if not items:

@@ -146,3 +146,16 @@ def handed(label: Path, files: list[tuple[str, int]], system_files: tuple[str, .
         else:
             result.files.append(Found(label / rel, rel, st.st_size, st.st_mtime_ns, None, fd))
     return result
+
+
+def source_gone(root: Path, device: int) -> bool:
+    """Whether the recorder at `root` (its filesystem `device` when scanned) is gone: pulled, unmounted. Never for
+    files handed in (no device: the source is only a name)."""
+    if not device:
+        return False
+    # Listing the root does real I/O: a dead FUSE mount may still answer stat() from its cache.
+    try:
+        os.listdir(root)
+        return os.stat(root).st_dev != device
+    except OSError:
+        return True

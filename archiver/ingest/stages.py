@@ -43,6 +43,21 @@ class Halting:
             self.dropping = True
             self.halted.set()
 
+    def stopping(self, cancel: threading.Event | None) -> Stopping:
+        """What long work checks between its steps: a stop request (`cancel`), or a run letting go of what it
+        holds."""
+        return Stopping(self, cancel)
+
+
+class Stopping:
+    """Set once a stop is requested or the run drops what it holds (duck-types `threading.Event.is_set`)."""
+
+    def __init__(self, halting: Halting, cancel: threading.Event | None) -> None:
+        self._halting, self._cancel = halting, cancel
+
+    def is_set(self) -> bool:
+        return self._halting.dropping or (self._cancel is not None and self._cancel.is_set())
+
 
 def take(inbox: queue.Queue, batch: int, linger_s: float) -> tuple[list[Any], bool]:
     """What is waiting, up to `batch` items, waiting up to `linger_s` for more to join the first; and whether

@@ -57,19 +57,28 @@ def ingest(ctx: Context, source: str, path: str | None = None, device: str | Non
         scanned = handed(Path(source), [(item.name, item.fd) for item in ctx.inputs], ctx.cfg.system_files)
     if not (scanned.files or scanned.skipped or scanned.unreadable):
         return {"report": IngestReport(source=scanned.root).to_json(), "exit_code": 0}
-    # the card moves while the rest loads: its first files read into the page cache meanwhile
+    # the card moves while the copy's own modules load: its first files read into the page cache meanwhile
     ahead = ReadAhead(f.path for f in scanned.files if f.fd is None).start()
     try:
-        from archiver.ingest.pipeline import ingest as run_ingest
-        from archiver.ingest.pipeline import sweep
+        from archiver.archive.datadir import open_archive
+        from archiver.ingest.pipeline import start
 
-        ws = ctx.workspace(upgrade=True)
-        sweep(ws)  # temp files of archive writers that were killed, if one left its mark
+        archive = open_archive(ctx.cfg)  # the data dir made and checked before anything is written in it
     finally:
         ahead.stop()
-    report = run_ingest(ws, local or Path(source), IngestOptions(device=device, officer=officer,
-                                                                   progress=ctx.progress), scanned=scanned)
+    options = IngestOptions(device=device, officer=officer, progress=ctx.progress)
+    # the copy starts now; the catalog, the custody log and the rest load meanwhile
+    report = start(ctx.cfg, archive, local or Path(source), options, scanned=scanned).finish(lambda: _books(ctx))
     return {"report": report.to_json(), "exit_code": report.exit_code}
+
+
+def _books(ctx: Context) -> Any:
+    """The workspace an ingest catalogues into, once what killed runs left there is swept."""
+    from archiver.ingest.record import sweep
+
+    ws = ctx.workspace(upgrade=True)
+    sweep(ws)  # temp files of archive writers that were killed, if one left its mark
+    return ws
 
 
 @operation("devices add")
