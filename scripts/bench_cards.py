@@ -5,7 +5,9 @@
 - same disk: the recorder's files on the archive's disk, already in the page cache; `cp -r; sync` and
   `archiver ingest` beside the floor measured on that disk with the same number of bytes: `dd conv=fsync`
   (write and sync) and `dd iflag=direct` (read past the cache), one after the other and both at once
-  (a verified ingest writes every byte and reads it back; the better of the two is the floor).
+  (a verified ingest writes every byte and reads it back; the better of the two is the floor); and, to tell
+  the disk from the program, a bare loop of what a verified copy asks of it (O_DIRECT writes, each chunk read
+  straight back, four at once).
 - usb2 / usb3: the files on an ext4 image loop-mounted read-only, its reads throttled by the blkio
   cgroup (`blkio.throttle.read_bps_device` on the loop device) to 40 or 200 MiB/s, cold caches.
 - six: six such USB 2 cards mounted at once under the mount root of a running `archiver daemon` that has sat
@@ -187,9 +189,47 @@ def disk_floor(base: Path, total: int, runs: int) -> dict[str, float]:
         (floor / "w").unlink()
         drop_caches()
         both.append(run(["sh", "-c", f'{" ".join(write)} & {" ".join(read)}; wait']))
+    verified = []
+    for _ in range(runs):
+        drop_caches()
+        verified.append(written_and_read_back(floor / "v", total))
     shutil.rmtree(floor)
     write_s, read_s, both_s = (statistics.median(x) for x in (writes, reads, both))
-    return {"write": write_s, "read": read_s, "both": both_s, "floor": min(write_s + read_s, both_s)}
+    return {"write": write_s, "read": read_s, "both": both_s, "floor": min(write_s + read_s, both_s),
+            "verified": statistics.median(verified)}
+
+
+def written_and_read_back(path: Path, total: int, depth: int = 4) -> float:
+    """Seconds for a bare loop of what a verified copy asks of the disk: `total` bytes written 1 MiB at a time with
+    O_DIRECT, each chunk read straight back (O_DIRECT), `depth` at once; no source, no hashing, no catalog."""
+    import mmap
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunk, chunks = 1 << 20, total >> 20
+    data = mmap.mmap(-1, chunk)
+    data.write(os.urandom(chunk))
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    back = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buffers = threading.local()
+
+    def one(i: int) -> None:
+        buffer = getattr(buffers, "b", None) or mmap.mmap(-1, chunk)
+        buffers.b = buffer
+        os.pwrite(out, data, i * chunk)
+        os.preadv(back, [buffer], i * chunk)
+
+    try:
+        start = time.perf_counter()
+        os.posix_fallocate(out, 0, chunks * chunk)
+        with ThreadPoolExecutor(depth) as pool:
+            list(pool.map(one, range(chunks)))
+        os.fsync(out)
+        return time.perf_counter() - start
+    finally:
+        os.close(out)
+        os.close(back)
+        path.unlink()
 
 
 def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
@@ -361,6 +401,9 @@ def main() -> None:
             floor_ratio = figures["ingest"] / figures["floor"]
             print(f"  {'  floor: write+fsync':34s} {figures['write']:17.2f} s, direct read {figures['read']:.2f} s, "
                   f"both at once {figures['both']:.2f} s")
+            bare = figures["verified"]
+            print(f"  {'  written and read back, bare':34s} {bare:17.2f} s  {bare / figures['floor']:.2f}x the floor "
+                  "(O_DIRECT, each chunk read back, 4 at once)")
             print(f"  {'  ingest / floor':34s} {figures['floor']:17.2f} s  {floor_ratio:.2f}x ({FLOOR_TARGET:.2f}x: "
                   f"{'met' if floor_ratio <= FLOOR_TARGET else 'NOT met'})")
             inside = figures["inside"]
