@@ -170,7 +170,9 @@ def test_a_purge_killed_at_ten_random_moments_then_run_once_leaves_each_recordin
     events = [json.loads(line) for line in (data / "custody.jsonl").read_text().splitlines()]
     purged = {e["subject"]["sha256"] for e in events if e["action"] == "purge"}
     assert purged == {r.sha256 for r in recordings}
-    assert [e["action"] for e in events].count("purge_done") == 1
+    # at least once: a run killed after its `purge_done` line was written but before its transaction committed
+    # leaves the request open, and the next run writes it again (as for every custody event; verify accepts it)
+    assert [e["action"] for e in events].count("purge_done") >= 1
     assert not list((data / "archive").rglob("*.MP4"))
 
 
