@@ -453,3 +453,43 @@ def test_what_the_copy_needs_loads_without_the_catalog():
             "or m.startswith(('archiver.catalog', 'archiver.ledger', 'archiver.ingest.record'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_source_the_page_cache_holds_is_read_in_the_copying_thread_and_the_rest_by_the_read_ahead(tmp_path: Path):
+    """What the cache holds is read without a helper thread (handing each chunk between threads cost more than
+    the read); from the first chunk it lacks, the read-ahead thread reads on. Either way every byte comes once, in
+    order, in whole chunks (the direct writes need them block-aligned)."""
+    from archiver.archive.copying import _ReadAhead
+
+    path = tmp_path / "source.bin"
+    data = os.urandom(64 * CHUNK + 123)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages, so they can be dropped
+
+        def read_all(reader: _ReadAhead) -> tuple[bytes, list[bool], list[int]]:
+            got, threaded, sizes = bytearray(), [], []
+            with reader:
+                for buf, n in reader.held():
+                    threaded.append(reader._thread is not None)
+                    sizes.append(n)
+                    got += buf[:n]
+                    reader.release(buf)
+            return bytes(got), threaded, sizes
+
+        os.pread(fd, len(data), 0)  # all of it in the cache
+        got, threaded, sizes = read_all(_ReadAhead(fd, cached_first=True))
+        assert got == data and not any(threaded)
+        assert sizes == [CHUNK] * 64 + [123]
+
+        os.posix_fadvise(fd, 32 * CHUNK, 0, os.POSIX_FADV_DONTNEED)  # the second half only on the disk
+        got, threaded, sizes = read_all(_ReadAhead(fd, cached_first=True))
+        assert got == data and sizes == [CHUNK] * 64 + [123]
+        assert not any(threaded[:16]) and threaded[-1], threaded
+
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # none of it cached: the thread from the start
+        got, threaded, _sizes = read_all(_ReadAhead(fd, cached_first=True))
+        assert got == data and all(threaded)
+    finally:
+        os.close(fd)
