@@ -493,3 +493,31 @@ def test_a_source_the_page_cache_holds_is_read_in_the_copying_thread_and_the_res
         assert got == data and all(threaded)
     finally:
         os.close(fd)
+
+
+def test_before_the_catalog_is_open_a_file_that_would_crowd_the_disk_waits_for_it(recorder: Path, tmpfs):
+    """Opening the catalog may write (a migration, the run's row, a new catalog and key): until it is open, a file
+    is copied only if the archive disk keeps 64 MiB after it. The small recordings go at once; the big one waits
+    for the catalog, then goes."""
+    from archiver.archive.datadir import open_archive
+    from archiver.ingest.pipeline import start
+
+    disk = tmpfs("tight", "112m")
+    data_dir = disk / "data"
+    cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
+    open_workspace(cfg, upgrade=True).close()
+    big = recorder / "RECORD" / "TA00716_JX0227_20221103100000.MP4"
+    big.write_bytes(os.urandom(56 << 20))  # sorted after the others; leaves less than 64 MiB of 112
+
+    def books_once_the_small_ones_are_copied():
+        wait_for(lambda: len(_temp_files(data_dir)) == 6, 30, "the small recordings copied")
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert len(_temp_files(data_dir)) == 6, "the big recording was copied before the catalog was open"
+            time.sleep(0.01)
+        return open_workspace(cfg, upgrade=True)
+
+    report = start(cfg, open_archive(cfg), recorder).finish(books_once_the_small_ones_are_copied)
+    assert (report.ingested, report.failed, report.pending) == (7, [], [])
+    assert (data_dir / "archive/2022/11/03/TA00716" / big.name).read_bytes() == big.read_bytes()
+    assert archive_problems(data_dir) == []
