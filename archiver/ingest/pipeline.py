@@ -138,12 +138,12 @@ def start(cfg: Config, archive: Archive, source: Path, options: IngestOptions | 
     log.info("ingest started source=%s device=%s files=%d", report.source, report.device_serial, len(plans))
     with ExitStack() as held:
         held.enter_context(archive.writing())
-        run = Run(cfg, held.enter_context(archive.holding_folders()), opts, report, scanned.device, plans)
+        run = Run(cfg, held.enter_context(archive.holding_folders()), opts, report, scanned.device, plans, started)
         if ws is not None:
             run.open_books(ws)
         run.progress.begin(len(plans), sum(p.found.size for p in plans))
         run.start()
-        run.held, run.started = held.pop_all(), started
+        run.held = held.pop_all()
         return run
 
 
@@ -156,7 +156,7 @@ class Run:
     4. record: catalogue a batch of proven files in one transaction, their custody events with one fsync.
 
     So the card, the archive's writes and its reads are busy at once, and small files share their
-    syncs. The copy starts before the catalog is open (`start`); the sync stage waits for it (`complete`).
+    syncs. The copy starts before the catalog is open (`start`); the sync stage waits for it (`finish`).
     Nothing is catalogued before its read-back matched; a kill leaves copies that are either
     temp files (removed by the next run) or complete, placed and uncatalogued (adopted by the next run
     after reading them back). A problem with the archive, a stop request or an unexpected error halts
@@ -164,11 +164,11 @@ class Run:
     """
 
     def __init__(self, cfg: Config, archive: Archive, opts: IngestOptions, report: IngestReport, source_device: int,
-                 plans: list[Planned]) -> None:
+                 plans: list[Planned], started: float) -> None:
         self.cfg, self.archive, self.opts, self.report, self.plans = cfg, archive, opts, report, plans
         self.progress: Progress = opts.progress or NoProgress()
         self.source_device = source_device
-        self.held, self.started = ExitStack(), time.monotonic()  # what `finish` lets go of; when it began
+        self.held, self.started = ExitStack(), started  # what `finish` lets go of (given by `start`); when it began
         # Day manifests are rewritten at most every MANIFEST_EVERY_S while a run goes on, and at its end:
         # rewriting a day's manifest per file would cost O(files^2) on a card of thousands of files.
         self._pending_days: set[date] = set()
@@ -180,7 +180,7 @@ class Run:
         self._folders: set[Path] = set()  # day folders made sure of in this run
         self._halting = Halting((ArchiveStorageError, Cancelled))
         self._stopping = self._halting.stopping(opts.cancel)
-        # the catalog's side, handed over by `complete` (`_opened` set once it is, or once it failed)
+        # the catalog's side, handed over by `open_books` (`_opened` set once it is, or once opening it failed)
         self._opened = threading.Event()
         self.catalog: Catalog | None = None
         self.custody: CustodyLog | None = None
@@ -221,7 +221,7 @@ class Run:
         self._known = known_files(ws.catalog, self.plans)
         self._opened.set()
 
-    def complete(self, books: Callable[[], Workspace] | None) -> None:
+    def _complete(self, books: Callable[[], Workspace] | None) -> None:
         """Hand the catalog's side over (opened by `books`, unless it was at the start), then wait for the stages
         to end."""
         try:
@@ -249,7 +249,7 @@ class Run:
             self.report.stopped = self.report.stopped or exc
 
     def _await_books(self) -> Cataloguer:
-        """The catalog's side, once `complete` has handed it over; raises if opening it failed (the run then
+        """The catalog's side, once `open_books` has handed it over; raises if opening it failed (the run then
         lets go of what it holds)."""
         self._opened.wait()
         if self._books is None:
@@ -470,17 +470,17 @@ class Run:
         """Open the catalog and the custody log (`books`, in the calling thread) unless `start` was given them,
         hand them over, and wait for the end. An error opening them ends the run (nothing is placed or
         catalogued) and is raised."""
-        from archiver.ingest.record import close_run
-
         report = self.report
         with self.held:
             try:
-                self.complete(books)
+                self._complete(books)
             finally:
                 self.progress.end()
                 report.seconds = time.monotonic() - self.started
                 try:
                     if self.run_id is not None:
+                        from archiver.ingest.record import close_run
+
                         close_run(self.catalog, self.run_id, report)
                 except ArchiveStorageError as exc:
                     # The run's own row could not be closed (the catalog disk is full); the files' rows are safe.
