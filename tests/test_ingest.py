@@ -455,6 +455,37 @@ def test_what_the_copy_needs_loads_without_the_catalog():
     assert done.stdout.strip() == "[]"
 
 
+def test_a_run_hands_the_gil_back_within_a_tenth_of_a_millisecond(recorder: Path, data_dir: Path):
+    """A run's threads pass each chunk of a copy between them several times; at the interpreter's default switch
+    interval (5 ms) each pass waited that long whenever another thread ran Python (the catalog loading as the
+    copy starts). A run sets it to 0.1 ms before its copy starts, and it stays so (the daemon's next run wants
+    it too); a process that set a shorter one keeps its own."""
+    import sys
+
+    from archiver.archive.datadir import open_archive
+    from archiver.ingest.pipeline import start
+
+    cfg = load_config(None, data_dir, system_file=Path("/nonexistent"))
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        seen = []
+
+        def books():
+            seen.append(sys.getswitchinterval())
+            return open_workspace(cfg, upgrade=True)
+
+        report = start(cfg, open_archive(cfg), recorder).finish(books)
+        assert report.ingested == 6 and seen == [pytest.approx(1e-4)]
+        assert sys.getswitchinterval() == pytest.approx(1e-4)
+
+        sys.setswitchinterval(5e-5)
+        start(cfg, open_archive(cfg), recorder).finish(lambda: open_workspace(cfg, upgrade=True))
+        assert sys.getswitchinterval() == pytest.approx(5e-5)
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_a_source_the_page_cache_holds_is_read_in_the_copying_thread_and_the_rest_by_the_read_ahead(tmp_path: Path):
     """What the cache holds is read without a helper thread (handing each chunk between threads cost more than
     the read); from the first chunk it lacks, the read-ahead thread reads on. Either way every byte comes once, in

@@ -13,6 +13,7 @@ import logging
 import mmap
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -283,6 +284,20 @@ def _pump(src_fd: int, out_fd: int, size: int, hashers: Iterable[Hasher], folder
         except OSError as exc:
             raise SourceReadError(_describe_read_error(exc)) from exc
     return total
+
+
+SWITCH_INTERVAL_S = 1e-4
+
+
+def quick_handoffs() -> None:
+    """Let a thread whose read, write or hash just returned have the GIL back within a tenth of a millisecond,
+    not the interpreter's default 5 ms (process-wide, and kept: every run wants it). Each chunk of a copy passes
+    between threads several times, and while another thread runs Python (the catalog loading as the copy starts,
+    a batch being recorded) each pass waited out the interval: a cached 1.3 GB card took 2.77 s to ingest
+    at 5 ms, 2.00 s at 0.1 ms, the bare copy loop 2.03 s (medians of 6, side by side); 30 us and 10 us did
+    worse (2.28 s, 2.39 s). 10,000 photos: 10.4 s and 10.9 s, within their noise."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 DEPTH = 4  # requests a big file keeps in flight on the archive disk, each way: a disk serves several faster

@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archiver.archive.copying import CHUNK, DEEP, Cancelled
+from archiver.archive.copying import CHUNK, DEEP, Cancelled, quick_handoffs
 from archiver.archive.datadir import free_bytes
 from archiver.archive.store import Archive, Copied, SourceStat
 from archiver.config import Config
@@ -208,6 +208,7 @@ class Run:
         ]
         self._provers = ThreadPoolExecutor(_PROVERS, thread_name_prefix="ingest-prove")
         self._probers = ThreadPoolExecutor(_PROBERS, thread_name_prefix="ingest-probe")
+        quick_handoffs()
         for thread in self._stages:
             thread.start()
 
