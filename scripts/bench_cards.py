@@ -7,7 +7,8 @@
   (write and sync) and `dd iflag=direct` (read past the cache), one after the other and both at once
   (a verified ingest writes every byte and reads it back; the better of the two is the floor); and, to tell
   the disk from the program, a bare loop of what a verified copy asks of it (O_DIRECT writes, each chunk read
-  straight back, four at once).
+  straight back, four at once). The floor is measured in the same rounds as `cp` and the ingest, the order
+  turning each round: this disk's speed drifts by a third from one minute to the next.
 - usb2 / usb3: the files on an ext4 image loop-mounted read-only, its reads throttled by the blkio
   cgroup (`blkio.throttle.read_bps_device` on the loop device) to 40 or 200 MiB/s, cold caches.
 - six: six such USB 2 cards mounted at once under the mount root of a running `archiver daemon` that has sat
@@ -156,47 +157,62 @@ def station(base: Path, name: str, extra: str = "") -> dict[str, str]:
     return {"ARCHIVER_CONFIG": str(config), "ARCHIVER_DATA_DIR": str(base / f"{name}-data")}
 
 
-def side_by_side(runs: int, copy, ingest) -> tuple[float, float]:
-    """Medians of `runs` (copy, ingest) pairs, alternating which goes first. Each side is (prepare, timed): what
-    is set up beforehand (an empty station, a cached source) is not timed, and for a cold side the caches are
-    dropped after it, right before the timed command."""
-    copies, ingests = [], []
+def side_by_side(runs: int, *sides) -> list[list]:
+    """What each side's timed command returned, `runs` times, the order turning each round (two sides alternate
+    which goes first). Each side is (prepare, timed): what is set up beforehand (an empty station, a cached source)
+    is not timed, and for a cold side the caches are dropped after it, right before the timed command."""
+    figures: list[list] = [[] for _ in sides]
     for i in range(runs):
-        steps = [(copies, copy), (ingests, ingest)]
-        for figures, (prepare, timed) in steps if i % 2 == 0 else reversed(steps):
+        for k in range(len(sides)):
+            j = (k + i) % len(sides)
+            prepare, timed = sides[j]
             prepare()
-            figures.append(timed())
-    return statistics.median(copies), statistics.median(ingests)
+            figures[j].append(timed())
+    return figures
+
+
+class Floor:
+    """The archive disk's floor for `total` bytes, a round at a time: `dd conv=fsync` (write and sync) and
+    `dd iflag=direct` (read past the cache), one after the other and both at once (a verified ingest writes every
+    byte and reads it back; the better of the two is the floor); and the bare loop of a verified copy."""
+
+    def __init__(self, base: Path, total: int) -> None:
+        self.dir, self.total = base / "floor", total
+        self.dir.mkdir(exist_ok=True)
+        count = str(total >> 20)
+        self.write = ["dd", "if=/dev/zero", f"of={self.dir}/w", "bs=1M", f"count={count}", "conv=fsync", "status=none"]
+        self.read = ["dd", f"if={self.dir}/r", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
+        run(["dd", "if=/dev/urandom", f"of={self.dir}/r", "bs=1M", f"count={count}", "conv=fsync", "status=none"])
+
+    def once(self) -> dict[str, float]:
+        (self.dir / "w").unlink(missing_ok=True)
+        drop_caches()
+        write = run(self.write)
+        drop_caches()
+        read = run(self.read)
+        (self.dir / "w").unlink()
+        drop_caches()
+        both = run(["sh", "-c", f'{" ".join(self.write)} & {" ".join(self.read)}; wait'])
+        (self.dir / "w").unlink()
+        drop_caches()
+        verified = written_and_read_back(self.dir / "v", self.total)
+        return {"write": write, "read": read, "both": both, "floor": min(write + read, both), "verified": verified}
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir)
+
+
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
 def disk_floor(base: Path, total: int, runs: int) -> dict[str, float]:
-    """The archive disk's floor for `total` bytes: `dd conv=fsync` (write and sync) and `dd iflag=direct` (read
-    past the cache), one after the other and both at once (a verified ingest writes every byte and reads it
-    back; the better of the two is the floor)."""
-    floor = base / "floor"
-    floor.mkdir(exist_ok=True)
-    count = str(total >> 20)
-    write = ["dd", "if=/dev/zero", f"of={floor}/w", "bs=1M", f"count={count}", "conv=fsync", "status=none"]
-    read = ["dd", f"if={floor}/r", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"]
-    run(["dd", "if=/dev/urandom", f"of={floor}/r", "bs=1M", f"count={count}", "conv=fsync", "status=none"])
-    writes, reads, both = [], [], []
-    for _ in range(runs):
-        (floor / "w").unlink(missing_ok=True)
-        drop_caches()
-        writes.append(run(write))
-        drop_caches()
-        reads.append(run(read))
-        (floor / "w").unlink()
-        drop_caches()
-        both.append(run(["sh", "-c", f'{" ".join(write)} & {" ".join(read)}; wait']))
-    verified = []
-    for _ in range(runs):
-        drop_caches()
-        verified.append(written_and_read_back(floor / "v", total))
-    shutil.rmtree(floor)
-    write_s, read_s, both_s = (statistics.median(x) for x in (writes, reads, both))
-    return {"write": write_s, "read": read_s, "both": both_s, "floor": min(write_s + read_s, both_s),
-            "verified": statistics.median(verified)}
+    """The floor's medians over `runs` rounds (`Floor`)."""
+    floor = Floor(base, total)
+    try:
+        return medians([floor.once() for _ in range(runs)])
+    finally:
+        floor.close()
 
 
 def written_and_read_back(path: Path, total: int, depth: int = 4) -> float:
@@ -249,16 +265,22 @@ def same_disk(base: Path, files: list[Path], runs: int) -> dict[str, float]:
                     pass
 
     inside: list[dict] = []
-    cp_s, ingest_s = side_by_side(
-        runs, (lambda: (clean(copy), warm()),
-               lambda: run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(source.parent), str(copy)])),
-        (lambda: (fresh(data, env), warm()),
-         lambda: run([ARCHIVER, "ingest", "--json", str(source.parent)], env, report=inside)))
+    floor = Floor(base, total)  # in the same rounds: this disk's speed drifts by a third from minute to minute
+    try:
+        copies, ingests, floors = side_by_side(
+            runs, (lambda: (clean(copy), warm()),
+                   lambda: run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(source.parent), str(copy)])),
+            (lambda: (fresh(data, env), warm()),
+             lambda: run([ARCHIVER, "ingest", "--json", str(source.parent)], env, report=inside)),
+            (lambda: None, floor.once))
+    finally:
+        floor.close()
     clean(copy, data)
     if any(r["bytes_copied"] != total for r in inside):
         raise SystemExit(f"the cached case copied other than the {total} bytes picked: {source}")
-    return {"bytes": total, "cp": cp_s, "ingest": ingest_s, **disk_floor(base, total, runs),
-            "inside": statistics.median(r["seconds"] for r in inside)}
+    return {"bytes": total, "cp": statistics.median(copies), "ingest": statistics.median(ingests),
+            **medians(floors), "inside": statistics.median(r["seconds"] for r in inside),
+            "rounds": [i / f["floor"] for i, f in zip(ingests, floors, strict=True)]}
 
 
 def card(base: Path, files: list[Path], mib_s: int, runs: int, name: str) -> dict[str, float]:
@@ -266,13 +288,14 @@ def card(base: Path, files: list[Path], mib_s: int, runs: int, name: str) -> dic
     env = station(base, name)
     data, copy, where = Path(env["ARCHIVER_DATA_DIR"]), base / f"{name}.copy", base / f"{name}.mnt"
     with mounted(image, where) as loop, throttled([loop], mib_s) as group:
-        cp_s, ingest_s = side_by_side(
+        copies, ingests = side_by_side(
             runs, (lambda: (clean(copy), drop_caches()),
                    lambda: run(["sh", "-c", 'cp -r "$0" "$1" && sync', str(where), str(copy)], cgroup=group)),
             (lambda: (fresh(data, env), drop_caches()), lambda: run([ARCHIVER, "ingest", str(where)], env,
                                                                     cgroup=group)))
     clean(copy, data)
-    return {"bytes": sum(p.stat().st_size for p in files), "cp": cp_s, "ingest": ingest_s}
+    return {"bytes": sum(p.stat().st_size for p in files), "cp": statistics.median(copies),
+            "ingest": statistics.median(ingests)}
 
 
 def six_cards(base: Path, cards: list[list[Path]], runs: int) -> dict[str, float]:
@@ -382,7 +405,9 @@ def main() -> None:
         results["usb3"] = card(base, one, USB3, args.runs, "usb3")
     if "six" in cases:
         results["six"] = six_cards(base, six, args.runs)
-    floors: dict[int, dict[str, float]] = {}  # by bytes: the archive disk's floor for as many bytes
+    # by bytes: the archive disk's floor for as many bytes (the cached case measured its own, beside it)
+    floors = {f["bytes"]: {k: f[k] for k in ("write", "read", "both", "floor", "verified")}
+              for f in results.values() if "floor" in f}
     for figures in results.values():
         figures |= floors.setdefault(figures["bytes"], disk_floor(base, figures["bytes"], args.runs))
     start = cold_start(ARCHIVER, base, args.runs)
@@ -405,7 +430,8 @@ def main() -> None:
             print(f"  {'  written and read back, bare':34s} {bare:17.2f} s  {bare / figures['floor']:.2f}x the floor "
                   "(O_DIRECT, each chunk read back, 4 at once)")
             print(f"  {'  ingest / floor':34s} {figures['floor']:17.2f} s  {floor_ratio:.2f}x ({FLOOR_TARGET:.2f}x: "
-                  f"{'met' if floor_ratio <= FLOOR_TARGET else 'NOT met'})")
+                  f"{'met' if floor_ratio <= FLOOR_TARGET else 'NOT met'}; round by round "
+                  f"{', '.join(f'{r:.2f}x' for r in figures['rounds'])})")
             inside = figures["inside"]
             print(f"  {'  inside the process':34s} {inside:26.2f} s  {inside / figures['floor']:.2f}x the floor "
                   "(ingest started to finished: no start-up)")
