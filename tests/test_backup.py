@@ -210,6 +210,42 @@ def test_missing_and_full_targets_stop_cleanly_and_the_next_run_completes(backed
     assert run("backup", "verify", "--identity", backed["escrow"]).exit_code == 0
 
 
+def test_a_put_that_completes_beside_a_failing_one_is_recorded(backed, monkeypatch, data_dir: Path):
+    """Two objects are put at once: one fails (a full target) and the other completes after it. The one now on the
+    target, and listed in its manifest, is recorded and logged like any other, so verify finds nothing there the
+    station did not write. (Which put finishes first is the threads' business; the harness makes the other one
+    finish last. CI caught it: a run that raised on the first failure left the other put unrecorded.)"""
+    import itertools
+    import threading
+
+    from archiver.backup import run as backup
+    from archiver.errors import BackupTargetError
+
+    real, order, failed = backup._send, itertools.count(), threading.Event()
+
+    def send(ws, target, rec, to, lock):
+        if next(order) == 0:  # the first put completes only once the second has failed
+            assert failed.wait(30)
+            return real(ws, target, rec, to, lock)
+        failed.set()
+        raise BackupTargetError(f"backup target {target.name} is full")
+
+    monkeypatch.setattr(backup, "_send", send)
+    full = backed["run"]("backup", "run")
+    assert full.exit_code == 3 and "is full" in full.stderr
+    first = backed["targets"][0]
+    listed = [json.loads(line)["object"] for line in (first / "backup-manifest.jsonl").read_text().splitlines()
+              if json.loads(line).get("kind") == "recording"]
+    assert len(listed) == 1
+    problems = json.loads(backed["run"]("backup", "verify", "--json").stdout)["problems"]
+    assert [p for p in problems if p["path"].startswith(str(first))] == []
+    events = [json.loads(line) for line in (data_dir / "custody.jsonl").read_text().splitlines()]
+    assert [e["details"]["object"] for e in events if e["action"] == "backup"] == listed
+    monkeypatch.undo()
+    assert backed["run"]("backup", "run").exit_code == 0
+    assert backed["run"]("backup", "verify", "--identity", backed["escrow"]).exit_code == 0
+
+
 def test_killed_mid_run_the_next_run_finishes_without_redoing(backed, cli, recorder: Path, data_dir: Path):
     big = recorder / "ZZ"
     big.mkdir()

@@ -200,7 +200,8 @@ def put_recordings(ws: Workspace, target: Target, to: list[Recipient], counts: d
                 if not running:
                     return
                 finished, _pending = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
+                failed = None
+                for future in finished:  # every put that completed is recorded, even beside one that failed
                     rec = running.pop(future)
                     try:
                         placed = future.result()
@@ -209,11 +210,32 @@ def put_recordings(ws: Workspace, target: Target, to: list[Recipient], counts: d
                         log.error("not backed up: the archived file no longer hashes as catalogued path=%s",
                                   rec.archive_path)
                         continue
+                    except BaseException as exc:
+                        failed = failed or exc
+                        continue
                     _backed_up(ws, target, rec, record(ws, object_row(target, placed, rec.id)), counts)
+                if failed is not None:
+                    raise failed
         finally:
             for future in running:  # let the other writer finish or clean up its temp object
                 future.cancel()
             wait(running)
+            _record_late(ws, target, running, counts)
+
+
+def _record_late(ws: Workspace, target: Target, running: dict[Future, Recording], counts: dict[str, int]) -> None:
+    """The puts that completed while the run was stopping (another one failed: a full target, a stop request).
+    Each is on the target and listed in its manifest, so it is recorded and logged as any other; unrecorded, the
+    next `backup verify` would report it as never written by the station until a later run adopted it. Should
+    the catalog refuse it now, the next run adopts it; the error that stopped this run is the one raised."""
+    for future, rec in running.items():
+        if future.cancelled() or future.exception() is not None:
+            continue
+        try:
+            _backed_up(ws, target, rec, record(ws, object_row(target, future.result(), rec.id)), counts)
+        except Exception as exc:  # noqa: BLE001 - never in place of the error that stopped the run
+            log.warning("a backed-up object is left for the next run to adopt target=%s object=%s error=%s",
+                        target.name, object_name(rec.sha256), exc)
 
 
 # -- locks ----------------------------------------------------------------------------------------------
