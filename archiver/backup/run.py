@@ -224,10 +224,10 @@ def put_recordings(ws: Workspace, target: Target, to: list[Recipient], counts: d
 
 
 def _record_late(ws: Workspace, target: Target, running: dict[Future, Recording], counts: dict[str, int]) -> None:
-    """The puts that completed while the run was stopping (another one failed: a full target, a stop request).
-    Each is on the target and listed in its manifest, so it is recorded and logged as any other; unrecorded, the
-    next `backup verify` would report it as never written by the station until a later run adopted it. Should
-    the catalog refuse it now, the next run adopts it; the error that stopped this run is the one raised."""
+    """The puts that completed while the run was stopping (another put failed, as on a full target, or recording
+    one did). Each is on the target and listed in its manifest, so it is recorded and logged as any other;
+    unrecorded, `backup verify` would report it as never written by the station until a later run adopted it.
+    Should the catalog refuse it now, the next run adopts it; the error that stopped this run is the one raised."""
     for future, rec in running.items():
         if future.cancelled() or future.exception() is not None:
             continue
