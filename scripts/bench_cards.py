@@ -416,9 +416,9 @@ def main() -> None:
         results["usb3"] = card(base, one, USB3, args.runs, "usb3")
     if "six" in cases:
         results["six"] = six_cards(base, six, args.runs)
-    # by bytes: the archive disk's floor for as many bytes (the cached case measured its own, beside it)
+    # by bytes: the archive disk's floor for as many bytes (the cached case measured its own in its rounds)
     floors = {f["bytes"]: {k: f[k] for k in ("write", "read", "both", "floor", "verified")}
-              for f in results.values() if "floor" in f}  # the cached case's also counts its cp and read-back
+              for f in results.values() if "floor" in f}
     for figures in results.values():
         figures |= floors.setdefault(figures["bytes"], disk_floor(base, figures["bytes"], args.runs))
     start = cold_start(ARCHIVER, base, args.runs)

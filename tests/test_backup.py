@@ -234,8 +234,8 @@ def test_a_put_that_completes_beside_a_failing_one_is_recorded(backed, monkeypat
     full = backed["run"]("backup", "run")
     assert full.exit_code == 3 and "is full" in full.stderr
     first = backed["targets"][0]
-    listed = [json.loads(line)["object"] for line in (first / "backup-manifest.jsonl").read_text().splitlines()
-              if json.loads(line).get("kind") == "recording"]
+    entries = [json.loads(line) for line in (first / "backup-manifest.jsonl").read_text().splitlines()]
+    listed = [e["object"] for e in entries if e.get("kind") == "recording"]
     assert len(listed) == 1
     problems = json.loads(backed["run"]("backup", "verify", "--json").stdout)["problems"]
     assert [p for p in problems if p["path"].startswith(str(first))] == []
