@@ -76,8 +76,8 @@ class _ReadAhead:
     (`RWF_NOWAIT`: a read that would wait for the device is refused, not made), and the helper thread starts at
     the first chunk the cache lacks. A chunk handed between threads costs each thread the GIL again, and on a
     source the cache holds (a card's first files read while the command loaded, an inbox just written) that
-    handing, not the read, was the cost: `copy_in` of the bench's cached card (1.3 GB, same disk) took 2.6-3.8 s
-    with the thread, 2.4-2.6 s without it.
+    handing, not the read, was the cost: `copy_in` of 1.3 GB of the bench's card, cached, on the same disk took
+    2.6-3.8 s with the thread, 2.4-2.6 s without it.
     """
 
     def __init__(self, fd: int, depth: int = 3, cached_first: bool = False) -> None:
