@@ -109,8 +109,15 @@ def _login(browser, site, who: str, password: str = PASSWORD, lang: str = "en-US
     page.goto(site["url"] + "/login")
     page.fill("input[name=user]", site["users"][who])
     page.fill("input[name=password]", password)
-    page.click("#login")
+    _follow(page, "#login")
     return page
+
+
+def _follow(page, selector: str, **click) -> None:
+    """Click what leads to another page and wait for that page to load: a click returns once the next page has
+    started, before its body is all there (a CI run found no player on a recording's page read that early)."""
+    page.click(selector, **click)
+    page.wait_for_load_state("load")
 
 
 def _events(site, action: str) -> list[dict]:
@@ -122,15 +129,14 @@ def test_a_legal_officer_finds_a_case_sees_its_gap_and_plays_a_recording(site, b
     page = _login(browser, site, "legal")
     assert page.url.rstrip("/") == site["url"]
     page.fill("input[name=q]", "后叶罚[2022]12号")  # brackets as typed, not as stored
-    page.click("#search")
-    page.click(f"text={CASE}")
+    _follow(page, "#search")
+    _follow(page, f"text={CASE}")
     assert page.inner_text("#case").startswith(CASE)
     assert page.locator(".timeline .gap").count() >= 1  # the step runs to 09:37; footage ends at 09:36:33
     assert page.locator("img.thumbnail").count() == 3  # a strip of frames for each of the three videos
     assert page.evaluate("() => [...document.querySelectorAll('img.thumbnail')].every(i => i.naturalWidth > 0)")
-    page.click("a[href^='/recordings/']:has-text('#')", timeout=5000)
-    video = page.locator("video#player")
-    assert video.count() == 1
+    _follow(page, "a[href^='/recordings/']:has-text('#')", timeout=5000)
+    assert page.locator("video#player").count() == 1, page.inner_text("body")
     page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
     page.wait_for_function("() => document.querySelector('video').currentTime > 0.5", timeout=20000)
     views = _events(site, "view")
@@ -182,10 +188,10 @@ def test_the_pages_speak_chinese_to_a_chinese_browser(site, browser, tmp_path_fa
     page.goto(site["url"] + "/?q=后叶罚")
     assert "搜索" in page.inner_text("body") and "当事人" in page.inner_text("#cases")
     pages = {"home": page.inner_text("body")}
-    page.click(f"text={CASE}")
+    _follow(page, f"text={CASE}")
     pages["case"] = page.inner_text("body")
     page.screenshot(path=str(shots / "case-zh.png"), full_page=True)
-    page.click("a[href^='/recordings/']:has-text('#')")
+    _follow(page, "a[href^='/recordings/']:has-text('#')")
     pages["recording"] = page.inner_text("body")
     page.goto(site["url"] + "/retention")
     pages["retention"] = page.inner_text("body")
@@ -227,13 +233,13 @@ def test_a_second_person_approves_a_purge_in_the_browser_and_the_requester_canno
     assert made["recordings"] >= 1
     own = _login(browser, site, "boss")
     own.goto(site["url"] + "/retention")
-    own.click("button.approve")
+    _follow(own, "button.approve")
     assert f"requested purge {made['id']}" in own.inner_text("#message")
     token = own.get_attribute("input[name=csrf]", "value")  # a hand-made form: a plain refusal, no traceback
     assert own.request.post(site["url"] + "/retention", form={"csrf": token, "request": "x1"}).status == 404
     other = _login(browser, site, "legal")
     other.goto(site["url"] + "/retention")
-    other.click("button.approve")
+    _follow(other, "button.approve")
     assert f"purge request {made['id']} approved" in other.inner_text("#message")
     (approval,) = [e for e in _events(site, "purge_approve") if e["subject"]["request"] == made["id"]]
     assert approval["actor"]["user"] == site["users"]["legal"]
@@ -287,12 +293,12 @@ def test_a_legal_officer_places_and_lifts_a_case_hold_in_the_browser(site, brows
     page = _login(browser, site, "legal")
     page.goto(site["url"] + "/cases/" + CASE)
     page.fill("input[name=reason]", "行政复议")
-    page.click("#hold")
+    _follow(page, "#hold")
     assert "1 hold(s) placed" in page.inner_text("#message") and CASE in page.inner_text("#holds")
     (placed,) = [e for e in _events(site, "hold_add") if e["details"]["reason"] == "行政复议"]
     assert placed["actor"]["user"] == site["users"]["legal"]
     page.fill("#holds input[name=reason]", "复议已决")
-    page.click("button.lift")
+    _follow(page, "button.lift")
     assert "1 hold(s) lifted" in page.inner_text("#message") and CASE not in page.inner_text("#holds")
     officer = _login(browser, site, "officer")
     token = officer.get_attribute("input[name=csrf]", "value")
